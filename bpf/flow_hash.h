@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The flow hash that picks a Maglev slot. It is compiled into the XDP program
+ * and into the C++ side (tests and the "which node?" tools), so both compute
+ * the same slot for the same 5-tuple: one function, two compilers.
+ *
+ * It is Bob Jenkins' lookup3 ("jhash") over the ten 32-bit words of
+ * struct mixlb_flow_key, written out for that fixed length so the BPF
+ * compiler needs no loop. The key is hashed whole, so the destination
+ * (the VIP) and the protocol take part: two VIPs spread flows independently.
+ */
+#ifndef MIXLB_FLOW_HASH_H
+#define MIXLB_FLOW_HASH_H
+
+#include "mixlb_abi.h"
+
+#ifdef __cplusplus
+#include <cstring>
+#define MIXLB_HASH_INLINE static inline
+#else
+#define MIXLB_HASH_INLINE static __always_inline
+#endif
+
+#define MIXLB_HASH_SEED 0x6d69786cu /* "mixl" */
+
+#define __mixlb_rot(x, k) (((x) << (k)) | ((x) >> (32 - (k))))
+
+#define __mixlb_jmix(a, b, c)                                          \
+	do {                                                           \
+		a -= c; a ^= __mixlb_rot(c, 4);  c += b;              \
+		b -= a; b ^= __mixlb_rot(a, 6);  a += c;              \
+		c -= b; c ^= __mixlb_rot(b, 8);  b += a;              \
+		a -= c; a ^= __mixlb_rot(c, 16); c += b;              \
+		b -= a; b ^= __mixlb_rot(a, 19); a += c;              \
+		c -= b; c ^= __mixlb_rot(b, 4);  b += a;              \
+	} while (0)
+
+#define __mixlb_jfinal(a, b, c)                                        \
+	do {                                                           \
+		c ^= b; c -= __mixlb_rot(b, 14);                       \
+		a ^= c; a -= __mixlb_rot(c, 11);                       \
+		b ^= a; b -= __mixlb_rot(a, 25);                       \
+		c ^= b; c -= __mixlb_rot(b, 16);                       \
+		a ^= c; a -= __mixlb_rot(c, 4);                        \
+		b ^= a; b -= __mixlb_rot(a, 14);                       \
+		c ^= b; c -= __mixlb_rot(b, 24);                       \
+	} while (0)
+
+/* Hash of a whole flow key (ten words). */
+MIXLB_HASH_INLINE __u32 mixlb_flow_hash(const struct mixlb_flow_key *key)
+{
+	__u32 w[10];
+	__u32 a, b, c;
+
+#ifdef __cplusplus
+	static_assert(sizeof(struct mixlb_flow_key) == sizeof(w), "flow key is ten words");
+	std::memcpy(w, key, sizeof(w));
+#else
+	__builtin_memcpy(w, key, sizeof(w));
+#endif
+	a = b = c = 0xdeadbeefu + (10u << 2) + MIXLB_HASH_SEED;
+	a += w[0]; b += w[1]; c += w[2];
+	__mixlb_jmix(a, b, c);
+	a += w[3]; b += w[4]; c += w[5];
+	__mixlb_jmix(a, b, c);
+	a += w[6]; b += w[7]; c += w[8];
+	__mixlb_jmix(a, b, c);
+	a += w[9];
+	__mixlb_jfinal(a, b, c);
+	return c;
+}
+
+#endif /* MIXLB_FLOW_HASH_H */

@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The kernel/user ABI of mixlb: every map key and value, every constant and
+ * every enum that the BPF programs and the C++ sidecar both touch. It is the
+ * one definition of these types; both sides include this file, and the C++
+ * side pins the sizes with static_asserts (sidecar/abi.h), so the two cannot
+ * drift apart.
+ *
+ * Addresses are always 16 bytes: an IPv4 address sits in addr[0] (network
+ * order) with the other three words zero, so one key layout serves both
+ * families. Ports are kept in network byte order, exactly as they appear in
+ * the packet, so the data path never swaps bytes on the hot path.
+ */
+#ifndef MIXLB_ABI_H
+#define MIXLB_ABI_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+/* Node id 0 is never a real node: an empty Maglev slot holds it. */
+#define MIXLB_NODE_NONE 0u
+
+/* Default size of a VIP's Maglev lookup table (a prime, as Maglev needs). */
+#define MIXLB_DEFAULT_RING_SIZE 65537u
+
+/* The VIP's table is double-buffered: two halves, one of them active. */
+#define MIXLB_RING_HALVES 2u
+
+/* Address families as stored in keys (same values as AF_INET/AF_INET6). */
+#define MIXLB_AF_INET 2
+#define MIXLB_AF_INET6 10
+
+/* Key of the VIP map: destination address, port and IP protocol. */
+struct mixlb_vip_key {
+	__u32 addr[4];
+	__be16 port; /* network order */
+	__u8 proto;  /* IPPROTO_TCP / IPPROTO_UDP */
+	__u8 family; /* MIXLB_AF_INET / MIXLB_AF_INET6 */
+};
+
+/*
+ * Value of the VIP map. vip_id indexes the stats and the Maglev table array;
+ * active_half says which half of the double buffer packets read. The sidecar
+ * writes a new table into the inactive half, then flips active_half with one
+ * map update, so no packet ever sees a half-written table.
+ */
+struct mixlb_vip_value {
+	__u32 vip_id;
+	__u32 active_half;
+	__u32 flags;
+	__u32 reserved;
+};
+
+/* Connection-table key: the 5-tuple as it arrives (client -> VIP). */
+struct mixlb_flow_key {
+	__u32 src[4];
+	__u32 dst[4];
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 family;
+	__u8 pad[2];
+};
+
+/* TCP flags seen on a flow, recorded in mixlb_ct_value.flags. */
+enum mixlb_ct_flag {
+	MIXLB_CT_SEEN_SYN = 1u << 0,
+	MIXLB_CT_SEEN_FIN = 1u << 1,
+	MIXLB_CT_SEEN_RST = 1u << 2,
+	MIXLB_CT_FROM_NON_SYN = 1u << 3, /* created by a non-SYN packet */
+};
+
+/* Connection-table value: which node serves the flow, and when it was seen. */
+struct mixlb_ct_value {
+	__u64 last_seen_ns; /* bpf_ktime_get_ns() of the latest packet */
+	__u32 node_id;
+	__u32 flags; /* enum mixlb_ct_flag */
+};
+
+/* A node of the cluster, keyed by its node id. */
+struct mixlb_node {
+	__u32 addr[4]; /* the node's address on the balancing segment */
+	__u8 family;
+	__u8 pad[3];
+	__u32 flags;
+};
+
+/* Key of the peer-MAC map: a frame from one of these was balanced already. */
+struct mixlb_mac {
+	__u8 addr[6];
+	__u8 pad[2];
+};
+
+/*
+ * Why a VIP packet was dropped. One enum for the whole data path; the C++
+ * side has a name for each (sidecar/abi.cc) and a test that the two match.
+ */
+enum mixlb_drop_reason {
+	MIXLB_DROP_NONE = 0,
+	MIXLB_DROP_NO_BACKEND,      /* the VIP's table has no node */
+	MIXLB_DROP_UNKNOWN_NODE,    /* the table names a node the node map lacks */
+	MIXLB_DROP_TABLE_LOOKUP,    /* the Maglev slot lookup failed */
+	MIXLB_DROP_FIB_NO_NEIGH,    /* bpf_fib_lookup: neighbour not resolved */
+	MIXLB_DROP_FIB_FWD_DISABLED,/* bpf_fib_lookup: forwarding disabled */
+	MIXLB_DROP_FIB_OTHER,       /* bpf_fib_lookup: any other failure */
+	MIXLB_DROP_REDIRECT,        /* bpf_redirect refused the egress device */
+	MIXLB_DROP__MAX,
+};
+
+/* Per-CPU counters of one VIP (index: vip_id). */
+struct mixlb_vip_stats {
+	__u64 local_pkts;     /* served by this node */
+	__u64 local_bytes;
+	__u64 fwd_pkts;       /* forwarded to a peer */
+	__u64 fwd_bytes;
+	__u64 from_peer_pkts; /* balanced by a peer, delivered here */
+	__u64 from_peer_bytes;
+	__u64 drop_pkts[MIXLB_DROP__MAX];
+};
+
+/*
+ * Global per-CPU counters (index: enum mixlb_counter). Only VIP packets are
+ * counted: a packet that is not ours costs no more than the VIP lookup.
+ */
+enum mixlb_counter {
+	MIXLB_CNT_CT_HIT = 0,
+	MIXLB_CNT_CT_MISS,
+	MIXLB_CNT_CT_INSERT,
+	MIXLB_CNT_CT_INSERT_FAIL,
+	MIXLB_CNT__MAX,
+};
+
+#endif /* MIXLB_ABI_H */

@@ -1,0 +1,80 @@
+#pragma once
+// The sidecar's configuration: one TOML file (documented in
+// conf/mixlb.example.toml and docs/configuration.md) plus command-line flags
+// that override it. Loading validates everything up front; a bad value raises
+// ConfigError whose message names the file, the line and the key, so the
+// daemon can refuse to start with one clear sentence.
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "address.h"
+
+namespace mixlb {
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// How the XDP program is attached. kAuto tries native (driver) mode and falls
+// back to generic (skb) mode with a warning; the mode in use is in status.
+enum class XdpMode { kAuto, kNative, kGeneric };
+std::string_view to_string(XdpMode mode);
+
+struct VipConfig {
+  Address address;
+  std::uint8_t protocol = 6;          // IPPROTO_TCP
+  std::vector<std::uint16_t> ports;   // host byte order, at least one
+};
+
+struct PeerConfig {
+  std::string name;
+  Address address;
+};
+
+struct Config {
+  std::string source;  // the config file's path ("" when flags only)
+
+  // [node]
+  std::string node_name;
+  std::string interface;
+  std::optional<Address> node_address;  // default: the interface's first IPv4 address
+  std::string admin_socket;             // default: /run/mixlb/<node_name>.sock
+  std::string bpffs_dir = "/sys/fs/bpf/mixlb";  // maps pinned under <bpffs_dir>/<node_name>/
+  std::string log_level = "info";
+
+  // [datapath]
+  XdpMode xdp_mode = XdpMode::kAuto;
+  std::uint32_t maglev_table_size = 65537;  // prime
+  std::uint32_t conntrack_entries = 65536;
+  std::uint32_t max_vips = 64;
+  std::uint32_t max_nodes = 1024;
+  std::string bpf_object;  // default: the installed/built mixlb_xdp.o next to the binary
+
+  // [neighbours]
+  std::uint32_t neighbour_refresh_ms = 1000;
+
+  std::vector<VipConfig> vips;
+  std::vector<PeerConfig> peers;  // may include this node itself; it is ignored there
+};
+
+// Parses TOML text. `path` is used only in error messages.
+Config parse_config(std::string_view text, std::string_view path);
+
+// Reads and parses a file (ConfigError if it cannot be read).
+Config load_config_file(const std::string& path);
+
+// Builds the configuration from argv: --config FILE plus overriding flags.
+// Throws ConfigError on a bad flag or value; returns nullopt after printing
+// --help text.
+std::optional<Config> config_from_args(int argc, const char* const* argv);
+
+// Checks cross-field rules (unique names and addresses, ports, sizes) and
+// fills defaults that depend on other fields. Called by the functions above.
+void validate(Config& config);
+
+}  // namespace mixlb

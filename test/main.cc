@@ -1,0 +1,3 @@
+// doctest's runner for every test executable of mixlb.
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>
