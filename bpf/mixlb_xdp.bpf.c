@@ -27,7 +27,7 @@ int mixlb_xdp(struct xdp_md *ctx)
 		return XDP_PASS;
 	stats = stats_vip(vip->vip_id);
 
-	if (peer_sent((void *)(long)ctx->data)) {
+	if (peer_sent(ctx)) {
 		if (stats) {
 			stats->from_peer_pkts += 1;
 			stats->from_peer_bytes += bytes;

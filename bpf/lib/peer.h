@@ -25,10 +25,14 @@ struct {
 	__uint(max_entries, 1024);
 } mixlb_peer_macs SEC(".maps");
 
-static __always_inline bool peer_sent(const struct ethhdr *eth)
+static __always_inline bool peer_sent(struct xdp_md *ctx)
 {
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = (void *)(long)ctx->data;
 	struct mixlb_mac key = {};
 
+	if ((void *)(eth + 1) > data_end)
+		return false;
 	__builtin_memcpy(key.addr, eth->h_source, sizeof(key.addr));
 	return bpf_map_lookup_elem(&mixlb_peer_macs, &key) != NULL;
 }
