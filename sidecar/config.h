@@ -51,9 +51,8 @@ struct Config {
   XdpMode xdp_mode = XdpMode::kAuto;
   std::uint32_t maglev_table_size = 65537;  // prime
   std::uint32_t conntrack_entries = 65536;
-  std::uint32_t max_vips = 64;
+  std::uint32_t max_vips = 16;     // the Maglev array holds max_vips * 2 * maglev_table_size ids
   std::uint32_t max_nodes = 1024;
-  std::string bpf_object;  // default: the installed/built mixlb_xdp.o next to the binary
 
   // [neighbours]
   std::uint32_t neighbour_refresh_ms = 1000;
