@@ -1,0 +1,589 @@
+// The XDP program, run through BPF_PROG_TEST_RUN on the real object: each case
+// is a frame, a map setup and the exact verdict and bytes that must come out.
+//
+// Forwarding needs bpf_fib_lookup to see real devices, routes and neighbours,
+// so the first case that needs them moves this test process into a private
+// network namespace and builds them there:
+//
+//   dp0 10.0.0.1/24  -- neighbours: 10.0.0.2 (peer, resolved), 10.0.0.3 (ghost, none)
+//   dp1 10.0.5.1/24  -- neighbour 10.0.5.2 (far peer: egress differs -> redirect)
+//   dp2 10.0.9.1/24  -- forwarding disabled
+//
+// Without root or BPF, every case here reports skipped with the reason.
+#include <bpf/libbpf.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include <doctest/doctest.h>
+
+#include "bpf_test_run.h"
+#include "datapath.h"
+#include "flow_hash.h"
+#include "maglev.h"
+#include "node_id.h"
+#include "packet.h"
+
+namespace mixlb {
+namespace {
+
+using test::Bytes;
+using test::Frame;
+using test::ip4;
+using test::Mac;
+
+const char* skip_reason() {
+  static const std::string reason = [] {
+    if (geteuid() != 0) return std::string("not root");
+    if (libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_XDP, nullptr) != 1)
+      return std::string("kernel refuses XDP programs");
+    return std::string();
+  }();
+  return reason.c_str();
+}
+
+bool cannot_run() {
+  static const bool skip = [] {
+    if (*skip_reason()) std::fprintf(stderr, "datapath tests skipped: %s\n", skip_reason());
+    return *skip_reason() != 0;
+  }();
+  return skip;
+}
+
+const Mac kPeerMac{0x02, 0xaa, 0, 0, 0, 0x02};
+const Mac kFarMac{0x02, 0xaa, 0, 0, 5, 0x02};
+const Mac kRouterMac{0x02, 0, 0, 0, 0, 0xfe};
+
+const std::uint32_t kSelf = node_id_for("self");
+const std::uint32_t kPeer = node_id_for("peer");
+const std::uint32_t kFar = node_id_for("far");
+const std::uint32_t kGhost = node_id_for("ghost");
+const std::uint32_t kUnknown = node_id_for("not-in-node-map");
+constexpr std::uint32_t kRing = 251;
+
+// /sys shows the namespace it was mounted in, so ask the kernel through a
+// socket that lives in this one.
+Mac read_mac(const std::string& dev) {
+  const int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  REQUIRE(fd >= 0);
+  ifreq req{};
+  std::snprintf(req.ifr_name, sizeof(req.ifr_name), "%s", dev.c_str());
+  const int rc = ioctl(fd, SIOCGIFHWADDR, &req);
+  close(fd);
+  REQUIRE(rc == 0);
+  Mac mac{};
+  std::memcpy(mac.data(), req.ifr_hwaddr.sa_data, 6);
+  return mac;
+}
+
+void sh(const std::string& cmd) {
+  INFO("command: " << cmd);
+  REQUIRE(std::system((cmd + " >/dev/null 2>&1").c_str()) == 0);
+}
+
+struct TestNet {
+  int dp0 = 0, dp1 = 0, dp2 = 0;
+  Mac dp0_mac{}, dp1_mac{};
+};
+
+const TestNet& test_net() {
+  static TestNet net = [] {
+    REQUIRE(unshare(CLONE_NEWNET) == 0);
+    sh("ip link set lo up");
+    for (const char* n : {"dp0", "dp1", "dp2"}) {
+      sh(std::string("ip link add ") + n + " type veth peer name " + n + "p");
+      sh(std::string("ip link set ") + n + " up");
+      sh(std::string("ip link set ") + n + "p up");
+    }
+    sh("ip addr add 10.0.0.1/24 dev dp0");
+    sh("ip addr add 10.0.5.1/24 dev dp1");
+    sh("ip addr add 10.0.9.1/24 dev dp2");
+    sh("ip neigh add 10.0.0.2 lladdr 02:aa:00:00:00:02 dev dp0 nud permanent");
+    sh("ip neigh add 10.0.5.2 lladdr 02:aa:00:00:05:02 dev dp1 nud permanent");
+    sh("sysctl -w net.ipv4.conf.all.forwarding=1");
+    sh("sysctl -w net.ipv4.conf.dp2.forwarding=0");
+    TestNet n;
+    n.dp0 = static_cast<int>(if_nametoindex("dp0"));
+    n.dp1 = static_cast<int>(if_nametoindex("dp1"));
+    n.dp2 = static_cast<int>(if_nametoindex("dp2"));
+    n.dp0_mac = read_mac("dp0");
+    n.dp1_mac = read_mac("dp1");
+    return n;
+  }();
+  return net;
+}
+
+mixlb_vip_key vip_key(const char* addr, std::uint16_t port) {
+  mixlb_vip_key k{};
+  k.addr[0] = ip4(addr);
+  k.port = htons(port);
+  k.proto = 6;
+  k.family = MIXLB_AF_INET;
+  return k;
+}
+
+mixlb_flow_key flow_of(const Frame& f) {
+  mixlb_flow_key k{};
+  k.src[0] = f.saddr;
+  k.dst[0] = f.daddr;
+  k.sport = htons(f.sport);
+  k.dport = htons(f.dport);
+  k.proto = f.protocol;
+  k.family = MIXLB_AF_INET;
+  return k;
+}
+
+// One loaded program with the test cluster: self, peer, far, ghost.
+struct Lb {
+  std::unique_ptr<XdpProgram> prog;
+
+  explicit Lb(std::uint32_t ring = kRing) {
+    test_net();
+    DatapathSettings s;
+    s.self_node_id = kSelf;
+    s.ring_size = ring;
+    s.max_vips = 4;
+    s.conntrack_entries = 1024;
+    s.max_nodes = 16;
+    auto loaded = XdpProgram::load(s);
+    REQUIRE_MESSAGE(loaded.has_value(), (loaded ? "" : loaded.error().message()));
+    prog = std::move(*loaded);
+    node(kSelf, "10.0.0.1");
+    node(kPeer, "10.0.0.2");
+    node(kFar, "10.0.5.2");
+    node(kGhost, "10.0.0.3");
+  }
+
+  DatapathMaps& maps() { return prog->maps(); }
+
+  void node(std::uint32_t id, const char* addr) {
+    mixlb_node n{};
+    n.addr[0] = ip4(addr);
+    n.family = MIXLB_AF_INET;
+    REQUIRE(maps().set_node(id, n).has_value());
+  }
+
+  // Publishes a table where every slot holds `id`.
+  std::uint32_t vip_all(const char* addr, std::uint16_t port, std::uint32_t id, std::uint32_t vip_id = 0) {
+    std::vector<std::uint32_t> table(maps().ring_size(), id);
+    auto half = maps().publish_vip(vip_key(addr, port), vip_id, table);
+    REQUIRE(half.has_value());
+    return *half;
+  }
+
+  XdpRunResult run(const Bytes& frame, int ifindex = -1) {
+    auto r = xdp_test_run(prog->prog_fd(), frame, ifindex < 0 ? test_net().dp0 : ifindex);
+    REQUIRE_MESSAGE(r.has_value(), (r ? "" : r.error().message()));
+    return *r;
+  }
+
+  VipCounters counters(std::uint32_t vip_id = 0) {
+    auto c = maps().vip_counters(vip_id);
+    REQUIRE(c.has_value());
+    return *c;
+  }
+};
+
+Frame syn_to_vip() {
+  Frame f;
+  f.daddr = ip4("10.100.0.1");
+  f.dport = 80;
+  f.tcp_flags = test::kSyn;
+  return f;
+}
+
+void check_untouched(Lb& lb, const Bytes& frame) {
+  auto r = lb.run(frame);
+  CHECK(r.verdict == XDP_PASS);
+  CHECK(r.packet == frame);
+}
+
+}  // namespace
+
+TEST_SUITE("datapath" * doctest::skip(cannot_run())) {
+
+TEST_CASE("a TCP packet to an address that is not a VIP passes untouched") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kPeer);
+  Frame f = syn_to_vip();
+  f.daddr = ip4("10.100.0.2");
+  check_untouched(lb, f.build());
+  CHECK(lb.counters().fwd_pkts == 0);
+}
+
+TEST_CASE("a TCP packet to the VIP on an unconfigured port passes untouched") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kPeer);
+  Frame f = syn_to_vip();
+  f.dport = 22;
+  check_untouched(lb, f.build());
+}
+
+TEST_CASE("UDP to the VIP's address and port passes untouched (the VIP is TCP)") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kPeer);
+  Frame f = syn_to_vip();
+  f.protocol = 17;
+  f.payload = {1, 2, 3, 4};
+  check_untouched(lb, f.build());
+}
+
+TEST_CASE("non-IPv4 frames pass untouched: ARP and IPv6") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kPeer);
+  Frame arp;
+  arp.ethertype = 0x0806;
+  arp.payload = Bytes(28, 0x11);
+  check_untouched(lb, arp.build());
+  Frame v6;
+  v6.ethertype = 0x86dd;
+  v6.payload = Bytes(60, 0x22);
+  check_untouched(lb, v6.build());
+}
+
+TEST_CASE("a SYN to the VIP whose table names this node is passed to the local stack") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kSelf);
+  const Frame f = syn_to_vip();
+  const Bytes in = f.build();
+  auto r = lb.run(in);
+  CHECK(r.verdict == XDP_PASS);
+  CHECK(r.packet == in);
+  const auto c = lb.counters();
+  CHECK(c.local_pkts == 1);
+  CHECK(c.local_bytes == in.size());
+  CHECK(c.fwd_pkts == 0);
+  auto ct = lb.maps().conntrack(flow_of(f));
+  REQUIRE(ct.has_value());
+  REQUIRE(ct->has_value());
+  CHECK((*ct)->node_id == kSelf);
+  CHECK(((*ct)->flags & MIXLB_CT_SEEN_SYN) != 0);
+  CHECK(((*ct)->flags & MIXLB_CT_FROM_NON_SYN) == 0);
+  CHECK((*ct)->last_seen_ns > 0);
+}
+
+TEST_CASE("a SYN to the VIP whose table names a peer leaves by XDP_TX with both MACs from the FIB") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kPeer);
+  const Bytes in = syn_to_vip().build();
+  auto r = lb.run(in);
+  CHECK(r.verdict == XDP_TX);
+  CHECK(r.packet == test::with_macs(in, kPeerMac, test_net().dp0_mac));
+  const auto c = lb.counters();
+  CHECK(c.fwd_pkts == 1);
+  CHECK(c.fwd_bytes == in.size());
+  CHECK(c.local_pkts == 0);
+}
+
+TEST_CASE("a peer reached through another interface is forwarded with XDP_REDIRECT") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kFar);
+  const Bytes in = syn_to_vip().build();
+  auto r = lb.run(in);
+  CHECK(r.verdict == XDP_REDIRECT);
+  CHECK(r.packet == test::with_macs(in, kFarMac, test_net().dp1_mac));
+}
+
+TEST_CASE("an unresolved neighbour drops and counts, never delivers locally") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kGhost);
+  auto r = lb.run(syn_to_vip().build());
+  CHECK(r.verdict == XDP_DROP);
+  const auto c = lb.counters();
+  CHECK(c.drops[MIXLB_DROP_FIB_NO_NEIGH] == 1);
+  CHECK(c.local_pkts == 0);
+  CHECK(c.fwd_pkts == 0);
+}
+
+TEST_CASE("forwarding disabled on the ingress device drops with its own reason") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kPeer);
+  auto r = lb.run(syn_to_vip().build(), test_net().dp2);
+  CHECK(r.verdict == XDP_DROP);
+  CHECK(lb.counters().drops[MIXLB_DROP_FIB_FWD_DISABLED] == 1);
+}
+
+TEST_CASE("a table naming a node missing from the node map drops as unknown_node") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kUnknown);
+  auto r = lb.run(syn_to_vip().build());
+  CHECK(r.verdict == XDP_DROP);
+  CHECK(lb.counters().drops[MIXLB_DROP_UNKNOWN_NODE] == 1);
+}
+
+TEST_CASE("a VIP whose table is empty drops as no_backend and inserts no connection") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, MIXLB_NODE_NONE);
+  const Frame f = syn_to_vip();
+  auto r = lb.run(f.build());
+  CHECK(r.verdict == XDP_DROP);
+  CHECK(lb.counters().drops[MIXLB_DROP_NO_BACKEND] == 1);
+  auto ct = lb.maps().conntrack(flow_of(f));
+  REQUIRE(ct.has_value());
+  CHECK_FALSE(ct->has_value());
+}
+
+TEST_CASE("an established flow keeps its node after the Maglev table changes") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kPeer);
+  Frame f = syn_to_vip();
+  const Bytes syn = f.build();
+  REQUIRE(lb.run(syn).verdict == XDP_TX);
+
+  // Every slot now names this node: new flows stay local...
+  lb.vip_all("10.100.0.1", 80, kSelf);
+  Frame other = syn_to_vip();
+  other.sport = 40001;
+  CHECK(lb.run(other.build()).verdict == XDP_PASS);
+
+  // ...but the established flow still goes to the peer.
+  f.tcp_flags = test::kAck | test::kPsh;
+  f.payload = {'h', 'i'};
+  const Bytes data = f.build();
+  auto r = lb.run(data);
+  CHECK(r.verdict == XDP_TX);
+  CHECK(r.packet == test::with_macs(data, kPeerMac, test_net().dp0_mac));
+  auto counters = lb.maps().counters();
+  REQUIRE(counters.has_value());
+  CHECK((*counters)[MIXLB_CNT_CT_HIT] == 1);
+  CHECK((*counters)[MIXLB_CNT_CT_MISS] == 2);
+  CHECK((*counters)[MIXLB_CNT_CT_INSERT] == 2);
+}
+
+TEST_CASE("a mid-stream packet without a connection entry follows Maglev and is pinned") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kPeer);
+  Frame f = syn_to_vip();
+  f.tcp_flags = test::kAck;
+  REQUIRE(lb.run(f.build()).verdict == XDP_TX);
+  auto ct = lb.maps().conntrack(flow_of(f));
+  REQUIRE(ct.has_value());
+  REQUIRE(ct->has_value());
+  CHECK((*ct)->node_id == kPeer);
+  CHECK(((*ct)->flags & MIXLB_CT_FROM_NON_SYN) != 0);
+  lb.vip_all("10.100.0.1", 80, kSelf);
+  CHECK(lb.run(f.build()).verdict == XDP_TX);
+}
+
+TEST_CASE("FIN and RST seen on a flow are recorded in its connection entry") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kSelf);
+  Frame f = syn_to_vip();
+  lb.run(f.build());
+  f.tcp_flags = test::kFin | test::kAck;
+  lb.run(f.build());
+  auto ct = lb.maps().conntrack(flow_of(f));
+  REQUIRE(ct.has_value());
+  REQUIRE(ct->has_value());
+  CHECK(((*ct)->flags & MIXLB_CT_SEEN_FIN) != 0);
+  CHECK(((*ct)->flags & MIXLB_CT_SEEN_RST) == 0);
+  f.tcp_flags = test::kRst;
+  lb.run(f.build());
+  ct = lb.maps().conntrack(flow_of(f));
+  CHECK(((*ct)->flags & MIXLB_CT_SEEN_RST) != 0);
+}
+
+TEST_CASE("a frame from a known peer's MAC is delivered locally, never balanced again") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kPeer);
+  mixlb_mac mac{};
+  std::memcpy(mac.addr, kPeerMac.data(), 6);
+  REQUIRE(lb.maps().set_peer_mac(mac, kPeer).has_value());
+  Frame f = syn_to_vip();
+  f.src_mac = kPeerMac;
+  const Bytes in = f.build();
+  auto r = lb.run(in);
+  CHECK(r.verdict == XDP_PASS);
+  CHECK(r.packet == in);
+  const auto c = lb.counters();
+  CHECK(c.from_peer_pkts == 1);
+  CHECK(c.from_peer_bytes == in.size());
+  CHECK(c.fwd_pkts == 0);
+  auto ct = lb.maps().conntrack(flow_of(f));
+  REQUIRE(ct.has_value());
+  CHECK_FALSE(ct->has_value());
+}
+
+TEST_CASE("the slot the program picks is the C++ flow hash modulo the ring") {
+  Lb lb;
+  // Alternate slots between this node and the peer, so the verdict tells
+  // which slot the program read.
+  std::vector<std::uint32_t> table(kRing);
+  for (std::uint32_t i = 0; i < kRing; ++i) table[i] = i % 2 ? kPeer : kSelf;
+  REQUIRE(lb.maps().publish_vip(vip_key("10.100.0.1", 80), 0, table).has_value());
+  int local = 0, forwarded = 0;
+  for (std::uint16_t port = 20000; port < 20064; ++port) {
+    Frame f = syn_to_vip();
+    f.sport = port;
+    const mixlb_flow_key key = flow_of(f);
+    const std::uint32_t slot = mixlb_flow_hash(&key) % kRing;
+    const std::uint32_t want = slot % 2 ? XDP_TX : XDP_PASS;
+    CHECK(lb.run(f.build()).verdict == want);
+    (want == XDP_TX ? forwarded : local)++;
+  }
+  CHECK(local > 0);
+  CHECK(forwarded > 0);
+}
+
+TEST_CASE("a Maglev table from the builder spreads flows over all three nodes") {
+  Lb lb(MIXLB_DEFAULT_RING_SIZE);
+  const std::vector<MaglevBackend> backends{{"self", kSelf, 1}, {"peer", kPeer, 1}, {"far", kFar, 1}};
+  const auto table = build_maglev_table(backends, MIXLB_DEFAULT_RING_SIZE);
+  REQUIRE(lb.maps().publish_vip(vip_key("10.100.0.1", 80), 0, table).has_value());
+  int pass = 0, tx = 0, redirect = 0;
+  for (std::uint16_t port = 30000; port < 30300; ++port) {
+    Frame f = syn_to_vip();
+    f.sport = port;
+    const auto v = lb.run(f.build()).verdict;
+    pass += v == XDP_PASS;
+    tx += v == XDP_TX;
+    redirect += v == XDP_REDIRECT;
+  }
+  CHECK(pass + tx + redirect == 300);
+  CHECK(pass > 60);
+  CHECK(tx > 60);
+  CHECK(redirect > 60);
+}
+
+TEST_CASE("publishing a table flips the VIP's active half and the live table is the new one") {
+  Lb lb;
+  CHECK(lb.vip_all("10.100.0.1", 80, kSelf) == 0);
+  CHECK(lb.vip_all("10.100.0.1", 80, kPeer) == 1);
+  auto live = lb.maps().live_table(vip_key("10.100.0.1", 80));
+  REQUIRE(live.has_value());
+  CHECK(std::count(live->begin(), live->end(), kPeer) == kRing);
+  CHECK(lb.vip_all("10.100.0.1", 80, kSelf) == 0);
+  CHECK(lb.run(syn_to_vip().build()).verdict == XDP_PASS);
+}
+
+TEST_CASE("a table of the wrong size is refused and the live table stays") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kSelf);
+  std::vector<std::uint32_t> wrong(kRing - 1, kPeer);
+  CHECK_FALSE(lb.maps().publish_vip(vip_key("10.100.0.1", 80), 0, wrong).has_value());
+  CHECK(lb.run(syn_to_vip().build()).verdict == XDP_PASS);
+}
+
+TEST_CASE("two ports of one VIP address are balanced by their own tables") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kSelf, 0);
+  lb.vip_all("10.100.0.1", 443, kPeer, 1);
+  Frame http = syn_to_vip();
+  Frame https = syn_to_vip();
+  https.dport = 443;
+  CHECK(lb.run(http.build()).verdict == XDP_PASS);
+  CHECK(lb.run(https.build()).verdict == XDP_TX);
+  CHECK(lb.counters(0).local_pkts == 1);
+  CHECK(lb.counters(1).fwd_pkts == 1);
+  CHECK(lb.counters(0).fwd_pkts == 0);
+}
+
+TEST_CASE("a removed VIP is no longer balanced") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kPeer);
+  REQUIRE(lb.maps().remove_vip(vip_key("10.100.0.1", 80)).has_value());
+  check_untouched(lb, syn_to_vip().build());
+}
+
+TEST_CASE("IPv4 with options is balanced, and the options come out unchanged") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kPeer);
+  for (std::size_t option_bytes : {4u, 8u, 40u}) {
+    CAPTURE(option_bytes);
+    Frame f = syn_to_vip();
+    f.ip_options = Bytes(option_bytes, 0x01);  // NOPs
+    const Bytes in = f.build();
+    auto r = lb.run(in);
+    CHECK(r.verdict == XDP_TX);
+    CHECK(r.packet == test::with_macs(in, kPeerMac, test_net().dp0_mac));
+  }
+}
+
+TEST_CASE("a frame holding only an Ethernet header passes untouched") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kPeer);
+  const Bytes full = syn_to_vip().build();
+  check_untouched(lb, Bytes(full.begin(), full.begin() + 14));
+}
+
+TEST_CASE("frames shorter than an Ethernet header never reach the program") {
+  Lb lb;
+  const Bytes full = syn_to_vip().build();
+  auto r = xdp_test_run(lb.prog->prog_fd(), Bytes(full.begin(), full.begin() + 10), test_net().dp0);
+  CHECK_FALSE(r.has_value());
+}
+
+TEST_CASE("truncated IPv4 and TCP headers pass untouched") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kPeer);
+  const Bytes full = syn_to_vip().build();
+  for (std::size_t len : {15u, 20u, 33u, 34u, 40u, 53u}) {
+    CAPTURE(len);
+    check_untouched(lb, Bytes(full.begin(), full.begin() + len));
+  }
+  CHECK(lb.counters().fwd_pkts == 0);
+}
+
+TEST_CASE("options that run past the end of the frame pass untouched") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kPeer);
+  Frame f = syn_to_vip();
+  f.ip_options = Bytes(40, 0x01);
+  const Bytes full = f.build();
+  check_untouched(lb, Bytes(full.begin(), full.begin() + 14 + 60 + 10));
+}
+
+TEST_CASE("IPv4 headers that lie about their lengths pass untouched") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kPeer);
+  Frame short_ihl = syn_to_vip();
+  short_ihl.ihl = 4;
+  check_untouched(lb, short_ihl.build());
+  Frame short_total = syn_to_vip();
+  short_total.tot_len = 30;
+  check_untouched(lb, short_total.build());
+  Frame v6_in_v4 = syn_to_vip();
+  Bytes bytes = v6_in_v4.build();
+  bytes[14] = 0x65;  // version 6 in an IPv4 ethertype frame
+  check_untouched(lb, bytes);
+}
+
+TEST_CASE("IPv4 fragments pass untouched: first, middle and last") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kPeer);
+  for (std::uint16_t frag : {std::uint16_t{0x2000}, std::uint16_t{0x2010}, std::uint16_t{0x0010}}) {
+    CAPTURE(frag);
+    Frame f = syn_to_vip();
+    f.frag_off = frag;
+    check_untouched(lb, f.build());
+  }
+}
+
+TEST_CASE("counters of passed-through and forwarded traffic add up over many packets") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kPeer);
+  std::uint64_t bytes = 0;
+  for (int i = 0; i < 20; ++i) {
+    Frame f = syn_to_vip();
+    f.sport = static_cast<std::uint16_t>(50000 + i);
+    f.payload = Bytes(static_cast<std::size_t>(i), 0x33);
+    const Bytes in = f.build();
+    bytes += in.size();
+    REQUIRE(lb.run(in).verdict == XDP_TX);
+  }
+  const auto c = lb.counters();
+  CHECK(c.fwd_pkts == 20);
+  CHECK(c.fwd_bytes == bytes);
+  CHECK(c.dropped() == 0);
+}
+
+}  // TEST_SUITE
+
+}  // namespace mixlb

@@ -1,0 +1,142 @@
+#pragma once
+// The XDP program's owner (XdpProgram) and its maps (DatapathMaps).
+//
+// XdpProgram wraps the libbpf skeleton: it sets the load-time constants and
+// map sizes, loads the program, pins the maps under a directory so a
+// restarted sidecar adopts them (the connection table survives a restart),
+// and attaches through a BPF link that is pinned too, so traffic keeps
+// flowing while the sidecar is down. A new sidecar swaps its program into the
+// pinned link instead of detaching first.
+//
+// DatapathMaps is the typed view of the maps the sidecar writes and reads:
+// VIPs with their double-buffered Maglev tables, nodes, peer MACs, counters.
+// It holds file descriptors only, so tests drive the same code as the daemon.
+#include <cstdint>
+#include <expected>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "abi.h"
+#include "config.h"
+
+struct mixlb_xdp;  // the generated skeleton
+
+namespace mixlb {
+
+struct DatapathSettings {
+  std::uint32_t self_node_id = MIXLB_NODE_NONE;
+  std::uint32_t ring_size = MIXLB_DEFAULT_RING_SIZE;
+  std::uint32_t max_vips = 16;
+  std::uint32_t conntrack_entries = 65536;
+  std::uint32_t max_nodes = 1024;
+  std::string pin_dir;  // "" = no pinning (tests)
+};
+
+// An error with the call that failed and the errno it returned.
+struct DatapathError {
+  std::string what;
+  std::error_code code;
+  std::string message() const;
+};
+
+template <typename T>
+using DpResult = std::expected<T, DatapathError>;
+
+// Sum over CPUs of one VIP's counters.
+struct VipCounters {
+  std::uint64_t local_pkts = 0, local_bytes = 0;
+  std::uint64_t fwd_pkts = 0, fwd_bytes = 0;
+  std::uint64_t from_peer_pkts = 0, from_peer_bytes = 0;
+  std::array<std::uint64_t, MIXLB_DROP__MAX> drops{};
+  std::uint64_t dropped() const;
+};
+
+class DatapathMaps {
+ public:
+  DatapathMaps() = default;
+  DatapathMaps(const mixlb_xdp& skel, std::uint32_t ring_size);
+
+  std::uint32_t ring_size() const { return ring_size_; }
+
+  // Writes `table` (ring_size node ids) into the VIP's inactive half, then
+  // makes it live with one update of the VIP entry (inserting the VIP if it
+  // is new). Returns the half now active.
+  DpResult<std::uint32_t> publish_vip(const mixlb_vip_key& key, std::uint32_t vip_id,
+                                      std::span<const std::uint32_t> table);
+  DpResult<void> remove_vip(const mixlb_vip_key& key);
+  DpResult<std::optional<mixlb_vip_value>> vip(const mixlb_vip_key& key) const;
+  DpResult<std::vector<std::pair<mixlb_vip_key, mixlb_vip_value>>> vips() const;
+  // The live table of a VIP as the data path reads it.
+  DpResult<std::vector<std::uint32_t>> live_table(const mixlb_vip_key& key) const;
+
+  DpResult<void> set_node(std::uint32_t node_id, const mixlb_node& node);
+  DpResult<void> remove_node(std::uint32_t node_id);
+  DpResult<std::vector<std::uint32_t>> node_ids() const;
+
+  DpResult<void> set_peer_mac(const mixlb_mac& mac, std::uint32_t node_id);
+  DpResult<void> remove_peer_mac(const mixlb_mac& mac);
+  DpResult<std::vector<std::pair<mixlb_mac, std::uint32_t>>> peer_macs() const;
+
+  DpResult<VipCounters> vip_counters(std::uint32_t vip_id) const;
+  DpResult<void> reset_vip_counters(std::uint32_t vip_id);
+  DpResult<std::array<std::uint64_t, MIXLB_CNT__MAX>> counters() const;
+
+  DpResult<std::optional<mixlb_ct_value>> conntrack(const mixlb_flow_key& key) const;
+  DpResult<void> conntrack_insert(const mixlb_flow_key& key, const mixlb_ct_value& value);
+
+ private:
+  int vips_fd_ = -1, maglev_fd_ = -1, ct_fd_ = -1, nodes_fd_ = -1, peer_macs_fd_ = -1,
+      vip_stats_fd_ = -1, counters_fd_ = -1;
+  std::uint32_t ring_size_ = MIXLB_DEFAULT_RING_SIZE;
+};
+
+enum class AttachMode { kNative, kGeneric };
+std::string_view to_string(AttachMode mode);
+
+class XdpProgram {
+ public:
+  // Opens the embedded object, applies the settings and loads it (maps are
+  // reused from pin_dir when pinned there already).
+  static DpResult<std::unique_ptr<XdpProgram>> load(const DatapathSettings& settings);
+  ~XdpProgram();
+  XdpProgram(const XdpProgram&) = delete;
+  XdpProgram& operator=(const XdpProgram&) = delete;
+
+  int prog_fd() const;
+  DatapathMaps& maps() { return maps_; }
+  const DatapathSettings& settings() const { return settings_; }
+  // True when load() found pinned maps and adopted them.
+  bool adopted_maps() const { return adopted_maps_; }
+
+  // Attaches to ifindex through a BPF link (pinned when pin_dir is set). A
+  // pinned link from an earlier run on the same interface gets this program
+  // swapped in. kAuto tries native first and falls back to generic.
+  DpResult<AttachMode> attach(int ifindex, XdpMode mode);
+  std::optional<AttachMode> attached_mode() const { return mode_; }
+  // Detaches (unpins and closes the link).
+  void detach();
+  // Removes the pinned maps and the pin directory.
+  void unpin();
+
+ private:
+  XdpProgram() = default;
+  DpResult<AttachMode> attach_new(int ifindex, AttachMode mode);
+
+  mixlb_xdp* skel_ = nullptr;
+  DatapathMaps maps_;
+  DatapathSettings settings_;
+  bool adopted_maps_ = false;
+  int link_fd_ = -1;
+  int ifindex_ = 0;
+  std::optional<AttachMode> mode_;
+};
+
+// The attach mode of whatever XDP program is on ifindex now (nullopt: none).
+std::optional<AttachMode> query_xdp_mode(int ifindex);
+
+}  // namespace mixlb
