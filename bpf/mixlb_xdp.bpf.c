@@ -10,6 +10,14 @@
 #include "lib/conntrack.h"
 #include "lib/fwd.h"
 
+/*
+ * The ABI enums are only used as constants, so clang would leave them out of
+ * the object's BTF. These two read-only globals keep them in, so bpftool and
+ * the ABI test can check the C++ name tables against the enum itself.
+ */
+const volatile enum mixlb_drop_reason mixlb_btf_drop_reason = MIXLB_DROP_NONE;
+const volatile enum mixlb_counter mixlb_btf_counter = MIXLB_CNT_CT_HIT;
+
 SEC("xdp")
 int mixlb_xdp(struct xdp_md *ctx)
 {
