@@ -1,25 +1,10 @@
 // The XDP program, run through BPF_PROG_TEST_RUN on the real object: each case
 // is a frame, a map setup and the exact verdict and bytes that must come out.
 //
-// Forwarding needs bpf_fib_lookup to see real devices, routes and neighbours,
-// so the first case that needs them moves this test process into a private
-// network namespace and builds them there:
-//
-//   dp0 10.0.0.1/24  -- neighbours: 10.0.0.2 (peer, resolved), 10.0.0.3 (ghost, none)
-//   dp1 10.0.5.1/24  -- neighbour 10.0.5.2 (far peer: egress differs -> redirect)
-//   dp2 10.0.9.1/24  -- forwarding disabled
-//
-// Without root or BPF, every case here reports skipped with the reason.
-#include <bpf/libbpf.h>
-#include <net/if.h>
-#include <sched.h>
-#include <sys/ioctl.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
+// Forwarding needs bpf_fib_lookup to see real devices, routes and neighbours;
+// netns_fixture.h builds them in a private network namespace. Without root or
+// BPF, every case here reports skipped with the reason.
 #include <algorithm>
-#include <cstdio>
-#include <cstdlib>
 #include <string>
 
 #include <doctest/doctest.h>
@@ -29,6 +14,7 @@
 #include "flow_hash.h"
 #include "maglev.h"
 #include "node_id.h"
+#include "netns_fixture.h"
 #include "packet.h"
 
 namespace mixlb {
@@ -38,24 +24,6 @@ using test::Bytes;
 using test::Frame;
 using test::ip4;
 using test::Mac;
-
-const char* skip_reason() {
-  static const std::string reason = [] {
-    if (geteuid() != 0) return std::string("not root");
-    if (libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_XDP, nullptr) != 1)
-      return std::string("kernel refuses XDP programs");
-    return std::string();
-  }();
-  return reason.c_str();
-}
-
-bool cannot_run() {
-  static const bool skip = [] {
-    if (*skip_reason()) std::fprintf(stderr, "datapath tests skipped: %s\n", skip_reason());
-    return *skip_reason() != 0;
-  }();
-  return skip;
-}
 
 const Mac kPeerMac{0x02, 0xaa, 0, 0, 0, 0x02};
 const Mac kFarMac{0x02, 0xaa, 0, 0, 5, 0x02};
@@ -67,58 +35,6 @@ const std::uint32_t kFar = node_id_for("far");
 const std::uint32_t kGhost = node_id_for("ghost");
 const std::uint32_t kUnknown = node_id_for("not-in-node-map");
 constexpr std::uint32_t kRing = 251;
-
-// /sys shows the namespace it was mounted in, so ask the kernel through a
-// socket that lives in this one.
-Mac read_mac(const std::string& dev) {
-  const int fd = socket(AF_INET, SOCK_DGRAM, 0);
-  REQUIRE(fd >= 0);
-  ifreq req{};
-  std::snprintf(req.ifr_name, sizeof(req.ifr_name), "%s", dev.c_str());
-  const int rc = ioctl(fd, SIOCGIFHWADDR, &req);
-  close(fd);
-  REQUIRE(rc == 0);
-  Mac mac{};
-  std::memcpy(mac.data(), req.ifr_hwaddr.sa_data, 6);
-  return mac;
-}
-
-void sh(const std::string& cmd) {
-  INFO("command: " << cmd);
-  REQUIRE(std::system((cmd + " >/dev/null 2>&1").c_str()) == 0);
-}
-
-struct TestNet {
-  int dp0 = 0, dp1 = 0, dp2 = 0;
-  Mac dp0_mac{}, dp1_mac{};
-};
-
-const TestNet& test_net() {
-  static TestNet net = [] {
-    REQUIRE(unshare(CLONE_NEWNET) == 0);
-    sh("ip link set lo up");
-    for (const char* n : {"dp0", "dp1", "dp2"}) {
-      sh(std::string("ip link add ") + n + " type veth peer name " + n + "p");
-      sh(std::string("ip link set ") + n + " up");
-      sh(std::string("ip link set ") + n + "p up");
-    }
-    sh("ip addr add 10.0.0.1/24 dev dp0");
-    sh("ip addr add 10.0.5.1/24 dev dp1");
-    sh("ip addr add 10.0.9.1/24 dev dp2");
-    sh("ip neigh add 10.0.0.2 lladdr 02:aa:00:00:00:02 dev dp0 nud permanent");
-    sh("ip neigh add 10.0.5.2 lladdr 02:aa:00:00:05:02 dev dp1 nud permanent");
-    sh("sysctl -w net.ipv4.conf.all.forwarding=1");
-    sh("sysctl -w net.ipv4.conf.dp2.forwarding=0");
-    TestNet n;
-    n.dp0 = static_cast<int>(if_nametoindex("dp0"));
-    n.dp1 = static_cast<int>(if_nametoindex("dp1"));
-    n.dp2 = static_cast<int>(if_nametoindex("dp2"));
-    n.dp0_mac = read_mac("dp0");
-    n.dp1_mac = read_mac("dp1");
-    return n;
-  }();
-  return net;
-}
 
 mixlb_vip_key vip_key(const char* addr, std::uint16_t port) {
   mixlb_vip_key k{};

@@ -1,0 +1,137 @@
+#include "cluster_sync.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+
+#include <spdlog/spdlog.h>
+
+#include "maglev.h"
+
+namespace mixlb {
+
+mixlb_vip_key make_vip_key(const Address& address, std::uint16_t port, std::uint8_t protocol) {
+  mixlb_vip_key key{};
+  std::memcpy(key.addr, address.words.data(), sizeof(key.addr));
+  key.port = htons(port);
+  key.proto = protocol;
+  key.family = static_cast<std::uint8_t>(address.is_v6() ? MIXLB_AF_INET6 : MIXLB_AF_INET);
+  return key;
+}
+
+std::string vip_label(const mixlb_vip_key& key) {
+  Address a;
+  a.family = key.family == MIXLB_AF_INET6 ? AF_INET6 : AF_INET;
+  std::memcpy(a.words.data(), key.addr, sizeof(key.addr));
+  const std::string host = a.is_v6() ? "[" + a.to_string() + "]" : a.to_string();
+  const char* proto = key.proto == 6 ? "tcp" : key.proto == 17 ? "udp" : "?";
+  return host + ":" + std::to_string(ntohs(key.port)) + "/" + proto;
+}
+
+std::vector<VipEntry> expand_vips(std::span<const VipConfig> vips) {
+  std::vector<VipEntry> out;
+  for (const auto& v : vips)
+    for (auto port : v.ports) {
+      VipEntry e;
+      e.key = make_vip_key(v.address, port, v.protocol);
+      e.label = vip_label(e.key);
+      out.push_back(e);
+    }
+  return out;
+}
+
+bool VipKeyLess::operator()(const mixlb_vip_key& a, const mixlb_vip_key& b) const {
+  return std::memcmp(&a, &b, sizeof(a)) < 0;
+}
+
+ClusterSync::ClusterSync(DatapathMaps& maps, std::uint32_t max_vips) : maps_(maps), max_vips_(max_vips) {}
+
+std::optional<std::uint32_t> ClusterSync::vip_id(const mixlb_vip_key& key) const {
+  auto it = ids_.find(key);
+  if (it == ids_.end()) return std::nullopt;
+  return it->second;
+}
+
+DpResult<void> ClusterSync::adopt() {
+  auto existing = maps_.vips();
+  if (!existing) return std::unexpected(existing.error());
+  for (const auto& [key, value] : *existing) {
+    if (value.vip_id < max_vips_) ids_[key] = value.vip_id;
+  }
+  if (!existing->empty()) spdlog::info("adopted {} VIP(s) from pinned maps", existing->size());
+  adopted_ = true;
+  return {};
+}
+
+DpResult<std::uint32_t> ClusterSync::allocate_id() {
+  std::set<std::uint32_t> used;
+  for (const auto& [key, id] : ids_) used.insert(id);
+  for (std::uint32_t id = 0; id < max_vips_; ++id)
+    if (!used.contains(id)) return id;
+  return std::unexpected(
+      DatapathError{"allocating a VIP id", std::make_error_code(std::errc::no_space_on_device)});
+}
+
+DpResult<void> ClusterSync::apply(std::span<const Member> members, std::span<const VipEntry> vips) {
+  if (!adopted_) {
+    if (auto r = adopt(); !r) return r;
+  }
+
+  // 1. Nodes first: every node a new table may name is in the node map.
+  std::set<std::uint32_t> member_ids;
+  std::vector<MaglevBackend> backends;
+  for (const auto& m : members) {
+    mixlb_node node{};
+    std::memcpy(node.addr, m.address.words.data(), sizeof(node.addr));
+    node.family = static_cast<std::uint8_t>(m.address.is_v6() ? MIXLB_AF_INET6 : MIXLB_AF_INET);
+    if (auto r = maps_.set_node(m.id, node); !r) return r;
+    member_ids.insert(m.id);
+    backends.push_back(MaglevBackend{m.name, m.id, m.weight});
+  }
+
+  // 2. Tables: one build per distinct member set (all VIPs share it for now).
+  const auto table = build_maglev_table(backends, maps_.ring_size());
+  std::set<mixlb_vip_key, VipKeyLess> wanted;
+  for (const auto& v : vips) {
+    wanted.insert(v.key);
+    auto id_it = ids_.find(v.key);
+    if (id_it == ids_.end()) {
+      auto id = allocate_id();
+      if (!id) return std::unexpected(id.error());
+      if (auto r = maps_.reset_vip_counters(*id); !r) return r;
+      id_it = ids_.emplace(v.key, *id).first;
+    }
+    auto pub = published_.find(v.key);
+    if (pub != published_.end() && pub->second == table) continue;
+    auto half = maps_.publish_vip(v.key, id_it->second, table);
+    if (!half) return std::unexpected(half.error());
+    published_[v.key] = table;
+    ++publications_;
+    spdlog::debug("published table of {} (id {}) into half {}", v.label, id_it->second, *half);
+  }
+
+  // 3. VIPs no longer configured.
+  for (auto it = ids_.begin(); it != ids_.end();) {
+    if (wanted.contains(it->first)) {
+      ++it;
+      continue;
+    }
+    if (auto r = maps_.remove_vip(it->first); !r) return r;
+    spdlog::info("removed VIP {}", vip_label(it->first));
+    published_.erase(it->first);
+    it = ids_.erase(it);
+  }
+
+  // 4. Nodes no longer members.
+  auto ids = maps_.node_ids();
+  if (!ids) return std::unexpected(ids.error());
+  for (auto id : *ids)
+    if (!member_ids.contains(id)) {
+      if (auto r = maps_.remove_node(id); !r) return r;
+    }
+  return {};
+}
+
+}  // namespace mixlb

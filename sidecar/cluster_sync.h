@@ -1,0 +1,67 @@
+#pragma once
+// ClusterSync makes the data path's maps match a member set and a VIP list:
+// it writes the node map, builds each VIP's Maglev table from the members and
+// publishes it into the inactive half before flipping, and removes VIPs and
+// nodes that are gone — in that order, so no packet ever reads a table that
+// names a node the node map lacks.
+//
+// VIP ids index the stats and the table array. They are kept stable: a VIP
+// found in pinned maps (a restarted sidecar) keeps its id, a new VIP takes the
+// lowest free one and starts with zeroed counters.
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "address.h"
+#include "config.h"
+#include "datapath.h"
+
+namespace mixlb {
+
+struct Member {
+  std::string name;
+  std::uint32_t id = 0;
+  Address address;
+  std::uint32_t weight = 1;
+};
+
+struct VipEntry {
+  mixlb_vip_key key{};
+  std::string label;  // "10.100.0.1:80/tcp"
+};
+
+mixlb_vip_key make_vip_key(const Address& address, std::uint16_t port, std::uint8_t protocol);
+std::string vip_label(const mixlb_vip_key& key);
+// One entry per (address, port) of the configured VIPs, in configuration order.
+std::vector<VipEntry> expand_vips(std::span<const VipConfig> vips);
+
+struct VipKeyLess {
+  bool operator()(const mixlb_vip_key& a, const mixlb_vip_key& b) const;
+};
+
+class ClusterSync {
+ public:
+  ClusterSync(DatapathMaps& maps, std::uint32_t max_vips);
+
+  DpResult<void> apply(std::span<const Member> members, std::span<const VipEntry> vips);
+
+  // The id of a published VIP (nullopt if it is not published).
+  std::optional<std::uint32_t> vip_id(const mixlb_vip_key& key) const;
+  // How many table publications (half flips) apply() has made so far.
+  std::uint64_t publications() const { return publications_; }
+
+ private:
+  DpResult<void> adopt();
+  DpResult<std::uint32_t> allocate_id();
+
+  DatapathMaps& maps_;
+  std::uint32_t max_vips_;
+  bool adopted_ = false;
+  std::map<mixlb_vip_key, std::uint32_t, VipKeyLess> ids_;
+  std::map<mixlb_vip_key, std::vector<std::uint32_t>, VipKeyLess> published_;
+  std::uint64_t publications_ = 0;
+};
+
+}  // namespace mixlb
