@@ -4,7 +4,14 @@
 // that override it. Loading validates everything up front; a bad value raises
 // ConfigError whose message names the file, the line and the key, so the
 // daemon can refuse to start with one clear sentence.
+//
+// Reading and checking are separate steps so that flags can fill in what the
+// file leaves out before anything is judged: the reader records where each
+// key came from (Config::locations), and validate() uses that to point its
+// errors at a file line or at the flag that set the value.
 #include <cstdint>
+#include <iosfwd>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -27,13 +34,22 @@ std::string_view to_string(XdpMode mode);
 
 struct VipConfig {
   Address address;
-  std::uint8_t protocol = 6;          // IPPROTO_TCP
-  std::vector<std::uint16_t> ports;   // host byte order, at least one
+  std::uint8_t protocol = 6;         // IPPROTO_TCP
+  std::vector<std::uint16_t> ports;  // host byte order, at least one
 };
 
 struct PeerConfig {
   std::string name;
   Address address;
+};
+
+// Where a configuration value was set: a line of the config file, or a flag.
+struct SourceLocation {
+  std::string file;        // set for values from the file
+  std::uint32_t line = 0;  // 1-based line in `file`
+  std::string flag;        // set for values from a flag, e.g. "--peer"
+  std::string key;         // the key as written when it differs from the
+                           // canonical path ("vip[0].port" for ports[0])
 };
 
 struct Config {
@@ -42,8 +58,8 @@ struct Config {
   // [node]
   std::string node_name;
   std::string interface;
-  std::optional<Address> node_address;  // default: the interface's first IPv4 address
-  std::string admin_socket;             // default: /run/mixlb/<node_name>.sock
+  std::optional<Address> node_address;          // default: the interface's first IPv4 address
+  std::string admin_socket;                     // default: /run/mixlb/<node_name>.sock
   std::string bpffs_dir = "/sys/fs/bpf/mixlb";  // maps pinned under <bpffs_dir>/<node_name>/
   std::string log_level = "info";
 
@@ -51,7 +67,7 @@ struct Config {
   XdpMode xdp_mode = XdpMode::kAuto;
   std::uint32_t maglev_table_size = 65537;  // prime
   std::uint32_t conntrack_entries = 65536;
-  std::uint32_t max_vips = 16;     // the Maglev array holds max_vips * 2 * maglev_table_size ids
+  std::uint32_t max_vips = 16;  // the Maglev array holds max_vips * 2 * maglev_table_size ids
   std::uint32_t max_nodes = 1024;
 
   // [neighbours]
@@ -59,6 +75,12 @@ struct Config {
 
   std::vector<VipConfig> vips;
   std::vector<PeerConfig> peers;  // may include this node itself; it is ignored there
+
+  // Key path ("node.name", "vip[1].ports[0]", "peer[2]"; indices from 0) to
+  // where it was set. Tables and array entries are recorded too, so a missing
+  // key is reported at its table's header. Empty for a Config built in code;
+  // its errors then name only the key.
+  std::map<std::string, SourceLocation, std::less<>> locations;
 };
 
 // Parses TOML text. `path` is used only in error messages.
@@ -69,11 +91,16 @@ Config load_config_file(const std::string& path);
 
 // Builds the configuration from argv: --config FILE plus overriding flags.
 // Throws ConfigError on a bad flag or value; returns nullopt after printing
-// --help text.
+// the --help or --version text to `out` (std::cout in the first form).
 std::optional<Config> config_from_args(int argc, const char* const* argv);
+std::optional<Config> config_from_args(int argc, const char* const* argv, std::ostream& out);
 
-// Checks cross-field rules (unique names and addresses, ports, sizes) and
-// fills defaults that depend on other fields. Called by the functions above.
+// Checks every value and the cross-field rules (unique names and addresses,
+// ports, sizes) and fills defaults that depend on other fields. Called by the
+// functions above.
 void validate(Config& config);
+
+// The version --version prints; it matches meson.build's project version.
+std::string_view mixlb_version();
 
 }  // namespace mixlb

@@ -3,6 +3,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 
+#include <algorithm>
 #include <cstring>
 
 #include <spdlog/spdlog.h>
@@ -95,8 +96,14 @@ void Daemon::start() {
   if (!mac) startup_failed("MAC address of " + config_.interface, mac.error());
   mac_ = *mac;
 
+  // The node's address: configured, else its own entry in the shared peer
+  // list, else the interface's first IPv4 address.
+  auto own_entry = std::find_if(config_.peers.begin(), config_.peers.end(),
+                                [&](const PeerConfig& p) { return p.name == config_.node_name; });
   if (config_.node_address) {
     address_ = *config_.node_address;
+  } else if (own_entry != config_.peers.end()) {
+    address_ = own_entry->address;
   } else {
     auto addrs = netlink_->ipv4_addresses(ifindex_);
     if (!addrs) startup_failed("addresses of " + config_.interface, addrs.error());
