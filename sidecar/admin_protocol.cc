@@ -1,0 +1,322 @@
+#include "admin_protocol.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <exception>
+#include <utility>
+#include <vector>
+
+namespace mixlb {
+
+namespace {
+
+using nlohmann::json;
+
+std::string dump_line(const json& value) {
+  std::string line = value.dump(-1, ' ', false, json::error_handler_t::replace);
+  line.push_back('\n');
+  return line;
+}
+
+std::string_view type_name(const json& value) {
+  switch (value.type()) {
+    case json::value_t::null:
+      return "null";
+    case json::value_t::object:
+      return "an object";
+    case json::value_t::array:
+      return "an array";
+    case json::value_t::string:
+      return "a string";
+    case json::value_t::boolean:
+      return "a boolean";
+    case json::value_t::binary:
+      return "binary data";
+    case json::value_t::discarded:
+      return "nothing";
+    default:
+      return "a number";
+  }
+}
+
+// nlohmann's messages start with "[json.exception.parse_error.101] "; the
+// client does not need the library's bookkeeping.
+std::string strip_exception_id(std::string_view what) {
+  if (!what.empty() && what.front() == '[') {
+    if (const auto end = what.find("] "); end != std::string_view::npos)
+      what.remove_prefix(end + 2);
+  }
+  return std::string(what);
+}
+
+}  // namespace
+
+std::expected<AdminRequest, std::string> parse_admin_request(std::string_view line) {
+  if (line.size() > kAdminMaxLine) {
+    return std::unexpected(fmt::format("request line longer than {} bytes", kAdminMaxLine));
+  }
+  if (line.find_first_not_of(" \t\r") == std::string_view::npos) {
+    return std::unexpected("empty request line; send {\"cmd\":\"<command>\"}");
+  }
+  json request;
+  try {
+    request = json::parse(line);
+  } catch (const json::parse_error& e) {
+    return std::unexpected("malformed request: " + strip_exception_id(e.what()));
+  }
+  if (!request.is_object()) {
+    return std::unexpected(
+        fmt::format("malformed request: expected a JSON object like {{\"cmd\":\"status\"}}, got {}",
+                    type_name(request)));
+  }
+  const auto cmd = request.find("cmd");
+  if (cmd == request.end()) return std::unexpected("malformed request: missing \"cmd\"");
+  if (!cmd->is_string()) {
+    return std::unexpected(
+        fmt::format("malformed request: \"cmd\" must be a string, got {}", type_name(*cmd)));
+  }
+  AdminRequest parsed;
+  parsed.cmd = cmd->get<std::string>();
+  if (parsed.cmd.empty()) return std::unexpected("malformed request: \"cmd\" is empty");
+  if (const auto args = request.find("args"); args != request.end() && !args->is_null()) {
+    if (!args->is_object()) {
+      return std::unexpected(
+          fmt::format("malformed request: \"args\" must be an object, got {}", type_name(*args)));
+    }
+    parsed.args = std::move(*args);
+  }
+  return parsed;
+}
+
+std::string encode_admin_request(std::string_view cmd, const json& args) {
+  json request = {{"cmd", cmd}};
+  if (!args.is_null() && !(args.is_object() && args.empty())) request["args"] = args;
+  return dump_line(request);
+}
+
+std::string encode_ok_reply(const json& result) {
+  return dump_line(json{{"ok", true}, {"result", result}});
+}
+
+std::string encode_error_reply(std::string_view message) {
+  return dump_line(json{{"ok", false}, {"error", message}});
+}
+
+std::expected<AdminReply, std::string> parse_admin_reply(std::string_view line) {
+  json reply;
+  try {
+    reply = json::parse(line);
+  } catch (const json::parse_error& e) {
+    return std::unexpected("malformed reply: " + strip_exception_id(e.what()));
+  }
+  if (!reply.is_object()) return std::unexpected("malformed reply: not a JSON object");
+  const auto ok = reply.find("ok");
+  if (ok == reply.end() || !ok->is_boolean()) {
+    return std::unexpected("malformed reply: missing boolean \"ok\"");
+  }
+  AdminReply parsed;
+  parsed.ok = ok->get<bool>();
+  if (parsed.ok) {
+    if (const auto result = reply.find("result"); result != reply.end()) {
+      parsed.result = std::move(*result);
+    }
+    return parsed;
+  }
+  const auto error = reply.find("error");
+  if (error == reply.end() || !error->is_string()) {
+    return std::unexpected("malformed reply: error reply without an \"error\" string");
+  }
+  parsed.error = error->get<std::string>();
+  return parsed;
+}
+
+AdminOutcome handle_admin_line(std::string_view line, const AdminHandler& handler) {
+  auto request = parse_admin_request(line);
+  if (!request) return {encode_error_reply(request.error()), {}};
+  try {
+    return {encode_ok_reply(handler(request->cmd, request->args)), {}};
+  } catch (const AdminError& e) {
+    return {encode_error_reply(e.what()), {}};
+  } catch (const std::exception& e) {
+    std::string what = fmt::format("command '{}' failed: {}", request->cmd, e.what());
+    return {encode_error_reply("internal error: " + std::string(e.what())), std::move(what)};
+  } catch (...) {
+    std::string what =
+        fmt::format("command '{}' failed with a non-standard exception", request->cmd);
+    return {encode_error_reply("internal error: unknown exception"), std::move(what)};
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Status rendering.
+
+namespace {
+
+std::string text_of(const json& value) {
+  switch (value.type()) {
+    case json::value_t::null:
+    case json::value_t::discarded:
+      return "-";
+    case json::value_t::string:
+      return value.get<std::string>();
+    case json::value_t::boolean:
+      return value.get<bool>() ? "yes" : "no";
+    case json::value_t::array: {
+      std::string joined;
+      for (const auto& item : value) {
+        if (!joined.empty()) joined.push_back(',');
+        joined += text_of(item);
+      }
+      return joined.empty() ? "-" : joined;
+    }
+    default:
+      return value.dump(-1, ' ', false, json::error_handler_t::replace);
+  }
+}
+
+std::string field(const json& object, std::string_view key) {
+  if (!object.is_object()) return "-";
+  const auto it = object.find(key);
+  return it == object.end() ? "-" : text_of(*it);
+}
+
+const json& member(const json& object, std::string_view key) {
+  static const json kNull;
+  if (!object.is_object()) return kNull;
+  const auto it = object.find(key);
+  return it == object.end() ? kNull : *it;
+}
+
+struct Column {
+  std::string title;
+  bool numeric = false;  // right-aligned
+};
+
+// Columns padded to their widest cell, two spaces apart, indented by two;
+// no trailing blanks.
+std::string render_table(const std::vector<Column>& columns,
+                         const std::vector<std::vector<std::string>>& rows) {
+  std::vector<std::size_t> widths(columns.size());
+  for (std::size_t c = 0; c < columns.size(); ++c) widths[c] = columns[c].title.size();
+  for (const auto& row : rows) {
+    for (std::size_t c = 0; c < columns.size() && c < row.size(); ++c) {
+      widths[c] = std::max(widths[c], row[c].size());
+    }
+  }
+  auto line = [&](auto cell) {
+    std::string out = "  ";
+    for (std::size_t c = 0; c < columns.size(); ++c) {
+      const std::string& text = cell(c);
+      const std::size_t pad = widths[c] - std::min(widths[c], text.size());
+      if (c != 0) out += "  ";
+      if (columns[c].numeric) out.append(pad, ' ');
+      out += text;
+      if (!columns[c].numeric) out.append(pad, ' ');
+    }
+    while (!out.empty() && out.back() == ' ') out.pop_back();
+    out.push_back('\n');
+    return out;
+  };
+  std::string table = line([&](std::size_t c) -> const std::string& { return columns[c].title; });
+  static const std::string kEmpty;
+  for (const auto& row : rows) {
+    table +=
+        line([&](std::size_t c) -> const std::string& { return c < row.size() ? row[c] : kEmpty; });
+  }
+  return table;
+}
+
+}  // namespace
+
+std::string render_status(const json& status) {
+  if (!status.is_object()) {
+    return "unexpected status result: " +
+           status.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  }
+  std::string out;
+  out += fmt::format("mixlb node {} (id {})\n", field(status, "node"), field(status, "node_id"));
+  out += fmt::format("  interface  {} (ifindex {}), xdp {}\n", field(status, "interface"),
+                     field(status, "ifindex"), field(status, "xdp_mode"));
+  out += fmt::format("  address    {}, mac {}\n", field(status, "address"), field(status, "mac"));
+  out += fmt::format("  maglev     {} slots per VIP\n", field(status, "maglev_table_size"));
+
+  const json& nodes = member(status, "nodes");
+  out += "\nnodes\n";
+  if (!nodes.is_array() || nodes.empty()) {
+    out += "  none\n";
+  } else {
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& node : nodes) {
+      rows.push_back({field(node, "name"), field(node, "id"), field(node, "address"),
+                      field(node, "mac"), field(node, "neighbour")});
+    }
+    out += render_table({{"NAME"}, {"ID", true}, {"ADDRESS"}, {"MAC"}, {"NEIGHBOUR"}}, rows);
+  }
+
+  const json& vips = member(status, "vips");
+  out += "\nvips\n";
+  if (!vips.is_array() || vips.empty()) {
+    out += "  none\n";
+  } else {
+    std::vector<std::vector<std::string>> rows;
+    std::vector<std::vector<std::string>> drop_lines;  // per VIP, the non-zero reasons
+    for (const auto& vip : vips) {
+      const json& counters = member(vip, "counters");
+      const json& drops = member(counters, "drops");
+      std::string dropped = "-";
+      std::vector<std::string> reasons;
+      if (drops.is_object()) {
+        std::uint64_t total = 0;
+        for (const auto& [reason, count] : drops.items()) {
+          // Counts arrive signed or unsigned depending on who built the JSON.
+          const bool non_negative = count.is_number_unsigned() ||
+                                    (count.is_number_integer() && count.get<std::int64_t>() >= 0);
+          if (!non_negative) continue;
+          const auto n = count.get<std::uint64_t>();
+          total += n;
+          if (n != 0) reasons.push_back(fmt::format("dropped {}: {}", reason, n));
+        }
+        dropped = std::to_string(total);
+      }
+      rows.push_back({field(vip, "vip"), field(vip, "backends"), field(counters, "local_pkts"),
+                      field(counters, "local_bytes"), field(counters, "fwd_pkts"),
+                      field(counters, "fwd_bytes"), field(counters, "from_peer_pkts"),
+                      field(counters, "from_peer_bytes"), dropped});
+      drop_lines.push_back(std::move(reasons));
+    }
+    const std::vector<Column> columns = {{"VIP"},
+                                         {"BACKENDS"},
+                                         {"LOCAL PKTS", true},
+                                         {"LOCAL BYTES", true},
+                                         {"FWD PKTS", true},
+                                         {"FWD BYTES", true},
+                                         {"PEER PKTS", true},
+                                         {"PEER BYTES", true},
+                                         {"DROPPED", true}};
+    // The table is rendered whole for its widths, then each VIP's drop
+    // reasons are slotted in under its row.
+    const std::string table = render_table(columns, rows);
+    std::size_t at = table.find('\n') + 1;
+    out += table.substr(0, at);
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      const std::size_t end = table.find('\n', at) + 1;
+      out += table.substr(at, end - at);
+      at = end;
+      for (const auto& reason : drop_lines[i]) out += "    " + reason + "\n";
+    }
+  }
+
+  const json& conntrack = member(status, "conntrack");
+  out += "\nconntrack\n";
+  if (!conntrack.is_object() || conntrack.empty()) {
+    out += "  -\n";
+  } else {
+    out += fmt::format("  hit {}  miss {}  insert {}  insert_fail {}\n", field(conntrack, "hit"),
+                       field(conntrack, "miss"), field(conntrack, "insert"),
+                       field(conntrack, "insert_fail"));
+  }
+  return out;
+}
+
+}  // namespace mixlb

@@ -148,8 +148,9 @@ void Daemon::start() {
 
 void Daemon::setup_kernel() {
   // The VIP lives on lo; the node must neither answer ARP for it on the
-  // uplink nor use it as an ARP source there. Forwarding must be on for
-  // bpf_fib_lookup to answer.
+  // uplink nor use it as an ARP source there. bpf_fib_lookup answers only
+  // when forwarding is on for the ingress device; the uplink's own key is
+  // enough, so the rest of the node keeps its routing settings.
   struct Setting {
     const char* scope;  // "all" or the uplink
     const char* name;
@@ -158,7 +159,7 @@ void Daemon::setup_kernel() {
   const Setting settings[] = {
       {"all", "arp_ignore", "1"},        {"all", "arp_announce", "2"},
       {nullptr, "arp_ignore", "1"},      {nullptr, "arp_announce", "2"},
-      {"all", "forwarding", "1"},        {nullptr, "forwarding", "1"},
+      {nullptr, "forwarding", "1"},
   };
   auto guard = std::make_shared<SysctlGuard>();
   on_undo("restore sysctls", [guard] { guard->restore(); });

@@ -295,6 +295,8 @@ DpResult<std::unique_ptr<XdpProgram>> XdpProgram::load(const DatapathSettings& s
 
   if (!settings.pin_dir.empty()) {
     std::error_code ec;
+    const auto parent = std::filesystem::path(settings.pin_dir).parent_path();
+    self->created_pin_parent_ = !parent.empty() && !std::filesystem::exists(parent);
     std::filesystem::create_directories(settings.pin_dir, ec);
     if (ec) return std::unexpected(DatapathError{"creating pin directory " + settings.pin_dir, ec});
     bool any_pinned = false;
@@ -430,6 +432,9 @@ void XdpProgram::unpin() {
   std::error_code ec;
   std::filesystem::remove(settings_.pin_dir, ec);
   if (ec) spdlog::warn("could not remove {}: {}", settings_.pin_dir, ec.message());
+  // The bpffs directory above it goes too if this program made it and no
+  // other instance pins there any more.
+  if (created_pin_parent_) std::filesystem::remove(std::filesystem::path(settings_.pin_dir).parent_path(), ec);
 }
 
 }  // namespace mixlb

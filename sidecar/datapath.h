@@ -131,6 +131,7 @@ class XdpProgram {
   DatapathMaps maps_;
   DatapathSettings settings_;
   bool adopted_maps_ = false;
+  bool created_pin_parent_ = false;
   int link_fd_ = -1;
   int ifindex_ = 0;
   std::optional<AttachMode> mode_;

@@ -1,0 +1,83 @@
+#pragma once
+// Kernel parameters under /proc/sys, and SysctlGuard, which puts back every
+// parameter the daemon changed when it stops: a sidecar shares its node with
+// the application, so it must leave the node's settings as it found them.
+//
+// Keys are written the way sysctl(8) writes them, "net.ipv4.conf.all.arp_ignore".
+// A dotted key cannot name an interface whose own name has a dot
+// ("eth0.100"), so, as in sysctl(8), a key containing a slash is split at
+// slashes only ("net/ipv4/conf/eth0.100/forwarding"), and
+// SysctlKey::interface_conf builds such keys from their parts.
+//
+// net.* parameters belong to a network namespace: the one of the calling
+// thread, because /proc/sys/net resolves against it when the file is opened.
+#include <cstddef>
+#include <expected>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+namespace mixlb {
+
+class SysctlKey {
+ public:
+  // EINVAL for an empty key, an empty component, "." or "..", or a NUL.
+  static std::expected<SysctlKey, std::error_code> parse(std::string_view text);
+  static std::expected<SysctlKey, std::error_code> from_components(
+      std::vector<std::string> components);
+  // net.<family>.conf.<interface>.<name>; family is "ipv4" or "ipv6".
+  static std::expected<SysctlKey, std::error_code> interface_conf(std::string_view family,
+                                                                  std::string_view interface,
+                                                                  std::string_view name);
+
+  // "/proc/sys/net/ipv4/conf/eth0.100/forwarding".
+  std::string path() const;
+  // The key for messages: dotted, or slash-separated when a component has a dot.
+  std::string name() const;
+  const std::vector<std::string>& components() const { return components_; }
+
+  friend bool operator==(const SysctlKey&, const SysctlKey&) = default;
+
+ private:
+  std::vector<std::string> components_;
+};
+
+// The value without its trailing newline.
+std::expected<std::string, std::error_code> read_sysctl(const SysctlKey& key);
+// Writes `value` in one write(2), as /proc/sys requires; the kernel's verdict
+// on the value (EINVAL, ERANGE, ...) comes back as the error.
+std::error_code write_sysctl(const SysctlKey& key, std::string_view value);
+
+// Records the previous value of each key the first time set() changes it;
+// restore() (and the destructor) writes them back in reverse order, so keys
+// whose writes interact (conf.all.* propagating to conf.default.*) end up as
+// they were. A set() that would not change the value records nothing.
+class SysctlGuard {
+ public:
+  SysctlGuard() = default;
+  SysctlGuard(SysctlGuard&& other) noexcept;
+  SysctlGuard& operator=(SysctlGuard&& other) noexcept;
+  SysctlGuard(const SysctlGuard&) = delete;
+  SysctlGuard& operator=(const SysctlGuard&) = delete;
+  ~SysctlGuard();  // restore(); failures are logged
+
+  std::error_code set(const SysctlKey& key, std::string_view value);
+  // Parses `key` first (EINVAL if malformed).
+  std::error_code set(std::string_view key, std::string_view value);
+
+  // Writes every recorded key back, newest first, and forgets them. Keeps
+  // going past failures (each is logged) and returns the first one.
+  std::error_code restore();
+
+  std::size_t changed() const { return changes_.size(); }
+
+ private:
+  struct Change {
+    SysctlKey key;
+    std::string previous;
+  };
+  std::vector<Change> changes_;
+};
+
+}  // namespace mixlb
