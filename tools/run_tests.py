@@ -90,7 +90,8 @@ def main():
         p, f, s, note = count_cases(e)
         total_p, total_f, total_s = total_p + p, total_f + f, total_s + s
         extra = f" ({note.strip()})" if note else ""
-        print(f"  {e.get('name', '?'):<14} {p:4d} passed {f:4d} failed {s:4d} skipped{extra}")
+        name = e.get("name", "?").split(" / ")[-1]
+        print(f"  {name:<14} {p:4d} passed {f:4d} failed {s:4d} skipped{extra}")
     if not entries:
         total_f += 1
         print("  no test log was written (meson test failed to start)")
