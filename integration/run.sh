@@ -1,2 +1,438 @@
-#!/bin/sh
-echo "1..0"
+#!/usr/bin/env bash
+# mixlb's multi-node integration test (meson test, protocol TAP).
+#
+#   integration/run.sh BUILD_DIR
+#
+# Builds the topology of integration/lib.sh — a client, an ECMP router, a
+# switch and three mix nodes, each running the app and the real sidecar — and
+# checks, with real clients against the VIP, that:
+#   a. requests spread over all three nodes and all succeed;
+#   c. every node serves locally, forwards and receives forwarded packets,
+#      and drops nothing;
+#   b. one long connection survives the router moving it between ingress
+#      nodes (consistent hashing + connection table), and really was forwarded;
+#   e. a malformed admin request is refused and the daemon keeps serving;
+#   d. a SIGTERMed sidecar leaves nothing behind, the others keep running,
+#      and flows keep their node once the router withdraws the stopped node.
+# Prints "1..0 # SKIP reason" when the machine lacks root or a kernel feature.
+set -u -o pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib.sh
+source "$here/lib.sh"
+
+MIXLB_LOG_PREFIX="# "
+plan=7
+test_no=0
+failed=0
+
+# tap RC DESCRIPTION: one TAP result line.
+tap() {
+	test_no=$((test_no + 1))
+	if [ "$1" -eq 0 ]; then
+		echo "ok $test_no - $2"
+	else
+		echo "not ok $test_no - $2"
+		failed=$((failed + 1))
+	fi
+}
+
+diag() { mixlb_log "$@"; }
+
+# fail MESSAGE: logs why a scenario fails and returns 1 (use as `fail ...; return`).
+fail() {
+	diag "FAIL: $*"
+	return 1
+}
+
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# ---------------------------------------------------------------- helpers
+
+# counters_snapshot FILE: "node local fwd from_peer drops" per node.
+counters_snapshot() {
+	local n values
+	: >"$1"
+	for n in "${MIXLB_NODES[@]}"; do
+		mixlb_alive "${MIXLB_SIDECAR_PID[$n]:-0}" || continue
+		values=$(mixlb_status_get "$n" \
+			'(vipsum("local_pkts"), vipsum("fwd_pkts"), vipsum("from_peer_pkts"), drops())') || return 1
+		echo "$n $values" >>"$1"
+	done
+}
+
+# counter FILE NODE COLUMN (local|fwd|from_peer|drops)
+counter() {
+	awk -v n="$2" -v c="$3" '
+		BEGIN { col["local"] = 2; col["fwd"] = 3; col["from_peer"] = 4; col["drops"] = 5 }
+		$1 == n { print $col[c]; found = 1 } END { if (!found) print -1 }' "$1"
+}
+
+print_counters() {
+	diag "$(printf '%-6s %10s %10s %10s %8s' node local_pkts fwd_pkts from_peer drops)"
+	while read -r n l f p d; do
+		diag "$(printf '%-6s %10s %10s %10s %8s' "$n" "$l" "$f" "$p" "$d")"
+	done <"$1"
+}
+
+# fixed_port_requests OUT PORT...: one curl per fixed source port, all at once;
+# writes "port node" lines to OUT, node "-" for a failed request, and curl's
+# complaint about each failed one to OUT.err.
+fixed_port_requests() {
+	local out=$1 dir p
+	shift
+	dir=$(mktemp -d "$MIXLB_TMP/ports.XXXXXX") || return 1
+	# shellcheck disable=SC2016 # expanded by the inner shell
+	mixlb_in client bash -c '
+		dir=$1 vip=$2; shift 2
+		for p in "$@"; do
+			curl -sS --connect-timeout 2 --max-time 3 --local-port "$p" -o "$dir/$p" \
+				"http://$vip/" 2>"$dir/$p.err" &
+		done
+		wait' _ "$dir" "$MIXLB_VIP" "$@"
+	: >"$out"
+	: >"$out.err"
+	for p in "$@"; do
+		local body=""
+		[ -f "$dir/$p" ] && body=$(cat "$dir/$p")
+		if ! [[ "$body" =~ ^mix[0-9]+$ ]]; then
+			body=-
+			echo "port $p: $(head -c 200 "$dir/$p.err")" >>"$out.err"
+		fi
+		echo "$p $body" >>"$out"
+	done
+}
+
+# ---------------------------------------------------------------- scenarios
+
+# 1: the cluster comes up, in which XDP mode.
+scenario_up() {
+	local start n modes="" mode
+	start=$(now_ms)
+	mixlb_cluster_up || return 1
+	for n in "${MIXLB_NODES[@]}"; do
+		mode=$(mixlb_status_get "$n" 'd["xdp_mode"]') || return 1
+		modes+="$n=$mode "
+		case $mode in
+		native) ;;
+		generic) diag "WARNING: $n fell back to generic XDP (native attach failed)" ;;
+		*) fail "$n reports xdp_mode '$mode'"; return ;;
+		esac
+		# The kernel must agree: a program on the uplink, in that mode
+		# (ip link's XDP modes: 1 = driver/native, 2 = skb/generic).
+		local prog kernel_mode
+		prog=$(mixlb_xdp_prog "$n" "$(mixlb_if "$n")")
+		if [ -z "$prog" ]; then
+			fail "$n: no XDP program on $(mixlb_if "$n") although the sidecar is ready"
+			return
+		fi
+		case ${prog%% *} in 1) kernel_mode=native ;; 2) kernel_mode=generic ;; *) kernel_mode="mode ${prog%% *}" ;; esac
+		diag "$n: XDP program ${prog#* } on $(mixlb_if "$n") in $kernel_mode mode"
+		[ "$kernel_mode" = "$mode" ] || { fail "$n: status says $mode, the kernel says $kernel_mode"; return; }
+	done
+	if [[ "$modes" == *generic* ]]; then
+		diag "xdp mode: generic (fallback; per node: $modes)"
+	else
+		diag "xdp mode: native"
+	fi
+	diag "cluster up in $(($(now_ms) - start)) ms (run prefix $MIXLB_P)"
+}
+
+# a: 300 requests with varied source ports, all answered, by every node.
+scenario_spread() {
+	local dir=$MIXLB_TMP/spread code port file body ok=0 bad=0 n
+	local -A served=()
+	local -A ports=()
+	mkdir -p "$dir"
+	mixlb_in client curl -s --parallel --parallel-max 8 --connect-timeout 2 --max-time 3 \
+		-o "$dir/#1" -w '%{http_code} %{local_port} %{filename_effective}\n' \
+		"http://$MIXLB_VIP/?r=[1-300]" >"$dir/results" 2>"$dir/curl.err"
+	while read -r code port file; do
+		body=""
+		[ -f "$file" ] && body=$(cat "$file")
+		if [ "$code" = 200 ] && [[ "$body" =~ ^mix[0-9]+$ ]]; then
+			ok=$((ok + 1))
+			served[$body]=$((${served[$body]:-0} + 1))
+			ports[$port]=1
+		else
+			bad=$((bad + 1))
+			[ $bad -le 5 ] && diag "failed request: http $code, source port $port, body '${body}'"
+		fi
+	done <"$dir/results"
+	local dist=""
+	for n in "${MIXLB_NODES[@]}"; do dist+="$n=${served[$n]:-0} "; done
+	diag "300 requests: $ok answered, $bad failed; served by: $dist; ${#ports[@]} distinct source ports"
+	[ $ok -eq 300 ] || { fail "$((300 - ok)) of 300 requests failed"; return; }
+	for n in "${MIXLB_NODES[@]}"; do
+		[ "${served[$n]:-0}" -gt 0 ] || { fail "$n served none of 300 requests"; return; }
+	done
+	[ ${#ports[@]} -ge 100 ] || fail "only ${#ports[@]} distinct source ports"
+}
+
+# c: after (a): local on every node, forwarding across nodes, no drops.
+scenario_counters() {
+	local snap=$MIXLB_TMP/counters.c n rc=0 fwd=0 from=0
+	counters_snapshot "$snap" || return 1
+	print_counters "$snap"
+	for n in "${MIXLB_NODES[@]}"; do
+		[ "$(counter "$snap" "$n" local)" -gt 0 ] || { fail "$n: local_pkts is 0"; rc=1; }
+		[ "$(counter "$snap" "$n" drops)" -eq 0 ] || {
+			fail "$n drops packets: $(mixlb_status_get "$n" '[v["counters"]["drops"] for v in d["vips"]]')"
+			rc=1
+		}
+		fwd=$((fwd + $(counter "$snap" "$n" fwd)))
+		from=$((from + $(counter "$snap" "$n" from_peer)))
+	done
+	diag "across nodes: fwd_pkts $fwd, from_peer_pkts $from"
+	[ $fwd -gt 0 ] || { fail "no node forwarded a packet"; rc=1; }
+	[ $from -gt 0 ] || { fail "no node received a forwarded packet"; rc=1; }
+	return $rc
+}
+
+# b: one connection while the router moves its ingress node every 3 s.
+scenario_shuffle() {
+	local before=$MIXLB_TMP/counters.b0 after=$MIXLB_TMP/counters.b1 out=$MIXLB_TMP/hold.out
+	local hold_pid rc n node ingress order=(mix1 mix2 mix3 mix1 mix2) step=0
+	counters_snapshot "$before" || return 1
+	nsenter --net="$(mixlb_netns client)" -- "$MIXLB_TESTNODE" hold --connect "$MIXLB_VIP:$MIXLB_LINE_PORT" \
+		--seconds 15 --interval-ms 100 >"$out" 2>&1 &
+	hold_pid=$!
+	MIXLB_OTHER_PIDS+=("$hold_pid")
+	# The connection opens under the full ECMP route; then the route points at
+	# one node at a time: 1.5 s, 4.5 s, 7.5 s, 10.5 s, 13.5 s.
+	sleep 1.5
+	for ingress in "${order[@]}"; do
+		mixlb_route_via "$ingress" || { kill "$hold_pid"; wait "$hold_pid"; return 1; }
+		step=$((step + 1))
+		[ $step -lt ${#order[@]} ] && sleep 3
+	done
+	wait "$hold_pid"
+	rc=$?
+	mixlb_route_via "${MIXLB_NODES[@]}" || return 1
+	diag "hold: $(head -c 400 "$out" | tr '\n' ' ')(exit $rc); ingress order: ${order[*]}"
+	[ $rc -eq 0 ] || { fail "the held connection broke while its ingress moved"; return; }
+	node=$(awk '$1 == "node" { print $2 }' "$out")
+	[[ " ${MIXLB_NODES[*]} " == *" $node "* ]] || { fail "hold named no known node"; return; }
+
+	counters_snapshot "$after" || return 1
+	local forwarded=0 line=""
+	for n in "${MIXLB_NODES[@]}"; do
+		local d_fwd d_from
+		d_fwd=$(($(counter "$after" "$n" fwd) - $(counter "$before" "$n" fwd)))
+		d_from=$(($(counter "$after" "$n" from_peer) - $(counter "$before" "$n" from_peer)))
+		line+="$n fwd+$d_fwd from_peer+$d_from; "
+		if [ "$n" != "$node" ] && [ $d_fwd -gt 0 ]; then forwarded=$((forwarded + 1)); fi
+		if [ "$n" = "$node" ] && [ $d_from -le 0 ]; then
+			fail "$node served the connection but received no forwarded packet"
+			return
+		fi
+	done
+	diag "served by $node; counter deltas: $line"
+	[ $forwarded -gt 0 ] || fail "no non-serving node forwarded the connection's packets"
+}
+
+# e: malformed admin requests are refused with {"ok":false,...}, the
+# connection carries on (a status request on it still works), and the daemon
+# keeps serving; an over-long line must not take it down either.
+scenario_bad_admin() {
+	local n=mix1 rc=0 reply
+	mixlb_in "$n" "$MIXLB_PYTHON" - "$(mixlb_socket "$n")" "$n" <<'PY' | while IFS= read -r line; do diag "$line"; done
+import json, socket, sys
+
+path, node = sys.argv[1], sys.argv[2]
+bad = [b"this is not json", b'{"cmd": "status"', b"\x01\x02\xff{}[", b"[1, 2, 3]",
+       b'{"cmd": 42}', b'{"cmd": "no-such-command"}', b'{"cmd": "status", "args": 5}']
+failures = 0
+
+def connect():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(3)
+    s.connect(path)
+    return s, s.makefile("rb")
+
+def reply(f):
+    line = f.readline()
+    if not line.endswith(b"\n"):
+        raise RuntimeError("no reply line (got %r)" % line)
+    return json.loads(line)
+
+for req in bad:
+    try:
+        s, f = connect()
+        s.sendall(req + b"\n")
+        r = reply(f)
+        good = isinstance(r, dict) and r.get("ok") is False and isinstance(r.get("error"), str)
+        # The same connection must still answer a good request.
+        s.sendall(b'{"cmd": "status"}\n')
+        after = reply(f)
+        carried_on = isinstance(after, dict) and after.get("ok") is True and \
+            after.get("result", {}).get("node") == node
+        s.close()
+    except Exception as e:
+        print("FAIL: request %r: %s" % (req, e))
+        failures += 1
+        continue
+    print("%s request %r -> %s%s" % ("ok:" if good and carried_on else "FAIL:", req,
+          json.dumps(r), "" if carried_on else "; then status on the same connection: %s" % json.dumps(after)))
+    failures += not (good and carried_on)
+
+# Over the line limit: whatever the reply, the daemon has to survive it.
+try:
+    s, f = connect()
+    s.sendall(b"x" * (256 * 1024) + b"\n")
+    s.shutdown(socket.SHUT_WR)
+    print("over-long line -> %r" % f.readline()[:200])
+    s.close()
+except Exception as e:
+    print("over-long line -> %s" % e)
+sys.exit(1 if failures else 0)
+PY
+	rc=$?
+	mixlb_alive "${MIXLB_SIDECAR_PID[$n]}" || { fail "$n's sidecar died"; return; }
+	reply=$(mixlb_status_get "$n" 'd["node"]')
+	[ "$reply" = "$n" ] || { fail "$n no longer answers status"; rc=1; }
+	return $rc
+}
+
+# d (part 1): SIGTERM of mix3's sidecar leaves nothing behind.
+scenario_stop() {
+	local n=mix3 rc=0 ifname prog other
+	ifname=$(mixlb_if "$n")
+	fixed_port_requests "$MIXLB_TMP/ports.before" "${fixed_ports[@]}" || return 1
+
+	if ! mixlb_stop_sidecar "$n" 5; then
+		fail "$n's sidecar did not exit within 5 s of SIGTERM (killed)"
+		mixlb_log_file "$(mixlb_sidecar_log "$n")" 20
+		return 1
+	fi
+	diag "$n's sidecar exited with status $MIXLB_STOP_RC, $MIXLB_STOP_MS ms after SIGTERM"
+	[ "$MIXLB_STOP_RC" -eq 0 ] || { fail "exit status $MIXLB_STOP_RC"; rc=1; }
+
+	prog=$(mixlb_xdp_prog "$n" "$ifname")
+	[ -z "$prog" ] || { fail "$ifname still has an XDP program ($prog)"; rc=1; }
+	if ip -n "$(mixlb_ns "$n")" -4 -o addr show dev lo | grep -qF " $MIXLB_VIP/"; then
+		fail "the VIP is still on $n's lo"
+		rc=1
+	fi
+	[ ! -e "$MIXLB_BPFFS/$n" ] || { fail "$MIXLB_BPFFS/$n still exists: $(ls "$MIXLB_BPFFS/$n")"; rc=1; }
+	if ! diff -u "$MIXLB_TMP/$n.sysctl.before" <(mixlb_sysctls "$n") >"$MIXLB_TMP/sysctl.diff"; then
+		fail "sysctls not restored:"
+		mixlb_log_file "$MIXLB_TMP/sysctl.diff"
+		rc=1
+	fi
+	[ ! -e "$(mixlb_socket "$n")" ] || diag "note: the admin socket file $(mixlb_socket "$n") is left behind"
+	[ $rc -eq 0 ] || mixlb_log_file "$(mixlb_sidecar_log "$n")" 20
+
+	# As BGP would: the router stops sending to the stopped node.
+	mixlb_route_via mix1 mix2 || rc=1
+	for other in mix1 mix2; do
+		mixlb_alive "${MIXLB_SIDECAR_PID[$other]}" || { fail "$other's sidecar is gone"; rc=1; continue; }
+		[ "$(mixlb_status_get "$other" 'd["node"]')" = "$other" ] ||
+			{ fail "$other does not answer status"; rc=1; }
+	done
+	return $rc
+}
+
+# d (part 2): with mix3 gone, flows of mix1 and mix2 keep their node.
+scenario_consistency() {
+	local before=$MIXLB_TMP/ports.before after=$MIXLB_TMP/ports.after
+	[ -s "$before" ] || { fail "no requests were recorded before the stop"; return; }
+	fixed_port_requests "$after" "${fixed_ports[@]}" || return 1
+	local -A was=() now=() count=()
+	local p node kept=0 moved=0 lost=0 lost3=0 moved3=0 still3=0 failed_before=0
+	while read -r p node; do was[$p]=$node; count[$node]=$((${count[$node]:-0} + 1)); done <"$before"
+	while read -r p node; do now[$p]=$node; done <"$after"
+	diag "before the stop, ${#fixed_ports[@]} fixed source ports: mix1=${count[mix1]:-0}" \
+		"mix2=${count[mix2]:-0} mix3=${count[mix3]:-0} failed=${count[-]:-0}"
+	for p in "${fixed_ports[@]}"; do
+		case ${was[$p]} in
+		-) failed_before=$((failed_before + 1)) ;;
+		mix3)
+			case ${now[$p]} in
+			-) lost3=$((lost3 + 1)) ;;
+			mix3) still3=$((still3 + 1)) ;;
+			*) moved3=$((moved3 + 1)) ;;
+			esac
+			;;
+		*)
+			if [ "${now[$p]}" = "${was[$p]}" ]; then
+				kept=$((kept + 1))
+			elif [ "${now[$p]}" = - ]; then
+				lost=$((lost + 1))
+				[ $lost -le 5 ] && diag "port $p: served by ${was[$p]} before, failed after:" \
+					"$(grep "^port $p: " "$after.err")"
+			else
+				moved=$((moved + 1))
+				[ $moved -le 5 ] && diag "port $p: served by ${was[$p]} before, ${now[$p]} after"
+			fi
+			;;
+		esac
+	done
+	diag "after the stop: $kept mix1/mix2 flows kept their node, $moved moved, $lost failed;" \
+		"mix3's $((lost3 + moved3 + still3)) flows: $lost3 failed (expected: the static peer" \
+		"list still names mix3), $moved3 answered by another node, $still3 still by mix3"
+	# mix3 has no sidecar and no VIP any more: nothing may still answer as mix3.
+	[ $still3 -eq 0 ] || { fail "$still3 requests were still served by the stopped mix3"; return; }
+	if [ $failed_before -ne 0 ]; then
+		mixlb_log_file "$before.err" 10
+		fail "$failed_before requests failed before the stop"
+		return
+	fi
+	if [ "${count[mix1]:-0}" -eq 0 ] || [ "${count[mix2]:-0}" -eq 0 ]; then
+		fail "mix1 or mix2 served none of the fixed ports before the stop"
+		return
+	fi
+	if [ $moved -ne 0 ] || [ $lost -ne 0 ]; then
+		fail "mix1/mix2 flows did not keep their node"
+	fi
+}
+
+# ---------------------------------------------------------------- main
+
+build=${1:-}
+if [ -z "$build" ]; then
+	echo "usage: $0 BUILD_DIR" >&2
+	exit 2
+fi
+start_ms=$(now_ms)
+if ! mixlb_init "$build"; then
+	echo "1..$plan"
+	echo "Bail out! the build is incomplete"
+	exit 1
+fi
+if ! reason=$(mixlb_probe); then
+	echo "1..0 # SKIP $reason"
+	exit 0
+fi
+if ! mixlb_claim; then
+	echo "1..$plan"
+	echo "Bail out! cannot prepare the run"
+	exit 1
+fi
+
+fixed_ports=()
+for ((p = 20001; p <= 20060; p++)); do fixed_ports+=("$p"); done
+
+echo "1..$plan"
+scenario_up
+rc=$?
+tap $rc "cluster of ${#MIXLB_NODES[@]} mix nodes up, sidecars ready"
+if [ $rc -ne 0 ]; then
+	echo "Bail out! the cluster did not come up"
+	exit 1
+fi
+scenario_spread;      tap $? "a: 300 requests to the VIP all answered, by every node"
+scenario_counters;    tap $? "c: counters: local on every node, forwarded across nodes, no drops"
+scenario_shuffle;     tap $? "b: a connection survives ECMP moving its ingress, and was forwarded"
+scenario_bad_admin;   tap $? "e: malformed admin requests get ok:false, the daemon keeps serving"
+scenario_stop;        tap $? "d: SIGTERM of mix3's sidecar cleans up, the others keep running"
+scenario_consistency; tap $? "d: after mix3 stops, mix1/mix2 flows keep their node"
+
+if [ $failed -gt 0 ]; then
+	for n in "${MIXLB_NODES[@]}"; do
+		diag "the end of $n's sidecar log:"
+		mixlb_log_file "$(mixlb_sidecar_log "$n")" 15
+	done
+fi
+diag "run took $((($(now_ms) - start_ms) / 1000)) s"
+[ $failed -eq 0 ]

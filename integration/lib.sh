@@ -1,0 +1,511 @@
+# shellcheck shell=bash
+# The multi-node topology shared by integration/run.sh and integration/demo.sh.
+#
+#   client ns            router ns                      switch ns              mixN ns
+#   10.0.1.2 [P-c] ==== [P-rc] 10.0.1.1
+#                              10.0.0.1 [P-rs] ==== [P-sr]-+
+#                                                          [P-br]-+- [P-s1] ==== [P-m1] 10.0.0.11
+#                                                                 +- [P-s2] ==== [P-m2] 10.0.0.12
+#                                                                 +- [P-s3] ==== [P-m3] 10.0.0.13
+#
+# The router reaches the VIP through an ECMP multipath route over the three mix
+# nodes (layer-4 hash), as BGP anycast would; each mix node runs the app
+# (mixlb-testnode serve) and the real mixlb sidecar, which puts the VIP on lo.
+# Every switch-side veth end runs xdp_pass, because native XDP_TX on a veth
+# needs an XDP program on the peer, and every veth has TX checksum offload off,
+# because a frame sent back with XDP_TX keeps whatever checksum it carried.
+#
+# Everything a run creates carries a per-run prefix P ("mx" + 4 hex digits,
+# claimed atomically by creating /run/mixlb-P), so the demo and a test run can
+# share a machine. A script calls mixlb_init (build outputs, teardown trap),
+# mixlb_probe (skip reasons) and mixlb_claim (prefix, temp dir) in that order;
+# the EXIT/INT/TERM/PIPE trap tears everything down: processes, namespaces, the
+# bpffs directory, the run and temp dirs.
+#
+# Commands run in a namespace through nsenter --net, never `ip netns exec`:
+# the latter remounts /sys, which hides the sidecar's bpffs pins.
+#
+# Functions return non-zero on failure and say why through mixlb_log (a TAP
+# diagnostic in run.sh, plain text in demo.sh); none of them exits the shell.
+
+MIXLB_VIP=10.100.0.1
+MIXLB_HTTP_PORT=80
+MIXLB_LINE_PORT=7000
+MIXLB_NODES=(mix1 mix2 mix3)
+MIXLB_LOG_PREFIX=${MIXLB_LOG_PREFIX-"# "}
+MIXLB_XDP_MODE=${MIXLB_XDP_MODE:-auto}   # auto: native, or generic reported as a fallback
+MIXLB_READY_TIMEOUT=${MIXLB_READY_TIMEOUT:-20}
+
+MIXLB_P=""
+MIXLB_TMP=""
+MIXLB_RUN_DIR=""
+MIXLB_BPFFS=""
+MIXLB_PYTHON=""
+MIXLB_NETNS_CREATED=()
+MIXLB_OTHER_PIDS=()
+declare -A MIXLB_SIDECAR_PID=()
+declare -A MIXLB_SERVER_PID=()
+MIXLB_TORN_DOWN=0
+
+mixlb_log() {
+	local line
+	while IFS= read -r line; do
+		printf '%s%s\n' "$MIXLB_LOG_PREFIX" "$line"
+	done <<<"$*"
+}
+
+# Prints a file as log lines, indented, at most its last $2 lines.
+mixlb_log_file() {
+	local file=$1 max=${2:-40}
+	[ -s "$file" ] || { mixlb_log "  ($file is empty)"; return 0; }
+	tail -n "$max" "$file" | while IFS= read -r line; do
+		printf '%s  | %s\n' "$MIXLB_LOG_PREFIX" "$line"
+	done
+}
+
+# Runs a command; on failure logs it with its output and returns its status.
+mixlb_do() {
+	local out rc
+	out=$("$@" 2>&1)
+	rc=$?
+	if [ $rc -ne 0 ]; then
+		mixlb_log "command failed ($rc): $*"
+		[ -n "$out" ] && mixlb_log "  $out"
+	fi
+	return $rc
+}
+
+mixlb_ns() { printf '%s-%s' "$MIXLB_P" "$1"; }
+mixlb_netns() { printf '/run/netns/%s-%s' "$MIXLB_P" "$1"; }
+
+# mixlb_in NS CMD...: runs CMD inside namespace NS (client, router, switch, mixN).
+# Not for background processes whose pid is needed: `mixlb_in ... &` forks a
+# subshell, and $! would be that shell. Start those with a plain
+# `nsenter --net="$(mixlb_netns NS)" -- CMD &`, which bash execs, so $! is CMD.
+mixlb_in() {
+	local ns=$1
+	shift
+	nsenter --net="$(mixlb_netns "$ns")" -- "$@"
+}
+
+# The node's uplink (inside its namespace) and its address on the segment.
+mixlb_if() { printf '%s-m%s' "$MIXLB_P" "${1#mix}"; }
+mixlb_addr() { printf '10.0.0.1%s' "${1#mix}"; }
+
+# mixlb_init BUILD_DIR: checks the build outputs and installs the teardown trap.
+mixlb_init() {
+	MIXLB_BUILD=$(cd "${1:?build dir}" 2>/dev/null && pwd) || {
+		mixlb_log "no build directory '$1'"
+		return 1
+	}
+	MIXLB_SIDECAR=$MIXLB_BUILD/sidecar/mixlb
+	MIXLB_CTL=$MIXLB_BUILD/sidecar/mixlbctl
+	MIXLB_TESTNODE=$MIXLB_BUILD/integration/mixlb-testnode
+	MIXLB_XDP_PASS=$MIXLB_BUILD/bpf/xdp_pass.o
+	local f
+	for f in "$MIXLB_SIDECAR" "$MIXLB_CTL" "$MIXLB_TESTNODE"; do
+		[ -x "$f" ] || { mixlb_log "missing build output $f (run ninja)"; return 1; }
+	done
+	[ -f "$MIXLB_XDP_PASS" ] || { mixlb_log "missing build output $MIXLB_XDP_PASS"; return 1; }
+	MIXLB_PYTHON=$(command -v /usr/bin/python3 || command -v python3 || true)
+
+	trap 'mixlb__on_exit' EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	trap 'exit 141' PIPE
+}
+
+# mixlb_claim: claims a run prefix and makes the temp dir. Sets MIXLB_P,
+# MIXLB_TMP, MIXLB_RUN_DIR, MIXLB_BPFFS.
+mixlb_claim() {
+	local try p
+	for try in 1 2 3 4 5 6 7 8; do
+		p=$(printf 'mx%04x' $(((RANDOM << 3 ^ $$ ^ try) & 0xffff)))
+		if [ ! -e "/sys/fs/bpf/mixlb-$p" ] && mkdir -m 0700 "/run/mixlb-$p" 2>/dev/null; then
+			MIXLB_P=$p
+			break
+		fi
+	done
+	[ -n "$MIXLB_P" ] || { mixlb_log "cannot claim a run prefix under /run"; return 1; }
+	MIXLB_RUN_DIR=/run/mixlb-$MIXLB_P
+	MIXLB_BPFFS=/sys/fs/bpf/mixlb-$MIXLB_P
+	MIXLB_TMP=$(mktemp -d "${TMPDIR:-/tmp}/mixlb-$MIXLB_P.XXXXXX") || return 1
+}
+
+mixlb__on_exit() {
+	local rc=$?
+	mixlb_teardown
+	exit $rc
+}
+
+# Prints why this machine cannot run the topology (and returns 1), or nothing.
+# Only missing privileges, tools and kernel features count; anything else that
+# goes wrong later is a failure, not a skip.
+mixlb_probe() {
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "needs root (network namespaces, XDP, bpffs)"
+		return 1
+	fi
+	local tool
+	for tool in ip nsenter ethtool curl; do
+		command -v "$tool" >/dev/null || { echo "$tool is not installed"; return 1; }
+	done
+	[ -n "$MIXLB_PYTHON" ] || { echo "python3 is not installed"; return 1; }
+	if [ "$(stat -f -c %T /sys/fs/bpf 2>/dev/null)" != bpf_fs ]; then
+		echo "bpffs is not mounted on /sys/fs/bpf"
+		return 1
+	fi
+	# Probe names of our own: no prefix is claimed yet.
+	local a=mixlb-probe-$$-a b=mixlb-probe-$$-b if_a=mxp$$a if_b=mxp$$b reason=""
+	if ! ip netns add "$a" 2>/dev/null; then
+		echo "cannot create network namespaces"
+		return 1
+	fi
+	if ! ip netns add "$b" 2>/dev/null; then
+		reason="cannot create network namespaces"
+	elif ! ip -n "$a" link add "$if_a" type veth peer name "$if_b" netns "$b" 2>/dev/null; then
+		reason="no veth support"
+	elif ! ip -n "$a" link set dev "$if_a" up ||
+		! ip -n "$a" link set dev "$if_a" xdpdrv obj "$MIXLB_XDP_PASS" sec xdp 2>/dev/null; then
+		reason="cannot attach a native-mode XDP program to a veth"
+	fi
+	ip netns del "$a" 2>/dev/null
+	ip netns del "$b" 2>/dev/null
+	[ -z "$reason" ] || { echo "$reason"; return 1; }
+	return 0
+}
+
+mixlb__add_ns() {
+	mixlb_do ip netns add "$(mixlb_ns "$1")" || return 1
+	MIXLB_NETNS_CREATED+=("$(mixlb_ns "$1")")
+	mixlb_do ip -n "$(mixlb_ns "$1")" link set dev lo up
+}
+
+# mixlb__veth NS_A IF_A NS_B IF_B: a veth pair, up, TX checksum offload off.
+mixlb__veth() {
+	local ns_a=$1 if_a=$2 ns_b=$3 if_b=$4
+	mixlb_do ip -n "$(mixlb_ns "$ns_a")" link add "$if_a" type veth peer name "$if_b" \
+		netns "$(mixlb_ns "$ns_b")" || return 1
+	mixlb_do mixlb_in "$ns_a" ethtool -K "$if_a" tx off || return 1
+	mixlb_do mixlb_in "$ns_b" ethtool -K "$if_b" tx off || return 1
+	mixlb_do ip -n "$(mixlb_ns "$ns_a")" link set dev "$if_a" up || return 1
+	mixlb_do ip -n "$(mixlb_ns "$ns_b")" link set dev "$if_b" up
+}
+
+mixlb__sysctl() {
+	local ns=$1
+	shift
+	mixlb_do mixlb_in "$ns" sysctl -q -w "$@"
+}
+
+# Builds namespaces, links, addresses and routes (no processes yet).
+mixlb_topology_up() {
+	local P=$MIXLB_P ns n
+	for ns in client router switch "${MIXLB_NODES[@]}"; do
+		mixlb__add_ns "$ns" || return 1
+	done
+
+	# client <-> router
+	mixlb__veth client "$P-c" router "$P-rc" || return 1
+	mixlb_do ip -n "$(mixlb_ns client)" addr add 10.0.1.2/24 dev "$P-c" || return 1
+	mixlb_do ip -n "$(mixlb_ns client)" route add default via 10.0.1.1 || return 1
+	mixlb_do ip -n "$(mixlb_ns router)" addr add 10.0.1.1/24 dev "$P-rc" || return 1
+
+	# router <-> switch, and the bridge
+	mixlb_do ip -n "$(mixlb_ns switch)" link add "$P-br" type bridge stp_state 0 || return 1
+	mixlb_do ip -n "$(mixlb_ns switch)" link set dev "$P-br" up || return 1
+	mixlb__veth router "$P-rs" switch "$P-sr" || return 1
+	mixlb_do ip -n "$(mixlb_ns router)" addr add 10.0.0.1/24 dev "$P-rs" || return 1
+	mixlb__sysctl router net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=1 \
+		net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 || return 1
+
+	# one veth per mix node, its switch end in the bridge with xdp_pass
+	for n in sr "${MIXLB_NODES[@]}"; do
+		local sw_if=$P-sr
+		if [ "$n" != sr ]; then
+			sw_if=$P-s${n#mix}
+			mixlb__veth switch "$sw_if" "$n" "$(mixlb_if "$n")" || return 1
+		fi
+		mixlb_do ip -n "$(mixlb_ns switch)" link set dev "$sw_if" master "$P-br" || return 1
+		mixlb_do ip -n "$(mixlb_ns switch)" link set dev "$sw_if" xdpdrv obj "$MIXLB_XDP_PASS" sec xdp ||
+			return 1
+	done
+	for n in "${MIXLB_NODES[@]}"; do
+		mixlb_do ip -n "$(mixlb_ns "$n")" addr add "$(mixlb_addr "$n")/24" dev "$(mixlb_if "$n")" || return 1
+		mixlb_do ip -n "$(mixlb_ns "$n")" route add default via 10.0.0.1 || return 1
+		mixlb__sysctl "$n" net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 \
+			"net.ipv4.conf.lo.rp_filter=0" "net.ipv4.conf.$(mixlb_if "$n").rp_filter=0" || return 1
+	done
+
+	mixlb_route_via "${MIXLB_NODES[@]}"
+}
+
+# mixlb_route_via NODE...: the router's route to the VIP, as one nexthop or an
+# ECMP multipath over several (what BGP announcements would produce).
+mixlb_route_via() {
+	local args=() n
+	if [ $# -eq 1 ]; then
+		args=(via "$(mixlb_addr "$1")" dev "$MIXLB_P-rs")
+	else
+		for n in "$@"; do
+			args+=(nexthop via "$(mixlb_addr "$n")" dev "$MIXLB_P-rs")
+		done
+	fi
+	mixlb_do ip -n "$(mixlb_ns router)" route replace "$MIXLB_VIP/32" "${args[@]}"
+}
+
+mixlb_config_path() { printf '%s/%s.toml' "$MIXLB_TMP" "$1"; }
+mixlb_socket() { printf '%s/%s.sock' "$MIXLB_RUN_DIR" "$1"; }
+mixlb_sidecar_log() { printf '%s/%s.sidecar.log' "$MIXLB_TMP" "$1"; }
+
+mixlb_write_config() {
+	local node=$1 peer
+	{
+		cat <<EOF
+# Generated by integration/lib.sh for run $MIXLB_P.
+[node]
+name = "$node"
+interface = "$(mixlb_if "$node")"
+address = "$(mixlb_addr "$node")"
+admin_socket = "$(mixlb_socket "$node")"
+bpffs_dir = "$MIXLB_BPFFS"
+log_level = "info"
+
+[datapath]
+xdp_mode = "$MIXLB_XDP_MODE"
+
+[[vip]]
+address = "$MIXLB_VIP"
+protocol = "tcp"
+ports = [$MIXLB_HTTP_PORT, $MIXLB_LINE_PORT]
+EOF
+		for peer in "${MIXLB_NODES[@]}"; do
+			printf '\n[[peer]]\nname = "%s"\naddress = "%s"\n' "$peer" "$(mixlb_addr "$peer")"
+		done
+	} >"$(mixlb_config_path "$node")"
+}
+
+# The app: mixlb-testnode serve, waited for until both ports listen.
+mixlb_start_server() {
+	local node=$1 log=$MIXLB_TMP/$1.server.log i
+	nsenter --net="$(mixlb_netns "$node")" -- "$MIXLB_TESTNODE" serve --name "$node" \
+		--http-port "$MIXLB_HTTP_PORT" --line-port "$MIXLB_LINE_PORT" >"$log" 2>&1 &
+	MIXLB_SERVER_PID[$node]=$!
+	for ((i = 0; i < 50; i++)); do
+		if [ "$(mixlb_in "$node" ss -Htln "( sport = :$MIXLB_HTTP_PORT or sport = :$MIXLB_LINE_PORT )" |
+			wc -l)" -ge 2 ]; then
+			return 0
+		fi
+		mixlb_alive "${MIXLB_SERVER_PID[$node]}" || break
+		sleep 0.1
+	done
+	mixlb_log "$node: mixlb-testnode serve did not start listening:"
+	mixlb_log_file "$log"
+	return 1
+}
+
+# True while PID runs (a zombie that is not yet reaped counts as gone).
+mixlb_alive() {
+	local state
+	state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+	[ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
+}
+
+mixlb_start_sidecar() {
+	local node=$1
+	mixlb_write_config "$node" || return 1
+	nsenter --net="$(mixlb_netns "$node")" -- "$MIXLB_SIDECAR" --config "$(mixlb_config_path "$node")" \
+		>>"$(mixlb_sidecar_log "$node")" 2>&1 &
+	MIXLB_SIDECAR_PID[$node]=$!
+}
+
+# mixlb_ctl NODE ARGS...: mixlbctl against NODE's admin socket, inside its namespace.
+mixlb_ctl() {
+	local node=$1
+	shift
+	mixlb_in "$node" "$MIXLB_CTL" -s "$(mixlb_socket "$node")" "$@"
+}
+
+mixlb_status_json() { mixlb_ctl "$1" status --json; }
+
+# mixlb_json EXPR [ARG...] < JSON: prints a Python expression over the document d
+# (ARGs are sys.argv[2:]; a list or tuple prints space-separated). Helpers:
+# vipsum(key) sums a counter over the VIPs, drops() sums every drop counter.
+mixlb_json() {
+	"$MIXLB_PYTHON" -c '
+import json, sys
+d = json.load(sys.stdin)
+def vipsum(key):
+    return sum(int(v["counters"][key]) for v in d["vips"])
+def drops():
+    total = 0
+    for v in d["vips"]:
+        dr = v["counters"]["drops"]
+        total += sum(int(x) for x in (dr.values() if isinstance(dr, dict) else dr))
+    return total
+r = eval("(" + sys.argv[1] + "\n)")
+print(" ".join(str(x) for x in r) if isinstance(r, (list, tuple)) else r)
+' "$@"
+}
+
+# mixlb_status_get NODE EXPR: mixlb_json EXPR over NODE's current status.
+mixlb_status_get() {
+	local json
+	json=$(mixlb_status_json "$1" 2>&1) || {
+		mixlb_log "$1: mixlbctl status failed: $json"
+		return 1
+	}
+	mixlb_json "$2" <<<"$json"
+}
+
+# Ready: the admin socket answers for this node, and every peer's neighbour
+# entry is resolved (status shows its MAC), so the first forwarded packet
+# cannot meet an unresolved neighbour.
+mixlb_wait_ready() {
+	local node=$1 timeout=${2:-$MIXLB_READY_TIMEOUT} deadline json last=""
+	deadline=$((SECONDS + timeout))
+	while [ $SECONDS -lt $deadline ]; do
+		if ! mixlb_alive "${MIXLB_SIDECAR_PID[$node]}"; then
+			wait "${MIXLB_SIDECAR_PID[$node]}"
+			mixlb_log "$node: the sidecar exited with status $? before it was ready; its log:"
+			mixlb_log_file "$(mixlb_sidecar_log "$node")"
+			return 1
+		fi
+		if json=$(mixlb_status_json "$node" 2>&1); then
+			last=$(mixlb_json '"ok" if d["node"] == sys.argv[2] and all(
+				n.get("mac") not in (None, "", "00:00:00:00:00:00")
+				for n in d["nodes"] if n["name"] != sys.argv[2])
+				else "node " + str(d["node"]) + ", nodes " + json.dumps(d["nodes"])' "$node" <<<"$json" 2>&1)
+			[ "$last" = ok ] && return 0
+		else
+			last=$json
+		fi
+		sleep 0.2
+	done
+	mixlb_log "$node: not ready within ${timeout}s (last: ${last:-no answer}); the sidecar's log:"
+	mixlb_log_file "$(mixlb_sidecar_log "$node")"
+	return 1
+}
+
+# mixlb_stop_sidecar NODE [TIMEOUT]: SIGTERM, then waits. Sets MIXLB_STOP_RC to
+# the exit status and MIXLB_STOP_MS to how long the exit took; returns 1 (after
+# SIGKILL) if it did not exit within TIMEOUT seconds.
+# shellcheck disable=SC2034 # MIXLB_STOP_* are read by the caller
+mixlb_stop_sidecar() {
+	local node=$1 timeout=${2:-5} pid start
+	pid=${MIXLB_SIDECAR_PID[$node]:-}
+	MIXLB_STOP_RC=""
+	MIXLB_STOP_MS=""
+	[ -n "$pid" ] || return 1
+	start=$(date +%s%N)
+	kill -TERM "$pid" 2>/dev/null
+	local deadline=$((start + timeout * 1000000000))
+	while mixlb_alive "$pid" && [ "$(date +%s%N)" -lt $deadline ]; do
+		sleep 0.05
+	done
+	MIXLB_STOP_MS=$((($(date +%s%N) - start) / 1000000))
+	if mixlb_alive "$pid"; then
+		kill -KILL "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+		unset "MIXLB_SIDECAR_PID[$node]"
+		return 1
+	fi
+	wait "$pid"
+	MIXLB_STOP_RC=$?
+	unset "MIXLB_SIDECAR_PID[$node]"
+	return 0
+}
+
+# Brings up the topology and, on every node, the app and the sidecar; waits
+# until all sidecars are ready. Snapshots each node's sysctls first, so a test
+# can check that a stopped sidecar put them back.
+mixlb_cluster_up() {
+	local n
+	mkdir -p "$MIXLB_RUN_DIR" || return 1
+	mixlb_topology_up || return 1
+	for n in "${MIXLB_NODES[@]}"; do
+		mixlb_sysctls "$n" >"$MIXLB_TMP/$n.sysctl.before" || return 1
+		mixlb_start_server "$n" || return 1
+		mixlb_start_sidecar "$n" || return 1
+	done
+	for n in "${MIXLB_NODES[@]}"; do
+		mixlb_wait_ready "$n" || return 1
+	done
+}
+
+# The sysctls a sidecar may change on a node, one "key = value" per line.
+mixlb_sysctls() {
+	local node=$1 ifname
+	ifname=$(mixlb_if "$node")
+	# shellcheck disable=SC2016 # expanded by the inner shell
+	mixlb_in "$node" sh -c '
+		for f in /proc/sys/net/ipv4/ip_forward \
+			/proc/sys/net/ipv4/conf/all/* /proc/sys/net/ipv4/conf/default/* \
+			/proc/sys/net/ipv4/conf/lo/* /proc/sys/net/ipv4/conf/'"$ifname"'/*; do
+			case $f in
+			*/forwarding|*/arp_ignore|*/arp_announce|*/rp_filter|*/accept_local|*/ip_forward)
+				printf "%s = %s\n" "${f#/proc/sys/}" "$(cat "$f")" ;;
+			esac
+		done'
+}
+
+# mixlb_xdp_prog NS IFNAME: prints "mode name" of the XDP program on IFNAME, or nothing.
+mixlb_xdp_prog() {
+	ip -n "$(mixlb_ns "$1")" -j link show dev "$2" | mixlb_json '
+" ".join(str(x) for x in (d[0]["xdp"]["mode"], d[0]["xdp"].get("prog", {}).get("name", "?")))
+if d and "xdp" in d[0] else ""'
+}
+
+mixlb_teardown() {
+	[ "$MIXLB_TORN_DOWN" = 1 ] && return 0
+	MIXLB_TORN_DOWN=1
+	trap - INT TERM PIPE
+	local node pid ns i
+	# Sidecars first and gracefully, so they detach and unpin what they own.
+	for node in "${!MIXLB_SIDECAR_PID[@]}"; do
+		kill -TERM "${MIXLB_SIDECAR_PID[$node]}" 2>/dev/null
+	done
+	for node in "${!MIXLB_SIDECAR_PID[@]}"; do
+		pid=${MIXLB_SIDECAR_PID[$node]}
+		for ((i = 0; i < 100; i++)); do
+			mixlb_alive "$pid" || break
+			sleep 0.05
+		done
+		kill -KILL "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+	done
+	MIXLB_SIDECAR_PID=()
+	for pid in "${MIXLB_SERVER_PID[@]}" "${MIXLB_OTHER_PIDS[@]}"; do
+		kill -KILL "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+	done
+	MIXLB_SERVER_PID=()
+	MIXLB_OTHER_PIDS=()
+	# Anything still running inside our namespaces was started by this run
+	# (they are ours alone) and would keep them alive: end it.
+	local left=() pids=()
+	for ns in "${MIXLB_NETNS_CREATED[@]}"; do
+		mapfile -t pids < <(ip netns pids "$ns" 2>/dev/null)
+		left+=("${pids[@]}")
+	done
+	if [ ${#left[@]} -gt 0 ]; then
+		echo "mixlb: ending leftover processes in the test namespaces: ${left[*]}" >&2
+		kill -TERM "${left[@]}" 2>/dev/null
+		sleep 0.5
+		kill -KILL "${left[@]}" 2>/dev/null
+	fi
+	for ns in "${MIXLB_NETNS_CREATED[@]}" "mixlb-probe-$$-a" "mixlb-probe-$$-b"; do
+		ip netns del "$ns" 2>/dev/null
+	done
+	MIXLB_NETNS_CREATED=()
+	# A sidecar that had to be killed leaves its pins; they are ours to remove.
+	[ -n "$MIXLB_BPFFS" ] && [ -d "$MIXLB_BPFFS" ] && rm -rf -- "$MIXLB_BPFFS"
+	[ -n "$MIXLB_RUN_DIR" ] && [ -d "$MIXLB_RUN_DIR" ] && rm -rf -- "$MIXLB_RUN_DIR"
+	if [ -n "$MIXLB_TMP" ] && [ -d "$MIXLB_TMP" ]; then
+		if [ "${MIXLB_KEEP_LOGS:-0}" = 1 ]; then
+			echo "mixlb: kept logs in $MIXLB_TMP" >&2
+		else
+			rm -rf -- "$MIXLB_TMP"
+		fi
+	fi
+}
