@@ -1,5 +1,7 @@
 #include "admin_server.h"
 
+#include <array>
+
 #include <dirent.h>
 #include <fmt/format.h>
 #include <poll.h>
@@ -217,6 +219,16 @@ struct AdminServer::State {
         arm_idle_timer(c);
         co_await asio::async_write(c->socket, asio::buffer(reply),
                                    asio::redirect_error(asio::use_awaitable, ec));
+        // Lingering close: closing with the rest of the line unread would
+        // reset the connection and the client could lose the reply. Stop
+        // sending, then read and discard (bounded) until the client is done.
+        c->socket.shutdown(asio::local::stream_protocol::socket::shutdown_send, ec);
+        std::array<char, 4096> scratch;
+        for (std::size_t drained = 0; !ec && drained < 16 * kAdminMaxLine;) {
+          arm_idle_timer(c);
+          drained += co_await c->socket.async_read_some(
+              asio::buffer(scratch), asio::redirect_error(asio::use_awaitable, ec));
+        }
         break;
       }
       if (ec == asio::error::eof && !buffer.empty()) {

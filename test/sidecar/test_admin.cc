@@ -449,6 +449,22 @@ TEST_SUITE("admin") {
     CHECK(admin_request(dir / "a.sock", "status", json::object(), 2s).has_value());
   }
 
+  TEST_CASE("a client still sending a huge line gets the error reply, not a reset") {
+    TempDir dir;
+    RunningServer server(dir / "a.sock");
+    Client client(dir / "a.sock");
+    // Far more than the limit and than the socket buffers: a server that
+    // closed without reading the rest would reset the connection and the
+    // reply would be lost, or this send would fail.
+    client.send(std::string(8 * kAdminMaxLine, 'x'));
+    client.shutdown_write();
+    const json reply = client.reply();
+    CHECK(reply["ok"] == false);
+    CHECK(reply["error"] == "request line longer than 65536 bytes; closing the connection");
+    CHECK_FALSE(client.line().has_value());
+    CHECK(client.closed());
+  }
+
   TEST_CASE("handler exceptions become error replies and the server keeps serving") {
     TempDir dir;
     RunningServer server(dir / "a.sock");
