@@ -1,4 +1,5 @@
 #include "admin_server.h"
+#include "unique_fd.h"
 
 #include <array>
 
@@ -56,20 +57,6 @@ auto log_failure(std::string what) {
   };
 }
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
 bool fill_address(const std::string& path, sockaddr_un& address) {
   address = {};
   address.sun_family = AF_UNIX;
@@ -83,7 +70,7 @@ bool fill_address(const std::string& path, sockaddr_un& address) {
 int probe_socket(const std::string& path) {
   sockaddr_un address;
   if (!fill_address(path, address)) return ENAMETOOLONG;
-  const Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  const UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (fd.get() < 0) return errno;
   if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0) {
     return 0;
@@ -447,7 +434,7 @@ std::expected<AdminReply, std::string> admin_call(const std::string& path, std::
   if (!fill_address(path, address)) {
     return std::unexpected(fmt::format("cannot connect to {}: path is empty or too long", path));
   }
-  const Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  const UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (fd.get() < 0) {
     return std::unexpected(fmt::format("cannot create a socket: {}", errno_text(errno)));
   }

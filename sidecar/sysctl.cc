@@ -1,4 +1,5 @@
 #include "sysctl.h"
+#include "unique_fd.h"
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
@@ -50,20 +51,6 @@ std::string normalize(std::string_view value) {
   return out;
 }
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
 }  // namespace
 
 std::expected<SysctlKey, std::error_code> SysctlKey::parse(std::string_view text) {
@@ -113,7 +100,7 @@ std::string SysctlKey::name() const {
 }
 
 std::expected<std::string, std::error_code> read_sysctl(const SysctlKey& key) {
-  const Fd fd(::open(key.path().c_str(), O_RDONLY | O_CLOEXEC));
+  const UniqueFd fd(::open(key.path().c_str(), O_RDONLY | O_CLOEXEC));
   if (fd.get() < 0) return std::unexpected(errno_code(errno));
   std::string value;
   char buffer[4096];
@@ -131,7 +118,7 @@ std::expected<std::string, std::error_code> read_sysctl(const SysctlKey& key) {
 }
 
 std::error_code write_sysctl(const SysctlKey& key, std::string_view value) {
-  const Fd fd(::open(key.path().c_str(), O_WRONLY | O_CLOEXEC));
+  const UniqueFd fd(::open(key.path().c_str(), O_WRONLY | O_CLOEXEC));
   if (fd.get() < 0) return errno_code(errno);
   for (;;) {
     const ssize_t n = ::write(fd.get(), value.data(), value.size());

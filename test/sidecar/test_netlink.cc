@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "netlink.h"
+#include "netns_probe.h"
 
 namespace mixlb {
 namespace {
@@ -33,30 +34,8 @@ namespace {
 // Privilege probe, computed once at static initialisation (before the test
 // cases below register, so their skip decorators can use it).
 
-struct NetnsProbe {
-  bool ok = false;
-  std::string reason;
-};
-
-NetnsProbe probe_netns() {
-  NetnsProbe probe;
-  std::thread([&] {
-    if (::unshare(CLONE_NEWNET) == 0) {
-      probe.ok = true;
-    } else {
-      probe.reason = std::string("unshare(CLONE_NEWNET): ") + std::strerror(errno);
-    }
-  }).join();
-  if (!probe.ok) {
-    std::fprintf(stderr,
-                 "[netlink] kernel round trips skipped: %s (they need root or CAP_SYS_ADMIN)\n",
-                 probe.reason.c_str());
-  }
-  return probe;
-}
-
-const NetnsProbe kNetns = probe_netns();
-bool can_unshare_netns() { return kNetns.ok; }
+const bool kCanUnshare = test::can_unshare_netns("netlink kernel round trips");
+bool can_unshare_netns() { return kCanUnshare; }
 
 // Runs `body` on a thread of its own that has moved into a fresh network
 // namespace with `lo` up. The namespace, and every link, address and

@@ -15,34 +15,14 @@
 #include <thread>
 
 #include "netlink.h"
+#include "netns_probe.h"
 #include "sysctl.h"
 
 namespace mixlb {
 namespace {
 
-struct NetnsProbe {
-  bool ok = false;
-  std::string reason;
-};
-
-NetnsProbe probe_netns() {
-  NetnsProbe probe;
-  std::thread([&] {
-    if (::unshare(CLONE_NEWNET) == 0) {
-      probe.ok = true;
-    } else {
-      probe.reason = std::string("unshare(CLONE_NEWNET): ") + std::strerror(errno);
-    }
-  }).join();
-  if (!probe.ok) {
-    std::fprintf(stderr, "[sysctl] namespace cases skipped: %s (they need root or CAP_SYS_ADMIN)\n",
-                 probe.reason.c_str());
-  }
-  return probe;
-}
-
-const NetnsProbe kNetns = probe_netns();
-bool can_unshare_netns() { return kNetns.ok; }
+const bool kCanUnshare = test::can_unshare_netns("sysctl namespace cases");
+bool can_unshare_netns() { return kCanUnshare; }
 
 // Runs `body` on a thread that has its own network namespace, so the net.*
 // parameters it sees and writes are private to it.
