@@ -31,10 +31,13 @@
 #define MIXLB_AF_INET 2
 #define MIXLB_AF_INET6 10
 
-/* Key of the VIP map: destination address, port and IP protocol. */
+/*
+ * Key of the VIP map: destination address, port and IP protocol. Port 0 means
+ * "every port" of that address and protocol; an exact port entry wins over it.
+ */
 struct mixlb_vip_key {
 	__u32 addr[4];
-	__be16 port; /* network order */
+	__be16 port; /* network order; 0 = all ports */
 	__u8 proto;  /* IPPROTO_TCP / IPPROTO_UDP */
 	__u8 family; /* MIXLB_AF_INET / MIXLB_AF_INET6 */
 };
@@ -78,13 +81,18 @@ struct mixlb_ct_value {
 	__u32 flags; /* enum mixlb_ct_flag */
 };
 
-/* A node of the cluster, keyed by its node id. */
+/*
+ * A node of the cluster, keyed by its node id. stats_slot indexes the node's
+ * column in the per-(VIP, node) counters; this node's own slot is always 0.
+ */
 struct mixlb_node {
 	__u32 addr[4]; /* the node's address on the balancing segment */
 	__u8 family;
 	__u8 pad[3];
-	__u32 flags;
+	__u32 stats_slot;
 };
+
+#define MIXLB_SELF_STATS_SLOT 0u
 
 /* Key of the peer-MAC map: a frame from one of these was balanced already. */
 struct mixlb_mac {
@@ -103,6 +111,7 @@ enum mixlb_drop_reason {
 	MIXLB_DROP_TABLE_LOOKUP,    /* the Maglev slot lookup failed */
 	MIXLB_DROP_FIB_NO_NEIGH,    /* bpf_fib_lookup: neighbour not resolved */
 	MIXLB_DROP_FIB_FWD_DISABLED,/* bpf_fib_lookup: forwarding disabled */
+	MIXLB_DROP_FIB_FRAG_NEEDED, /* bpf_fib_lookup: larger than the egress MTU */
 	MIXLB_DROP_FIB_OTHER,       /* bpf_fib_lookup: any other failure */
 	MIXLB_DROP_REDIRECT,        /* bpf_redirect refused the egress device */
 	MIXLB_DROP__MAX,
@@ -120,15 +129,54 @@ struct mixlb_vip_stats {
 };
 
 /*
- * Global per-CPU counters (index: enum mixlb_counter). Only VIP packets are
- * counted: a packet that is not ours costs no more than the VIP lookup.
+ * Per-CPU counters of one (VIP, node) pair, index vip_id * max_nodes +
+ * node.stats_slot: packets this node served (slot 0) or sent to that node.
  */
+struct mixlb_backend_stats {
+	__u64 pkts;
+	__u64 bytes;
+};
+
+/* Global per-CPU counters (index: enum mixlb_counter). */
 enum mixlb_counter {
 	MIXLB_CNT_CT_HIT = 0,
 	MIXLB_CNT_CT_MISS,
 	MIXLB_CNT_CT_INSERT,
 	MIXLB_CNT_CT_INSERT_FAIL,
+	MIXLB_CNT_CT_NON_SYN_MISS, /* a TCP flow first seen mid-stream */
+	MIXLB_CNT_ICMP_ERROR,      /* ICMP errors about a VIP flow, sent to its node */
+	MIXLB_CNT_FROM_PEER,       /* frames a peer balanced, delivered here */
 	MIXLB_CNT__MAX,
+};
+
+/* Slots of the fib-result counters: bpf_fib_lookup's return codes 0..15. */
+#define MIXLB_FIB_RET_SLOTS 16u
+
+/* Settings the sidecar changes at run time (one element, index 0). */
+struct mixlb_settings {
+	__u32 any_port_vips; /* non-zero: some VIP is "all ports", look it up too */
+	__u32 reserved;
+};
+
+/*
+ * What a dry-run instance of the program decided about the last frame it
+ * was given ("which node would this flow go to?"). A dry run shares the live
+ * maps but changes none of them.
+ */
+struct mixlb_decision {
+	__u32 node_id;   /* the node chosen, MIXLB_NODE_NONE if none */
+	__u32 verdict;   /* the XDP verdict returned */
+	__u32 drop;      /* enum mixlb_drop_reason when dropped */
+	__u32 vip_id;
+	__u32 flags;     /* enum mixlb_decision_flag */
+	__u32 reserved;
+};
+
+enum mixlb_decision_flag {
+	MIXLB_DECIDED_VIP = 1u << 0,       /* the frame was for a VIP */
+	MIXLB_DECIDED_CT_HIT = 1u << 1,    /* the connection table answered */
+	MIXLB_DECIDED_FROM_PEER = 1u << 2, /* sent by a peer: delivered locally */
+	MIXLB_DECIDED_ICMP = 1u << 3,      /* an ICMP error about the flow */
 };
 
 #endif /* MIXLB_ABI_H */

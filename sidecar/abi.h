@@ -5,6 +5,7 @@
 // logs, status output and tests speak the same words as the data path.
 #include <array>
 #include <cstddef>
+#include <string>
 #include <string_view>
 
 #include "mixlb_abi.h"
@@ -16,6 +17,9 @@ static_assert(sizeof(mixlb_vip_value) == 16);
 static_assert(sizeof(mixlb_flow_key) == 40);
 static_assert(sizeof(mixlb_ct_value) == 16);
 static_assert(sizeof(mixlb_node) == 24);
+static_assert(sizeof(mixlb_backend_stats) == 16);
+static_assert(sizeof(mixlb_settings) == 8);
+static_assert(sizeof(mixlb_decision) == 24);
 static_assert(sizeof(mixlb_mac) == 8);
 static_assert(sizeof(mixlb_vip_stats) == 6 * 8 + MIXLB_DROP__MAX * 8);
 static_assert(offsetof(mixlb_flow_key, sport) == 32);
@@ -26,5 +30,9 @@ extern const std::array<std::string_view, MIXLB_DROP__MAX> kDropReasonNames;
 
 // One name per enum mixlb_counter value, in order.
 extern const std::array<std::string_view, MIXLB_CNT__MAX> kCounterNames;
+
+// The name of a bpf_fib_lookup return code ("success", "no_neigh", ...), or
+// "code_N" for one this build does not know.
+std::string fib_result_name(unsigned code);
 
 }  // namespace mixlb

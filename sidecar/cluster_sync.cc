@@ -27,18 +27,23 @@ std::string vip_label(const mixlb_vip_key& key) {
   std::memcpy(a.words.data(), key.addr, sizeof(key.addr));
   const std::string host = a.is_v6() ? "[" + a.to_string() + "]" : a.to_string();
   const char* proto = key.proto == 6 ? "tcp" : key.proto == 17 ? "udp" : "?";
-  return host + ":" + std::to_string(ntohs(key.port)) + "/" + proto;
+  const std::string port = key.port == 0 ? "*" : std::to_string(ntohs(key.port));
+  return host + ":" + port + "/" + proto;
 }
 
 std::vector<VipEntry> expand_vips(std::span<const VipConfig> vips) {
   std::vector<VipEntry> out;
-  for (const auto& v : vips)
-    for (auto port : v.ports) {
+  for (const auto& v : vips) {
+    // No ports listed: the VIP takes every port (key port 0).
+    const std::vector<std::uint16_t> all_ports{0};
+    for (auto port : v.ports.empty() ? all_ports : v.ports) {
       VipEntry e;
       e.key = make_vip_key(v.address, port, v.protocol);
       e.label = vip_label(e.key);
+      e.serving = v.nodes;
       out.push_back(e);
     }
+  }
   return out;
 }
 
@@ -47,6 +52,17 @@ bool VipKeyLess::operator()(const mixlb_vip_key& a, const mixlb_vip_key& b) cons
 }
 
 ClusterSync::ClusterSync(DatapathMaps& maps, std::uint32_t max_vips) : maps_(maps), max_vips_(max_vips) {}
+
+std::optional<std::uint32_t> ClusterSync::stats_slot(std::uint32_t node_id) const {
+  auto it = slots_.find(node_id);
+  if (it == slots_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::vector<std::string> ClusterSync::backends(const mixlb_vip_key& key) const {
+  auto it = backends_.find(key);
+  return it == backends_.end() ? std::vector<std::string>{} : it->second;
+}
 
 std::optional<std::uint32_t> ClusterSync::vip_id(const mixlb_vip_key& key) const {
   auto it = ids_.find(key);
@@ -61,7 +77,51 @@ DpResult<void> ClusterSync::adopt() {
     if (value.vip_id < max_vips_) ids_[key] = value.vip_id;
   }
   if (!existing->empty()) spdlog::info("adopted {} VIP(s) from pinned maps", existing->size());
+  auto nodes = maps_.node_ids();
+  if (!nodes) return std::unexpected(nodes.error());
+  for (auto id : *nodes) {
+    auto node = maps_.node(id);
+    if (!node) return std::unexpected(node.error());
+    if (*node && (*node)->stats_slot < maps_.max_nodes()) slots_[id] = (*node)->stats_slot;
+  }
   adopted_ = true;
+  return {};
+}
+
+// Writes every member into the node map with a stable stats slot: this node
+// has slot 0, a known member keeps its slot, a new one takes the lowest free
+// slot and starts with zeroed (VIP, node) counters.
+DpResult<void> ClusterSync::write_nodes(std::span<const Member> members) {
+  std::set<std::uint32_t> present;
+  for (const auto& m : members) present.insert(m.id);
+  for (auto it = slots_.begin(); it != slots_.end();)
+    it = present.contains(it->first) ? std::next(it) : slots_.erase(it);
+
+  for (const auto& m : members) {
+    std::uint32_t slot = MIXLB_SELF_STATS_SLOT;
+    if (!m.self) {
+      auto known = slots_.find(m.id);
+      if (known != slots_.end() && known->second != MIXLB_SELF_STATS_SLOT) {
+        slot = known->second;
+      } else {
+        std::set<std::uint32_t> used;
+        for (const auto& [id, s] : slots_) used.insert(s);
+        slot = 1;
+        while (used.contains(slot)) ++slot;
+        if (slot >= maps_.max_nodes())
+          return std::unexpected(DatapathError{"allocating a stats slot for " + m.name,
+                                               std::make_error_code(std::errc::no_space_on_device)});
+        for (const auto& [key, vip] : ids_)
+          if (auto r = maps_.reset_node_counters(vip, slot); !r) return r;
+      }
+    }
+    slots_[m.id] = slot;
+    mixlb_node node{};
+    std::memcpy(node.addr, m.address.words.data(), sizeof(node.addr));
+    node.family = static_cast<std::uint8_t>(m.address.is_v6() ? MIXLB_AF_INET6 : MIXLB_AF_INET);
+    node.stats_slot = slot;
+    if (auto r = maps_.set_node(m.id, node); !r) return r;
+  }
   return {};
 }
 
@@ -80,22 +140,34 @@ DpResult<void> ClusterSync::apply(std::span<const Member> members, std::span<con
   }
 
   // 1. Nodes first: every node a new table may name is in the node map.
+  if (auto r = write_nodes(members); !r) return r;
   std::set<std::uint32_t> member_ids;
-  std::vector<MaglevBackend> backends;
-  for (const auto& m : members) {
-    mixlb_node node{};
-    std::memcpy(node.addr, m.address.words.data(), sizeof(node.addr));
-    node.family = static_cast<std::uint8_t>(m.address.is_v6() ? MIXLB_AF_INET6 : MIXLB_AF_INET);
-    if (auto r = maps_.set_node(m.id, node); !r) return r;
-    member_ids.insert(m.id);
-    backends.push_back(MaglevBackend{m.name, m.id, m.weight});
-  }
+  for (const auto& m : members) member_ids.insert(m.id);
 
-  // 2. Tables: one build per distinct member set (all VIPs share it for now).
-  const auto table = build_maglev_table(backends, maps_.ring_size());
+  // 2. Tables: one build per distinct serving set.
+  std::map<std::vector<std::string>, std::vector<std::uint32_t>> built;
   std::set<mixlb_vip_key, VipKeyLess> wanted;
+  bool any_port = false;
   for (const auto& v : vips) {
     wanted.insert(v.key);
+    any_port = any_port || v.key.port == 0;
+    std::vector<MaglevBackend> backends;
+    std::vector<std::string> names;
+    for (const auto& m : members) {
+      if (!v.serving.empty() && std::find(v.serving.begin(), v.serving.end(), m.name) == v.serving.end())
+        continue;
+      backends.push_back(MaglevBackend{m.name, m.id, m.weight});
+      if (m.weight > 0) names.push_back(m.name);
+    }
+    std::sort(names.begin(), names.end());
+    std::vector<std::string> set_key;
+    for (const auto& b : backends) set_key.push_back(b.name + "=" + std::to_string(b.weight));
+    std::sort(set_key.begin(), set_key.end());
+    auto table_it = built.find(set_key);
+    if (table_it == built.end())
+      table_it = built.emplace(set_key, build_maglev_table(backends, maps_.ring_size())).first;
+    const auto& table = table_it->second;
+
     auto id_it = ids_.find(v.key);
     if (id_it == ids_.end()) {
       auto id = allocate_id();
@@ -103,6 +175,7 @@ DpResult<void> ClusterSync::apply(std::span<const Member> members, std::span<con
       if (auto r = maps_.reset_vip_counters(*id); !r) return r;
       id_it = ids_.emplace(v.key, *id).first;
     }
+    backends_[v.key] = names;
     auto pub = published_.find(v.key);
     if (pub != published_.end() && pub->second == table) continue;
     auto half = maps_.publish_vip(v.key, id_it->second, table);
@@ -111,6 +184,7 @@ DpResult<void> ClusterSync::apply(std::span<const Member> members, std::span<con
     ++publications_;
     spdlog::debug("published table of {} (id {}) into half {}", v.label, id_it->second, *half);
   }
+  if (auto r = maps_.set_any_port_vips(any_port); !r) return r;
 
   // 3. VIPs no longer configured.
   for (auto it = ids_.begin(); it != ids_.end();) {
@@ -121,6 +195,7 @@ DpResult<void> ClusterSync::apply(std::span<const Member> members, std::span<con
     if (auto r = maps_.remove_vip(it->first); !r) return r;
     spdlog::info("removed VIP {}", vip_label(it->first));
     published_.erase(it->first);
+    backends_.erase(it->first);
     it = ids_.erase(it);
   }
 

@@ -24,12 +24,14 @@ struct Member {
   std::string name;
   std::uint32_t id = 0;
   Address address;
-  std::uint32_t weight = 1;
+  std::uint32_t weight = 1;  // 0 = drained: no new flows
+  bool self = false;         // this node: stats slot 0
 };
 
 struct VipEntry {
   mixlb_vip_key key{};
-  std::string label;  // "10.100.0.1:80/tcp"
+  std::string label;                 // "10.100.0.1:80/tcp", "10.100.0.1:*/udp"
+  std::vector<std::string> serving;  // node names serving it; empty = every member
 };
 
 mixlb_vip_key make_vip_key(const Address& address, std::uint16_t port, std::uint8_t protocol);
@@ -51,16 +53,23 @@ class ClusterSync {
   std::optional<std::uint32_t> vip_id(const mixlb_vip_key& key) const;
   // How many table publications (half flips) apply() has made so far.
   std::uint64_t publications() const { return publications_; }
+  // The column of a member in the per-(VIP, node) counters.
+  std::optional<std::uint32_t> stats_slot(std::uint32_t node_id) const;
+  // The backends a VIP's live table was built from (names, in name order).
+  std::vector<std::string> backends(const mixlb_vip_key& key) const;
 
  private:
   DpResult<void> adopt();
   DpResult<std::uint32_t> allocate_id();
+  DpResult<void> write_nodes(std::span<const Member> members);
 
   DatapathMaps& maps_;
   std::uint32_t max_vips_;
   bool adopted_ = false;
   std::map<mixlb_vip_key, std::uint32_t, VipKeyLess> ids_;
   std::map<mixlb_vip_key, std::vector<std::uint32_t>, VipKeyLess> published_;
+  std::map<mixlb_vip_key, std::vector<std::string>, VipKeyLess> backends_;
+  std::map<std::uint32_t, std::uint32_t> slots_;  // node id -> stats slot
   std::uint64_t publications_ = 0;
 };
 

@@ -34,13 +34,15 @@ std::string_view to_string(XdpMode mode);
 
 struct VipConfig {
   Address address;
-  std::uint8_t protocol = 6;         // IPPROTO_TCP
-  std::vector<std::uint16_t> ports;  // host byte order, at least one
+  std::uint8_t protocol = 6;          // IPPROTO_TCP or IPPROTO_UDP
+  std::vector<std::uint16_t> ports;   // host byte order; empty = every port
+  std::vector<std::string> nodes;     // the nodes serving it; empty = every node
 };
 
 struct PeerConfig {
   std::string name;
   Address address;
+  std::uint32_t weight = 1;  // Maglev weight, 0 = drained (no new flows)
 };
 
 // Where a configuration value was set: a line of the config file, or a flag.
@@ -62,6 +64,7 @@ struct Config {
   std::string admin_socket;                     // default: /run/mixlb/<node_name>.sock
   std::string bpffs_dir = "/sys/fs/bpf/mixlb";  // maps pinned under <bpffs_dir>/<node_name>/
   std::string log_level = "info";
+  std::uint32_t node_weight = 1;  // this node's Maglev weight, 0 = drained
 
   // [datapath]
   XdpMode xdp_mode = XdpMode::kAuto;

@@ -114,7 +114,8 @@ void Daemon::start() {
   }
 
   PeerState self;
-  self.member = Member{config_.node_name, node_id_for(config_.node_name), address_, 1};
+  self.member = Member{config_.node_name, node_id_for(config_.node_name), address_,
+                       config_.node_weight, true};
   self.self = true;
   self.mac = mac_;
   self.neighbour = "self";
@@ -122,7 +123,7 @@ void Daemon::start() {
   for (const auto& p : config_.peers) {
     if (p.name == config_.node_name) continue;
     PeerState peer;
-    peer.member = Member{p.name, node_id_for(p.name), p.address, 1};
+    peer.member = Member{p.name, node_id_for(p.name), p.address, p.weight, false};
     peers_.push_back(peer);
   }
   vips_ = expand_vips(config_.vips);
@@ -333,10 +334,10 @@ nlohmann::json Daemon::status() {
 
   auto counters = program_->maps().counters();
   if (!counters) throw AdminError(counters.error().message());
-  out["conntrack"] = {{"hit", (*counters)[MIXLB_CNT_CT_HIT]},
-                      {"miss", (*counters)[MIXLB_CNT_CT_MISS]},
-                      {"insert", (*counters)[MIXLB_CNT_CT_INSERT]},
-                      {"insert_fail", (*counters)[MIXLB_CNT_CT_INSERT_FAIL]}};
+  out["conntrack"] = {{"hit", counters->events[MIXLB_CNT_CT_HIT]},
+                      {"miss", counters->events[MIXLB_CNT_CT_MISS]},
+                      {"insert", counters->events[MIXLB_CNT_CT_INSERT]},
+                      {"insert_fail", counters->events[MIXLB_CNT_CT_INSERT_FAIL]}};
   return out;
 }
 

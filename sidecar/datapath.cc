@@ -12,6 +12,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "bpf_test_run.h"
 #include "mixlb_xdp.skel.h"
 
 namespace mixlb {
@@ -48,7 +49,11 @@ std::vector<MapRef> all_maps(mixlb_xdp* skel) {
           {skel->maps.mixlb_nodes, "mixlb_nodes"},
           {skel->maps.mixlb_peer_macs, "mixlb_peer_macs"},
           {skel->maps.mixlb_vip_stats, "mixlb_vip_stats"},
-          {skel->maps.mixlb_counters, "mixlb_counters"}};
+          {skel->maps.mixlb_vip_node, "mixlb_vip_node"},
+          {skel->maps.mixlb_counters, "mixlb_counters"},
+          {skel->maps.mixlb_drops, "mixlb_drops"},
+          {skel->maps.mixlb_fib_rets, "mixlb_fib_rets"},
+          {skel->maps.mixlb_settings, "mixlb_settings"}};
 }
 
 constexpr const char* kLinkPinName = "xdp_link";
@@ -86,15 +91,20 @@ std::string_view to_string(AttachMode mode) {
 // ---------------------------------------------------------------------------
 // DatapathMaps
 
-DatapathMaps::DatapathMaps(const mixlb_xdp& skel, std::uint32_t ring_size)
+DatapathMaps::DatapathMaps(const mixlb_xdp& skel, std::uint32_t ring_size, std::uint32_t max_nodes)
     : vips_fd_(bpf_map__fd(skel.maps.mixlb_vips)),
       maglev_fd_(bpf_map__fd(skel.maps.mixlb_maglev)),
       ct_fd_(bpf_map__fd(skel.maps.mixlb_ct)),
       nodes_fd_(bpf_map__fd(skel.maps.mixlb_nodes)),
       peer_macs_fd_(bpf_map__fd(skel.maps.mixlb_peer_macs)),
       vip_stats_fd_(bpf_map__fd(skel.maps.mixlb_vip_stats)),
+      vip_node_fd_(bpf_map__fd(skel.maps.mixlb_vip_node)),
       counters_fd_(bpf_map__fd(skel.maps.mixlb_counters)),
-      ring_size_(ring_size) {}
+      drops_fd_(bpf_map__fd(skel.maps.mixlb_drops)),
+      fib_rets_fd_(bpf_map__fd(skel.maps.mixlb_fib_rets)),
+      settings_fd_(bpf_map__fd(skel.maps.mixlb_settings)),
+      ring_size_(ring_size),
+      max_nodes_(max_nodes) {}
 
 DpResult<std::uint32_t> DatapathMaps::publish_vip(const mixlb_vip_key& key, std::uint32_t vip_id,
                                                   std::span<const std::uint32_t> table) {
@@ -178,6 +188,13 @@ DpResult<void> DatapathMaps::remove_node(std::uint32_t node_id) {
   return {};
 }
 
+DpResult<std::optional<mixlb_node>> DatapathMaps::node(std::uint32_t node_id) const {
+  mixlb_node value{};
+  if (bpf_map_lookup_elem(nodes_fd_, &node_id, &value) == 0) return value;
+  if (errno == ENOENT) return std::optional<mixlb_node>{};
+  return fail("looking up node " + std::to_string(node_id), errno);
+}
+
 DpResult<std::vector<std::uint32_t>> DatapathMaps::node_ids() const {
   std::vector<std::uint32_t> ids;
   auto walked =
@@ -235,18 +252,65 @@ DpResult<void> DatapathMaps::reset_vip_counters(std::uint32_t vip_id) {
   std::vector<unsigned char> zero(percpu_stride(sizeof(mixlb_vip_stats)) * possible_cpus(), 0);
   if (bpf_map_update_elem(vip_stats_fd_, &vip_id, zero.data(), BPF_ANY) != 0)
     return fail("resetting counters of VIP " + std::to_string(vip_id), errno);
+  for (std::uint32_t slot = 0; slot < max_nodes_; ++slot)
+    if (auto r = reset_node_counters(vip_id, slot); !r) return r;
   return {};
 }
 
-DpResult<std::array<std::uint64_t, MIXLB_CNT__MAX>> DatapathMaps::counters() const {
-  std::array<std::uint64_t, MIXLB_CNT__MAX> out{};
+DpResult<NodeCounters> DatapathMaps::node_counters(std::uint32_t vip_id, std::uint32_t stats_slot) const {
+  const std::uint32_t key = vip_id * max_nodes_ + stats_slot;
+  std::vector<mixlb_backend_stats> per_cpu(possible_cpus());
+  if (bpf_map_lookup_elem(vip_node_fd_, &key, per_cpu.data()) != 0)
+    return fail("reading (VIP, node) counters", errno);
+  NodeCounters sum;
+  for (const auto& c : per_cpu) {
+    sum.pkts += c.pkts;
+    sum.bytes += c.bytes;
+  }
+  return sum;
+}
+
+DpResult<void> DatapathMaps::reset_node_counters(std::uint32_t vip_id, std::uint32_t stats_slot) {
+  const std::uint32_t key = vip_id * max_nodes_ + stats_slot;
+  std::vector<mixlb_backend_stats> zero(possible_cpus());
+  if (bpf_map_update_elem(vip_node_fd_, &key, zero.data(), BPF_ANY) != 0)
+    return fail("resetting (VIP, node) counters", errno);
+  return {};
+}
+
+namespace {
+
+// Sums a per-CPU array of u64 counters into `out`.
+template <std::size_t N>
+DpResult<void> sum_u64_array(int fd, std::array<std::uint64_t, N>& out, const char* what) {
   std::vector<std::uint64_t> per_cpu(possible_cpus());
-  for (std::uint32_t i = 0; i < MIXLB_CNT__MAX; ++i) {
-    if (bpf_map_lookup_elem(counters_fd_, &i, per_cpu.data()) != 0)
-      return fail("reading global counters", errno);
+  for (std::uint32_t i = 0; i < N; ++i) {
+    if (bpf_map_lookup_elem(fd, &i, per_cpu.data()) != 0) return fail(what, errno);
     for (auto v : per_cpu) out[i] += v;
   }
+  return {};
+}
+
+}  // namespace
+
+DpResult<GlobalCounters> DatapathMaps::counters() const {
+  GlobalCounters out;
+  if (auto r = sum_u64_array(counters_fd_, out.events, "reading global counters"); !r)
+    return std::unexpected(r.error());
+  if (auto r = sum_u64_array(drops_fd_, out.drops, "reading drop counters"); !r)
+    return std::unexpected(r.error());
+  if (auto r = sum_u64_array(fib_rets_fd_, out.fib_rets, "reading fib-result counters"); !r)
+    return std::unexpected(r.error());
   return out;
+}
+
+DpResult<void> DatapathMaps::set_any_port_vips(bool any) {
+  const std::uint32_t key = 0;
+  mixlb_settings settings{};
+  settings.any_port_vips = any ? 1 : 0;
+  if (bpf_map_update_elem(settings_fd_, &key, &settings, BPF_ANY) != 0)
+    return fail("writing settings", errno);
+  return {};
 }
 
 DpResult<std::optional<mixlb_ct_value>> DatapathMaps::conntrack(const mixlb_flow_key& key) const {
@@ -270,6 +334,8 @@ DpResult<std::unique_ptr<XdpProgram>> XdpProgram::load(const DatapathSettings& s
   const std::uint64_t slots =
       std::uint64_t{settings.max_vips} * MIXLB_RING_HALVES * settings.ring_size;
   if (slots > UINT32_MAX) return fail("max_vips * 2 * ring size exceeds 2^32 slots", EINVAL);
+  const std::uint64_t node_cells = std::uint64_t{settings.max_vips} * settings.max_nodes;
+  if (node_cells > UINT32_MAX) return fail("max_vips * max_nodes exceeds 2^32 counters", EINVAL);
 
   std::unique_ptr<XdpProgram> self(new XdpProgram());
   self->settings_ = settings;
@@ -278,6 +344,8 @@ DpResult<std::unique_ptr<XdpProgram>> XdpProgram::load(const DatapathSettings& s
   auto* skel = self->skel_;
   skel->rodata->mixlb_self_node_id = settings.self_node_id;
   skel->rodata->mixlb_ring_size = settings.ring_size;
+  skel->rodata->mixlb_max_nodes = settings.max_nodes;
+  skel->rodata->mixlb_dry_run = settings.dry_run ? 1 : 0;
 
   struct Size {
     bpf_map* map;
@@ -285,6 +353,7 @@ DpResult<std::unique_ptr<XdpProgram>> XdpProgram::load(const DatapathSettings& s
   };
   for (const Size& s : {Size{skel->maps.mixlb_vips, settings.max_vips},
                         Size{skel->maps.mixlb_vip_stats, settings.max_vips},
+                        Size{skel->maps.mixlb_vip_node, static_cast<std::uint32_t>(node_cells)},
                         Size{skel->maps.mixlb_maglev, static_cast<std::uint32_t>(slots)},
                         Size{skel->maps.mixlb_ct, settings.conntrack_entries},
                         Size{skel->maps.mixlb_nodes, settings.max_nodes},
@@ -293,7 +362,13 @@ DpResult<std::unique_ptr<XdpProgram>> XdpProgram::load(const DatapathSettings& s
       return fail(std::string("sizing map ") + bpf_map__name(s.map), err);
   }
 
-  if (!settings.pin_dir.empty()) {
+  if (settings.share_maps_with) {
+    auto* other = settings.share_maps_with->skel_;
+    const auto mine = all_maps(skel), theirs = all_maps(other);
+    for (std::size_t i = 0; i < mine.size(); ++i)
+      if (int err = bpf_map__reuse_fd(mine[i].map, bpf_map__fd(theirs[i].map)); err != 0)
+        return fail(std::string("sharing map ") + mine[i].name, err);
+  } else if (!settings.pin_dir.empty()) {
     std::error_code ec;
     const auto parent = std::filesystem::path(settings.pin_dir).parent_path();
     self->created_pin_parent_ = !parent.empty() && !std::filesystem::exists(parent);
@@ -317,7 +392,7 @@ DpResult<std::unique_ptr<XdpProgram>> XdpProgram::load(const DatapathSettings& s
               "directory, or restore the earlier sizes)";
     return fail(what, err);
   }
-  self->maps_ = DatapathMaps(*skel, settings.ring_size);
+  self->maps_ = DatapathMaps(*skel, settings.ring_size, settings.max_nodes);
   return self;
 }
 
@@ -426,8 +501,16 @@ void XdpProgram::detach() {
   mode_.reset();
 }
 
+DpResult<mixlb_decision> XdpProgram::decide(std::span<const std::uint8_t> frame, int ifindex) {
+  if (!settings_.dry_run) return fail("decide() needs a dry-run instance", EINVAL);
+  skel_->bss->mixlb_last_decision = mixlb_decision{};
+  auto run = xdp_test_run(prog_fd(), frame, ifindex);
+  if (!run) return std::unexpected(run.error());
+  return skel_->bss->mixlb_last_decision;
+}
+
 void XdpProgram::unpin() {
-  if (settings_.pin_dir.empty()) return;
+  if (settings_.pin_dir.empty() || settings_.share_maps_with) return;
   for (const auto& m : all_maps(skel_)) bpf_map__unpin(m.map, nullptr);
   std::error_code ec;
   std::filesystem::remove(settings_.pin_dir, ec);

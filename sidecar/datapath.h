@@ -35,6 +35,10 @@ struct DatapathSettings {
   std::uint32_t conntrack_entries = 65536;
   std::uint32_t max_nodes = 1024;
   std::string pin_dir;  // "" = no pinning (tests)
+  // A dry-run instance ("which node?"): changes no map, records its decision.
+  bool dry_run = false;
+  // Use this program's maps instead of creating or adopting any.
+  const class XdpProgram* share_maps_with = nullptr;
 };
 
 // An error with the call that failed and the errno it returned.
@@ -56,12 +60,25 @@ struct VipCounters {
   std::uint64_t dropped() const;
 };
 
+// Sum over CPUs of one (VIP, node) pair's counters.
+struct NodeCounters {
+  std::uint64_t pkts = 0, bytes = 0;
+};
+
+// Global counters, summed over CPUs.
+struct GlobalCounters {
+  std::array<std::uint64_t, MIXLB_CNT__MAX> events{};
+  std::array<std::uint64_t, MIXLB_DROP__MAX> drops{};
+  std::array<std::uint64_t, MIXLB_FIB_RET_SLOTS> fib_rets{};
+};
+
 class DatapathMaps {
  public:
   DatapathMaps() = default;
-  DatapathMaps(const mixlb_xdp& skel, std::uint32_t ring_size);
+  DatapathMaps(const mixlb_xdp& skel, std::uint32_t ring_size, std::uint32_t max_nodes);
 
   std::uint32_t ring_size() const { return ring_size_; }
+  std::uint32_t max_nodes() const { return max_nodes_; }
 
   // Writes `table` (ring_size node ids) into the VIP's inactive half, then
   // makes it live with one update of the VIP entry (inserting the VIP if it
@@ -76,6 +93,7 @@ class DatapathMaps {
 
   DpResult<void> set_node(std::uint32_t node_id, const mixlb_node& node);
   DpResult<void> remove_node(std::uint32_t node_id);
+  DpResult<std::optional<mixlb_node>> node(std::uint32_t node_id) const;
   DpResult<std::vector<std::uint32_t>> node_ids() const;
 
   DpResult<void> set_peer_mac(const mixlb_mac& mac, std::uint32_t node_id);
@@ -83,16 +101,24 @@ class DatapathMaps {
   DpResult<std::vector<std::pair<mixlb_mac, std::uint32_t>>> peer_macs() const;
 
   DpResult<VipCounters> vip_counters(std::uint32_t vip_id) const;
+  // Zeroes the VIP's counters and its (VIP, node) row.
   DpResult<void> reset_vip_counters(std::uint32_t vip_id);
-  DpResult<std::array<std::uint64_t, MIXLB_CNT__MAX>> counters() const;
+  DpResult<NodeCounters> node_counters(std::uint32_t vip_id, std::uint32_t stats_slot) const;
+  DpResult<void> reset_node_counters(std::uint32_t vip_id, std::uint32_t stats_slot);
+  DpResult<GlobalCounters> counters() const;
+
+  // Tells the program whether any VIP is "all ports" (port 0).
+  DpResult<void> set_any_port_vips(bool any);
 
   DpResult<std::optional<mixlb_ct_value>> conntrack(const mixlb_flow_key& key) const;
   DpResult<void> conntrack_insert(const mixlb_flow_key& key, const mixlb_ct_value& value);
 
  private:
   int vips_fd_ = -1, maglev_fd_ = -1, ct_fd_ = -1, nodes_fd_ = -1, peer_macs_fd_ = -1,
-      vip_stats_fd_ = -1, counters_fd_ = -1;
+      vip_stats_fd_ = -1, vip_node_fd_ = -1, counters_fd_ = -1, drops_fd_ = -1, fib_rets_fd_ = -1,
+      settings_fd_ = -1;
   std::uint32_t ring_size_ = MIXLB_DEFAULT_RING_SIZE;
+  std::uint32_t max_nodes_ = 1024;
 };
 
 enum class AttachMode { kNative, kGeneric };
@@ -122,6 +148,10 @@ class XdpProgram {
   void detach();
   // Removes the pinned maps and the pin directory.
   void unpin();
+
+  // Dry-run instances only: runs the program on `frame` as if it arrived on
+  // `ifindex` and returns what it decided. Changes no map.
+  DpResult<mixlb_decision> decide(std::span<const std::uint8_t> frame, int ifindex);
 
  private:
   XdpProgram() = default;

@@ -2,7 +2,7 @@
 /*
  * Load-time settings. They are const volatile globals in .rodata, written by
  * the loader through the skeleton before the program is loaded, so the
- * verifier sees them as constants.
+ * verifier sees them as constants and prunes what they switch off.
  */
 #pragma once
 
@@ -13,3 +13,16 @@ const volatile __u32 mixlb_self_node_id = MIXLB_NODE_NONE;
 
 /* Slots per Maglev table half (prime). */
 const volatile __u32 mixlb_ring_size = MIXLB_DEFAULT_RING_SIZE;
+
+/* Columns of the per-(VIP, node) counters. */
+const volatile __u32 mixlb_max_nodes = 1024;
+
+/*
+ * A dry-run instance answers "which node would this flow go to?" from the
+ * live maps without changing them: no connection entries, no counters; the
+ * decision goes to mixlb_last_decision instead. In the serving instance this
+ * is 0 and the verifier removes every dry-run branch.
+ */
+const volatile __u8 mixlb_dry_run = 0;
+
+struct mixlb_decision mixlb_last_decision = {};

@@ -268,9 +268,9 @@ TEST_CASE("an established flow keeps its node after the Maglev table changes") {
   CHECK(r.packet == test::with_macs(data, kPeerMac, test_net().dp0_mac));
   auto counters = lb.maps().counters();
   REQUIRE(counters.has_value());
-  CHECK((*counters)[MIXLB_CNT_CT_HIT] == 1);
-  CHECK((*counters)[MIXLB_CNT_CT_MISS] == 2);
-  CHECK((*counters)[MIXLB_CNT_CT_INSERT] == 2);
+  CHECK(counters->events[MIXLB_CNT_CT_HIT] == 1);
+  CHECK(counters->events[MIXLB_CNT_CT_MISS] == 2);
+  CHECK(counters->events[MIXLB_CNT_CT_INSERT] == 2);
 }
 
 TEST_CASE("a mid-stream packet without a connection entry follows Maglev and is pinned") {
