@@ -188,6 +188,32 @@ done:
 	return LB_PARSE_OK;
 }
 
+/* The two ports that open both TCP and UDP headers. */
+struct lb_ports_hdr {
+	__be16 source;
+	__be16 dest;
+};
+
+/*
+ * Ports of the transport header embedded in an ICMP error: the error quotes
+ * only 8 bytes of it for sure, so nothing past the ports is read.
+ */
+static __always_inline int lb_inner_ports(struct xdp_md *ctx, const struct lb_l4 *l4,
+					  struct lb_packet *pkt)
+{
+	struct lb_ports_hdr *ports;
+
+	if (l4->proto != LB_IPPROTO_TCP && l4->proto != LB_IPPROTO_UDP)
+		return LB_PARSE_NOT_OURS;
+	ports = lb_ptr(ctx, l4->off, sizeof(*ports));
+	if (!ports)
+		return LB_PARSE_NOT_OURS;
+	pkt->flow.sport = ports->source;
+	pkt->flow.dport = ports->dest;
+	pkt->flow.proto = l4->proto;
+	return LB_PARSE_OK;
+}
+
 /* Ports (and TCP flags) of the transport header at l4. */
 static __always_inline int lb_ports(struct xdp_md *ctx, const struct lb_l4 *l4,
 				    struct lb_packet *pkt)
@@ -251,7 +277,7 @@ static __always_inline int lb_icmp_error(struct xdp_md *ctx, const struct lb_l4 
 		ret = lb6_l3(ctx, l4->off + sizeof(*icmp), &inner, &inner_l4, true);
 	if (ret != LB_PARSE_OK)
 		return ret;
-	ret = lb_ports(ctx, &inner_l4, &inner);
+	ret = lb_inner_ports(ctx, &inner_l4, &inner);
 	if (ret != LB_PARSE_OK)
 		return ret;
 

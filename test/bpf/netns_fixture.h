@@ -4,6 +4,7 @@
 // veth devices, addresses and neighbours, built once per test process:
 //
 //   dp0 10.0.0.1/24  -- neighbours: 10.0.0.2 (peer, resolved), 10.0.0.3 (ghost, none)
+//       fd00::1/64   -- neighbours: fd00::2 (peer6, resolved), fd00::3 (ghost6, none)
 //   dp1 10.0.5.1/24  -- neighbour 10.0.5.2 (far peer: egress differs -> redirect)
 //   dp2 10.0.9.1/24  -- forwarding disabled
 #include <bpf/libbpf.h>
@@ -83,7 +84,10 @@ inline const TestNet& test_net() {
     sh("ip addr add 10.0.9.1/24 dev dp2");
     sh("ip neigh add 10.0.0.2 lladdr 02:aa:00:00:00:02 dev dp0 nud permanent");
     sh("ip neigh add 10.0.5.2 lladdr 02:aa:00:00:05:02 dev dp1 nud permanent");
+    sh("ip -6 addr add fd00::1/64 dev dp0 nodad");
+    sh("ip -6 neigh add fd00::2 lladdr 02:aa:00:00:00:62 dev dp0 nud permanent");
     sh("sysctl -w net.ipv4.conf.all.forwarding=1");
+    sh("sysctl -w net.ipv6.conf.all.forwarding=1");
     sh("sysctl -w net.ipv4.conf.dp2.forwarding=0");
     TestNet n;
     n.dp0 = static_cast<int>(if_nametoindex("dp0"));

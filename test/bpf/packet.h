@@ -1,8 +1,9 @@
 #pragma once
-// Test frames, built field by field: Ethernet, IPv4 (with options, fragment
-// bits and lying lengths on demand) and TCP or UDP, with correct checksums
-// unless a case wants them wrong. Tests compare the program's output with
-// frames built here, byte for byte.
+// Test frames, built field by field: Ethernet (with VLAN tags on demand),
+// IPv4 (options, fragment bits, lying lengths) or IPv6 (extension headers,
+// lying payload length), and TCP, UDP or ICMP/ICMPv6 (an error embeds another
+// frame's IP packet), with correct checksums. Tests compare the program's
+// output with frames built here, byte for byte.
 #include <arpa/inet.h>
 
 #include <array>
@@ -25,6 +26,21 @@ inline std::uint32_t ip4(const char* text) {
   return a.s_addr;  // network order
 }
 
+using Ip6 = std::array<std::uint8_t, 16>;
+
+inline Ip6 ip6(const char* text) {
+  Ip6 a{};
+  inet_pton(AF_INET6, text, a.data());
+  return a;
+}
+
+// An IPv6 extension header: its type and its body after the next-header and
+// length bytes (padded to a multiple of 8 bytes with the first two).
+struct ExtHeader {
+  std::uint8_t type;
+  Bytes body;  // 6 bytes gives the smallest header
+};
+
 inline std::uint16_t csum_fold(std::uint32_t sum) {
   while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
   return static_cast<std::uint16_t>(~sum);
@@ -39,7 +55,9 @@ inline std::uint32_t csum_add(std::uint32_t sum, const std::uint8_t* p, std::siz
 struct Frame {
   Mac dst_mac{0x02, 0, 0, 0, 0, 0x01};
   Mac src_mac{0x02, 0, 0, 0, 0, 0xfe};  // the upstream router
-  std::uint16_t ethertype = 0x0800;
+  std::uint16_t ethertype = 0x0800;       // 0x86dd builds IPv6
+  std::vector<std::uint16_t> vlan_tags;   // outer first: 802.1Q tag control values
+  std::uint16_t vlan_tpid = 0x8100;
   std::uint32_t saddr = ip4("192.0.2.10");
   std::uint32_t daddr = ip4("10.100.0.1");
   std::uint8_t protocol = 6;
@@ -52,13 +70,48 @@ struct Frame {
   std::uint16_t dport = 80;
   std::uint8_t tcp_flags = kSyn;
   Bytes payload;
+  // IPv6
+  Ip6 saddr6 = ip6("2001:db8::10");
+  Ip6 daddr6 = ip6("fd00:100::1");
+  std::vector<ExtHeader> ext;
+  std::optional<std::uint16_t> payload_len;  // override the IPv6 payload length
+  // ICMP (protocol 1 or 58)
+  std::uint8_t icmp_type = 8;
+  std::uint8_t icmp_code = 0;
+  std::uint32_t icmp_rest = 0;  // the 4 bytes after the checksum (MTU for "too big")
+
+  bool v6() const { return ethertype == 0x86dd; }
+
+  // The IP packet (no Ethernet header): what an ICMP error embeds.
+  Bytes ip_packet() const {
+    const Bytes f = build_untagged();
+    return Bytes(f.begin() + 14, f.end());
+  }
 
   Bytes build() const {
+    Bytes f = build_untagged();
+    // Insert the tags after the MAC addresses, innermost last.
+    for (std::size_t i = vlan_tags.size(); i-- > 0;) {
+      const std::uint16_t tpid = i == 0 ? vlan_tpid : 0x8100;
+      const Bytes tag{static_cast<std::uint8_t>(tpid >> 8), static_cast<std::uint8_t>(tpid & 0xff),
+                      static_cast<std::uint8_t>(vlan_tags[i] >> 8),
+                      static_cast<std::uint8_t>(vlan_tags[i] & 0xff)};
+      f.insert(f.begin() + 12, tag.begin(), tag.end());
+    }
+    return f;
+  }
+
+  Bytes build_untagged() const {
     Bytes f(14);
     std::memcpy(&f[0], dst_mac.data(), 6);
     std::memcpy(&f[6], src_mac.data(), 6);
     f[12] = ethertype >> 8;
     f[13] = ethertype & 0xff;
+    if (v6()) {
+      const Bytes p = ip6_packet();
+      f.insert(f.end(), p.begin(), p.end());
+      return f;
+    }
     if (ethertype != 0x0800) {
       f.insert(f.end(), payload.begin(), payload.end());
       return f;
@@ -90,8 +143,58 @@ struct Frame {
   }
 
  private:
+  Bytes ip6_packet() const {
+    Bytes ext_bytes;
+    std::uint8_t first = protocol;
+    for (std::size_t i = ext.size(); i-- > 0;) {
+      Bytes h{first, 0};
+      h.insert(h.end(), ext[i].body.begin(), ext[i].body.end());
+      while (h.size() % 8) h.push_back(0);
+      h[1] = static_cast<std::uint8_t>(h.size() / 8 - 1);
+      h.insert(h.end(), ext_bytes.begin(), ext_bytes.end());
+      ext_bytes = h;
+      first = ext[i].type;
+    }
+    const Bytes l4 = transport();
+    Bytes ip(40);
+    ip[0] = 0x60;
+    const std::uint16_t plen =
+        payload_len ? *payload_len : static_cast<std::uint16_t>(ext_bytes.size() + l4.size());
+    ip[4] = plen >> 8;
+    ip[5] = plen & 0xff;
+    ip[6] = first;
+    ip[7] = ttl;
+    std::memcpy(&ip[8], saddr6.data(), 16);
+    std::memcpy(&ip[24], daddr6.data(), 16);
+    ip.insert(ip.end(), ext_bytes.begin(), ext_bytes.end());
+    ip.insert(ip.end(), l4.begin(), l4.end());
+    return ip;
+  }
+
+  // The pseudo-header sum of the transport checksum.
+  std::uint32_t pseudo_sum(std::size_t length) const {
+    std::uint8_t tail[4] = {0, 0, 0, protocol};
+    std::uint32_t sum = 0;
+    if (v6()) {
+      sum = csum_add(sum, saddr6.data(), 16);
+      sum = csum_add(sum, daddr6.data(), 16);
+      const std::uint8_t len[4] = {static_cast<std::uint8_t>(length >> 24),
+                                   static_cast<std::uint8_t>(length >> 16),
+                                   static_cast<std::uint8_t>(length >> 8),
+                                   static_cast<std::uint8_t>(length)};
+      sum = csum_add(sum, len, 4);
+      return csum_add(sum, tail, 4);
+    }
+    sum = csum_add(sum, reinterpret_cast<const std::uint8_t*>(&saddr), 4);
+    sum = csum_add(sum, reinterpret_cast<const std::uint8_t*>(&daddr), 4);
+    const std::uint8_t rest[4] = {0, protocol, static_cast<std::uint8_t>(length >> 8),
+                                  static_cast<std::uint8_t>(length & 0xff)};
+    return csum_add(sum, rest, 4);
+  }
+
   Bytes transport() const {
     Bytes t;
+    std::size_t at = 0;
     if (protocol == 6) {
       t.assign(20, 0);
       t[12] = 5 << 4;
@@ -100,11 +203,26 @@ struct Frame {
       t[15] = 0xff;
       std::uint32_t seq = htonl(1000);
       std::memcpy(&t[4], &seq, 4);
+      at = 16;
     } else if (protocol == 17) {
       t.assign(8, 0);
       const std::uint16_t len = static_cast<std::uint16_t>(8 + payload.size());
       t[4] = len >> 8;
       t[5] = len & 0xff;
+      at = 6;
+    } else if (protocol == 1 || protocol == 58) {
+      t.assign(8, 0);
+      t[0] = icmp_type;
+      t[1] = icmp_code;
+      const std::uint32_t rest = htonl(icmp_rest);
+      std::memcpy(&t[4], &rest, 4);
+      t.insert(t.end(), payload.begin(), payload.end());
+      // ICMPv4 sums the message alone; ICMPv6 includes the pseudo-header.
+      const std::uint32_t base = protocol == 58 ? pseudo_sum(t.size()) : 0;
+      const std::uint16_t c = csum_fold(csum_add(base, t.data(), t.size()));
+      t[2] = c >> 8;
+      t[3] = c & 0xff;
+      return t;
     } else {
       t = payload;
       return t;
@@ -114,16 +232,7 @@ struct Frame {
     t[2] = dport >> 8;
     t[3] = dport & 0xff;
     t.insert(t.end(), payload.begin(), payload.end());
-    // Checksum over the pseudo-header and the segment.
-    std::uint8_t pseudo[12];
-    std::memcpy(pseudo, &saddr, 4);
-    std::memcpy(pseudo + 4, &daddr, 4);
-    pseudo[8] = 0;
-    pseudo[9] = protocol;
-    pseudo[10] = static_cast<std::uint8_t>(t.size() >> 8);
-    pseudo[11] = static_cast<std::uint8_t>(t.size() & 0xff);
-    const std::size_t at = protocol == 6 ? 16 : 6;
-    const std::uint16_t c = csum_fold(csum_add(csum_add(0, pseudo, 12), t.data(), t.size()));
+    const std::uint16_t c = csum_fold(csum_add(pseudo_sum(t.size()), t.data(), t.size()));
     t[at] = c >> 8;
     t[at + 1] = c & 0xff;
     return t;
