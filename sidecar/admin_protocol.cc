@@ -3,7 +3,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <charconv>
+#include <cstdint>
 #include <exception>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -227,6 +230,59 @@ std::string render_table(const std::vector<Column>& columns,
   return table;
 }
 
+// A count that arrives signed or unsigned depending on who built the JSON;
+// nullopt for anything that is not a non-negative integer.
+std::optional<std::uint64_t> count_of(const json& value) {
+  if (value.is_number_unsigned()) return value.get<std::uint64_t>();
+  if (value.is_number_integer() && value.get<std::int64_t>() >= 0) {
+    return static_cast<std::uint64_t>(value.get<std::int64_t>());
+  }
+  return std::nullopt;
+}
+
+// "mix1,mix2:3,mix3:0": the table's backends, with their weight when it is
+// not 1, then the serving nodes drained to 0. Without weights, the names.
+std::string backends_text(const json& vip) {
+  const json& backends = member(vip, "backends");
+  const json& weights = member(vip, "weights");
+  if (!weights.is_object()) return field(vip, "backends");
+  std::vector<std::string> items;
+  if (backends.is_array()) {
+    for (const auto& backend : backends) {
+      std::string item = text_of(backend);
+      const json& weight = backend.is_string() ? member(weights, item) : json();
+      if (!weight.is_null() && weight != 1) item += ":" + text_of(weight);
+      items.push_back(std::move(item));
+    }
+  }
+  for (const auto& [name, weight] : weights.items()) {
+    if (weight == 0) items.push_back(name + ":0");
+  }
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ",") + item;
+  return out.empty() ? "-" : out;
+}
+
+// "name count  name count", the entries of a counter object in key order;
+// with skip_zero, the zero ones are left out. "none" when nothing is left.
+std::string counter_line(const json& counters, bool skip_zero) {
+  if (!counters.is_object()) return "-";
+  std::string out;
+  for (const auto& [name, value] : counters.items()) {
+    if (skip_zero && count_of(value) == std::uint64_t{0}) continue;
+    if (!out.empty()) out += "  ";
+    out += name + " " + text_of(value);
+  }
+  return out.empty() ? "none" : out;
+}
+
+// An address as it stands before ":port": IPv6 in brackets.
+std::string host_text(const json& address) {
+  std::string text = text_of(address);
+  if (text.find(':') != std::string::npos) text = "[" + text + "]";
+  return text;
+}
+
 }  // namespace
 
 std::string render_status(const json& status) {
@@ -249,9 +305,10 @@ std::string render_status(const json& status) {
     std::vector<std::vector<std::string>> rows;
     for (const auto& node : nodes) {
       rows.push_back({field(node, "name"), field(node, "id"), field(node, "address"),
-                      field(node, "mac"), field(node, "neighbour")});
+                      field(node, "weight"), field(node, "mac"), field(node, "neighbour")});
     }
-    out += render_table({{"NAME"}, {"ID", true}, {"ADDRESS"}, {"MAC"}, {"NEIGHBOUR"}}, rows);
+    out += render_table(
+        {{"NAME"}, {"ID", true}, {"ADDRESS"}, {"WEIGHT", true}, {"MAC"}, {"NEIGHBOUR"}}, rows);
   }
 
   const json& vips = member(status, "vips");
@@ -269,17 +326,14 @@ std::string render_status(const json& status) {
       if (drops.is_object()) {
         std::uint64_t total = 0;
         for (const auto& [reason, count] : drops.items()) {
-          // Counts arrive signed or unsigned depending on who built the JSON.
-          const bool non_negative = count.is_number_unsigned() ||
-                                    (count.is_number_integer() && count.get<std::int64_t>() >= 0);
-          if (!non_negative) continue;
-          const auto n = count.get<std::uint64_t>();
-          total += n;
-          if (n != 0) reasons.push_back(fmt::format("dropped {}: {}", reason, n));
+          const auto n = count_of(count);
+          if (!n) continue;
+          total += *n;
+          if (*n != 0) reasons.push_back(fmt::format("dropped {}: {}", reason, *n));
         }
         dropped = std::to_string(total);
       }
-      rows.push_back({field(vip, "vip"), field(vip, "backends"), field(counters, "local_pkts"),
+      rows.push_back({field(vip, "vip"), backends_text(vip), field(counters, "local_pkts"),
                       field(counters, "local_bytes"), field(counters, "fwd_pkts"),
                       field(counters, "fwd_bytes"), field(counters, "from_peer_pkts"),
                       field(counters, "from_peer_bytes"), dropped});
@@ -317,6 +371,97 @@ std::string render_status(const json& status) {
                        field(conntrack, "insert_fail"));
   }
   return out;
+}
+
+std::string render_stats(const json& stats) {
+  if (!stats.is_object()) {
+    return "unexpected stats result: " +
+           stats.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  }
+  std::string out =
+      fmt::format("mixlb node {} (id {})\n", field(stats, "node"), field(stats, "node_id"));
+  const json& counters = member(stats, "counters");
+  out += "\ncounters\n";
+  out += "  events  " + counter_line(member(counters, "events"), false) + "\n";
+  out += "  drops   " + counter_line(member(counters, "drops"), true) + "\n";
+  out += "  fib     " + counter_line(member(counters, "fib"), true) + "\n";
+
+  out += "\nper VIP and node\n";
+  const json& vips = member(stats, "vips");
+  std::vector<std::vector<std::string>> rows;
+  if (vips.is_array()) {
+    for (const auto& vip : vips) {
+      const json& per_node = member(vip, "per_node");
+      if (!per_node.is_array() || per_node.empty()) {
+        rows.push_back({field(vip, "vip"), "-", "-", "-", "-", "-"});
+        continue;
+      }
+      for (const auto& node : per_node) {
+        const std::string name = field(node, "name");
+        const bool self = member(node, "self") == true;
+        rows.push_back({field(vip, "vip"), name, field(member(vip, "weights"), name),
+                        self ? "local" : "forwarded", field(node, "pkts"), field(node, "bytes")});
+      }
+    }
+  }
+  if (rows.empty()) {
+    out += "  none\n";
+  } else {
+    out += render_table(
+        {{"VIP"}, {"NODE"}, {"WEIGHT", true}, {"ROLE"}, {"PKTS", true}, {"BYTES", true}}, rows);
+  }
+  return out;
+}
+
+json make_which_args(std::string_view proto, std::string_view src, std::string_view sport,
+                     std::string_view vip, std::string_view vport) {
+  auto port = [](std::string_view text) -> json {
+    std::int64_t value = 0;
+    const char* end = text.data() + text.size();
+    const auto [ptr, ec] = std::from_chars(text.data(), end, value);
+    if (!text.empty() && ec == std::errc() && ptr == end) return value;
+    return std::string(text);
+  };
+  return json{
+      {"proto", proto}, {"src", src}, {"sport", port(sport)}, {"vip", vip}, {"vport", port(vport)}};
+}
+
+std::string render_which(const json& which) {
+  if (!which.is_object()) {
+    return "unexpected which result: " +
+           which.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  }
+  const json& flow = member(which, "flow");
+  const std::string to = fmt::format("{}:{}/{}", host_text(member(flow, "dst")),
+                                     field(flow, "dport"), field(flow, "proto"));
+  const std::string head =
+      fmt::format("{} from {}:{}", to, host_text(member(flow, "src")), field(flow, "sport"));
+  const json& vip = member(which, "vip");
+  if (!vip.is_string()) return head + ": not a VIP (passed to the local stack untouched)\n";
+
+  std::string how = member(which, "from_conntrack") == true ? "connection table" : "Maglev";
+  // An all-ports VIP, say, is named when it is not the flow's own address:port.
+  if (vip.get<std::string>() != to) how += "; VIP " + vip.get<std::string>();
+  const json& node = member(which, "node");
+  std::string name = node.is_string() ? node.get<std::string>() : std::string();
+  if (name.empty() && count_of(member(which, "node_id")).value_or(0) != 0) {
+    name = "node id " + field(which, "node_id");
+  }
+  const std::string verdict = field(which, "verdict");
+  if (verdict == "drop") {
+    std::string line = head + " -> dropped: " + field(which, "drop_reason");
+    if (!name.empty()) line += " (chosen: " + name + ", " + how + ")";
+    return line + "\n";
+  }
+  if (verdict == "tx" || verdict == "redirect") {
+    const std::string via =
+        verdict == "redirect" ? "forwarded through another interface" : "forwarded";
+    return fmt::format("{} -> {} ({}, {})\n", head, name.empty() ? "-" : name, via, how);
+  }
+  if (verdict == "pass" && member(which, "self") == true) {
+    return fmt::format("{} -> {} (this node, {})\n", head, name, how);
+  }
+  return fmt::format("{} -> {} ({}, {})\n", head, name.empty() ? "-" : name, verdict, how);
 }
 
 }  // namespace mixlb

@@ -14,8 +14,9 @@
 // signals a bad request by throwing AdminError, whose message becomes the
 // reply's error, and any other exception becomes "internal error: ...".
 //
-// render_status turns the daemon's status result into the text mixlbctl
-// prints, so its layout is tested with a canned object.
+// render_status, render_stats and render_which turn the daemon's results
+// into the text mixlbctl prints, so their layouts are tested with canned
+// objects.
 #include <cstddef>
 #include <expected>
 #include <functional>
@@ -71,6 +72,24 @@ AdminOutcome handle_admin_line(std::string_view line, const AdminHandler& handle
 
 // The human form of a `status` result: a header, then aligned tables of
 // nodes and VIPs, then the conntrack counters. Missing fields show as "-".
+// A VIP's backends show their weight when it is not 1 ("mix2:3"), and
+// serving nodes drained to weight 0 follow them as "name:0".
 std::string render_status(const nlohmann::json& status);
+
+// The human form of a `stats` (or `status`) result: the global counters
+// (events, drops by reason, bpf_fib_lookup results; non-zero ones only for
+// drops and results), then one row per (VIP, node): packets and bytes this
+// node served itself ("local") or forwarded to that node ("forwarded").
+std::string render_stats(const nlohmann::json& stats);
+
+// The arguments of a `which` request from mixlbctl's command line. Ports that
+// are decimal numbers become JSON numbers; anything else is passed on as a
+// string, for the daemon to refuse with its own message.
+nlohmann::json make_which_args(std::string_view proto, std::string_view src, std::string_view sport,
+                               std::string_view vip, std::string_view vport);
+
+// A `which` result in one line, e.g.
+//   10.100.0.1:80/tcp from 192.0.2.1:40000 -> mix2 (forwarded, Maglev)
+std::string render_which(const nlohmann::json& which);
 
 }  // namespace mixlb

@@ -24,6 +24,7 @@
 #include <iostream>
 #include <limits>
 #include <map>
+#include <set>
 #include <tuple>
 #include <utility>
 
@@ -58,6 +59,7 @@ constexpr IntKey kIntKeys[] = {
     {"datapath.max_vips", "", 1, 4096, &Config::max_vips},
     {"datapath.max_nodes", "", 2, 65536, &Config::max_nodes},
     {"neighbours.refresh_ms", "", 100, 60000, &Config::neighbour_refresh_ms},
+    {"node.weight", "--weight", 0, kMaxMaglevWeight, &Config::node_weight},
 };
 
 // A string key kept as written (checked by validate()).
@@ -80,12 +82,12 @@ constexpr std::string_view kXdpModeKey = "datapath.xdp_mode";
 
 // The keys each plain table accepts, for the unknown-key hint.
 constexpr std::string_view kNodeKeys =
-    "name, interface, address, admin_socket, bpffs_dir, log_level";
+    "name, interface, address, weight, admin_socket, bpffs_dir, log_level";
 constexpr std::string_view kDatapathKeys =
     "xdp_mode, maglev_table_size, conntrack_entries, max_vips, max_nodes";
 constexpr std::string_view kNeighbourKeys = "refresh_ms";
-constexpr std::string_view kVipKeys = "address, protocol, port, ports";
-constexpr std::string_view kPeerKeys = "name, address";
+constexpr std::string_view kVipKeys = "address, protocol, port, ports, nodes";
+constexpr std::string_view kPeerKeys = "name, address, weight";
 constexpr std::string_view kTopKeys = "[node], [datapath], [neighbours], [[vip]] or [[peer]]";
 
 constexpr std::string_view kLogLevels[] = {"trace", "debug", "info", "warn", "error"};
@@ -291,11 +293,13 @@ class FileReader {
           port_key = &value;
           port_key_name = name;
           vip.ports = read_ports(entry, name, value);
+        } else if (name == "nodes") {
+          vip.nodes = read_nodes(path, value);
         } else {
           fail(key.source(), path, fmt::format("unknown key ([[vip]] takes {})", kVipKeys));
         }
       }
-      if (port_key == nullptr) fail(array[i], entry + ".ports", "missing; give port or ports");
+      // Neither port nor ports: the VIP takes every port of its address.
       config_.vips.push_back(std::move(vip));
     }
   }
@@ -304,7 +308,27 @@ class FileReader {
     const std::string text = expect_string(value, path);
     if (text == "tcp") return kProtoTcp;
     if (text == "udp") return kProtoUdp;
-    fail(value, path, fmt::format("expected tcp, got '{}'", text));
+    fail(value, path, fmt::format("expected tcp or udp, got '{}'", text));
+  }
+
+  // The names of the nodes serving a VIP; whether they exist is judged by
+  // validate(), once flags may have replaced the peer list.
+  std::vector<std::string> read_nodes(const std::string& path, const toml::node& value) {
+    const toml::array* array = value.as_array();
+    if (array == nullptr) {
+      fail(value, path, fmt::format("expected an array of node names, got {}", type_name(value)));
+    }
+    if (array->empty()) {
+      fail(value, path, "must list at least one node (leave nodes out for every node)");
+    }
+    note(path, value);
+    std::vector<std::string> nodes;
+    for (std::size_t j = 0; j < array->size(); ++j) {
+      const std::string node_path = indexed(path, j);
+      nodes.push_back(expect_string((*array)[j], node_path));
+      note(node_path, (*array)[j]);
+    }
+    return nodes;
   }
 
   std::vector<std::uint16_t> read_ports(const std::string& entry, const std::string& name,
@@ -347,6 +371,8 @@ class FileReader {
           peer.name = expect_string(value, path);
         } else if (name == "address") {
           peer.address = expect_address(value, path);
+        } else if (name == "weight") {
+          peer.weight = expect_int_in(value, path, 0, kMaxMaglevWeight);
         } else {
           fail(key.source(), path, fmt::format("unknown key ([[peer]] takes {})", kPeerKeys));
         }
@@ -431,16 +457,44 @@ bool valid_interface_name(std::string_view name) {
   });
 }
 
-// 0.0.0.0, 255.255.255.255 and 224.0.0.0/4 can never be a node or a VIP.
-bool unicast_v4(const Address& address) {
-  const std::uint32_t host = ntohl(address.words[0]);
-  return host != 0 && host != 0xffffffffu && (host >> 28) != 0xeu;
+// Why `address` can be neither a node nor a VIP, or nullopt when it can.
+// IPv4: 0.0.0.0, 255.255.255.255 and 224.0.0.0/4. IPv6: ::, ff00::/8,
+// link-local fe80::/10 (it names no interface, so neither the upstream router
+// nor bpf_fib_lookup can route to it) and IPv4-mapped ::ffff:0:0/96 (the
+// data path keys IPv4 in its own form, so the mapped form would never match).
+std::optional<std::string> unicast_problem(const Address& address) {
+  const std::string text = address.to_string();
+  const std::string not_unicast = fmt::format("{} is not a unicast address", text);
+  if (address.is_v4()) {
+    const std::uint32_t host = ntohl(address.words[0]);
+    if (host == 0 || host == 0xffffffffu || (host >> 28) == 0xeu) return not_unicast;
+    return std::nullopt;
+  }
+  const std::uint32_t first = ntohl(address.words[0]);
+  const bool unspecified = std::all_of(address.words.begin(), address.words.end(),
+                                       [](std::uint32_t word) { return word == 0; });
+  if (unspecified || (first >> 24) == 0xffu) return not_unicast;
+  if ((first >> 22) == (0xfe80u >> 6)) {
+    return fmt::format("{} is a link-local address; use a global or unique-local one", text);
+  }
+  if (address.words[0] == 0 && address.words[1] == 0 && ntohl(address.words[2]) == 0xffffu) {
+    return fmt::format("{} is an IPv4-mapped address; write it as {}", text,
+                       Address::v4(address.words[3]).to_string());
+  }
+  return std::nullopt;
 }
 
 std::string protocol_name(std::uint8_t protocol) {
   if (protocol == kProtoTcp) return "tcp";
   if (protocol == kProtoUdp) return "udp";
   return fmt::format("protocol {}", protocol);
+}
+
+// "10.100.0.1:80/tcp", "[fd00::1]:*/udp": a VIP entry as messages show it.
+std::string vip_entry_name(const Address& address, std::uint16_t port, std::uint8_t protocol) {
+  const std::string host = address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
+  const std::string port_text = port == 0 ? "*" : std::to_string(port);
+  return fmt::format("{}:{}/{}", host, port_text, protocol_name(protocol));
 }
 
 // The cross-field and value checks of validate(), with errors located
@@ -454,6 +508,7 @@ class Checker {
     check_sizes();
     check_vips();
     check_peers();
+    check_vip_nodes();
   }
 
  private:
@@ -540,13 +595,7 @@ class Checker {
 
   void check_host_address(std::string_view key, const Address& address) const {
     if (address.family == 0) fail(key, "required key is missing");
-    if (!address.is_v4()) {
-      fail(key, fmt::format("node and peer addresses must be IPv4 for now, got {}",
-                            address.to_string()));
-    }
-    if (!unicast_v4(address)) {
-      fail(key, fmt::format("{} is not a unicast address", address.to_string()));
-    }
+    if (auto problem = unicast_problem(address)) fail(key, *problem);
   }
 
   void check_sizes() const {
@@ -571,49 +620,72 @@ class Checker {
     }
   }
 
+  // Every (address, protocol, port) is one VIP entry, and so is an address
+  // without ports (every port, key port 0). An exact port and the all-ports
+  // entry of the same address may coexist: the data path tries the exact port
+  // first. Only the same entry twice is an error.
   void check_vips() const {
     // (address, protocol, port) -> key path of the entry that has it.
     std::map<std::tuple<Address, std::uint8_t, std::uint16_t>, std::string> seen;
     std::uint32_t entries = 0;
+    auto count = [&](const VipConfig& vip, std::uint16_t port, const std::string& key) {
+      const auto [it, inserted] = seen.emplace(std::tuple(vip.address, vip.protocol, port), key);
+      if (!inserted) {
+        fail(key,
+             fmt::format("{} is already configured by {}",
+                         vip_entry_name(vip.address, port, vip.protocol), describe(it->second)));
+      }
+      if (++entries > config_.max_vips) {
+        fail(key, fmt::format("this is VIP entry {}, more than datapath.max_vips = {} (each "
+                              "address and port is one entry, and so is an address with all "
+                              "ports)",
+                              entries, config_.max_vips));
+      }
+    };
     for (std::size_t i = 0; i < config_.vips.size(); ++i) {
       const VipConfig& vip = config_.vips[i];
       const std::string entry = indexed("vip", i);
       const std::string address_key = entry + ".address";
       if (vip.address.family == 0) fail(address_key, "required key is missing");
-      if (!vip.address.is_v4()) {
-        fail(address_key, fmt::format("IPv6 VIPs are not supported by this data path yet (got {})",
-                                      vip.address.to_string()));
-      }
-      if (!unicast_v4(vip.address)) {
-        fail(address_key, fmt::format("{} is not a unicast address", vip.address.to_string()));
-      }
-      if (vip.protocol != kProtoTcp) {
+      if (auto problem = unicast_problem(vip.address)) fail(address_key, *problem);
+      if (vip.protocol != kProtoTcp && vip.protocol != kProtoUdp) {
         fail(entry + ".protocol",
-             fmt::format("{} is not supported by this data path yet (only tcp)",
-                         protocol_name(vip.protocol)));
+             fmt::format("expected tcp or udp, got {}", protocol_name(vip.protocol)));
       }
-      if (vip.ports.empty()) fail(entry + ".ports", "missing; give port or ports");
+      if (vip.ports.empty()) count(vip, 0, entry);
       for (std::size_t j = 0; j < vip.ports.size(); ++j) {
         const std::string port_key = indexed(entry + ".ports", j);
-        const std::uint16_t port = vip.ports[j];
-        if (port == 0) fail(port_key, "0 is out of range 1..65535");
-        const auto [it, inserted] =
-            seen.emplace(std::tuple(vip.address, vip.protocol, port), port_key);
-        if (!inserted) {
-          fail(port_key,
-               fmt::format("{}:{}/{} is already configured by {}", vip.address.to_string(), port,
-                           protocol_name(vip.protocol), describe(it->second)));
-        }
-        if (++entries > config_.max_vips) {
-          fail(port_key, fmt::format("this is VIP entry {}, more than datapath.max_vips = {} (each "
-                                     "address and port is one entry)",
-                                     entries, config_.max_vips));
-        }
+        if (vip.ports[j] == 0) fail(port_key, "0 is out of range 1..65535");
+        count(vip, vip.ports[j], port_key);
       }
     }
   }
 
-  void check_peers() const {
+  // A VIP's serving nodes are this node or peers, each named once. Runs after
+  // check_peers(), so the names it compares with are valid.
+  void check_vip_nodes() const {
+    std::set<std::string, std::less<>> known{config_.node_name};
+    for (const PeerConfig& peer : config_.peers) known.insert(peer.name);
+    for (std::size_t i = 0; i < config_.vips.size(); ++i) {
+      const std::vector<std::string>& nodes = config_.vips[i].nodes;
+      const std::string nodes_key = indexed("vip", i) + ".nodes";
+      std::map<std::string, std::string, std::less<>> listed;  // name -> key path
+      for (std::size_t j = 0; j < nodes.size(); ++j) {
+        const std::string key = indexed(nodes_key, j);
+        const std::string& name = nodes[j];
+        if (!known.contains(name)) {
+          fail(key, fmt::format("'{}' is neither this node ('{}') nor one of its peers", name,
+                                config_.node_name));
+        }
+        if (const auto it = listed.find(name); it != listed.end()) {
+          fail(key, fmt::format("'{}' is already listed as {}", name, describe(it->second)));
+        }
+        listed.emplace(name, key);
+      }
+    }
+  }
+
+  void check_peers() {
     std::map<std::string, std::string, std::less<>> names;  // name -> entry
     std::map<Address, std::size_t> addresses;               // address -> peer index
     std::map<std::uint32_t, std::string> ids;               // node id -> name
@@ -631,6 +703,9 @@ class Checker {
                                    peer.name, kMaxNodeNameLength));
       }
       check_host_address(address_key, peer.address);
+      if (auto problem = range_problem(peer.weight, 0, kMaxMaglevWeight)) {
+        fail(entry + ".weight", *problem);
+      }
       if (const auto it = names.find(peer.name); it != names.end()) {
         fail(name_key, fmt::format("'{}' is already used by {}", peer.name, describe(it->second)));
       }
@@ -654,7 +729,10 @@ class Checker {
                                       "this entry is named '{}'",
                                       peer.address.to_string(), config_.node_name, peer.name));
       }
-      if (self) continue;
+      if (self) {
+        check_own_weight(entry, peer);
+        continue;
+      }
       const std::uint32_t id = node_id_for(peer.name);
       if (const auto it = ids.find(id); it != ids.end()) {
         fail(name_key, fmt::format("'{}' and '{}' have the same node id {:#010x}; rename one of "
@@ -676,6 +754,22 @@ class Checker {
     }
   }
 
+  // The weight of this node's own [[peer]] entry is what the other nodes,
+  // reading the same list, give it in their tables, so node.weight must agree
+  // with it; when node.weight is not set, the entry sets it. A Config built in
+  // code has no record of what was set, so there both count as set.
+  void check_own_weight(const std::string& entry, const PeerConfig& peer) {
+    const bool in_code = config_.locations.empty();
+    if (!in_code && !is_set(entry + ".weight")) return;
+    if ((in_code || is_set("node.weight")) && peer.weight != config_.node_weight) {
+      fail(entry + ".weight",
+           fmt::format("this is the entry of this node ('{}') but its weight {} differs from "
+                       "node.weight {}",
+                       peer.name, peer.weight, config_.node_weight));
+    }
+    config_.node_weight = peer.weight;
+  }
+
   Config& config_;
 };
 
@@ -690,17 +784,24 @@ from the TOML file given with --config; the flags below override it. Without
   -c, --config FILE            configuration file (see docs/configuration.md)
       --name NAME              node name ([node] name)
       --interface IFNAME       uplink interface ([node] interface)
-      --address ADDR           this node's IPv4 address ([node] address)
+      --address ADDR           this node's IPv4 or IPv6 address ([node] address)
+      --weight N               this node's Maglev weight, 0..100; 0 drains it
+                               ([node] weight)
       --admin-socket PATH      admin socket ([node] admin_socket)
       --bpffs-dir DIR          bpffs directory for pinned maps ([node] bpffs_dir)
       --xdp-mode MODE          auto, native or generic ([datapath] xdp_mode)
       --log-level LEVEL        trace, debug, info, warn or error ([node] log_level)
       --maglev-table-size N    prime Maglev table size ([datapath] maglev_table_size)
       --conntrack-entries N    connection table size ([datapath] conntrack_entries)
-      --peer NAME=ADDR         a cluster member; repeat for each. Together the
-                               --peer flags replace the file's [[peer]] list.
-      --vip ADDR:PORT          a TCP VIP; repeat for each. Together the --vip
-                               flags replace the file's [[vip]] list.
+      --peer NAME=ADDR[@WEIGHT]
+                               a cluster member, with its Maglev weight (default
+                               1); repeat for each. Together the --peer flags
+                               replace the file's [[peer]] list.
+      --vip ADDR:PORT[/PROTO]  a VIP: one port, or * for every port; PROTO is
+                               tcp (the default) or udp; an IPv6 address goes in
+                               brackets ([fd00::1]:443/tcp). Repeat for each.
+                               Together the --vip flags replace the file's
+                               [[vip]] list.
   -h, --help                   print this help and exit
       --version                print the version and exit
 
@@ -715,7 +816,7 @@ struct Flag {
 constexpr std::string_view kValueFlags[] = {
     "--config",    "--name",     "--interface", "--address",           "--admin-socket",
     "--bpffs-dir", "--xdp-mode", "--log-level", "--maglev-table-size", "--conntrack-entries",
-    "--peer",      "--vip",
+    "--peer",      "--vip",      "--weight",
 };
 
 bool takes_value(std::string_view flag) {
@@ -735,45 +836,95 @@ std::uint32_t parse_flag_int(const Flag& flag, const IntKey& key) {
   return static_cast<std::uint32_t>(value);
 }
 
-PeerConfig parse_peer_flag(const Flag& flag) {
-  const std::size_t eq = flag.value.find('=');
-  if (eq == std::string::npos || eq == 0) {
-    throw ConfigError(fmt::format("{}: expected NAME=ADDRESS, got '{}'", flag.name, flag.value));
-  }
+// A --peer flag's member, and whether it gave a weight.
+struct PeerFlag {
   PeerConfig peer;
-  peer.name = flag.value.substr(0, eq);
-  const std::string text = flag.value.substr(eq + 1);
+  bool weight_given = false;
+};
+
+// NAME=ADDRESS[@WEIGHT]; an address has no '@', so the last one splits.
+PeerFlag parse_peer_flag(const Flag& flag) {
+  const auto malformed = [&] {
+    return ConfigError(
+        fmt::format("{}: expected NAME=ADDRESS[@WEIGHT], got '{}'", flag.name, flag.value));
+  };
+  const std::size_t eq = flag.value.find('=');
+  if (eq == std::string::npos || eq == 0) throw malformed();
+  PeerFlag parsed;
+  parsed.peer.name = flag.value.substr(0, eq);
+  std::string text = flag.value.substr(eq + 1);
+  if (const std::size_t at = text.rfind('@'); at != std::string::npos) {
+    const std::string weight_text = text.substr(at + 1);
+    std::int64_t weight = 0;
+    const char* end = weight_text.data() + weight_text.size();
+    const auto [ptr, ec] = std::from_chars(weight_text.data(), end, weight);
+    if (ec != std::errc() || ptr != end || weight_text.empty()) throw malformed();
+    if (auto problem = range_problem(weight, 0, kMaxMaglevWeight)) {
+      throw ConfigError(fmt::format("{}: weight {}", flag.name, *problem));
+    }
+    parsed.peer.weight = static_cast<std::uint32_t>(weight);
+    parsed.weight_given = true;
+    text.resize(at);
+  }
   const auto address = Address::parse(text);
   if (!address) throw ConfigError(fmt::format("{}: {}", flag.name, address_problem(text)));
-  peer.address = *address;
-  return peer;
+  parsed.peer.address = *address;
+  return parsed;
 }
 
-// ADDRESS:PORT; an IPv6 address goes in brackets ("[fd00::1]:80").
+// ADDRESS:PORT[/PROTO], PORT a number or * (every port), PROTO tcp (the
+// default) or udp. An IPv6 address goes in brackets ("[fd00::1]:80/udp"),
+// so the colon before the port is never ambiguous.
 VipConfig parse_vip_flag(const Flag& flag) {
-  const std::size_t colon = flag.value.rfind(':');
-  if (colon == std::string::npos) {
-    throw ConfigError(fmt::format("{}: expected ADDRESS:PORT, got '{}'", flag.name, flag.value));
+  const auto malformed = [&] {
+    return ConfigError(
+        fmt::format("{}: expected ADDRESS:PORT, ADDRESS:* or either with /tcp or "
+                    "/udp after it, got '{}'",
+                    flag.name, flag.value));
+  };
+  std::string_view text = flag.value;
+  VipConfig vip;
+  vip.protocol = kProtoTcp;
+  if (const std::size_t slash = text.rfind('/'); slash != std::string_view::npos) {
+    const std::string_view protocol = text.substr(slash + 1);
+    if (protocol == "udp") {
+      vip.protocol = kProtoUdp;
+    } else if (protocol != "tcp") {
+      throw ConfigError(
+          fmt::format("{}: expected tcp or udp after '/', got '{}'", flag.name, protocol));
+    }
+    text = text.substr(0, slash);
   }
-  std::string text = flag.value.substr(0, colon);
-  if (text.size() >= 2 && text.front() == '[' && text.back() == ']') {
-    text = text.substr(1, text.size() - 2);
+  std::string_view host;
+  std::string_view port_text;
+  if (text.starts_with('[')) {
+    const std::size_t close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      throw malformed();
+    }
+    host = text.substr(1, close - 1);
+    port_text = text.substr(close + 2);
+  } else {
+    const std::size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos) throw malformed();
+    host = text.substr(0, colon);
+    port_text = text.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos) {
+      throw ConfigError(fmt::format("{}: an IPv6 address goes in brackets, as in [{}]:{}",
+                                    flag.name, host, port_text));
+    }
   }
-  const auto address = Address::parse(text);
-  if (!address) throw ConfigError(fmt::format("{}: {}", flag.name, address_problem(text)));
-  const std::string port_text = flag.value.substr(colon + 1);
+  const auto address = Address::parse(host);
+  if (!address) throw ConfigError(fmt::format("{}: {}", flag.name, address_problem(host)));
+  vip.address = *address;
+  if (port_text == "*") return vip;  // no ports: every port
   std::int64_t port = 0;
   const char* end = port_text.data() + port_text.size();
   const auto [ptr, ec] = std::from_chars(port_text.data(), end, port);
-  if (ec != std::errc() || ptr != end || port_text.empty()) {
-    throw ConfigError(fmt::format("{}: expected ADDRESS:PORT, got '{}'", flag.name, flag.value));
-  }
+  if (ec != std::errc() || ptr != end || port_text.empty()) throw malformed();
   if (auto problem = range_problem(port, 1, 65535)) {
     throw ConfigError(fmt::format("{}: port {}", flag.name, *problem));
   }
-  VipConfig vip;
-  vip.address = *address;
-  vip.protocol = kProtoTcp;
   vip.ports.push_back(static_cast<std::uint16_t>(port));
   return vip;
 }
@@ -895,7 +1046,7 @@ std::optional<Config> config_from_args(int argc, const char* const* argv, std::o
   const auto config_flag = std::find_if(flags.rbegin(), flags.rend(),
                                         [](const Flag& flag) { return flag.name == "--config"; });
   if (config_flag != flags.rend()) config = load_unvalidated(config_flag->value);
-  std::vector<PeerConfig> peers;
+  std::vector<PeerFlag> peers;
   std::vector<VipConfig> vips;
   for (const Flag& flag : flags) {
     if (flag.name == "--config") continue;
@@ -909,9 +1060,13 @@ std::optional<Config> config_from_args(int argc, const char* const* argv, std::o
   }
   if (!peers.empty()) {
     forget_locations(config, "peer");
-    config.peers = std::move(peers);
-    for (std::size_t i = 0; i < config.peers.size(); ++i) {
+    config.peers.clear();
+    for (std::size_t i = 0; i < peers.size(); ++i) {
+      config.peers.push_back(std::move(peers[i].peer));
       config.locations[indexed("peer", i)] = SourceLocation{"", 0, "--peer", ""};
+      if (peers[i].weight_given) {
+        config.locations[indexed("peer", i) + ".weight"] = SourceLocation{"", 0, "--peer", ""};
+      }
     }
   }
   if (!vips.empty()) {

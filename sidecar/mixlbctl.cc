@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "admin_protocol.h"
 #include "admin_server.h"
@@ -21,7 +22,7 @@ constexpr int kExitUsage = 2;
 constexpr int kExitUnreachable = 3;
 
 constexpr std::string_view kUsage =
-    "usage: mixlbctl [-s SOCKET | -n NODE] [--json] [--timeout MS] <command>\n"
+    "usage: mixlbctl [-s SOCKET | -n NODE] [--json] [--timeout MS] <command> [args]\n"
     "\n"
     "options:\n"
     "  -s, --socket SOCKET  admin socket of the daemon\n"
@@ -33,10 +34,22 @@ constexpr std::string_view kUsage =
     "\n"
     "commands:\n"
     "  status               node, peers, VIPs, counters\n"
+    "  stats                global counters (events, drops, route lookups) and\n"
+    "                       packets per VIP and node\n"
+    "  which PROTO SRC SPORT VIP VPORT\n"
+    "                       which node would serve this flow now, as the data\n"
+    "                       path decides it (PROTO tcp or udp; a dry run, it\n"
+    "                       changes nothing), e.g.\n"
+    "                       which tcp 192.0.2.1 40000 10.100.0.1 80\n"
     "\n"
     "exit codes: 0 ok, 1 daemon error, 2 usage, 3 daemon unreachable\n";
 
-constexpr std::string_view kCommands[] = {"status"};
+// Each command and the number of arguments it takes after its name.
+struct Command {
+  std::string_view name;
+  std::size_t args;
+};
+constexpr Command kCommands[] = {{"status", 0}, {"stats", 0}, {"which", 5}};
 
 struct Options {
   std::optional<std::string> socket;
@@ -44,6 +57,7 @@ struct Options {
   bool json = false;
   std::chrono::milliseconds timeout{5000};
   std::string command;
+  std::vector<std::string> args;
 };
 
 int usage_error(std::string_view message) {
@@ -93,14 +107,23 @@ std::optional<int> parse_args(int argc, char** argv, Options& options) {
     } else if (options.command.empty()) {
       options.command = std::string(arg);
     } else {
-      return usage_error("unexpected argument " + std::string(arg));
+      options.args.emplace_back(arg);
     }
   }
   if (options.socket && options.node) return usage_error("give -s SOCKET or -n NODE, not both");
   if (options.command.empty()) return usage_error("no command given");
-  bool known = false;
-  for (const auto command : kCommands) known = known || command == options.command;
-  if (!known) return usage_error("unknown command '" + options.command + "'");
+  const Command* command = nullptr;
+  for (const Command& c : kCommands) {
+    if (c.name == options.command) command = &c;
+  }
+  if (command == nullptr) return usage_error("unknown command '" + options.command + "'");
+  if (options.args.size() > command->args) {
+    return usage_error("unexpected argument " + options.args[command->args]);
+  }
+  if (options.args.size() < command->args) {
+    return usage_error(options.command + " needs " + std::to_string(command->args) +
+                       " arguments, got " + std::to_string(options.args.size()));
+  }
   return std::nullopt;
 }
 
@@ -124,8 +147,12 @@ int main(int argc, char** argv) {
     socket = std::move(*found);
   }
 
-  auto reply =
-      mixlb::admin_call(socket, options.command, nlohmann::json::object(), options.timeout);
+  nlohmann::json args = nlohmann::json::object();
+  if (options.command == "which") {
+    args = mixlb::make_which_args(options.args[0], options.args[1], options.args[2],
+                                  options.args[3], options.args[4]);
+  }
+  auto reply = mixlb::admin_call(socket, options.command, args, options.timeout);
   if (!reply) {
     std::fprintf(stderr, "mixlbctl: %s\n", reply.error().c_str());
     return kExitUnreachable;
@@ -136,10 +163,14 @@ int main(int argc, char** argv) {
   }
 
   std::string out;
-  if (options.json || options.command != "status") {
+  if (options.json) {
     out = reply->result.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-  } else {
+  } else if (options.command == "status") {
     out = mixlb::render_status(reply->result);
+  } else if (options.command == "stats") {
+    out = mixlb::render_stats(reply->result);
+  } else {
+    out = mixlb::render_which(reply->result);
   }
   std::fwrite(out.data(), 1, out.size(), stdout);
   return kExitOk;

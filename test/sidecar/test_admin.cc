@@ -40,11 +40,21 @@ using namespace std::chrono_literals;
 const json kStatus = json::parse(R"({
   "node":"mix1","node_id":305419896,"interface":"veth1","ifindex":4,"xdp_mode":"native",
   "address":"10.0.0.11","mac":"02:00:00:00:00:11","maglev_table_size":65537,
-  "nodes":[{"name":"mix1","id":305419896,"address":"10.0.0.11","mac":"02:00:00:00:00:11","self":true,"neighbour":"self"},
-           {"name":"mix2","id":1234,"address":"10.0.0.12","mac":"02:00:00:00:00:12","self":false,"neighbour":"reachable"}],
-  "vips":[{"vip":"10.100.0.1:80/tcp","vip_id":0,"backends":["mix1","mix2","mix3"],
+  "nodes":[{"name":"mix1","id":305419896,"address":"10.0.0.11","weight":1,"mac":"02:00:00:00:00:11","self":true,"neighbour":"self"},
+           {"name":"mix2","id":1234,"address":"fd00::12","weight":12,"mac":"02:00:00:00:00:12","self":false,"neighbour":"reachable"},
+           {"name":"mix3","id":99,"address":"10.0.0.13","weight":0,"mac":"-","self":false,"neighbour":"none"}],
+  "vips":[{"vip":"10.100.0.1:80/tcp","vip_id":0,"backends":["mix1","mix2"],"weights":{"mix1":1,"mix2":12,"mix3":0},
            "counters":{"local_pkts":1,"local_bytes":74,"fwd_pkts":2,"fwd_bytes":148,"from_peer_pkts":3,"from_peer_bytes":222,
-                       "drops":{"no_backend":0,"unknown_node":0,"table_lookup":0,"fib_no_neigh":0,"fib_fwd_disabled":0,"fib_other":0,"redirect":0}}}],
+                       "drops":{"no_backend":0,"unknown_node":0,"table_lookup":0,"fib_no_neigh":0,"fib_fwd_disabled":0,"fib_other":0,"redirect":0}},
+           "per_node":[{"name":"mix1","self":true,"pkts":1,"bytes":74},{"name":"mix2","self":false,"pkts":2,"bytes":148},
+                       {"name":"mix3","self":false,"pkts":0,"bytes":0}]},
+          {"vip":"[fd00:100::1]:*/udp","vip_id":1,"backends":["mix2"],"weights":{"mix2":12},
+           "counters":{"local_pkts":0,"local_bytes":0,"fwd_pkts":40,"fwd_bytes":52000,"from_peer_pkts":0,"from_peer_bytes":0,
+                       "drops":{"fib_no_neigh":0}},
+           "per_node":[{"name":"mix2","self":false,"pkts":40,"bytes":52000}]}],
+  "counters":{"events":{"ct_hit":10,"ct_miss":3,"ct_insert":3,"ct_insert_fail":0,"ct_non_syn_miss":1,"icmp_error":0,"from_peer":3},
+              "drops":{"no_backend":0,"unknown_node":0,"table_lookup":0,"fib_no_neigh":2,"fib_fwd_disabled":0,"fib_frag_needed":0,"fib_other":0,"redirect":1},
+              "fib":{"success":42,"no_neigh":2}},
   "conntrack":{"hit":10,"miss":3,"insert":3,"insert_fail":0}})");
 
 json test_handler(std::string_view cmd, const json& args) {
@@ -318,15 +328,18 @@ TEST_SUITE("admin") {
         "  maglev     65537 slots per VIP\n"
         "\n"
         "nodes\n"
-        "  NAME         ID  ADDRESS    MAC                NEIGHBOUR\n"
-        "  mix1  305419896  10.0.0.11  02:00:00:00:00:11  self\n"
-        "  mix2       1234  10.0.0.12  02:00:00:00:00:12  reachable\n"
+        "  NAME         ID  ADDRESS    WEIGHT  MAC                NEIGHBOUR\n"
+        "  mix1  305419896  10.0.0.11       1  02:00:00:00:00:11  self\n"
+        "  mix2       1234  fd00::12       12  02:00:00:00:00:12  reachable\n"
+        "  mix3         99  10.0.0.13       0  -                  none\n"
         "\n"
         "vips\n"
-        "  VIP                BACKENDS        LOCAL PKTS  LOCAL BYTES  FWD PKTS  FWD BYTES  "
+        "  VIP                  BACKENDS             LOCAL PKTS  LOCAL BYTES  FWD PKTS  FWD BYTES  "
         "PEER PKTS  PEER BYTES  DROPPED\n"
-        "  10.100.0.1:80/tcp  mix1,mix2,mix3           1           74         2        148  "
+        "  10.100.0.1:80/tcp    mix1,mix2:12,mix3:0           1           74         2        148  "
         "        3         222        0\n"
+        "  [fd00:100::1]:*/udp  mix2:12                       0            0        40      52000  "
+        "        0           0        0\n"
         "\n"
         "conntrack\n"
         "  hit 10  miss 3  insert 3  insert_fail 0\n";
@@ -359,6 +372,129 @@ TEST_SUITE("admin") {
     // The total is the sum of the reasons, right-aligned under DROPPED.
     const auto row_end = text.find('\n', first_row);
     CHECK(text.substr(row_end - 2, 2) == " 7");
+  }
+
+  TEST_CASE("render_status shows bare backend names when the daemon sends no weights") {
+    json status = kStatus;
+    status["vips"][0].erase("weights");
+    status["vips"][0]["backends"] = json{"mix1", "mix2", "mix3"};
+    CHECK(render_status(status).find("  10.100.0.1:80/tcp    mix1,mix2,mix3 ") !=
+          std::string::npos);
+  }
+
+  TEST_CASE("render_stats lays out the global counters and the (VIP, node) table") {
+    const std::string expected =
+        "mixlb node mix1 (id 305419896)\n"
+        "\n"
+        "counters\n"
+        "  events  ct_hit 10  ct_insert 3  ct_insert_fail 0  ct_miss 3  ct_non_syn_miss 1  "
+        "from_peer 3  icmp_error 0\n"
+        "  drops   fib_no_neigh 2  redirect 1\n"
+        "  fib     no_neigh 2  success 42\n"
+        "\n"
+        "per VIP and node\n"
+        "  VIP                  NODE  WEIGHT  ROLE       PKTS  BYTES\n"
+        "  10.100.0.1:80/tcp    mix1       1  local         1     74\n"
+        "  10.100.0.1:80/tcp    mix2      12  forwarded     2    148\n"
+        "  10.100.0.1:80/tcp    mix3       0  forwarded     0      0\n"
+        "  [fd00:100::1]:*/udp  mix2      12  forwarded    40  52000\n";
+    CHECK(render_stats(kStatus) == expected);
+  }
+
+  TEST_CASE("render_stats copes with nothing counted and missing fields") {
+    json quiet = kStatus;
+    quiet["counters"]["drops"] = json{{"no_backend", 0}, {"redirect", 0}};
+    quiet["counters"]["fib"] = json::object();
+    quiet["vips"][1].erase("per_node");  // not published yet
+    const std::string text = render_stats(quiet);
+    CHECK(text.find("  drops   none\n") != std::string::npos);
+    CHECK(text.find("  fib     none\n") != std::string::npos);
+    CHECK(text.find("  [fd00:100::1]:*/udp  -          -  -             -      -\n") !=
+          std::string::npos);
+
+    const std::string bare = render_stats(json{{"node", "mix9"}});
+    CHECK(bare.starts_with("mixlb node mix9 (id -)\n"));
+    CHECK(bare.find("  events  -\n") != std::string::npos);
+    CHECK(bare.find("per VIP and node\n  none\n") != std::string::npos);
+    CHECK(render_stats(json(5)).starts_with("unexpected stats result"));
+  }
+
+  TEST_CASE("make_which_args turns decimal ports into numbers and leaves the rest") {
+    CHECK(make_which_args("tcp", "192.0.2.1", "40000", "10.100.0.1", "80") ==
+          json{{"proto", "tcp"},
+               {"src", "192.0.2.1"},
+               {"sport", 40000},
+               {"vip", "10.100.0.1"},
+               {"vport", 80}});
+    const json odd = make_which_args("udp", "fd00::9", "http", "fd00::1", "53x");
+    CHECK(odd["sport"] == "http");
+    CHECK(odd["vport"] == "53x");
+    CHECK(make_which_args("tcp", "a", "", "b", "99999999999999999999")["sport"] == "");
+    CHECK(make_which_args("tcp", "a", "1", "b", "99999999999999999999")["vport"] ==
+          "99999999999999999999");
+    CHECK(make_which_args("tcp", "a", "-5", "b", "0")["sport"] == -5);
+  }
+
+  TEST_CASE("render_which says where a flow goes in one line") {
+    const json base = json::parse(R"({
+      "flow":{"proto":"tcp","src":"192.0.2.1","sport":40000,"dst":"10.100.0.1","dport":80},
+      "vip":"10.100.0.1:80/tcp","node":"mix2","node_id":1234,"self":false,"verdict":"tx",
+      "from_conntrack":false})");
+    CHECK(render_which(base) ==
+          "10.100.0.1:80/tcp from 192.0.2.1:40000 -> mix2 (forwarded, Maglev)\n");
+
+    json local = base;
+    local["node"] = "mix1";
+    local["self"] = true;
+    local["verdict"] = "pass";
+    local["from_conntrack"] = true;
+    CHECK(render_which(local) ==
+          "10.100.0.1:80/tcp from 192.0.2.1:40000 -> mix1 (this node, connection table)\n");
+
+    json redirected = base;
+    redirected["verdict"] = "redirect";
+    CHECK(render_which(redirected) ==
+          "10.100.0.1:80/tcp from 192.0.2.1:40000 -> mix2 (forwarded through another interface, "
+          "Maglev)\n");
+
+    json dropped = base;
+    dropped["verdict"] = "drop";
+    dropped["drop_reason"] = "fib_no_neigh";
+    CHECK(render_which(dropped) ==
+          "10.100.0.1:80/tcp from 192.0.2.1:40000 -> dropped: fib_no_neigh (chosen: mix2, "
+          "Maglev)\n");
+    dropped["node"] = nullptr;
+    dropped["node_id"] = 0;
+    dropped["drop_reason"] = "no_backend";
+    CHECK(render_which(dropped) ==
+          "10.100.0.1:80/tcp from 192.0.2.1:40000 -> dropped: no_backend\n");
+
+    json stale = base;  // a connection entry naming a node that left
+    stale["node"] = nullptr;
+    stale["node_id"] = 77;
+    stale["from_conntrack"] = true;
+    CHECK(render_which(stale) ==
+          "10.100.0.1:80/tcp from 192.0.2.1:40000 -> node id 77 (forwarded, connection table)\n");
+
+    json v6 = base;
+    v6["flow"] = {{"proto", "udp"},
+                  {"src", "2001:db8::1"},
+                  {"sport", 5353},
+                  {"dst", "fd00:100::1"},
+                  {"dport", 53}};
+    v6["vip"] = "[fd00:100::1]:*/udp";
+    CHECK(render_which(v6) ==
+          "[fd00:100::1]:53/udp from [2001:db8::1]:5353 -> mix2 (forwarded, Maglev; VIP "
+          "[fd00:100::1]:*/udp)\n");
+
+    json not_vip = base;
+    not_vip["vip"] = nullptr;
+    not_vip["node"] = nullptr;
+    not_vip["verdict"] = "pass";
+    CHECK(render_which(not_vip) ==
+          "10.100.0.1:80/tcp from 192.0.2.1:40000: not a VIP (passed to the local stack "
+          "untouched)\n");
+    CHECK(render_which(json::array()).starts_with("unexpected which result"));
   }
 
   TEST_CASE("render_status copes with missing fields") {

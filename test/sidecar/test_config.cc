@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -55,7 +56,7 @@ std::string args_error(std::vector<std::string> args) {
   return "";
 }
 
-Address v4(const char* text) {
+Address addr(const char* text) {
   const auto address = Address::parse(text);
   REQUIRE(address);
   return *address;
@@ -104,7 +105,7 @@ TEST_SUITE("config") {
     CHECK(c.node_name == "mix1");
     CHECK(c.interface == "eth0");
     REQUIRE(c.node_address);
-    CHECK(*c.node_address == v4("10.0.0.11"));
+    CHECK(*c.node_address == addr("10.0.0.11"));
     CHECK(c.admin_socket == "/run/mixlb/mix1.sock");
     CHECK(c.bpffs_dir == "/sys/fs/bpf/mixlb");
     CHECK(c.log_level == "info");
@@ -114,17 +115,29 @@ TEST_SUITE("config") {
     CHECK(c.max_vips == 16);
     CHECK(c.max_nodes == 1024);
     CHECK(c.neighbour_refresh_ms == 1000);
-    REQUIRE(c.vips.size() == 2);
-    CHECK(c.vips[0].address == v4("10.100.0.1"));
+    CHECK(c.node_weight == 1);
+    REQUIRE(c.vips.size() == 4);
+    CHECK(c.vips[0].address == addr("10.100.0.1"));
     CHECK(c.vips[0].protocol == 6);
     CHECK(c.vips[0].ports == std::vector<std::uint16_t>{80, 443});
-    CHECK(c.vips[1].address == v4("10.100.0.2"));
+    CHECK(c.vips[0].nodes.empty());
+    CHECK(c.vips[1].address == addr("10.100.0.2"));
     CHECK(c.vips[1].ports == std::vector<std::uint16_t>{7000});
+    CHECK(c.vips[1].nodes == std::vector<std::string>{"mix1", "mix2"});
+    CHECK(c.vips[2].address == addr("10.100.0.3"));
+    CHECK(c.vips[2].protocol == 17);
+    CHECK(c.vips[2].ports.empty());
+    CHECK(c.vips[3].address == addr("fd00:100::1"));
+    CHECK(c.vips[3].address.is_v6());
+    CHECK(c.vips[3].ports == std::vector<std::uint16_t>{443});
     REQUIRE(c.peers.size() == 3);
     CHECK(c.peers[0].name == "mix1");
+    CHECK(c.peers[0].weight == 1);
     CHECK(c.peers[1].name == "mix2");
-    CHECK(c.peers[1].address == v4("10.0.0.12"));
+    CHECK(c.peers[1].address == addr("10.0.0.12"));
+    CHECK(c.peers[1].weight == 1);
     CHECK(c.peers[2].name == "mix3");
+    CHECK(c.peers[2].weight == 2);
   }
 
   TEST_CASE("the example sets every key and the reference documents each") {
@@ -134,6 +147,7 @@ TEST_SUITE("config") {
         "node.name",
         "node.interface",
         "node.address",
+        "node.weight",
         "node.admin_socket",
         "node.bpffs_dir",
         "node.log_level",
@@ -147,8 +161,11 @@ TEST_SUITE("config") {
         "vip[0].protocol",
         "vip[0].ports",
         "vip[1].port",
+        "vip[1].nodes",
+        "vip[1].nodes[1]",
         "peer[0].name",
         "peer[0].address",
+        "peer[0].weight",
     };
     const Config c = load_config_file(kExample);
     for (const std::string& key : keys) {
@@ -156,16 +173,18 @@ TEST_SUITE("config") {
       CHECK(c.locations.contains(key));
     }
     const std::string docs = read_text(kSourceDir + "/docs/configuration.md");
-    for (const char* key : {"name", "interface", "address", "admin_socket", "bpffs_dir",
-                            "log_level", "xdp_mode", "maglev_table_size", "conntrack_entries",
-                            "max_vips", "max_nodes", "refresh_ms", "protocol", "ports", "port"}) {
+    for (const char* key :
+         {"name", "interface", "address", "admin_socket", "bpffs_dir", "log_level", "xdp_mode",
+          "maglev_table_size", "conntrack_entries", "max_vips", "max_nodes", "refresh_ms",
+          "protocol", "ports", "port", "nodes", "weight"}) {
       const std::string quoted = std::string("`") + key + "`";
       CAPTURE(quoted);
       CHECK(docs.find(quoted) != std::string::npos);
     }
-    for (const char* flag : {"--config", "--name", "--interface", "--address", "--admin-socket",
-                             "--bpffs-dir", "--xdp-mode", "--log-level", "--maglev-table-size",
-                             "--conntrack-entries", "--peer", "--vip", "--help", "--version"}) {
+    for (const char* flag :
+         {"--config", "--name", "--interface", "--address", "--admin-socket", "--bpffs-dir",
+          "--xdp-mode", "--log-level", "--maglev-table-size", "--conntrack-entries", "--peer",
+          "--vip", "--weight", "--help", "--version"}) {
       const std::string flag_name = flag;
       CAPTURE(flag_name);
       CHECK(docs.find(flag) != std::string::npos);
@@ -185,6 +204,7 @@ TEST_SUITE("config") {
     CHECK(c.max_vips == 16);
     CHECK(c.max_nodes == 1024);
     CHECK(c.neighbour_refresh_ms == 1000);
+    CHECK(c.node_weight == 1);
     CHECK(c.vips.empty());
     CHECK(c.peers.empty());
   }
@@ -228,6 +248,56 @@ address = "10.100.0.2"
 port = 1
 )") == "");
     }
+    SUBCASE("IPv6 nodes and VIPs, UDP, all ports next to an exact port, serving sets") {
+      const Config c = parse_config(R"([node]
+name = "mix1"
+interface = "eth0"
+address = "fd00::11"
+[[vip]]
+address = "fd00:100::1"
+protocol = "udp"
+[[vip]]
+address = "fd00:100::1"
+protocol = "udp"
+port = 53
+[[vip]]
+address = "fd00:100::1"
+ports = [53]
+nodes = ["mix2"]
+[[vip]]
+address = "10.100.0.1"
+nodes = ["mix2", "mix1"]
+[[peer]]
+name = "mix2"
+address = "10.0.0.12"
+)",
+                                    "m.toml");
+      REQUIRE(c.node_address);
+      CHECK(c.node_address->is_v6());
+      REQUIRE(c.vips.size() == 4);
+      CHECK(c.vips[0].protocol == 17);
+      CHECK(c.vips[0].ports.empty());
+      CHECK(c.vips[1].ports == std::vector<std::uint16_t>{53});
+      CHECK(c.vips[2].protocol == 6);
+      CHECK(c.vips[2].nodes == std::vector<std::string>{"mix2"});
+      CHECK(c.vips[3].ports.empty());
+      CHECK(c.vips[3].nodes == std::vector<std::string>{"mix2", "mix1"});
+    }
+    SUBCASE("weights: the own entry sets node.weight, or agrees with it") {
+      const std::string node = "[node]\nname = \"mix1\"\ninterface = \"eth0\"\n";
+      const std::string peers =
+          "[[peer]]\nname = \"mix1\"\naddress = \"10.0.0.11\"\nweight = 0\n"
+          "[[peer]]\nname = \"mix2\"\naddress = \"10.0.0.12\"\nweight = 100\n";
+      const Config set_by_entry = parse_config(node + peers, "m.toml");
+      CHECK(set_by_entry.node_weight == 0);
+      CHECK(set_by_entry.peers[1].weight == 100);
+      const Config agreeing = parse_config(node + "weight = 0\n" + peers, "m.toml");
+      CHECK(agreeing.node_weight == 0);
+      // An own entry without a weight leaves node.weight alone.
+      const Config unweighted = parse_config(
+          node + "weight = 7\n[[peer]]\nname = \"mix1\"\naddress = \"10.0.0.11\"\n", "m.toml");
+      CHECK(unweighted.node_weight == 7);
+    }
     SUBCASE("own entry without node.address") {
       CHECK(parse_error(R"([node]
 name = "mix1"
@@ -269,7 +339,7 @@ address = "10.0.0.99"
          "mix1.toml:1: name: unknown key (expected [node], [datapath], [neighbours], [[vip]] or "
          "[[peer]])"},
         {"typo in [node]", "[node]\nname = \"mix1\"\ninterfce = \"eth0\"\n",
-         "mix1.toml:3: node.interfce: unknown key ([node] takes name, interface, address, "
+         "mix1.toml:3: node.interfce: unknown key ([node] takes name, interface, address, weight, "
          "admin_socket, bpffs_dir, log_level)"},
         {"typo in [datapath]",
          "[node]\nname = \"mix1\"\ninterface = \"eth0\"\n[datapath]\nmode = 1\n",
@@ -280,9 +350,10 @@ address = "10.0.0.99"
         {"typo in [[vip]]",
          "[node]\nname = \"mix1\"\ninterface = \"eth0\"\n[[vip]]\naddress = \"10.100.0.1\"\nport = "
          "80\n[[vip]]\nadress = \"10.100.0.2\"\n",
-         "mix1.toml:8: vip[1].adress: unknown key ([[vip]] takes address, protocol, port, ports)"},
+         "mix1.toml:8: vip[1].adress: unknown key ([[vip]] takes address, protocol, port, ports, "
+         "nodes)"},
         {"typo in [[peer]]", "[[peer]]\nname = \"mix2\"\naddr = \"10.0.0.12\"\n",
-         "mix1.toml:3: peer[0].addr: unknown key ([[peer]] takes name, address)"},
+         "mix1.toml:3: peer[0].addr: unknown key ([[peer]] takes name, address, weight)"},
         {"string expected", "[node]\nname = 5\n",
          "mix1.toml:2: node.name: expected a string, got an integer"},
         {"integer expected, got a string", "[datapath]\nmaglev_table_size = \"65537\"\n",
@@ -302,6 +373,15 @@ address = "10.0.0.99"
          "mix1.toml:4: vip[0].ports[1]: expected an integer, got a string"},
         {"boolean address", "[[peer]]\nname = \"mix2\"\naddress = true\n",
          "mix1.toml:3: peer[0].address: expected a string, got a boolean"},
+        {"nodes not an array", "[[vip]]\naddress = \"10.100.0.1\"\nnodes = \"mix1\"\n",
+         "mix1.toml:3: vip[0].nodes: expected an array of node names, got a string"},
+        {"nodes empty", "[[vip]]\naddress = \"10.100.0.1\"\nnodes = []\n",
+         "mix1.toml:3: vip[0].nodes: must list at least one node (leave nodes out for every "
+         "node)"},
+        {"node name not a string", "[[vip]]\naddress = \"10.100.0.1\"\nnodes = [\"mix1\",\n 2]\n",
+         "mix1.toml:4: vip[0].nodes[1]: expected a string, got an integer"},
+        {"weight as a string", "[[peer]]\nname = \"mix2\"\nweight = \"2\"\n",
+         "mix1.toml:3: peer[0].weight: expected an integer, got a string"},
     };
     for (const BadInput& c : cases) {
       const std::string what = c.what;
@@ -346,9 +426,22 @@ address = "10.0.0.99"
         {"address not an address",
          "[node]\nname = \"mix1\"\ninterface = \"eth0\"\naddress = \"10.0.0.300\"\n",
          "mix1.toml:4: node.address: '10.0.0.300' is not an IP address"},
-        {"IPv6 node address",
-         "[node]\nname = \"mix1\"\ninterface = \"eth0\"\naddress = \"fd00::11\"\n",
-         "mix1.toml:4: node.address: node and peer addresses must be IPv4 for now, got fd00::11"},
+        {"link-local node address",
+         "[node]\nname = \"mix1\"\ninterface = \"eth0\"\naddress = \"fe80::11\"\n",
+         "mix1.toml:4: node.address: fe80::11 is a link-local address; use a global or "
+         "unique-local one"},
+        {"IPv4-mapped node address",
+         "[node]\nname = \"mix1\"\ninterface = \"eth0\"\naddress = \"::ffff:10.0.0.11\"\n",
+         "mix1.toml:4: node.address: ::ffff:10.0.0.11 is an IPv4-mapped address; write it as "
+         "10.0.0.11"},
+        {"unspecified IPv6 node address",
+         "[node]\nname = \"mix1\"\ninterface = \"eth0\"\naddress = \"::\"\n",
+         "mix1.toml:4: node.address: :: is not a unicast address"},
+        {"weight above the Maglev limit",
+         "[node]\nname = \"mix1\"\ninterface = \"eth0\"\nweight = 101\n",
+         "mix1.toml:4: node.weight: 101 is out of range 0..100"},
+        {"negative weight", "[node]\nname = \"mix1\"\ninterface = \"eth0\"\nweight = -1\n",
+         "mix1.toml:4: node.weight: -1 is out of range 0..100"},
         {"unspecified node address",
          "[node]\nname = \"mix1\"\ninterface = \"eth0\"\naddress = \"0.0.0.0\"\n",
          "mix1.toml:4: node.address: 0.0.0.0 is not a unicast address"},
@@ -434,23 +527,21 @@ address = "10.0.0.99"
          "mix1.toml:6: vip[0].ports[0]: -80 is out of range 1..65535"},
         {"empty ports", "[[vip]]\naddress = \"10.100.0.1\"\nports = []\n",
          "mix1.toml:6: vip[0].ports: must list at least one port"},
-        {"neither port nor ports", "[[vip]]\naddress = \"10.100.0.1\"\nprotocol = \"tcp\"\n",
-         "mix1.toml:4: vip[0].ports: missing; give port or ports"},
         {"both port and ports", "[[vip]]\nport = 80\naddress = \"10.100.0.1\"\nports = [81]\n",
          "mix1.toml:7: vip[0].ports: give either port or ports, not both (port is on line 5)"},
         {"address missing", "[[vip]]\nport = 80\n",
          "mix1.toml:4: vip[0].address: required key is missing"},
         {"address not an address", "[[vip]]\naddress = \"vip.example\"\nport = 80\n",
          "mix1.toml:5: vip[0].address: 'vip.example' is not an IP address"},
-        {"IPv6 VIP", "[[vip]]\naddress = \"fd00:100::1\"\nport = 80\n",
-         "mix1.toml:5: vip[0].address: IPv6 VIPs are not supported by this data path yet (got "
-         "fd00:100::1)"},
         {"multicast VIP", "[[vip]]\naddress = \"239.1.1.1\"\nport = 80\n",
          "mix1.toml:5: vip[0].address: 239.1.1.1 is not a unicast address"},
-        {"udp", "[[vip]]\naddress = \"10.100.0.1\"\nprotocol = \"udp\"\nport = 53\n",
-         "mix1.toml:6: vip[0].protocol: udp is not supported by this data path yet (only tcp)"},
+        {"IPv6 multicast VIP", "[[vip]]\naddress = \"ff02::1\"\nport = 80\n",
+         "mix1.toml:5: vip[0].address: ff02::1 is not a unicast address"},
+        {"link-local VIP", "[[vip]]\naddress = \"fe80::1\"\n",
+         "mix1.toml:5: vip[0].address: fe80::1 is a link-local address; use a global or "
+         "unique-local one"},
         {"unknown protocol", "[[vip]]\naddress = \"10.100.0.1\"\nprotocol = \"sctp\"\nport = 53\n",
-         "mix1.toml:6: vip[0].protocol: expected tcp, got 'sctp'"},
+         "mix1.toml:6: vip[0].protocol: expected tcp or udp, got 'sctp'"},
         {"duplicate across entries",
          "[[vip]]\naddress = \"10.100.0.1\"\nports = [80, 443]\n[[vip]]\naddress = "
          "\"10.100.0.1\"\nport = 443\n",
@@ -460,11 +551,36 @@ address = "10.0.0.99"
          "[[vip]]\naddress = \"10.100.0.1\"\nports = [80, 443,\n80]\n",
          "mix1.toml:7: vip[0].ports[2]: 10.100.0.1:80/tcp is already configured by vip[0].ports[0] "
          "(line 6)"},
+        {"duplicate UDP port",
+         "[[vip]]\naddress = \"10.100.0.1\"\nprotocol = \"udp\"\nport = 53\n[[vip]]\naddress = "
+         "\"10.100.0.1\"\nprotocol = \"udp\"\nports = [53]\n",
+         "mix1.toml:11: vip[1].ports[0]: 10.100.0.1:53/udp is already configured by vip[0].port "
+         "(line 7)"},
+        {"duplicate IPv6 port",
+         "[[vip]]\naddress = \"fd00:100::1\"\nport = 443\n[[vip]]\naddress = "
+         "\"fd00:100:0::1\"\nport = 443\n",
+         "mix1.toml:9: vip[1].port: [fd00:100::1]:443/tcp is already configured by vip[0].port "
+         "(line 6)"},
+        {"all ports twice",
+         "[[vip]]\naddress = \"10.100.0.1\"\n[[vip]]\naddress = \"10.100.0.2\"\n[[vip]]\n"
+         "address = \"10.100.0.1\"\nprotocol = \"tcp\"\n",
+         "mix1.toml:8: vip[2]: 10.100.0.1:*/tcp is already configured by vip[0] (line 4)"},
         {"more entries than max_vips",
          "[datapath]\nmax_vips = 2\n[[vip]]\naddress = \"10.100.0.1\"\nports = [80,\n443,\n8443]\n",
          "mix1.toml:10: vip[0].ports[2]: this is VIP entry 3, more than datapath.max_vips = 2 "
-         "(each "
-         "address and port is one entry)"},
+         "(each address and port is one entry, and so is an address with all ports)"},
+        {"an all-ports entry counts against max_vips",
+         "[datapath]\nmax_vips = 2\n[[vip]]\naddress = \"10.100.0.1\"\nports = [80, 443]\n"
+         "[[vip]]\naddress = \"10.100.0.1\"\n",
+         "mix1.toml:9: vip[1]: this is VIP entry 3, more than datapath.max_vips = 2 (each address "
+         "and port is one entry, and so is an address with all ports)"},
+        {"a serving node that is not a member",
+         "[[vip]]\naddress = \"10.100.0.1\"\nnodes = [\"mix1\",\n\"mix9\"]\n",
+         "mix1.toml:7: vip[0].nodes[1]: 'mix9' is neither this node ('mix1') nor one of its peers"},
+        {"a serving node twice",
+         "[[peer]]\nname = \"mix2\"\naddress = \"10.0.0.12\"\n[[vip]]\naddress = "
+         "\"10.100.0.1\"\nnodes = [\"mix2\", \"mix1\",\n\"mix2\"]\n",
+         "mix1.toml:10: vip[0].nodes[2]: 'mix2' is already listed as vip[0].nodes[0] (line 9)"},
     };
     for (const BadInput& c : cases) {
       const std::string what = c.what;
@@ -489,9 +605,19 @@ address = "10.0.0.99"
          "mix1.toml:6: peer[0].name: 'mix/2' is not a valid node name: use 1..63 characters of "
          "A-Z, "
          "a-z, 0-9, '.', '_' and '-'"},
-        {"IPv6 peer", "[[peer]]\nname = \"mix2\"\naddress = \"fd00::12\"\n",
-         "mix1.toml:7: peer[0].address: node and peer addresses must be IPv4 for now, got "
-         "fd00::12"},
+        {"multicast IPv6 peer", "[[peer]]\nname = \"mix2\"\naddress = \"ff02::12\"\n",
+         "mix1.toml:7: peer[0].address: ff02::12 is not a unicast address"},
+        {"link-local peer", "[[peer]]\nname = \"mix2\"\naddress = \"fe80::12\"\n",
+         "mix1.toml:7: peer[0].address: fe80::12 is a link-local address; use a global or "
+         "unique-local one"},
+        {"weight out of range",
+         "[[peer]]\nname = \"mix2\"\naddress = \"10.0.0.12\"\nweight = 101\n",
+         "mix1.toml:8: peer[0].weight: 101 is out of range 0..100"},
+        {"own entry with another weight",
+         "weight = 2\n[[peer]]\nname = \"mix2\"\naddress = \"10.0.0.12\"\n[[peer]]\nname = "
+         "\"mix1\"\naddress = \"10.0.0.11\"\nweight = 3\n",
+         "mix1.toml:12: peer[1].weight: this is the entry of this node ('mix1') but its weight 3 "
+         "differs from node.weight 2"},
         {"broadcast peer", "[[peer]]\nname = \"mix2\"\naddress = \"255.255.255.255\"\n",
          "mix1.toml:7: peer[0].address: 255.255.255.255 is not a unicast address"},
         {"duplicate name",
@@ -557,17 +683,43 @@ address = "10.0.0.99"
     c.interface = "eth0";
     validate(c);
     CHECK(c.admin_socket == "/run/mixlb/mix1.sock");
-    c.vips.push_back(VipConfig{v4("10.100.0.1"), 6, {}});
-    CHECK_THROWS_WITH_AS(validate(c), "vip[0].ports: missing; give port or ports", ConfigError);
+    c.vips.push_back(VipConfig{addr("10.100.0.1"), 6, {}, {}});
+    validate(c);  // every port
     c.vips[0].ports = {0};
     CHECK_THROWS_WITH_AS(validate(c), "vip[0].ports[0]: 0 is out of range 1..65535", ConfigError);
     c.vips[0].ports = {80};
     validate(c);
+    c.vips[0].protocol = 1;
+    CHECK_THROWS_WITH_AS(validate(c), "vip[0].protocol: expected tcp or udp, got protocol 1",
+                         ConfigError);
+    c.vips[0].protocol = 17;
+    c.vips[0].nodes = {"mix2"};
+    CHECK_THROWS_WITH_AS(validate(c),
+                         "vip[0].nodes[0]: 'mix2' is neither this node ('mix1') nor one of its "
+                         "peers",
+                         ConfigError);
+    c.vips[0].nodes = {"mix1"};
+    validate(c);
+    c.node_weight = 101;
+    CHECK_THROWS_WITH_AS(validate(c), "node.weight: 101 is out of range 0..100", ConfigError);
+    c.node_weight = 1;
+    // Built in code, the own entry's weight and node.weight both count as set.
+    c.peers.push_back(PeerConfig{"mix1", addr("10.0.0.11"), 4});
+    CHECK_THROWS_WITH_AS(validate(c),
+                         "peer[0].weight: this is the entry of this node ('mix1') but its weight 4 "
+                         "differs from node.weight 1",
+                         ConfigError);
+    c.node_weight = 4;
+    validate(c);
+    c.peers.clear();
     c.max_vips = 0;
     CHECK_THROWS_WITH_AS(validate(c), "datapath.max_vips: 0 is out of range 1..4096", ConfigError);
     c.max_vips = 16;
     c.peers.push_back(PeerConfig{"mix2", Address{}});
     CHECK_THROWS_WITH_AS(validate(c), "peer[0].address: required key is missing", ConfigError);
+    c.peers[0].address = addr("fd00::12");
+    c.peers[0].weight = 1000;
+    CHECK_THROWS_WITH_AS(validate(c), "peer[0].weight: 1000 is out of range 0..100", ConfigError);
   }
 
   TEST_CASE("flags override the file") {
@@ -578,7 +730,7 @@ address = "10.0.0.99"
     REQUIRE(c);
     CHECK(c->source == kExample);
     CHECK(c->node_name == "mix2");
-    CHECK(c->node_address == v4("10.0.0.12"));
+    CHECK(c->node_address == addr("10.0.0.12"));
     CHECK(c->interface == "ens5");
     CHECK(c->admin_socket == "/tmp/m.sock");
     CHECK(c->bpffs_dir == "/sys/fs/bpf/other");
@@ -588,7 +740,7 @@ address = "10.0.0.99"
     CHECK(c->conntrack_entries == 2048);
     // What no flag touched stays as the file says.
     CHECK(c->max_vips == 16);
-    CHECK(c->vips.size() == 2);
+    CHECK(c->vips.size() == 4);
     CHECK(c->peers.size() == 3);
     // -c is --config; the last of a repeated flag wins.
     const auto d = from_args({"-c", kExample, "--xdp-mode", "native", "--xdp-mode", "generic"});
@@ -620,11 +772,11 @@ address = "10.0.0.99"
     REQUIRE(c);
     REQUIRE(c->peers.size() == 2);
     CHECK(c->peers[0].name == "mix1");
-    CHECK(c->peers[0].address == v4("10.0.0.11"));
+    CHECK(c->peers[0].address == addr("10.0.0.11"));
     CHECK(c->peers[1].name == "b");
-    CHECK(c->peers[1].address == v4("10.0.0.21"));
+    CHECK(c->peers[1].address == addr("10.0.0.21"));
     REQUIRE(c->vips.size() == 2);
-    CHECK(c->vips[0].address == v4("10.100.1.1"));
+    CHECK(c->vips[0].address == addr("10.100.1.1"));
     CHECK(c->vips[0].protocol == 6);
     CHECK(c->vips[0].ports == std::vector<std::uint16_t>{8080});
     CHECK(c->vips[1].ports == std::vector<std::uint16_t>{8443});
@@ -632,11 +784,72 @@ address = "10.0.0.99"
     CHECK_FALSE(c->locations.contains("peer[2]"));
     CHECK_FALSE(c->locations.contains("vip[0].ports"));
     CHECK(c->locations.at("vip[0]").flag == "--vip");
+    CHECK(c->peers[0].weight == 1);
     // Without --peer or --vip the file's lists stay.
-    const auto d = from_args({"--config", kExample, "--peer", "mix1=10.0.0.11"});
+    const auto d =
+        from_args({"--config", kExample, "--peer", "mix1=10.0.0.11", "--peer", "mix2=10.0.0.12"});
     REQUIRE(d);
-    CHECK(d->peers.size() == 1);
-    CHECK(d->vips.size() == 2);
+    CHECK(d->peers.size() == 2);
+    CHECK(d->vips.size() == 4);
+    // The file's VIPs still name their serving nodes, which must still be members.
+    const std::string example = read_text(kExample);
+    const auto nodes_line =
+        std::count(example.begin(), example.begin() + example.find("\nnodes = ["), '\n') + 2;
+    CHECK(args_error({"--config", kExample, "--peer", "mix1=10.0.0.11"}) ==
+          kExample + ":" + std::to_string(nodes_line) +
+              ": vip[1].nodes[1]: 'mix2' is neither this node ('mix1') nor one of its peers");
+  }
+
+  TEST_CASE("--vip takes UDP, IPv6 in brackets and every port; --peer and --weight take weights") {
+    const auto c = from_args({"--name",      "mix1",
+                              "--interface", "eth0",
+                              "--address",   "fd00::11",
+                              "--vip",       "10.100.0.1:53/udp",
+                              "--vip",       "[fd00:100::1]:443/tcp",
+                              "--vip",       "10.100.0.1:*/tcp",
+                              "--vip",       "[fd00:100::1]:*",
+                              "--vip",       "10.100.0.1:80",
+                              "--peer",      "mix2=10.0.0.12@0",
+                              "--peer",      "mix3=fd00::13@100",
+                              "--peer",      "mix4=10.0.0.14",
+                              "--weight",    "5"});
+    REQUIRE(c);
+    CHECK(c->node_address == addr("fd00::11"));
+    CHECK(c->node_weight == 5);
+    REQUIRE(c->vips.size() == 5);
+    CHECK(c->vips[0].address == addr("10.100.0.1"));
+    CHECK(c->vips[0].protocol == 17);
+    CHECK(c->vips[0].ports == std::vector<std::uint16_t>{53});
+    CHECK(c->vips[1].address == addr("fd00:100::1"));
+    CHECK(c->vips[1].protocol == 6);
+    CHECK(c->vips[1].ports == std::vector<std::uint16_t>{443});
+    CHECK(c->vips[2].protocol == 6);
+    CHECK(c->vips[2].ports.empty());
+    CHECK(c->vips[3].address == addr("fd00:100::1"));
+    CHECK(c->vips[3].ports.empty());
+    CHECK(c->vips[4].ports == std::vector<std::uint16_t>{80});
+    REQUIRE(c->peers.size() == 3);
+    CHECK(c->peers[0].weight == 0);
+    CHECK(c->peers[1].address == addr("fd00::13"));
+    CHECK(c->peers[1].weight == 100);
+    CHECK(c->peers[2].weight == 1);
+    CHECK(c->locations.at("peer[0].weight").flag == "--peer");
+    CHECK_FALSE(c->locations.contains("peer[2].weight"));
+
+    // This node's own --peer weight sets node.weight, or must agree with --weight.
+    const auto own = from_args({"--name", "mix1", "--interface", "eth0", "--peer",
+                                "mix1=10.0.0.11@3", "--peer", "mix2=10.0.0.12"});
+    REQUIRE(own);
+    CHECK(own->node_weight == 3);
+    CHECK(args_error({"--name", "mix1", "--interface", "eth0", "--weight", "2", "--peer",
+                      "mix1=10.0.0.11@3"}) ==
+          "--peer: this is the entry of this node ('mix1') but its weight 3 differs from "
+          "node.weight 2");
+    // Without a weight in the own entry, --weight stands.
+    const auto flag_only = from_args(
+        {"--name", "mix1", "--interface", "eth0", "--weight", "0", "--peer", "mix1=10.0.0.11"});
+    REQUIRE(flag_only);
+    CHECK(flag_only->node_weight == 0);
   }
 
   TEST_CASE("flags alone make a config") {
@@ -668,8 +881,10 @@ address = "10.0.0.99"
          "--interface: 'a/b' is not a valid interface name: 1..15 bytes, not '.' or '..', without "
          "'/', ':' or whitespace"},
         {{"--address", "10.0.0"}, "--address: '10.0.0' is not an IP address"},
-        {{"--address", "fd00::1"},
-         "--address: node and peer addresses must be IPv4 for now, got fd00::1"},
+        {{"--address", "fe80::1"},
+         "--address: fe80::1 is a link-local address; use a global or unique-local one"},
+        {{"--weight", "101"}, "--weight: 101 is out of range 0..100"},
+        {{"--weight", "x"}, "--weight: expected an integer, got 'x'"},
         {{"--bpffs-dir", "bpf"}, "--bpffs-dir: 'bpf' is not an absolute path"},
         {{"--admin-socket="}, "--admin-socket: must not be empty"},
         {{"--maglev-table-size", "12"},
@@ -680,21 +895,42 @@ address = "10.0.0.99"
         {{"--conntrack-entries", "99999999999999999999"},
          "--conntrack-entries: expected an integer, got '99999999999999999999'"},
         {{"--conntrack-entries", "100"}, "--conntrack-entries: 100 is out of range 1024..67108864"},
-        {{"--peer", "mix2"}, "--peer: expected NAME=ADDRESS, got 'mix2'"},
+        {{"--peer", "mix2"}, "--peer: expected NAME=ADDRESS[@WEIGHT], got 'mix2'"},
+        {{"--peer", "mix2=10.0.0.12@"},
+         "--peer: expected NAME=ADDRESS[@WEIGHT], got 'mix2=10.0.0.12@'"},
+        {{"--peer", "mix2=10.0.0.12@heavy"},
+         "--peer: expected NAME=ADDRESS[@WEIGHT], got 'mix2=10.0.0.12@heavy'"},
+        {{"--peer", "mix2=10.0.0.12@101"}, "--peer: weight 101 is out of range 0..100"},
+        {{"--peer", "mix2=ff02::2"}, "--peer: ff02::2 is not a unicast address"},
         {{"--peer", "mix2=10.0.0.x"}, "--peer: '10.0.0.x' is not an IP address"},
         {{"--peer", "mix2=10.0.0.12", "--peer", "mix2=10.0.0.13"},
          "--peer: 'mix2' is already used by an earlier --peer"},
         {{"--peer", "mix2=10.0.0.12", "--peer", "mix3=10.0.0.12"},
          "--peer: 10.0.0.12 is already the address of 'mix2', an earlier --peer"},
-        {{"--peer", "=10.0.0.12"}, "--peer: expected NAME=ADDRESS, got '=10.0.0.12'"},
-        {{"--vip", "10.100.0.1"}, "--vip: expected ADDRESS:PORT, got '10.100.0.1'"},
-        {{"--vip", "10.100.0.1:http"}, "--vip: expected ADDRESS:PORT, got '10.100.0.1:http'"},
+        {{"--peer", "=10.0.0.12"}, "--peer: expected NAME=ADDRESS[@WEIGHT], got '=10.0.0.12'"},
+        {{"--vip", "10.100.0.1"},
+         "--vip: expected ADDRESS:PORT, ADDRESS:* or either with /tcp or /udp after it, got "
+         "'10.100.0.1'"},
+        {{"--vip", "10.100.0.1:http"},
+         "--vip: expected ADDRESS:PORT, ADDRESS:* or either with /tcp or /udp after it, got "
+         "'10.100.0.1:http'"},
+        {{"--vip", "10.100.0.1:80/"}, "--vip: expected tcp or udp after '/', got ''"},
+        {{"--vip", "10.100.0.1:80/sctp"}, "--vip: expected tcp or udp after '/', got 'sctp'"},
         {{"--vip", "10.100.0.1:0"}, "--vip: port 0 is out of range 1..65535"},
         {{"--vip", "10.100.0.1:65536"}, "--vip: port 65536 is out of range 1..65535"},
-        {{"--vip", "[fd00::1]:80"},
-         "--vip: IPv6 VIPs are not supported by this data path yet (got fd00::1)"},
+        {{"--vip", "fd00::1:80"}, "--vip: an IPv6 address goes in brackets, as in [fd00::1]:80"},
+        {{"--vip", "[fd00::1]80"},
+         "--vip: expected ADDRESS:PORT, ADDRESS:* or either with /tcp or /udp after it, got "
+         "'[fd00::1]80'"},
+        {{"--vip", "[fd00::1]"},
+         "--vip: expected ADDRESS:PORT, ADDRESS:* or either with /tcp or /udp after it, got "
+         "'[fd00::1]'"},
+        {{"--vip", "[fd00::x]:80"}, "--vip: 'fd00::x' is not an IP address"},
+        {{"--vip", "[ff02::1]:80"}, "--vip: ff02::1 is not a unicast address"},
         {{"--vip", "10.100.0.1:80", "--vip", "10.100.0.1:80"},
          "--vip: 10.100.0.1:80/tcp is already configured by an earlier --vip"},
+        {{"--vip", "[fd00::1]:*/udp", "--vip", "[fd00::1]:*/udp"},
+         "--vip: [fd00::1]:*/udp is already configured by an earlier --vip"},
         {{"--bogus", "1"}, "unknown flag '--bogus' (see --help)"},
         {{"extra"}, "unexpected argument 'extra' (see --help)"},
         {{"--max-vips=3"}, "unknown flag '--max-vips' (see --help)"},
@@ -720,8 +956,8 @@ address = "10.0.0.99"
       CHECK_FALSE(from_args({"--name", "mix1", flag, "--bogus"}, out));
       CHECK(out.str().starts_with("Usage: mixlb [--config FILE] [flags]\n"));
       for (const char* documented :
-           {"--config", "--peer NAME=ADDR", "--vip ADDR:PORT", "--xdp-mode", "--maglev-table-size",
-            "--conntrack-entries", "--version"}) {
+           {"--config", "--peer NAME=ADDR[@WEIGHT]", "--vip ADDR:PORT[/PROTO]", "--weight N",
+            "--xdp-mode", "--maglev-table-size", "--conntrack-entries", "--version"}) {
         const std::string text = documented;
         CAPTURE(text);
         CHECK(out.str().find(documented) != std::string::npos);
