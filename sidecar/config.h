@@ -77,7 +77,7 @@ struct Config {
   std::uint32_t neighbour_refresh_ms = 1000;
 
   std::vector<VipConfig> vips;
-  std::vector<PeerConfig> peers;  // may include this node itself; it is ignored there
+  std::vector<PeerConfig> peers;  // may include this node itself: its address and weight must agree
 
   // Key path ("node.name", "vip[1].ports[0]", "peer[2]"; indices from 0) to
   // where it was set. Tables and array entries are recorded too, so a missing
