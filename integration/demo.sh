@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # mixlb demo (./dev demo): the integration topology — a client, an ECMP router
 # and three mix nodes, each running the app and the real sidecar — then 100
-# requests to the VIP, a table of which node served each, mix1's status, and a
-# teardown of everything it made (also on Ctrl-C or failure).
+# requests to the VIP, a table of which node served each, one request to each
+# of the IPv6 and UDP services, mix1's status, and a teardown of everything it
+# made (also on Ctrl-C or failure).
 #
 #   integration/demo.sh BUILD_DIR
 set -u -o pipefail
@@ -26,7 +27,7 @@ if ! reason=$(mixlb_probe); then
 fi
 mixlb_claim || exit 1
 
-echo "mixlb demo: client -> router (ECMP over ${MIXLB_NODES[*]}) -> VIP $MIXLB_VIP"
+echo "mixlb demo: client -> router (ECMP over ${MIXLB_NODES[*]}) -> VIPs $MIXLB_VIP and $MIXLB_VIP6"
 echo "starting the topology, the apps and the sidecars (run prefix $MIXLB_P) ..."
 if ! mixlb_cluster_up; then
 	echo "demo: the cluster did not come up" >&2
@@ -74,6 +75,20 @@ for n in "${MIXLB_NODES[@]}"; do
 	printf '  %-6s %8d %19s %10s %10s %8s\n' "$n" "${total[$n]:-0}" $counters
 done
 [ $failed -eq 0 ] || printf '  %-6s %8d\n' failed "$failed"
+echo
+
+# The same VIPs over IPv6 and UDP: the node that answered, or FAILED.
+udp_node() {
+	local out
+	out=$(mixlb_in client "$MIXLB_TESTNODE" udp --to "$1" --count 1 2>/dev/null) || { echo FAILED; return 1; }
+	echo "${out##* }"
+}
+http6=$(mixlb_in client curl -s --connect-timeout 2 --max-time 3 "http://[$MIXLB_VIP6]/" 2>/dev/null)
+[[ "$http6" =~ ^mix[0-9]+$ ]] || { http6=FAILED; failed=$((failed + 1)); }
+udp4=$(udp_node "$MIXLB_VIP:$MIXLB_UDP_PORT") || failed=$((failed + 1))
+udp6=$(udp_node "[$MIXLB_VIP6]:$MIXLB_UDP_PORT") || failed=$((failed + 1))
+echo "and one each: http://[$MIXLB_VIP6]/: $http6, udp $MIXLB_VIP:$MIXLB_UDP_PORT: $udp4," \
+	"udp [$MIXLB_VIP6]:$MIXLB_UDP_PORT: $udp6"
 echo
 
 echo "mixlbctl status (mix1):"

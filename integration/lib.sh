@@ -2,15 +2,27 @@
 # The multi-node topology shared by integration/run.sh and integration/demo.sh.
 #
 #   client ns            router ns                      switch ns              mixN ns
-#   10.0.1.2 [P-c] ==== [P-rc] 10.0.1.1
+#   10.0.1.2   [P-c] == [P-rc] 10.0.1.1
+#   fd00:1::2                  fd00:1::1
 #                              10.0.0.1 [P-rs] ==== [P-sr]-+
-#                                                          [P-br]-+- [P-s1] ==== [P-m1] 10.0.0.11
-#                                                                 +- [P-s2] ==== [P-m2] 10.0.0.12
-#                                                                 +- [P-s3] ==== [P-m3] 10.0.0.13
+#                              fd00::1                     [P-br]-+- [P-s1] == [P-m1] 10.0.0.11 fd00::11
+#                                                                 +- [P-s2] == [P-m2] 10.0.0.12 fd00::12
+#                                                                 +- [P-s3] == [P-m3] 10.0.0.13 fd00::13
 #
-# The router reaches the VIP through an ECMP multipath route over the three mix
-# nodes (layer-4 hash), as BGP anycast would; each mix node runs the app
-# (mixlb-testnode serve) and the real mixlb sidecar, which puts the VIP on lo.
+# Every link is dual-stack. The VIPs are 10.100.0.1 and fd00:100::1; each
+# serves TCP ports 80 (HTTP) and 7000 (echoed lines) and UDP port 5300
+# (datagram echo). The router reaches each VIP through an ECMP multipath route
+# over the three mix nodes (layer-4 hash, for IPv4 and IPv6), as BGP anycast
+# would; each mix node runs the app (mixlb-testnode serve) and the real mixlb
+# sidecar, which puts the VIPs on lo. The sidecars know each other by their
+# IPv4 node addresses only: L2 DSR forwards an IPv6 VIP packet to a peer found
+# by its IPv4 address, since only the MACs change.
+#
+# IPv6 duplicate address detection is off in every namespace (and addresses
+# are added nodad): a tentative address would leave the first seconds of a
+# run without IPv6. Neighbour discovery happens on first use; the start-up
+# reach check (one datagram from the router to every node, in both families)
+# resolves the router's and the nodes' neighbours before any test traffic.
 # Every switch-side veth end runs xdp_pass, because native XDP_TX on a veth
 # needs an XDP program on the peer, and every veth has TX checksum offload off,
 # because a frame sent back with XDP_TX keeps whatever checksum it carried.
@@ -29,8 +41,10 @@
 # diagnostic in run.sh, plain text in demo.sh); none of them exits the shell.
 
 MIXLB_VIP=10.100.0.1
+MIXLB_VIP6=fd00:100::1
 MIXLB_HTTP_PORT=80
 MIXLB_LINE_PORT=7000
+MIXLB_UDP_PORT=5300
 MIXLB_NODES=(mix1 mix2 mix3)
 MIXLB_LOG_PREFIX=${MIXLB_LOG_PREFIX-"# "}
 MIXLB_XDP_MODE=${MIXLB_XDP_MODE:-auto}   # auto: native, or generic reported as a fallback
@@ -88,9 +102,10 @@ mixlb_in() {
 	nsenter --net="$(mixlb_netns "$ns")" -- "$@"
 }
 
-# The node's uplink (inside its namespace) and its address on the segment.
+# The node's uplink (inside its namespace) and its addresses on the segment.
 mixlb_if() { printf '%s-m%s' "$MIXLB_P" "${1#mix}"; }
 mixlb_addr() { printf '10.0.0.1%s' "${1#mix}"; }
+mixlb_addr6() { printf 'fd00::1%s' "${1#mix}"; }
 
 # mixlb_init BUILD_DIR: checks the build outputs and installs the teardown trap.
 mixlb_init() {
@@ -175,9 +190,12 @@ mixlb_probe() {
 	return 0
 }
 
+# A namespace, lo up, and no IPv6 DAD for the links made in it afterwards
+# (the default applies to devices created later; "all" to the rest).
 mixlb__add_ns() {
 	mixlb_do ip netns add "$(mixlb_ns "$1")" || return 1
 	MIXLB_NETNS_CREATED+=("$(mixlb_ns "$1")")
+	mixlb__sysctl "$1" net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 || return 1
 	mixlb_do ip -n "$(mixlb_ns "$1")" link set dev lo up
 }
 
@@ -208,16 +226,21 @@ mixlb_topology_up() {
 	# client <-> router
 	mixlb__veth client "$P-c" router "$P-rc" || return 1
 	mixlb_do ip -n "$(mixlb_ns client)" addr add 10.0.1.2/24 dev "$P-c" || return 1
+	mixlb_do ip -n "$(mixlb_ns client)" addr add fd00:1::2/64 dev "$P-c" nodad || return 1
 	mixlb_do ip -n "$(mixlb_ns client)" route add default via 10.0.1.1 || return 1
+	mixlb_do ip -n "$(mixlb_ns client)" -6 route add default via fd00:1::1 dev "$P-c" || return 1
 	mixlb_do ip -n "$(mixlb_ns router)" addr add 10.0.1.1/24 dev "$P-rc" || return 1
+	mixlb_do ip -n "$(mixlb_ns router)" addr add fd00:1::1/64 dev "$P-rc" nodad || return 1
 
 	# router <-> switch, and the bridge
 	mixlb_do ip -n "$(mixlb_ns switch)" link add "$P-br" type bridge stp_state 0 || return 1
 	mixlb_do ip -n "$(mixlb_ns switch)" link set dev "$P-br" up || return 1
 	mixlb__veth router "$P-rs" switch "$P-sr" || return 1
 	mixlb_do ip -n "$(mixlb_ns router)" addr add 10.0.0.1/24 dev "$P-rs" || return 1
+	mixlb_do ip -n "$(mixlb_ns router)" addr add fd00::1/64 dev "$P-rs" nodad || return 1
 	mixlb__sysctl router net.ipv4.ip_forward=1 net.ipv4.fib_multipath_hash_policy=1 \
-		net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 || return 1
+		net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 \
+		net.ipv6.conf.all.forwarding=1 net.ipv6.fib_multipath_hash_policy=1 || return 1
 
 	# one veth per mix node, its switch end in the bridge with xdp_pass
 	for n in sr "${MIXLB_NODES[@]}"; do
@@ -232,7 +255,10 @@ mixlb_topology_up() {
 	done
 	for n in "${MIXLB_NODES[@]}"; do
 		mixlb_do ip -n "$(mixlb_ns "$n")" addr add "$(mixlb_addr "$n")/24" dev "$(mixlb_if "$n")" || return 1
+		mixlb_do ip -n "$(mixlb_ns "$n")" addr add "$(mixlb_addr6 "$n")/64" dev "$(mixlb_if "$n")" nodad ||
+			return 1
 		mixlb_do ip -n "$(mixlb_ns "$n")" route add default via 10.0.0.1 || return 1
+		mixlb_do ip -n "$(mixlb_ns "$n")" -6 route add default via fd00::1 dev "$(mixlb_if "$n")" || return 1
 		mixlb__sysctl "$n" net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 \
 			"net.ipv4.conf.lo.rp_filter=0" "net.ipv4.conf.$(mixlb_if "$n").rp_filter=0" || return 1
 	done
@@ -240,18 +266,31 @@ mixlb_topology_up() {
 	mixlb_route_via "${MIXLB_NODES[@]}"
 }
 
-# mixlb_route_via NODE...: the router's route to the VIP, as one nexthop or an
-# ECMP multipath over several (what BGP announcements would produce).
+# mixlb_route_via NODE...: the router's routes to both VIPs, as one nexthop or
+# an ECMP multipath over several (what BGP announcements would produce: a node
+# announces, or withdraws, both families at once).
 mixlb_route_via() {
-	local args=() n
+	local args=() args6=() n
 	if [ $# -eq 1 ]; then
 		args=(via "$(mixlb_addr "$1")" dev "$MIXLB_P-rs")
+		args6=(via "$(mixlb_addr6 "$1")" dev "$MIXLB_P-rs")
 	else
 		for n in "$@"; do
 			args+=(nexthop via "$(mixlb_addr "$n")" dev "$MIXLB_P-rs")
+			args6+=(nexthop via "$(mixlb_addr6 "$n")" dev "$MIXLB_P-rs")
 		done
 	fi
-	mixlb_do ip -n "$(mixlb_ns router)" route replace "$MIXLB_VIP/32" "${args[@]}"
+	mixlb_do ip -n "$(mixlb_ns router)" route replace "$MIXLB_VIP/32" "${args[@]}" || return 1
+	mixlb_do ip -n "$(mixlb_ns router)" -6 route replace "$MIXLB_VIP6/128" "${args6[@]}" || return 1
+	# Before Linux 4.16, `ip -6 route replace` of a multipath route could keep
+	# or append nexthops; the route must hold exactly the nexthops asked for.
+	local got want
+	got=$(ip -n "$(mixlb_ns router)" -6 route show "$MIXLB_VIP6/128" | grep -o 'via [0-9a-f:]*' | sort)
+	want=$(for n in "$@"; do echo "via $(mixlb_addr6 "$n")"; done | sort)
+	if [ "$got" != "$want" ]; then
+		mixlb_log "the router's route to $MIXLB_VIP6 has nexthops '${got//$'\n'/, }', not '${want//$'\n'/, }'"
+		return 1
+	fi
 }
 
 mixlb_config_path() { printf '%s/%s.toml' "$MIXLB_TMP" "$1"; }
@@ -278,6 +317,21 @@ xdp_mode = "$MIXLB_XDP_MODE"
 address = "$MIXLB_VIP"
 protocol = "tcp"
 ports = [$MIXLB_HTTP_PORT, $MIXLB_LINE_PORT]
+
+[[vip]]
+address = "$MIXLB_VIP6"
+protocol = "tcp"
+ports = [$MIXLB_HTTP_PORT, $MIXLB_LINE_PORT]
+
+[[vip]]
+address = "$MIXLB_VIP"
+protocol = "udp"
+ports = [$MIXLB_UDP_PORT]
+
+[[vip]]
+address = "$MIXLB_VIP6"
+protocol = "udp"
+ports = [$MIXLB_UDP_PORT]
 EOF
 		for peer in "${MIXLB_NODES[@]}"; do
 			printf '\n[[peer]]\nname = "%s"\naddress = "%s"\n' "$peer" "$(mixlb_addr "$peer")"
@@ -285,15 +339,18 @@ EOF
 	} >"$(mixlb_config_path "$node")"
 }
 
-# The app: mixlb-testnode serve, waited for until both ports listen.
+# The app: mixlb-testnode serve, waited for until its six sockets are bound
+# (HTTP, lines and UDP, each for IPv4 and IPv6).
 mixlb_start_server() {
 	local node=$1 log=$MIXLB_TMP/$1.server.log i
 	nsenter --net="$(mixlb_netns "$node")" -- "$MIXLB_TESTNODE" serve --name "$node" \
-		--http-port "$MIXLB_HTTP_PORT" --line-port "$MIXLB_LINE_PORT" >"$log" 2>&1 &
+		--http-port "$MIXLB_HTTP_PORT" --line-port "$MIXLB_LINE_PORT" \
+		--udp-port "$MIXLB_UDP_PORT" >"$log" 2>&1 &
 	MIXLB_SERVER_PID[$node]=$!
 	for ((i = 0; i < 50; i++)); do
 		if [ "$(mixlb_in "$node" ss -Htln "( sport = :$MIXLB_HTTP_PORT or sport = :$MIXLB_LINE_PORT )" |
-			wc -l)" -ge 2 ]; then
+			wc -l)" -ge 4 ] &&
+			[ "$(mixlb_in "$node" ss -Huln "( sport = :$MIXLB_UDP_PORT )" | wc -l)" -ge 2 ]; then
 			return 0
 		fi
 		mixlb_alive "${MIXLB_SERVER_PID[$node]}" || break
@@ -330,16 +387,23 @@ mixlb_status_json() { mixlb_ctl "$1" status --json; }
 
 # mixlb_json EXPR [ARG...] < JSON: prints a Python expression over the document d
 # (ARGs are sys.argv[2:]; a list or tuple prints space-separated). Helpers:
-# vipsum(key) sums a counter over the VIPs, drops() sums every drop counter.
+# vipsum(key) sums a counter over the VIPs, drops() sums every drop counter;
+# both take an optional VIP label ("[fd00:100::1]:80/tcp", as status shows
+# it) to count that VIP entry only.
 mixlb_json() {
 	"$MIXLB_PYTHON" -c '
 import json, sys
 d = json.load(sys.stdin)
-def vipsum(key):
-    return sum(int(v["counters"][key]) for v in d["vips"])
-def drops():
+def vips(label):
+    found = [v for v in d["vips"] if label is None or v["vip"] == label]
+    if not found:
+        raise SystemExit("status shows no VIP %s (it shows %s)" % (label, [v["vip"] for v in d["vips"]]))
+    return found
+def vipsum(key, label=None):
+    return sum(int(v["counters"][key]) for v in vips(label))
+def drops(label=None):
     total = 0
-    for v in d["vips"]:
+    for v in vips(label):
         dr = v["counters"]["drops"]
         total += sum(int(x) for x in (dr.values() if isinstance(dr, dict) else dr))
     return total
@@ -426,10 +490,25 @@ mixlb_cluster_up() {
 	for n in "${MIXLB_NODES[@]}"; do
 		mixlb_sysctls "$n" >"$MIXLB_TMP/$n.sysctl.before" || return 1
 		mixlb_start_server "$n" || return 1
+		mixlb_check_reach "$n" || return 1
 		mixlb_start_sidecar "$n" || return 1
 	done
 	for n in "${MIXLB_NODES[@]}"; do
 		mixlb_wait_ready "$n" || return 1
+	done
+}
+
+# mixlb_check_reach NODE: before the sidecar runs, the router gets an answer
+# from NODE's app at both its node addresses (one UDP datagram each). Proves
+# the IPv4 and IPv6 plumbing, and leaves the neighbour entries resolved on
+# both sides (router -> node, node -> router) for the first test packets.
+mixlb_check_reach() {
+	local node=$1 to out
+	for to in "$(mixlb_addr "$node"):$MIXLB_UDP_PORT" "[$(mixlb_addr6 "$node")]:$MIXLB_UDP_PORT"; do
+		if ! out=$(mixlb_in router "$MIXLB_TESTNODE" udp --to "$to" --count 1 --timeout-ms 3000 2>&1); then
+			mixlb_log "the router cannot reach $node's app at $to: $out"
+			return 1
+		fi
 	done
 }
 
@@ -441,7 +520,9 @@ mixlb_sysctls() {
 	mixlb_in "$node" sh -c '
 		for f in /proc/sys/net/ipv4/ip_forward \
 			/proc/sys/net/ipv4/conf/all/* /proc/sys/net/ipv4/conf/default/* \
-			/proc/sys/net/ipv4/conf/lo/* /proc/sys/net/ipv4/conf/'"$ifname"'/*; do
+			/proc/sys/net/ipv4/conf/lo/* /proc/sys/net/ipv4/conf/'"$ifname"'/* \
+			/proc/sys/net/ipv6/conf/all/* /proc/sys/net/ipv6/conf/default/* \
+			/proc/sys/net/ipv6/conf/lo/* /proc/sys/net/ipv6/conf/'"$ifname"'/*; do
 			case $f in
 			*/forwarding|*/arp_ignore|*/arp_announce|*/rp_filter|*/accept_local|*/ip_forward)
 				printf "%s = %s\n" "${f#/proc/sys/}" "$(cat "$f")" ;;

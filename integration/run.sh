@@ -5,12 +5,17 @@
 #
 # Builds the topology of integration/lib.sh — a client, an ECMP router, a
 # switch and three mix nodes, each running the app and the real sidecar — and
-# checks, with real clients against the VIP, that:
+# checks, with real clients against the VIPs (10.100.0.1 and fd00:100::1), that:
 #   a. requests spread over all three nodes and all succeed;
 #   c. every node serves locally, forwards and receives forwarded packets,
 #      and drops nothing;
 #   b. one long connection survives the router moving it between ingress
 #      nodes (consistent hashing + connection table), and really was forwarded;
+#   f. the same spread for the IPv6 VIP, forwarded by the peers;
+#   g. UDP: every client socket's datagrams are answered by one node (from
+#      the VIP address), all nodes answer some sockets, peers forward;
+#   h. the same for the IPv6 UDP VIP;
+#   i. (b) for an IPv6 connection;
 #   e. a malformed admin request is refused and the daemon keeps serving;
 #   d. a SIGTERMed sidecar leaves nothing behind, the others keep running,
 #      and flows keep their node once the router withdraws the stopped node.
@@ -22,7 +27,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/lib.sh"
 
 MIXLB_LOG_PREFIX="# "
-plan=7
+plan=11
 test_no=0
 failed=0
 
@@ -49,16 +54,38 @@ now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 # ---------------------------------------------------------------- helpers
 
-# counters_snapshot FILE: "node local fwd from_peer drops" per node.
+# counters_snapshot FILE [VIP_LABEL]: "node local fwd from_peer drops" per
+# node, summed over all VIPs or for the one VIP entry ("10.100.0.1:7000/tcp").
 counters_snapshot() {
-	local n values
+	local n values label=None
+	[ -n "${2:-}" ] && label="\"$2\""
 	: >"$1"
 	for n in "${MIXLB_NODES[@]}"; do
 		mixlb_alive "${MIXLB_SIDECAR_PID[$n]:-0}" || continue
-		values=$(mixlb_status_get "$n" \
-			'(vipsum("local_pkts"), vipsum("fwd_pkts"), vipsum("from_peer_pkts"), drops())') || return 1
+		values=$(mixlb_status_get "$n" "(vipsum('local_pkts', $label), vipsum('fwd_pkts', $label),
+			vipsum('from_peer_pkts', $label), drops($label))") || return 1
 		echo "$n $values" >>"$1"
 	done
+}
+
+# forwarded_check BEFORE AFTER WHAT: between the two snapshots, the VIP's
+# packets were forwarded by peers and received by the serving nodes, and
+# none were dropped.
+forwarded_check() {
+	local n fwd=0 from=0 drops=0 line="" d_fwd d_from d_drops
+	for n in "${MIXLB_NODES[@]}"; do
+		d_fwd=$(($(counter "$2" "$n" fwd) - $(counter "$1" "$n" fwd)))
+		d_from=$(($(counter "$2" "$n" from_peer) - $(counter "$1" "$n" from_peer)))
+		d_drops=$(($(counter "$2" "$n" drops) - $(counter "$1" "$n" drops)))
+		line+="$n fwd+$d_fwd from_peer+$d_from drops+$d_drops; "
+		fwd=$((fwd + d_fwd))
+		from=$((from + d_from))
+		drops=$((drops + d_drops))
+	done
+	diag "$3 counter deltas: $line"
+	[ "$drops" -eq 0 ] || { fail "$3: $drops packets dropped"; return; }
+	[ "$fwd" -gt 0 ] || { fail "$3: no node forwarded a packet to a peer"; return; }
+	[ "$from" -gt 0 ] || fail "$3: no node received a forwarded packet"
 }
 
 # counter FILE NODE COLUMN (local|fwd|from_peer|drops)
@@ -138,15 +165,19 @@ scenario_up() {
 	diag "cluster up in $(($(now_ms) - start)) ms (run prefix $MIXLB_P)"
 }
 
-# a: 300 requests with varied source ports, all answered, by every node.
+# a, f: 300 requests to HOST (an address, IPv6 in brackets) with varied
+# source ports, all answered, by every node. With a VIP label, that VIP's
+# packets must also have been forwarded between nodes, and none dropped.
 scenario_spread() {
-	local dir=$MIXLB_TMP/spread code port file body ok=0 bad=0 n
+	local host=$1 label=${2:-} tag=${3:-spread}
+	local dir=$MIXLB_TMP/$tag code port file body ok=0 bad=0 n
 	local -A served=()
 	local -A ports=()
 	mkdir -p "$dir"
+	if [ -n "$label" ]; then counters_snapshot "$dir/counters.0" "$label" || return 1; fi
 	mixlb_in client curl -s --parallel --parallel-max 8 --connect-timeout 2 --max-time 3 \
 		-o "$dir/#1" -w '%{http_code} %{local_port} %{filename_effective}\n' \
-		"http://$MIXLB_VIP/?r=[1-300]" >"$dir/results" 2>"$dir/curl.err"
+		"http://$host/?r=[1-300]" >"$dir/results" 2>"$dir/curl.err"
 	while read -r code port file; do
 		body=""
 		[ -f "$file" ] && body=$(cat "$file")
@@ -161,12 +192,67 @@ scenario_spread() {
 	done <"$dir/results"
 	local dist=""
 	for n in "${MIXLB_NODES[@]}"; do dist+="$n=${served[$n]:-0} "; done
-	diag "300 requests: $ok answered, $bad failed; served by: $dist; ${#ports[@]} distinct source ports"
+	diag "300 requests to http://$host/: $ok answered, $bad failed; served by: $dist;" \
+		"${#ports[@]} distinct source ports"
 	[ $ok -eq 300 ] || { fail "$((300 - ok)) of 300 requests failed"; return; }
 	for n in "${MIXLB_NODES[@]}"; do
 		[ "${served[$n]:-0}" -gt 0 ] || { fail "$n served none of 300 requests"; return; }
 	done
-	[ ${#ports[@]} -ge 100 ] || fail "only ${#ports[@]} distinct source ports"
+	[ ${#ports[@]} -ge 100 ] || { fail "only ${#ports[@]} distinct source ports"; return; }
+	if [ -n "$label" ]; then
+		counters_snapshot "$dir/counters.1" "$label" || return 1
+		forwarded_check "$dir/counters.0" "$dir/counters.1" "$label"
+	fi
+}
+
+# g, h: UDP to ENDPOINT (ADDR:PORT, IPv6 in brackets) from one socket per
+# fixed source port, several datagrams each: every answer came back (from
+# the VIP address: the client's socket is connected to it), all of a
+# socket's answers from one node, every node answered some socket, and the
+# VIP's datagrams were forwarded between nodes without drops.
+scenario_udp() {
+	local endpoint=$1 label=$2 tag=$3 count=5
+	local dir=$MIXLB_TMP/$tag p line sport ratio nodes node rc=0 bad=0 mixed=0 n
+	local -A sockets=()
+	mkdir -p "$dir"
+	counters_snapshot "$dir/counters.0" "$label" || return 1
+	# shellcheck disable=SC2016 # expanded by the inner shell
+	mixlb_in client bash -c '
+		testnode=$1 dir=$2 to=$3 count=$4; shift 4
+		for p in "$@"; do
+			"$testnode" udp --to "$to" --count "$count" --sport "$p" --timeout-ms 1000 \
+				>"$dir/$p" 2>"$dir/$p.err" &
+		done
+		wait' _ "$MIXLB_TESTNODE" "$dir" "$endpoint" "$count" "${udp_ports[@]}"
+	for p in "${udp_ports[@]}"; do
+		line=$(cat "$dir/$p" 2>/dev/null)
+		# "sport P answered K/N nodes NODE..."
+		read -r _ sport _ ratio _ nodes <<<"$line"
+		if [ "${sport:-}" != "$p" ] || [ "${ratio:-}" != "$count/$count" ]; then
+			bad=$((bad + 1))
+			[ $bad -le 5 ] && diag "source port $p: '${line:-no output}' $(head -c 200 "$dir/$p.err")"
+			continue
+		fi
+		node=${nodes%% *}
+		if [ "$(tr ' ' '\n' <<<"$nodes" | sort -u | wc -l)" -ne 1 ]; then
+			mixed=$((mixed + 1))
+			[ $mixed -le 5 ] && diag "source port $p: answered by $nodes"
+			continue
+		fi
+		sockets[$node]=$((${sockets[$node]:-0} + 1))
+	done
+	local dist=""
+	for n in "${MIXLB_NODES[@]}"; do dist+="$n=${sockets[$n]:-0} "; done
+	diag "${#udp_ports[@]} UDP sockets x $count requests to $endpoint: $bad with a missing" \
+		"answer, $mixed answered by more than one node; sockets per node: $dist"
+	[ $bad -eq 0 ] || { fail "$bad sockets missed answers"; rc=1; }
+	[ $mixed -eq 0 ] || { fail "$mixed sockets were answered by more than one node"; rc=1; }
+	for n in "${MIXLB_NODES[@]}"; do
+		[ "${sockets[$n]:-0}" -gt 0 ] || { fail "$n answered none of the sockets"; rc=1; }
+	done
+	counters_snapshot "$dir/counters.1" "$label" || return 1
+	forwarded_check "$dir/counters.0" "$dir/counters.1" "$label" || rc=1
+	return $rc
 }
 
 # c: after (a): local on every node, forwarding across nodes, no drops.
@@ -189,12 +275,14 @@ scenario_counters() {
 	return $rc
 }
 
-# b: one connection while the router moves its ingress node every 3 s.
+# b, i: one connection to ENDPOINT (the VIP's line port) while the router
+# moves its ingress node every 3 s; LABEL is that VIP entry, for counters.
 scenario_shuffle() {
-	local before=$MIXLB_TMP/counters.b0 after=$MIXLB_TMP/counters.b1 out=$MIXLB_TMP/hold.out
+	local endpoint=$1 label=$2 tag=$3
+	local before=$MIXLB_TMP/$tag.counters.0 after=$MIXLB_TMP/$tag.counters.1 out=$MIXLB_TMP/$tag.hold.out
 	local hold_pid rc n node ingress order=(mix1 mix2 mix3 mix1 mix2) step=0
-	counters_snapshot "$before" || return 1
-	nsenter --net="$(mixlb_netns client)" -- "$MIXLB_TESTNODE" hold --connect "$MIXLB_VIP:$MIXLB_LINE_PORT" \
+	counters_snapshot "$before" "$label" || return 1
+	nsenter --net="$(mixlb_netns client)" -- "$MIXLB_TESTNODE" hold --connect "$endpoint" \
 		--seconds 15 --interval-ms 100 >"$out" 2>&1 &
 	hold_pid=$!
 	MIXLB_OTHER_PIDS+=("$hold_pid")
@@ -209,25 +297,27 @@ scenario_shuffle() {
 	wait "$hold_pid"
 	rc=$?
 	mixlb_route_via "${MIXLB_NODES[@]}" || return 1
-	diag "hold: $(head -c 400 "$out" | tr '\n' ' ')(exit $rc); ingress order: ${order[*]}"
+	diag "hold $endpoint: $(head -c 400 "$out" | tr '\n' ' ')(exit $rc); ingress order: ${order[*]}"
 	[ $rc -eq 0 ] || { fail "the held connection broke while its ingress moved"; return; }
 	node=$(awk '$1 == "node" { print $2 }' "$out")
 	[[ " ${MIXLB_NODES[*]} " == *" $node "* ]] || { fail "hold named no known node"; return; }
 
-	counters_snapshot "$after" || return 1
+	counters_snapshot "$after" "$label" || return 1
 	local forwarded=0 line=""
 	for n in "${MIXLB_NODES[@]}"; do
-		local d_fwd d_from
+		local d_fwd d_from d_drops
 		d_fwd=$(($(counter "$after" "$n" fwd) - $(counter "$before" "$n" fwd)))
 		d_from=$(($(counter "$after" "$n" from_peer) - $(counter "$before" "$n" from_peer)))
-		line+="$n fwd+$d_fwd from_peer+$d_from; "
+		d_drops=$(($(counter "$after" "$n" drops) - $(counter "$before" "$n" drops)))
+		line+="$n fwd+$d_fwd from_peer+$d_from drops+$d_drops; "
 		if [ "$n" != "$node" ] && [ $d_fwd -gt 0 ]; then forwarded=$((forwarded + 1)); fi
 		if [ "$n" = "$node" ] && [ $d_from -le 0 ]; then
 			fail "$node served the connection but received no forwarded packet"
 			return
 		fi
+		[ $d_drops -eq 0 ] || { fail "$n dropped $d_drops packets of $label"; return; }
 	done
-	diag "served by $node; counter deltas: $line"
+	diag "served by $node; $label counter deltas: $line"
 	[ $forwarded -gt 0 ] || fail "no non-serving node forwarded the connection's packets"
 }
 
@@ -315,7 +405,11 @@ scenario_stop() {
 	prog=$(mixlb_xdp_prog "$n" "$ifname")
 	[ -z "$prog" ] || { fail "$ifname still has an XDP program ($prog)"; rc=1; }
 	if ip -n "$(mixlb_ns "$n")" -4 -o addr show dev lo | grep -qF " $MIXLB_VIP/"; then
-		fail "the VIP is still on $n's lo"
+		fail "the VIP $MIXLB_VIP is still on $n's lo"
+		rc=1
+	fi
+	if ip -n "$(mixlb_ns "$n")" -6 -o addr show dev lo | grep -qF " $MIXLB_VIP6/"; then
+		fail "the VIP $MIXLB_VIP6 is still on $n's lo"
 		rc=1
 	fi
 	[ ! -e "$MIXLB_BPFFS/$n" ] || { fail "$MIXLB_BPFFS/$n still exists: $(ls "$MIXLB_BPFFS/$n")"; rc=1; }
@@ -416,6 +510,8 @@ fi
 
 fixed_ports=()
 for ((p = 20001; p <= 20060; p++)); do fixed_ports+=("$p"); done
+udp_ports=()
+for ((p = 21001; p <= 21060; p++)); do udp_ports+=("$p"); done
 
 echo "1..$plan"
 scenario_up
@@ -425,12 +521,26 @@ if [ $rc -ne 0 ]; then
 	echo "Bail out! the cluster did not come up"
 	exit 1
 fi
-scenario_spread;      tap $? "a: 300 requests to the VIP all answered, by every node"
-scenario_counters;    tap $? "c: counters: local on every node, forwarded across nodes, no drops"
-scenario_shuffle;     tap $? "b: a connection survives ECMP moving its ingress, and was forwarded"
-scenario_bad_admin;   tap $? "e: malformed admin requests get ok:false, the daemon keeps serving"
-scenario_stop;        tap $? "d: SIGTERM of mix3's sidecar cleans up, the others keep running"
-scenario_consistency; tap $? "d: after mix3 stops, mix1/mix2 flows keep their node"
+scenario_spread "$MIXLB_VIP"
+tap $? "a: 300 requests to the VIP all answered, by every node"
+scenario_counters
+tap $? "c: counters: local on every node, forwarded across nodes, no drops"
+scenario_shuffle "$MIXLB_VIP:$MIXLB_LINE_PORT" "$MIXLB_VIP:$MIXLB_LINE_PORT/tcp" shuffle4
+tap $? "b: a connection survives ECMP moving its ingress, and was forwarded"
+scenario_spread "[$MIXLB_VIP6]" "[$MIXLB_VIP6]:$MIXLB_HTTP_PORT/tcp" spread6
+tap $? "f: 300 requests to the IPv6 VIP all answered, by every node, forwarded by peers"
+scenario_udp "$MIXLB_VIP:$MIXLB_UDP_PORT" "$MIXLB_VIP:$MIXLB_UDP_PORT/udp" udp4
+tap $? "g: UDP: each socket answered by one node from the VIP, all nodes answer, forwarded"
+scenario_udp "[$MIXLB_VIP6]:$MIXLB_UDP_PORT" "[$MIXLB_VIP6]:$MIXLB_UDP_PORT/udp" udp6
+tap $? "h: IPv6 UDP: each socket answered by one node from the VIP, all nodes answer, forwarded"
+scenario_shuffle "[$MIXLB_VIP6]:$MIXLB_LINE_PORT" "[$MIXLB_VIP6]:$MIXLB_LINE_PORT/tcp" shuffle6
+tap $? "i: an IPv6 connection survives ECMP moving its ingress, and was forwarded"
+scenario_bad_admin
+tap $? "e: malformed admin requests get ok:false, the daemon keeps serving"
+scenario_stop
+tap $? "d: SIGTERM of mix3's sidecar cleans up, the others keep running"
+scenario_consistency
+tap $? "d: after mix3 stops, mix1/mix2 flows keep their node"
 
 if [ $failed -gt 0 ]; then
 	for n in "${MIXLB_NODES[@]}"; do

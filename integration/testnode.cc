@@ -1,14 +1,28 @@
-// mixlb-testnode: the application and the long-lived client of the
-// multi-node integration test.
+// mixlb-testnode: the application and the clients of the multi-node
+// integration test.
 //
-//   mixlb-testnode serve --name NODE [--http-port 80] [--line-port 7000]
+//   mixlb-testnode serve --name NODE [--http-port 80] [--line-port 7000] [--udp-port 0]
 //   mixlb-testnode hold --connect ADDR:PORT --seconds S --interval-ms I
+//   mixlb-testnode udp --to ADDR:PORT --count N [--sport P] [--timeout-ms 1000]
+//
+// ADDR is an IPv4 address or an IPv6 address in brackets ([fd00:100::1]:80).
 //
 // `serve` is the app that runs on every mix node. Its answers name the node,
 // so the test can tell which node served a request: an HTTP/1.0-style server
-// answers any GET with the body "NODE\n" and closes first, and a line server
-// echoes every line as "NODE <line>\n" for as long as the connection lives.
-// Both bind 0.0.0.0 because the VIP sits on lo.
+// answers any GET with the body "NODE\n" and closes first, a line server
+// echoes every line as "NODE <line>\n" for as long as the connection lives,
+// and a UDP server answers every datagram with one datagram "NODE <payload>".
+// Every service listens on both families, one socket each (0.0.0.0 and an
+// IPv6-only ::), because the VIPs sit on lo and may be IPv4 or IPv6; one
+// socket per family keeps the answer independent of net.ipv6.bindv6only and
+// of v4-mapped addresses.
+//
+// The UDP server answers *from the address the datagram was sent to*: it
+// learns that address per datagram (IP_PKTINFO / IPV6_RECVPKTINFO) and sets
+// it as the reply's source. With direct server return the node answers for
+// the VIP, and a reply from the node's own address would not reach a client
+// whose socket is connected to the VIP. A socket bound to the wildcard would
+// otherwise pick the source by route, which is the node address.
 //
 // The HTTP reply has no Content-Length: its body ends where the connection
 // does, as HTTP/1.0 allows. So the client cannot finish before the server's
@@ -21,6 +35,14 @@
 // reshuffles ECMP paths: one connection, one numbered line every interval,
 // every reply within 2 s and from the node that answered first.
 //
+// `udp` is the datagram client: one socket (bound to --sport when given, so
+// the test controls the flow's 5-tuple), connected to the VIP, N requests
+// one after the other, each answered within --timeout-ms. It prints one line,
+// "sport P answered K/N nodes NODE...", with "-" for a request that got no
+// answer, and exits 1 if any did not. The socket is connected, so the kernel
+// only hands it datagrams whose source is exactly ADDR:PORT: an answer from
+// the wrong source address counts as no answer.
+//
 // Plain POSIX sockets and one thread per connection: the test opens a few
 // hundred short connections, and a thread per connection keeps each handler
 // a straight-line function that a bad client can only ever end for itself.
@@ -32,6 +54,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -55,10 +78,13 @@ constexpr std::size_t kMaxLineBytes = 64 * 1024;     // line-server line limit
 constexpr int kIdleTimeoutSeconds = 30;              // a silent client is dropped
 constexpr milliseconds kReplyDeadline{2000};         // hold: per round trip
 constexpr milliseconds kConnectDeadline{2000};
+constexpr std::size_t kMaxDatagramBytes = 2048;  // UDP payloads beyond this are ignored
 
 const char* const kUsage =
-    "usage: mixlb-testnode serve --name NODE [--http-port 80] [--line-port 7000]\n"
-    "       mixlb-testnode hold --connect ADDR:PORT --seconds S --interval-ms I\n";
+    "usage: mixlb-testnode serve --name NODE [--http-port 80] [--line-port 7000] [--udp-port 0]\n"
+    "       mixlb-testnode hold --connect ADDR:PORT --seconds S --interval-ms I\n"
+    "       mixlb-testnode udp --to ADDR:PORT --count N [--sport P] [--timeout-ms 1000]\n"
+    "ADDR is an IPv4 address or an IPv6 address in brackets; --udp-port 0 serves no UDP.\n";
 
 [[noreturn]] void usage_error(const std::string& message) {
   std::fprintf(stderr, "mixlb-testnode: %s\n%s", message.c_str(), kUsage);
@@ -174,24 +200,105 @@ bool send_all(int fd, std::string_view data) {
   return true;
 }
 
+// An IPv4 or IPv6 socket address.
+struct Endpoint {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+
+  int family() const { return storage.ss_family; }
+  const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
+  std::uint16_t port() const {
+    return ntohs(family() == AF_INET6 ? reinterpret_cast<const sockaddr_in6*>(&storage)->sin6_port
+                                      : reinterpret_cast<const sockaddr_in*>(&storage)->sin_port);
+  }
+
+  // The wildcard address of `family` with `port` (host byte order).
+  static Endpoint any(int family, std::uint16_t port) {
+    Endpoint e;
+    if (family == AF_INET6) {
+      auto* a = reinterpret_cast<sockaddr_in6*>(&e.storage);
+      a->sin6_family = AF_INET6;
+      a->sin6_port = htons(port);
+      a->sin6_addr = in6addr_any;
+      e.length = sizeof *a;
+    } else {
+      auto* a = reinterpret_cast<sockaddr_in*>(&e.storage);
+      a->sin_family = AF_INET;
+      a->sin_port = htons(port);
+      a->sin_addr.s_addr = htonl(INADDR_ANY);
+      e.length = sizeof *a;
+    }
+    return e;
+  }
+};
+
+const char* family_name(int family) { return family == AF_INET6 ? "IPv6" : "IPv4"; }
+
+// "IPV4:PORT" or "[IPV6]:PORT"; `flag` names the option in the error.
+Endpoint parse_endpoint(const std::string& text, std::string_view flag) {
+  const std::string wanted =
+      "--" + std::string(flag) + " wants IPV4:PORT or [IPV6]:PORT, got '" + text + "'";
+  auto colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0) usage_error(wanted);
+  auto port = parse_number<std::uint16_t>(std::string_view(text).substr(colon + 1));
+  if (!port || *port == 0) usage_error(wanted);
+  Endpoint e;
+  if (text.front() == '[') {
+    if (text[colon - 1] != ']') usage_error(wanted);
+    std::string host = text.substr(1, colon - 2);
+    auto* a = reinterpret_cast<sockaddr_in6*>(&e.storage);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(*port);
+    if (::inet_pton(AF_INET6, host.c_str(), &a->sin6_addr) != 1) usage_error(wanted);
+    e.length = sizeof *a;
+  } else {
+    std::string host = text.substr(0, colon);
+    auto* a = reinterpret_cast<sockaddr_in*>(&e.storage);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(*port);
+    if (::inet_pton(AF_INET, host.c_str(), &a->sin_addr) != 1) usage_error(wanted);
+    e.length = sizeof *a;
+  }
+  return e;
+}
+
 // ---------------------------------------------------------------- serve
 
-Fd listen_on(std::uint16_t port) {
-  Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) throw std::system_error(errno, std::system_category(), "socket");
+// A socket of `family` and `type` bound to the wildcard address and `port`;
+// an IPv6 one is IPv6-only, since the IPv4 socket serves IPv4. An empty Fd
+// when the kernel has no IPv6 (the IPv4 services still run).
+Fd bind_any(int family, int type, std::uint16_t port) {
+  const std::string where = std::string(family == AF_INET6 ? "[::]:" : "0.0.0.0:") +
+                            std::to_string(port) + (type == SOCK_DGRAM ? "/udp" : "/tcp");
+  Fd fd(::socket(family, type | SOCK_CLOEXEC, 0));
+  if (!fd) {
+    if (family == AF_INET6 && errno == EAFNOSUPPORT) {
+      std::fprintf(stderr, "mixlb-testnode: no IPv6 here; not serving %s\n", where.c_str());
+      return {};
+    }
+    throw std::system_error(errno, std::system_category(), "socket for " + where);
+  }
   int one = 1;
   if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) {
     throw std::system_error(errno, std::system_category(), "SO_REUSEADDR");
   }
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_ANY);
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) {
-    throw std::system_error(errno, std::system_category(), "bind 0.0.0.0:" + std::to_string(port));
+  if (family == AF_INET6 &&
+      ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0) {
+    throw std::system_error(errno, std::system_category(), "IPV6_V6ONLY");
   }
-  if (::listen(fd.get(), 1024) < 0) {
-    throw std::system_error(errno, std::system_category(), "listen");
+  if (type == SOCK_DGRAM) {
+    // Report each datagram's destination address, to answer from it.
+    int rc = family == AF_INET6
+                 ? ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one)
+                 : ::setsockopt(fd.get(), IPPROTO_IP, IP_PKTINFO, &one, sizeof one);
+    if (rc < 0) throw std::system_error(errno, std::system_category(), "PKTINFO for " + where);
+  }
+  Endpoint addr = Endpoint::any(family, port);
+  if (::bind(fd.get(), addr.get(), addr.length) < 0) {
+    throw std::system_error(errno, std::system_category(), "bind " + where);
+  }
+  if (type == SOCK_STREAM && ::listen(fd.get(), 1024) < 0) {
+    throw std::system_error(errno, std::system_category(), "listen on " + where);
   }
   return fd;
 }
@@ -260,14 +367,16 @@ void serve_lines(Fd conn, const std::string& node) {
   }
 }
 
-template <typename Handler>
-void accept_loop(Fd listener, const std::string& node, Handler handler, const char* what) {
+using ConnectionHandler = void (*)(Fd, const std::string&);
+
+void accept_loop(Fd listener, std::string node, ConnectionHandler handler, std::string what) {
   for (;;) {
     int fd = ::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;
       // Out of descriptors or memory: report, back off, keep serving.
-      std::fprintf(stderr, "mixlb-testnode: %s accept: %s\n", what, errno_text(errno).c_str());
+      std::fprintf(stderr, "mixlb-testnode: %s accept: %s\n", what.c_str(),
+                   errno_text(errno).c_str());
       std::this_thread::sleep_for(milliseconds(100));
       continue;
     }
@@ -275,7 +384,91 @@ void accept_loop(Fd listener, const std::string& node, Handler handler, const ch
       std::thread(handler, Fd(fd), node).detach();
     } catch (const std::system_error& e) {
       // The Fd moved into the failed thread's arguments is closed with them.
-      std::fprintf(stderr, "mixlb-testnode: %s: cannot start a thread: %s\n", what, e.what());
+      std::fprintf(stderr, "mixlb-testnode: %s: cannot start a thread: %s\n", what.c_str(),
+                   e.what());
+    }
+  }
+}
+
+// Answers every datagram with "NODE <payload>", from the address it was sent
+// to. One thread per socket: a datagram is one recvmsg and one sendmsg.
+void udp_loop(Fd sock, std::string node, int family) {
+  std::string reply;
+  char payload[kMaxDatagramBytes];
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(in6_pktinfo)) + CMSG_SPACE(sizeof(in_pktinfo))];
+  for (;;) {
+    sockaddr_storage peer{};
+    iovec iov{payload, sizeof payload};
+    msghdr msg{};
+    msg.msg_name = &peer;
+    msg.msg_namelen = sizeof peer;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n = ::recvmsg(sock.get(), &msg, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      std::fprintf(stderr, "mixlb-testnode: udp %s recvmsg: %s\n", family_name(family),
+                   errno_text(errno).c_str());
+      std::this_thread::sleep_for(milliseconds(100));
+      continue;
+    }
+    if (msg.msg_flags & MSG_TRUNC) continue;  // not a test request; no answer
+
+    // The destination address becomes the reply's source; the interface is
+    // left to the route (the VIP sits on lo, the reply leaves by the uplink).
+    alignas(cmsghdr) char reply_control[sizeof control];
+    msghdr out{};
+    out.msg_name = &peer;
+    out.msg_namelen = msg.msg_namelen;
+    out.msg_control = reply_control;
+    bool have_destination = false;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+        in_pktinfo got;
+        std::memcpy(&got, CMSG_DATA(c), sizeof got);
+        in_pktinfo info{};
+        info.ipi_spec_dst = got.ipi_addr;
+        out.msg_controllen = CMSG_SPACE(sizeof info);
+        cmsghdr* o = CMSG_FIRSTHDR(&out);
+        o->cmsg_level = IPPROTO_IP;
+        o->cmsg_type = IP_PKTINFO;
+        o->cmsg_len = CMSG_LEN(sizeof info);
+        std::memcpy(CMSG_DATA(o), &info, sizeof info);
+        have_destination = true;
+      } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+        in6_pktinfo got;
+        std::memcpy(&got, CMSG_DATA(c), sizeof got);
+        in6_pktinfo info{};
+        info.ipi6_addr = got.ipi6_addr;
+        out.msg_controllen = CMSG_SPACE(sizeof info);
+        cmsghdr* o = CMSG_FIRSTHDR(&out);
+        o->cmsg_level = IPPROTO_IPV6;
+        o->cmsg_type = IPV6_PKTINFO;
+        o->cmsg_len = CMSG_LEN(sizeof info);
+        std::memcpy(CMSG_DATA(o), &info, sizeof info);
+        have_destination = true;
+      }
+    }
+    if (!have_destination) {
+      // Without it the reply's source would be the node address: the
+      // client would not take it. Say so rather than answer wrongly.
+      std::fprintf(stderr, "mixlb-testnode: udp %s: a datagram without its destination address\n",
+                   family_name(family));
+      continue;
+    }
+    reply.assign(node);
+    reply += ' ';
+    reply.append(payload, static_cast<std::size_t>(n));
+    iovec reply_iov{reply.data(), reply.size()};
+    out.msg_iov = &reply_iov;
+    out.msg_iovlen = 1;
+    while (::sendmsg(sock.get(), &out, 0) < 0) {
+      if (errno == EINTR) continue;
+      std::fprintf(stderr, "mixlb-testnode: udp %s sendmsg: %s\n", family_name(family),
+                   errno_text(errno).c_str());
+      break;
     }
   }
 }
@@ -284,37 +477,51 @@ int run_serve(Flags flags) {
   std::string node = flags.require("name");
   auto http_port = flags.number<std::uint16_t>("http-port", 80, 1, 65535);
   auto line_port = flags.number<std::uint16_t>("line-port", 7000, 1, 65535);
+  auto udp_port = flags.number<std::uint16_t>("udp-port", 0, 0, 65535);
   flags.finish();
   if (node.empty() || node.find_first_of(" \r\n") != std::string::npos) {
     usage_error("--name must be one word");
   }
 
-  Fd http = listen_on(http_port);
-  Fd lines = listen_on(line_port);
-  std::fprintf(stderr, "mixlb-testnode: %s serving http on :%u, lines on :%u\n", node.c_str(),
-               http_port, line_port);
-  std::thread http_thread(accept_loop<decltype(&serve_http)>, std::move(http), node, &serve_http,
-                          "http");
-  accept_loop(std::move(lines), node, &serve_lines, "lines");
-  http_thread.join();  // not reached: the accept loops run until the process is killed
+  // Bind everything before serving anything: a port in use is a start-up
+  // error, not a half-running app.
+  struct Service {
+    Fd fd;
+    int family;
+    ConnectionHandler handler;  // nullptr: UDP
+    std::string what;
+  };
+  std::vector<Service> services;
+  for (int family : {AF_INET, AF_INET6}) {
+    const std::string suffix = family == AF_INET6 ? " (IPv6)" : " (IPv4)";
+    if (Fd fd = bind_any(family, SOCK_STREAM, http_port)) {
+      services.push_back({std::move(fd), family, &serve_http, "http" + suffix});
+    }
+    if (Fd fd = bind_any(family, SOCK_STREAM, line_port)) {
+      services.push_back({std::move(fd), family, &serve_lines, "lines" + suffix});
+    }
+    if (udp_port == 0) continue;
+    if (Fd fd = bind_any(family, SOCK_DGRAM, udp_port)) {
+      services.push_back({std::move(fd), family, nullptr, "udp" + suffix});
+    }
+  }
+  std::fprintf(stderr, "mixlb-testnode: %s serving http on :%u, lines on :%u, udp on %s\n",
+               node.c_str(), http_port, line_port,
+               udp_port == 0 ? "no port" : (":" + std::to_string(udp_port)).c_str());
+
+  std::vector<std::thread> threads;
+  for (auto& s : services) {
+    if (s.handler != nullptr) {
+      threads.emplace_back(accept_loop, std::move(s.fd), node, s.handler, s.what);
+    } else {
+      threads.emplace_back(udp_loop, std::move(s.fd), node, s.family);
+    }
+  }
+  for (auto& t : threads) t.join();  // the loops run until the process is killed
   return 0;
 }
 
 // ---------------------------------------------------------------- hold
-
-sockaddr_in parse_endpoint(const std::string& text) {
-  auto colon = text.rfind(':');
-  if (colon == std::string::npos) usage_error("--connect wants ADDR:PORT, got '" + text + "'");
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  std::string host = text.substr(0, colon);
-  auto port = parse_number<std::uint16_t>(std::string_view(text).substr(colon + 1));
-  if (!port || *port == 0 || ::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
-    usage_error("--connect wants IPV4:PORT, got '" + text + "'");
-  }
-  addr.sin_port = htons(*port);
-  return addr;
-}
 
 int ms_until(Clock::time_point deadline) {
   auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now()).count();
@@ -322,16 +529,15 @@ int ms_until(Clock::time_point deadline) {
 }
 
 // Connects within kConnectDeadline; the socket stays non-blocking.
-Fd connect_to(const sockaddr_in& addr, std::string& error) {
-  Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+Fd connect_to(const Endpoint& addr, std::string& error) {
+  Fd fd(::socket(addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd) {
     error = "socket: " + errno_text(errno);
     return {};
   }
   int one = 1;
   ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) < 0 &&
-      errno != EINPROGRESS) {
+  if (::connect(fd.get(), addr.get(), addr.length) < 0 && errno != EINPROGRESS) {
     error = "connect: " + errno_text(errno);
     return {};
   }
@@ -381,7 +587,7 @@ std::optional<std::string> read_line(int fd, std::string& pending, Clock::time_p
 }
 
 int run_hold(Flags flags) {
-  sockaddr_in addr = parse_endpoint(flags.require("connect"));
+  Endpoint addr = parse_endpoint(flags.require("connect"), "connect");
   auto seconds = flags.number<unsigned>("seconds", std::nullopt, 1, 3600);
   auto interval = milliseconds(flags.number<unsigned>("interval-ms", std::nullopt, 1, 60000));
   flags.finish();
@@ -433,6 +639,98 @@ int run_hold(Flags flags) {
   return round_trips > 0 ? 0 : 1;
 }
 
+// ---------------------------------------------------------------- udp
+
+// Waits up to `timeout` for the answer to `payload`; answers to earlier
+// requests that arrive late are skipped. Returns the answering node.
+std::optional<std::string> await_answer(int fd, const std::string& payload, milliseconds timeout,
+                                        std::string& error) {
+  const auto deadline = Clock::now() + timeout;
+  char buf[kMaxDatagramBytes];
+  for (;;) {
+    pollfd pfd{fd, POLLIN, 0};
+    int ready = ::poll(&pfd, 1, ms_until(deadline));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) {
+      error = ready == 0 ? "no answer within " + std::to_string(timeout.count()) + " ms"
+                         : "poll: " + errno_text(errno);
+      return std::nullopt;
+    }
+    ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      // ECONNREFUSED: an ICMP port unreachable came back for the VIP.
+      error = "recv: " + errno_text(errno);
+      return std::nullopt;
+    }
+    std::string_view reply(buf, static_cast<std::size_t>(n));
+    auto space = reply.find(' ');
+    if (space == std::string_view::npos || space == 0) {
+      error = "answer '" + std::string(reply.substr(0, 80)) + "' is not 'NODE <payload>'";
+      return std::nullopt;
+    }
+    if (reply.substr(space + 1) != payload) continue;  // a late answer to an earlier request
+    return std::string(reply.substr(0, space));
+  }
+}
+
+int run_udp(Flags flags) {
+  Endpoint to = parse_endpoint(flags.require("to"), "to");
+  auto count = flags.number<unsigned>("count", std::nullopt, 1, 100000);
+  auto sport = flags.number<std::uint16_t>("sport", 0, 0, 65535);
+  auto timeout = milliseconds(flags.number<unsigned>("timeout-ms", 1000, 1, 60000));
+  flags.finish();
+
+  Fd fd(::socket(to.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  if (!fd) throw std::system_error(errno, std::system_category(), "socket");
+  if (sport != 0) {
+    Endpoint local = Endpoint::any(to.family(), sport);
+    if (::bind(fd.get(), local.get(), local.length) < 0) {
+      throw std::system_error(errno, std::system_category(),
+                              "bind to source port " + std::to_string(sport));
+    }
+  }
+  // Connected: the kernel only passes up datagrams from exactly `to`.
+  if (::connect(fd.get(), to.get(), to.length) < 0) {
+    throw std::system_error(errno, std::system_category(), "connect");
+  }
+  Endpoint local;
+  local.length = sizeof local.storage;
+  ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&local.storage), &local.length);
+
+  std::string nodes;
+  std::string first_error;
+  unsigned answered = 0;
+  for (unsigned i = 1; i <= count; ++i) {
+    // Unique per process, so a stray answer to another client cannot match.
+    const std::string payload = "req " + std::to_string(::getpid()) + "-" + std::to_string(i);
+    std::string error;
+    std::optional<std::string> node;
+    if (::send(fd.get(), payload.data(), payload.size(), 0) < 0) {
+      error = "send: " + errno_text(errno);
+    } else {
+      node = await_answer(fd.get(), payload, timeout, error);
+    }
+    nodes += ' ';
+    if (node) {
+      nodes += *node;
+      ++answered;
+    } else {
+      nodes += '-';
+      if (first_error.empty()) first_error = "request " + std::to_string(i) + ": " + error;
+    }
+  }
+
+  std::printf("sport %u answered %u/%u nodes%s\n", unsigned{local.port()}, answered, count,
+              nodes.c_str());
+  if (answered != count) {
+    std::fprintf(stderr, "mixlb-testnode udp: %u of %u requests unanswered (%s)\n",
+                 count - answered, count, first_error.c_str());
+    return 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -442,6 +740,7 @@ int main(int argc, char** argv) {
   try {
     if (command == "serve") return run_serve(Flags(argc, argv, 2));
     if (command == "hold") return run_hold(Flags(argc, argv, 2));
+    if (command == "udp") return run_udp(Flags(argc, argv, 2));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mixlb-testnode: %s\n", e.what());
     return 1;
