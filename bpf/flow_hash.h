@@ -70,4 +70,17 @@ MIXLB_HASH_INLINE __u32 mixlb_flow_hash(const struct mixlb_flow_key *key)
 	return c;
 }
 
+/*
+ * The filter bit of an address (four words, as in the keys) or of a MAC
+ * (its six bytes in the first words, the rest zero): a multiplicative hash
+ * of the folded words, top 12 bits.
+ */
+MIXLB_HASH_INLINE __u32 mixlb_filter_bit(const __u32 *words)
+{
+	__u32 folded = words[0] ^ (words[1] * 0x85ebca6bu) ^ (words[2] * 0xc2b2ae35u) ^
+		       (words[3] * 0x27d4eb2fu);
+
+	return (folded * 0x9e3779b1u) >> 20;
+}
+
 #endif /* MIXLB_FLOW_HASH_H */

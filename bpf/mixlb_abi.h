@@ -74,12 +74,52 @@ enum mixlb_ct_flag {
 	MIXLB_CT_FROM_NON_SYN = 1u << 3, /* created by a non-SYN packet */
 };
 
-/* Connection-table value: which node serves the flow, and when it was seen. */
+/*
+ * Connection-table value: which node serves the flow, for which VIP, and when
+ * it was last seen. vip_id lets an established packet skip the VIP lookup;
+ * stats_slot is a hint for the node's next-hop cache and counters (checked
+ * against node_id before use, so a stale hint costs only a node lookup).
+ */
 struct mixlb_ct_value {
-	__u64 last_seen_ns; /* bpf_ktime_get_ns() of the latest packet */
+	__u64 last_seen_ns; /* bpf_ktime_get_coarse_ns() of a recent packet */
 	__u32 node_id;
+	__u16 vip_id;
+	__u16 stats_slot;
 	__u32 flags; /* enum mixlb_ct_flag */
+	__u32 reserved;
 };
+
+/* last_seen_ns is refreshed at most this often, to keep hits read-mostly. */
+#define MIXLB_CT_TOUCH_NS 100000000ull
+
+/*
+ * A 4096-bit filter over addresses: a clear bit proves "not one of ours"
+ * with one array read (mixlb_filter_bit() in flow_hash.h picks the bit).
+ * One filter holds the VIP addresses, another the peers' MACs.
+ */
+#define MIXLB_FILTER_WORDS 64u
+struct mixlb_filter {
+	__u64 words[MIXLB_FILTER_WORDS];
+};
+
+/*
+ * The next hop towards a node, as bpf_fib_lookup last answered it, per CPU
+ * and indexed by the node's stats slot. Only successful lookups are cached,
+ * for MIXLB_FIB_CACHE_NS, so a neighbour that goes away is noticed within
+ * that time and NO_NEIGH still drops.
+ */
+struct mixlb_fib_cache {
+	__u64 expires_ns;
+	__u32 node_id;
+	__u32 ifindex;         /* egress */
+	__u32 ingress_ifindex; /* the lookup's input: forwarding is per device */
+	__u16 mtu;
+	__u8 dmac[6];
+	__u8 smac[6];
+	__u8 pad[6];
+};
+
+#define MIXLB_FIB_CACHE_NS 500000000ull
 
 /*
  * A node of the cluster, keyed by its node id. stats_slot indexes the node's

@@ -36,25 +36,24 @@ int mixlb_xdp(struct xdp_md *ctx)
 {
 	struct mixlb_vip_value *vip;
 	struct mixlb_vip_stats *stats;
+	struct mixlb_ct_value *entry;
 	struct lb_packet pkt;
-	__u32 node = MIXLB_NODE_NONE, slot = MIXLB_SELF_STATS_SLOT, flags = MIXLB_DECIDED_VIP;
+	__u32 node = MIXLB_NODE_NONE, vip_id, slot_hint = MIXLB_SELF_STATS_SLOT;
+	__u32 slot = MIXLB_SELF_STATS_SLOT, flags = MIXLB_DECIDED_VIP;
 	__u64 bytes = ctx->data_end - ctx->data;
-	bool hit = false;
-	int ret;
+	int ret = 0;
 
-	if (lb_parse(ctx, &pkt) != LB_PARSE_OK)
+	if (lb_parse(ctx, &pkt) != LB_PARSE_OK || !vip_maybe(&pkt))
 		return decide(XDP_PASS, MIXLB_NODE_NONE, 0, 0, 0);
-	vip = vip_lookup(&pkt);
-	if (!vip)
-		return decide(XDP_PASS, MIXLB_NODE_NONE, 0, 0, 0);
-	stats = stats_vip(vip->vip_id);
-	if (pkt.kind == LB_KIND_ICMP_ERROR) {
+	if (pkt.kind == LB_KIND_ICMP_ERROR)
 		flags |= MIXLB_DECIDED_ICMP;
-		stats_count(MIXLB_CNT_ICMP_ERROR);
-	}
 
 	if (peer_sent(ctx)) {
+		vip = vip_lookup(&pkt);
+		if (!vip)
+			return decide(XDP_PASS, MIXLB_NODE_NONE, 0, 0, 0);
 		stats_count(MIXLB_CNT_FROM_PEER);
+		stats = stats_vip(vip->vip_id);
 		if (stats) {
 			stats->from_peer_pkts += 1;
 			stats->from_peer_bytes += bytes;
@@ -63,34 +62,56 @@ int mixlb_xdp(struct xdp_md *ctx)
 			      flags | MIXLB_DECIDED_FROM_PEER);
 	}
 
-	ret = ct_select_node(&pkt, vip, &node, &hit);
-	if (hit)
+	entry = ct_lookup(&pkt);
+	if (entry) {
 		flags |= MIXLB_DECIDED_CT_HIT;
-	if (ret < 0)
-		goto drop;
+		node = entry->node_id;
+		vip_id = entry->vip_id;
+		slot_hint = entry->stats_slot;
+		ct_touch(entry, &pkt);
+		stats = stats_vip(vip_id);
+	} else {
+		vip = vip_lookup(&pkt);
+		if (!vip)
+			return decide(XDP_PASS, MIXLB_NODE_NONE, 0, 0, 0);
+		vip_id = vip->vip_id;
+		stats = stats_vip(vip_id);
+		if (pkt.kind == LB_KIND_FLOW)
+			stats_count(MIXLB_CNT_CT_MISS);
+		ret = maglev_pick(vip, mixlb_flow_hash(&pkt.flow), &node);
+		if (ret < 0)
+			goto drop;
+	}
+	if (pkt.kind == LB_KIND_ICMP_ERROR)
+		stats_count(MIXLB_CNT_ICMP_ERROR);
 
 	if (node == mixlb_self_node_id) {
+		if (!entry)
+			ct_insert(&pkt, vip_id, node, MIXLB_SELF_STATS_SLOT);
 		if (stats) {
 			stats->local_pkts += 1;
 			stats->local_bytes += bytes;
 		}
-		stats_node(vip->vip_id, MIXLB_SELF_STATS_SLOT, bytes);
-		return decide(XDP_PASS, node, 0, vip->vip_id, flags);
+		stats_node(vip_id, MIXLB_SELF_STATS_SLOT, bytes);
+		return decide(XDP_PASS, node, 0, vip_id, flags);
 	}
 
-	ret = fwd_l2_dsr(ctx, &pkt, node, &slot);
+	ret = fwd_l2_dsr(ctx, &pkt, node, slot_hint, &slot);
+	/* A new flow is pinned to its node even when this packet cannot leave. */
+	if (!entry)
+		ct_insert(&pkt, vip_id, node, slot);
 	if (ret < 0)
 		goto drop;
 	if (stats) {
 		stats->fwd_pkts += 1;
 		stats->fwd_bytes += bytes;
 	}
-	stats_node(vip->vip_id, slot, bytes);
-	return decide(ret, node, 0, vip->vip_id, flags);
+	stats_node(vip_id, slot, bytes);
+	return decide(ret, node, 0, vip_id, flags);
 
 drop:
 	stats_drop(stats, -ret);
-	return decide(XDP_DROP, node, -ret, vip->vip_id, flags);
+	return decide(XDP_DROP, node, -ret, vip_id, flags);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -15,7 +15,9 @@ namespace mixlb {
 static_assert(sizeof(mixlb_vip_key) == 20);
 static_assert(sizeof(mixlb_vip_value) == 16);
 static_assert(sizeof(mixlb_flow_key) == 40);
-static_assert(sizeof(mixlb_ct_value) == 16);
+static_assert(sizeof(mixlb_ct_value) == 24);
+static_assert(sizeof(mixlb_filter) == 512);
+static_assert(sizeof(mixlb_fib_cache) == 40);
 static_assert(sizeof(mixlb_node) == 24);
 static_assert(sizeof(mixlb_backend_stats) == 16);
 static_assert(sizeof(mixlb_settings) == 8);

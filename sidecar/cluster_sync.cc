@@ -193,7 +193,10 @@ DpResult<void> ClusterSync::apply(std::span<const Member> members, std::span<con
       continue;
     }
     if (auto r = maps_.remove_vip(it->first); !r) return r;
-    spdlog::info("removed VIP {}", vip_label(it->first));
+    // Its connections would otherwise keep being balanced from the table.
+    auto purged = maps_.purge_conntrack(it->second);
+    if (!purged) return std::unexpected(purged.error());
+    spdlog::info("removed VIP {} and its {} connection(s)", vip_label(it->first), *purged);
     published_.erase(it->first);
     backends_.erase(it->first);
     it = ids_.erase(it);

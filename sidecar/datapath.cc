@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "bpf_test_run.h"
+#include "flow_hash.h"
 #include "mixlb_xdp.skel.h"
 
 namespace mixlb {
@@ -53,7 +54,10 @@ std::vector<MapRef> all_maps(mixlb_xdp* skel) {
           {skel->maps.mixlb_counters, "mixlb_counters"},
           {skel->maps.mixlb_drops, "mixlb_drops"},
           {skel->maps.mixlb_fib_rets, "mixlb_fib_rets"},
-          {skel->maps.mixlb_settings, "mixlb_settings"}};
+          {skel->maps.mixlb_settings, "mixlb_settings"},
+          {skel->maps.mixlb_vip_filter, "mixlb_vip_filter"},
+          {skel->maps.mixlb_peer_filter, "mixlb_peer_filter"},
+          {skel->maps.mixlb_fib_cache, "mixlb_fib_cache"}};
 }
 
 constexpr const char* kLinkPinName = "xdp_link";
@@ -103,6 +107,8 @@ DatapathMaps::DatapathMaps(const mixlb_xdp& skel, std::uint32_t ring_size, std::
       drops_fd_(bpf_map__fd(skel.maps.mixlb_drops)),
       fib_rets_fd_(bpf_map__fd(skel.maps.mixlb_fib_rets)),
       settings_fd_(bpf_map__fd(skel.maps.mixlb_settings)),
+      vip_filter_fd_(bpf_map__fd(skel.maps.mixlb_vip_filter)),
+      peer_filter_fd_(bpf_map__fd(skel.maps.mixlb_peer_filter)),
       ring_size_(ring_size),
       max_nodes_(max_nodes) {}
 
@@ -128,6 +134,10 @@ DpResult<std::uint32_t> DatapathMaps::publish_vip(const mixlb_vip_key& key, std:
   if (bpf_map_update_batch(maglev_fd_, keys.data(), table.data(), &count, &opts) != 0)
     return fail("writing Maglev table of VIP " + std::to_string(vip_id), errno);
 
+  // A new VIP's address enters the filter before its entry goes live.
+  if (!*current) {
+    if (auto r = sync_vip_filter(&key); !r) return std::unexpected(r.error());
+  }
   // The switch: one update of the VIP entry.
   if (bpf_map_update_elem(vips_fd_, &key, &value, BPF_ANY) != 0)
     return fail("updating VIP " + std::to_string(vip_id), errno);
@@ -137,7 +147,7 @@ DpResult<std::uint32_t> DatapathMaps::publish_vip(const mixlb_vip_key& key, std:
 DpResult<void> DatapathMaps::remove_vip(const mixlb_vip_key& key) {
   if (bpf_map_delete_elem(vips_fd_, &key) != 0 && errno != ENOENT)
     return fail("removing VIP", errno);
-  return {};
+  return sync_vip_filter(nullptr);
 }
 
 DpResult<std::optional<mixlb_vip_value>> DatapathMaps::vip(const mixlb_vip_key& key) const {
@@ -203,16 +213,63 @@ DpResult<std::vector<std::uint32_t>> DatapathMaps::node_ids() const {
   return ids;
 }
 
+// The filter bit of a MAC: its bytes as the first words of a zeroed key.
+static std::uint32_t mac_filter_bit(const mixlb_mac& mac) {
+  std::uint32_t words[4] = {};
+  std::memcpy(words, mac.addr, sizeof(mac.addr));
+  return mixlb_filter_bit(words);
+}
+
+static DpResult<void> write_filter(int fd, const std::vector<std::uint32_t>& bits, const char* what) {
+  mixlb_filter filter{};
+  for (auto bit : bits) filter.words[(bit / 64) % MIXLB_FILTER_WORDS] |= std::uint64_t{1} << (bit % 64);
+  const std::uint32_t zero = 0;
+  if (bpf_map_update_elem(fd, &zero, &filter, BPF_ANY) != 0) return fail(what, errno);
+  return {};
+}
+
+// Rewrites the peer filter from the peer-MAC map. A new MAC's bit is set
+// after its entry exists, a removed MAC's bit cleared after its entry is
+// gone, so the filter never hides a peer.
+DpResult<void> DatapathMaps::sync_peer_filter() {
+  auto macs = peer_macs();
+  if (!macs) return std::unexpected(macs.error());
+  std::vector<std::uint32_t> bits;
+  for (const auto& [mac, id] : *macs) bits.push_back(mac_filter_bit(mac));
+  return write_filter(peer_filter_fd_, bits, "writing the peer filter");
+}
+
 DpResult<void> DatapathMaps::set_peer_mac(const mixlb_mac& mac, std::uint32_t node_id) {
   if (bpf_map_update_elem(peer_macs_fd_, &mac, &node_id, BPF_ANY) != 0)
     return fail("writing peer MAC", errno);
-  return {};
+  return sync_peer_filter();
 }
 
 DpResult<void> DatapathMaps::remove_peer_mac(const mixlb_mac& mac) {
   if (bpf_map_delete_elem(peer_macs_fd_, &mac) != 0 && errno != ENOENT)
     return fail("removing peer MAC", errno);
-  return {};
+  return sync_peer_filter();
+}
+
+DpResult<void> DatapathMaps::sync_vip_filter(const mixlb_vip_key* extra) {
+  auto all = vips();
+  if (!all) return std::unexpected(all.error());
+  std::vector<std::uint32_t> bits;
+  for (const auto& [key, value] : *all) bits.push_back(mixlb_filter_bit(key.addr));
+  if (extra) bits.push_back(mixlb_filter_bit(extra->addr));
+  return write_filter(vip_filter_fd_, bits, "writing the VIP filter");
+}
+
+DpResult<std::size_t> DatapathMaps::purge_conntrack(std::uint32_t vip_id) {
+  std::vector<mixlb_flow_key> doomed;
+  auto walked = for_each_key<mixlb_flow_key>(ct_fd_, "mixlb_ct", [&](const mixlb_flow_key& k) {
+    mixlb_ct_value v{};
+    if (bpf_map_lookup_elem(ct_fd_, &k, &v) == 0 && v.vip_id == vip_id) doomed.push_back(k);
+  });
+  if (!walked) return std::unexpected(walked.error());
+  for (const auto& k : doomed)
+    if (bpf_map_delete_elem(ct_fd_, &k) != 0 && errno != ENOENT) return fail("purging a connection", errno);
+  return doomed.size();
 }
 
 DpResult<std::vector<std::pair<mixlb_mac, std::uint32_t>>> DatapathMaps::peer_macs() const {
@@ -357,6 +414,7 @@ DpResult<std::unique_ptr<XdpProgram>> XdpProgram::load(const DatapathSettings& s
                         Size{skel->maps.mixlb_maglev, static_cast<std::uint32_t>(slots)},
                         Size{skel->maps.mixlb_ct, settings.conntrack_entries},
                         Size{skel->maps.mixlb_nodes, settings.max_nodes},
+                        Size{skel->maps.mixlb_fib_cache, settings.max_nodes},
                         Size{skel->maps.mixlb_peer_macs, settings.max_nodes}}) {
     if (int err = bpf_map__set_max_entries(s.map, s.entries); err != 0)
       return fail(std::string("sizing map ") + bpf_map__name(s.map), err);

@@ -82,7 +82,8 @@ class DatapathMaps {
 
   // Writes `table` (ring_size node ids) into the VIP's inactive half, then
   // makes it live with one update of the VIP entry (inserting the VIP if it
-  // is new). Returns the half now active.
+  // is new; its address enters the VIP filter first). Returns the half now
+  // active. remove_vip takes the address out of the filter after the entry.
   DpResult<std::uint32_t> publish_vip(const mixlb_vip_key& key, std::uint32_t vip_id,
                                       std::span<const std::uint32_t> table);
   DpResult<void> remove_vip(const mixlb_vip_key& key);
@@ -100,6 +101,9 @@ class DatapathMaps {
   DpResult<void> remove_peer_mac(const mixlb_mac& mac);
   DpResult<std::vector<std::pair<mixlb_mac, std::uint32_t>>> peer_macs() const;
 
+  // Deletes every connection of a VIP; returns how many there were.
+  DpResult<std::size_t> purge_conntrack(std::uint32_t vip_id);
+
   DpResult<VipCounters> vip_counters(std::uint32_t vip_id) const;
   // Zeroes the VIP's counters and its (VIP, node) row.
   DpResult<void> reset_vip_counters(std::uint32_t vip_id);
@@ -114,9 +118,13 @@ class DatapathMaps {
   DpResult<void> conntrack_insert(const mixlb_flow_key& key, const mixlb_ct_value& value);
 
  private:
+  DpResult<void> sync_peer_filter();
+  // Rewrites the VIP-address filter from the VIP map, plus `extra`.
+  DpResult<void> sync_vip_filter(const mixlb_vip_key* extra);
+
   int vips_fd_ = -1, maglev_fd_ = -1, ct_fd_ = -1, nodes_fd_ = -1, peer_macs_fd_ = -1,
       vip_stats_fd_ = -1, vip_node_fd_ = -1, counters_fd_ = -1, drops_fd_ = -1, fib_rets_fd_ = -1,
-      settings_fd_ = -1;
+      settings_fd_ = -1, vip_filter_fd_ = -1, peer_filter_fd_ = -1;
   std::uint32_t ring_size_ = MIXLB_DEFAULT_RING_SIZE;
   std::uint32_t max_nodes_ = 1024;
 };

@@ -8,6 +8,10 @@
  * configuration. A failed lookup, NO_NEIGH included, is a drop with its own
  * reason: the packet was not ours to deliver locally.
  *
+ * Successful answers are cached per CPU and per node for MIXLB_FIB_CACHE_NS
+ * (mixlb_fib_cache): a forwarded packet then costs an array read instead of
+ * a FIB walk, and the egress MTU is still enforced from the cached answer.
+ *
  * A tagged frame leaves by XDP_TX on its own VLAN: the lookup names the VLAN
  * device as egress, but the frame still carries the tag and belongs on the
  * port it arrived on.
@@ -20,6 +24,13 @@
 
 #define LB_AF_INET 2
 #define LB_AF_INET6 10
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct mixlb_fib_cache);
+	__uint(max_entries, 1024);
+} mixlb_fib_cache SEC(".maps");
 
 static __always_inline int fib_drop_reason(long rc)
 {
@@ -35,23 +46,65 @@ static __always_inline int fib_drop_reason(long rc)
 	}
 }
 
-/*
- * Returns XDP_TX or XDP_REDIRECT, or a negative drop reason; *slot gets the
- * node's column in the per-(VIP, node) counters.
- */
-static __always_inline int fwd_l2_dsr(struct xdp_md *ctx, const struct lb_packet *pkt,
-				      __u32 node_id, __u32 *slot)
+/* The cached next hop for `node_id` in `slot`, if it is still good. */
+static __always_inline struct mixlb_fib_cache *fwd_cached(struct xdp_md *ctx, __u32 slot,
+							  __u32 node_id, __u64 now)
 {
-	struct ethhdr *eth;
-	struct bpf_fib_lookup fib = {};
-	struct mixlb_node *node;
+	struct mixlb_fib_cache *c;
+
+	if (slot >= mixlb_max_nodes)
+		return NULL;
+	c = bpf_map_lookup_elem(&mixlb_fib_cache, &slot);
+	if (!c || c->node_id != node_id || c->ingress_ifindex != ctx->ingress_ifindex ||
+	    now >= c->expires_ns)
+		return NULL;
+	return c;
+}
+
+static __always_inline int fwd_rewrite(struct xdp_md *ctx, const __u8 *dmac, const __u8 *smac,
+				       __u32 egress)
+{
+	struct ethhdr *eth = lb_ptr(ctx, 0, sizeof(*eth));
 	bool tagged;
 	long rc;
 
+	if (!eth)
+		return -MIXLB_DROP_FIB_OTHER;
+	tagged = eth->h_proto == bpf_htons(ETH_P_8021Q) || eth->h_proto == bpf_htons(ETH_P_8021AD);
+	__builtin_memcpy(eth->h_dest, dmac, sizeof(eth->h_dest));
+	__builtin_memcpy(eth->h_source, smac, sizeof(eth->h_source));
+	if (tagged || egress == ctx->ingress_ifindex)
+		return XDP_TX;
+	rc = bpf_redirect(egress, 0);
+	return rc == XDP_REDIRECT ? XDP_REDIRECT : -MIXLB_DROP_REDIRECT;
+}
+
+/*
+ * Returns XDP_TX or XDP_REDIRECT, or a negative drop reason. `slot_hint` is
+ * where the node's cache entry probably is (from the connection table);
+ * *slot gets the node's real column in the per-(VIP, node) counters.
+ */
+static __always_inline int fwd_l2_dsr(struct xdp_md *ctx, const struct lb_packet *pkt,
+				      __u32 node_id, __u32 slot_hint, __u32 *slot)
+{
+	struct bpf_fib_lookup fib = {};
+	struct mixlb_fib_cache *c;
+	struct mixlb_node *node;
+	__u64 now = bpf_ktime_get_coarse_ns();
+	long rc;
+
+	c = fwd_cached(ctx, slot_hint, node_id, now);
+	if (c) {
+		*slot = slot_hint;
+		goto cached;
+	}
 	node = bpf_map_lookup_elem(&mixlb_nodes, &node_id);
 	if (!node)
 		return -MIXLB_DROP_UNKNOWN_NODE;
 	*slot = node->stats_slot;
+	c = fwd_cached(ctx, *slot, node_id, now);
+	if (c)
+		goto cached;
 
 	if (node->family == MIXLB_AF_INET6) {
 		fib.family = LB_AF_INET6;
@@ -67,15 +120,22 @@ static __always_inline int fwd_l2_dsr(struct xdp_md *ctx, const struct lb_packet
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS)
 		return fib_drop_reason(rc);
 
-	eth = lb_ptr(ctx, 0, sizeof(*eth));
-	if (!eth)
-		return -MIXLB_DROP_FIB_OTHER;
-	tagged = eth->h_proto == bpf_htons(ETH_P_8021Q) || eth->h_proto == bpf_htons(ETH_P_8021AD);
-	__builtin_memcpy(eth->h_dest, fib.dmac, sizeof(eth->h_dest));
-	__builtin_memcpy(eth->h_source, fib.smac, sizeof(eth->h_source));
+	if (!mixlb_dry_run && *slot < mixlb_max_nodes) {
+		c = bpf_map_lookup_elem(&mixlb_fib_cache, slot);
+		if (c) {
+			c->expires_ns = now + MIXLB_FIB_CACHE_NS;
+			c->node_id = node_id;
+			c->ifindex = fib.ifindex;
+			c->ingress_ifindex = ctx->ingress_ifindex;
+			c->mtu = fib.mtu_result;
+			__builtin_memcpy(c->dmac, fib.dmac, sizeof(c->dmac));
+			__builtin_memcpy(c->smac, fib.smac, sizeof(c->smac));
+		}
+	}
+	return fwd_rewrite(ctx, fib.dmac, fib.smac, fib.ifindex);
 
-	if (tagged || fib.ifindex == ctx->ingress_ifindex)
-		return XDP_TX;
-	rc = bpf_redirect(fib.ifindex, 0);
-	return rc == XDP_REDIRECT ? XDP_REDIRECT : -MIXLB_DROP_REDIRECT;
+cached:
+	if (pkt->l3_len > c->mtu)
+		return -MIXLB_DROP_FIB_FRAG_NEEDED;
+	return fwd_rewrite(ctx, c->dmac, c->smac, c->ifindex);
 }

@@ -2,14 +2,16 @@
 /*
  * Peers and their MACs. A frame whose source MAC is a peer's was balanced by
  * that peer already: it is delivered here, never balanced again, so two
- * nodes that briefly disagree on membership cannot bounce a packet.
+ * nodes that briefly disagree on membership cannot bounce a packet. The
+ * filter answers "no" for the router's frames without a hash lookup.
  */
 #pragma once
 
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 
-#include "mixlb_abi.h"
+#include "filter.h"
+#include "parse.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -27,12 +29,13 @@ struct {
 
 static __always_inline bool peer_sent(struct xdp_md *ctx)
 {
-	void *data_end = (void *)(long)ctx->data_end;
-	struct ethhdr *eth = (void *)(long)ctx->data;
-	struct mixlb_mac key = {};
+	struct ethhdr *eth = lb_ptr(ctx, 0, sizeof(*eth));
+	__u32 words[4] = {};
 
-	if ((void *)(eth + 1) > data_end)
+	if (!eth)
 		return false;
-	__builtin_memcpy(key.addr, eth->h_source, sizeof(key.addr));
-	return bpf_map_lookup_elem(&mixlb_peer_macs, &key) != NULL;
+	__builtin_memcpy(words, eth->h_source, 6);
+	if (!filter_maybe(&mixlb_peer_filter, words))
+		return false;
+	return bpf_map_lookup_elem(&mixlb_peer_macs, words) != NULL;
 }

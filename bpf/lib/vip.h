@@ -3,7 +3,8 @@
  * The VIP map: (address, port, protocol) -> the VIP's id and which half of
  * its double-buffered Maglev table is live. Port 0 in a key means every port;
  * it is looked up only when the exact port misses and the settings say such
- * a VIP exists, so traffic that is not ours costs one hash lookup.
+ * a VIP exists. The address filter in front (vip_maybe) turns traffic that
+ * is not ours away before any hash lookup.
  *
  * No preallocation, so a replaced value is freed only after an RCU grace
  * period: a packet that read the old value keeps reading valid memory while
@@ -11,6 +12,7 @@
  */
 #pragma once
 
+#include "filter.h"
 #include "parse.h"
 
 struct {
@@ -27,6 +29,12 @@ struct {
 	__type(value, struct mixlb_settings);
 	__uint(max_entries, 1);
 } mixlb_settings SEC(".maps");
+
+/* False proves the destination is no VIP's address. */
+static __always_inline bool vip_maybe(const struct lb_packet *pkt)
+{
+	return filter_maybe(&mixlb_vip_filter, pkt->flow.dst);
+}
 
 static __always_inline struct mixlb_vip_value *vip_lookup(const struct lb_packet *pkt)
 {

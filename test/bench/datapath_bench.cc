@@ -282,7 +282,10 @@ const char* verdict_name(std::uint32_t v) {
 }
 
 // What a case claims the connection table does on every run of mixlb.
-enum class CtWork { kNone, kHit, kInsert };
+// What the connection table must show for a case: untouched, a hit on every
+// run, a miss and an insert on every run, or (an ICMP error about a known
+// flow) read without being counted as a hit or miss.
+enum class CtWork { kNone, kHit, kInsert, kIcmp };
 
 struct Case {
   std::string name;
@@ -504,6 +507,11 @@ void run_case(const Cluster& cluster, const Baselines& baselines, const Case& c,
                          std::to_string(grew(MIXLB_CNT_CT_HIT)) + " hits and " +
                          std::to_string(grew(MIXLB_CNT_CT_MISS)) + " misses");
       break;
+    case CtWork::kIcmp:
+      if (grew(MIXLB_CNT_ICMP_ERROR) != runs || grew(MIXLB_CNT_CT_HIT) + grew(MIXLB_CNT_CT_MISS) != 0)
+        throw BenchError("expected an ICMP error routed on every run and no connection-table counts, got " +
+                         std::to_string(grew(MIXLB_CNT_ICMP_ERROR)) + " routed");
+      break;
     case CtWork::kInsert:
       if (grew(MIXLB_CNT_CT_MISS) != runs || grew(MIXLB_CNT_CT_INSERT) != runs ||
           grew(MIXLB_CNT_CT_INSERT_FAIL) != 0)
@@ -661,9 +669,11 @@ std::vector<Case> make_cases(const Cluster& cluster, const Net& net) {
         established("udp_established_v4", first, first.build(), kPeer, cluster.udp4.id), kPeerMac));
   }
   // An ICMP error about the established v4 flow goes to that flow's node.
-  cases.push_back(forwarded(
-      established("icmp_frag_needed_v4", est4, frag_needed_about(est4), kPeer, cluster.tcp4.id),
-      kPeerMac));
+  {
+    Case icmp = established("icmp_frag_needed_v4", est4, frag_needed_about(est4), kPeer, cluster.tcp4.id);
+    icmp.ct = CtWork::kIcmp;
+    cases.push_back(forwarded(std::move(icmp), kPeerMac));
+  }
   return cases;
 }
 

@@ -5,10 +5,12 @@
 // errors and every malformed shape the parser must refuse.
 #include <atomic>
 #include <functional>
+#include <chrono>
 #include <thread>
 
 #include <doctest/doctest.h>
 
+#include "flow_hash.h"
 #include "lb_fixture.h"
 #include "maglev.h"
 
@@ -141,11 +143,12 @@ auto all_udp(std::uint32_t node) {
   };
 }
 
-// Inserts the connection of `flow` as served by `node`.
+// Inserts the connection of `flow` (of VIP id 0) as served by `node`.
 auto pinned(Frame flow, std::uint32_t node, std::function<void(Lb&)> then) {
   return [flow, node, then](Lb& lb) {
     then(lb);
-    REQUIRE(lb.maps().conntrack_insert(flow_of(flow), mixlb_ct_value{1, node, MIXLB_CT_SEEN_SYN}).has_value());
+    const mixlb_ct_value entry{.last_seen_ns = 1, .node_id = node, .flags = MIXLB_CT_SEEN_SYN};
+    REQUIRE(lb.maps().conntrack_insert(flow_of(flow), entry).has_value());
   };
 }
 
@@ -654,6 +657,97 @@ TEST_CASE("table swaps under concurrent traffic never yield a node outside the o
   REQUIRE(g.has_value());
   CHECK(g->drops[MIXLB_DROP_NO_BACKEND] == 0);
   CHECK(g->drops[MIXLB_DROP_UNKNOWN_NODE] == 0);
+}
+
+// ------------------------------------------------------------------ filters and caches
+
+TEST_CASE("an address that shares the VIP's filter bit is still passed untouched") {
+  Lb lb;
+  all(kPeer)(lb);
+  const auto vip = vip_key("10.100.0.1", 80);
+  const std::uint32_t want = mixlb_filter_bit(vip.addr);
+  std::uint32_t twin = 0;
+  for (std::uint32_t host = 1; host < 1u << 20 && !twin; ++host) {
+    const std::uint32_t candidate = htonl(0x0a000000u | host);
+    const std::uint32_t words[4] = {candidate, 0, 0, 0};
+    if (candidate != vip.addr[0] && mixlb_filter_bit(words) == want) twin = candidate;
+  }
+  REQUIRE(twin != 0);
+  Frame f = tcp4();
+  f.daddr = twin;
+  const Bytes in = f.build();
+  const auto r = lb.run(in);
+  CHECK(r.verdict == XDP_PASS);
+  CHECK(r.packet == in);
+}
+
+TEST_CASE("removing the last VIP of an address clears its filter bit") {
+  Lb lb;
+  all(kPeer)(lb);
+  REQUIRE(lb.maps().remove_vip(vip_key("10.100.0.1", 80)).has_value());
+  check_untouched(lb, tcp4().build());
+  lb.vip_all("10.100.0.1", 80, kPeer);
+  CHECK(lb.run(tcp4().build()).verdict == XDP_TX);
+}
+
+TEST_CASE("a peer whose MAC is forgotten is balanced like anyone else") {
+  Lb lb;
+  all(kPeer)(lb);
+  mixlb_mac mac{};
+  std::memcpy(mac.addr, kRouterMac.data(), 6);
+  REQUIRE(lb.maps().set_peer_mac(mac, kFar).has_value());
+  CHECK(lb.run(tcp4().build()).verdict == XDP_PASS);
+  REQUIRE(lb.maps().remove_peer_mac(mac).has_value());
+  CHECK(lb.run(tcp4().build()).verdict == XDP_TX);
+}
+
+TEST_CASE("the next-hop cache answers within its lifetime and a changed neighbour is seen after it") {
+  Lb lb;
+  all(kPeer)(lb);
+  Frame first = tcp4();
+  REQUIRE(lb.run(first.build()).verdict == XDP_TX);
+  sh("ip neigh replace 10.0.0.2 lladdr 02:aa:00:00:00:77 dev dp0 nud permanent");
+  Frame second = tcp4();
+  second.sport = 40100;
+  const Bytes in = second.build();
+  auto cached = lb.run(in);
+  CHECK(cached.packet == test::with_macs(in, kPeerMac, test_net().dp0_mac));
+  std::this_thread::sleep_for(std::chrono::nanoseconds(MIXLB_FIB_CACHE_NS + 100000000));
+  auto fresh = lb.run(in);
+  const Mac moved{0x02, 0xaa, 0, 0, 0, 0x77};
+  CHECK(fresh.packet == test::with_macs(in, moved, test_net().dp0_mac));
+  sh("ip neigh replace 10.0.0.2 lladdr 02:aa:00:00:00:02 dev dp0 nud permanent");
+  auto g = lb.maps().counters();
+  REQUIRE(g.has_value());
+  CHECK(g->fib_rets[BPF_FIB_LKUP_RET_SUCCESS] == 2);
+}
+
+TEST_CASE("the egress MTU is enforced from the next-hop cache too") {
+  Lb lb;
+  all(kPeer)(lb);
+  REQUIRE(lb.run(tcp4().build()).verdict == XDP_TX);
+  Frame big = tcp4(test::kAck);
+  big.sport = 40200;
+  big.payload = Bytes(1600, 0x42);
+  CHECK(lb.run(big.build()).verdict == XDP_DROP);
+  auto g = lb.maps().counters();
+  REQUIRE(g.has_value());
+  CHECK(g->drops[MIXLB_DROP_FIB_FRAG_NEEDED] == 1);
+  CHECK(g->fib_rets[BPF_FIB_LKUP_RET_SUCCESS] == 1);
+  CHECK(g->fib_rets[BPF_FIB_LKUP_RET_FRAG_NEEDED] == 0);
+}
+
+TEST_CASE("ICMP errors are not counted as connection-table hits or misses") {
+  Lb lb;
+  all(kPeer)(lb);
+  REQUIRE(lb.run(icmp_error_about(tcp4(), 3, 4).build()).verdict == XDP_TX);
+  REQUIRE(lb.run(tcp4().build()).verdict == XDP_TX);
+  REQUIRE(lb.run(icmp_error_about(tcp4(), 3, 4).build()).verdict == XDP_TX);
+  auto g = lb.maps().counters();
+  REQUIRE(g.has_value());
+  CHECK(g->events[MIXLB_CNT_CT_MISS] == 1);
+  CHECK(g->events[MIXLB_CNT_CT_HIT] == 0);
+  CHECK(g->events[MIXLB_CNT_ICMP_ERROR] == 2);
 }
 
 }  // TEST_SUITE

@@ -107,19 +107,32 @@ TEST_CASE("a member that leaves disappears from every table, then from the node 
   CHECK(std::find(ids->begin(), ids->end(), gone) == ids->end());
 }
 
-TEST_CASE("a removed VIP is deleted and its id is reused with zeroed counters") {
+TEST_CASE("a removed VIP is deleted with its connections, and its id is reused with zeroed counters") {
   auto prog = load();
   ClusterSync sync(prog->maps(), 4);
   const std::vector<Member> members{member("a", "10.0.0.1")};
   auto both = expand_vips(std::vector<VipConfig>{vip("10.100.0.1", {80}), vip("10.100.0.2", {80})});
   REQUIRE(sync.apply(members, both).has_value());
   const auto old_id = *sync.vip_id(both[1].key);
+  mixlb_flow_key flow{};
+  flow.src[0] = 0x01020304;
+  flow.dst[0] = both[1].key.addr[0];
+  flow.dport = both[1].key.port;
+  flow.proto = 6;
+  flow.family = MIXLB_AF_INET;
+  const mixlb_ct_value entry{.last_seen_ns = 1, .node_id = members[0].id,
+                             .vip_id = static_cast<std::uint16_t>(old_id)};
+  REQUIRE(prog->maps().conntrack_insert(flow, entry).has_value());
   const std::vector<VipEntry> first_only{both[0]};
   REQUIRE(sync.apply(members, first_only).has_value());
   auto gone = prog->maps().vip(both[1].key);
   REQUIRE(gone.has_value());
   CHECK_FALSE(gone->has_value());
   CHECK_FALSE(sync.vip_id(both[1].key).has_value());
+  // Its connections went with it: the table would keep balancing them.
+  auto ct = prog->maps().conntrack(flow);
+  REQUIRE(ct.has_value());
+  CHECK_FALSE(ct->has_value());
 
   const auto third = expand_vips(std::vector<VipConfig>{vip("10.100.0.3", {80})});
   std::vector<VipEntry> next{both[0], third[0]};
@@ -157,7 +170,8 @@ TEST_CASE("a restarted sidecar adopts pinned maps: VIP ids and connections survi
     ClusterSync sync(first->maps(), 4);
     REQUIRE(sync.apply(members, vips).has_value());
     id_before = *sync.vip_id(vips[1].key);
-    REQUIRE(first->maps().conntrack_insert(flow, mixlb_ct_value{1, members[1].id, 0}).has_value());
+    const mixlb_ct_value entry{.last_seen_ns = 1, .node_id = members[1].id, .vip_id = static_cast<std::uint16_t>(id_before)};
+    REQUIRE(first->maps().conntrack_insert(flow, entry).has_value());
   }
   CHECK(std::filesystem::exists(pins.path + "/mixlb_ct"));
   auto second = load(pins.path);
