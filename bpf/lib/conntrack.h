@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * The connection table: 5-tuple -> (serving node, VIP), in an LRU hash so a
- * full table evicts the coldest flow instead of refusing new ones. A flow
+ * full table evicts the coldest flow instead of refusing new ones. The LRU
+ * lists are per CPU (BPF_F_NO_COMMON_LRU): an insert takes no lock shared
+ * with the other CPUs, which is most of the cost of a new flow; eviction then
+ * picks the coldest flow of the inserting CPU's list. A flow
  * found here keeps its node whatever the Maglev tables say since; that is
  * what keeps established connections in place when membership or weights
  * change. It is consulted before the VIP map: an established packet needs
@@ -26,6 +29,7 @@
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__type(key, struct mixlb_flow_key);
 	__type(value, struct mixlb_ct_value);
 	__uint(max_entries, 65536);
