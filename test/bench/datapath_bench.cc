@@ -85,6 +85,7 @@
 namespace {
 
 using mixlb::test::Bytes;
+using mixlb::test::flow_of;
 using mixlb::test::Frame;
 using mixlb::test::ip4;
 using mixlb::test::Ip6;
@@ -206,23 +207,6 @@ Net build_namespace() {
 // ---------------------------------------------------------------------------
 // Frames, from test/bpf/packet.h.
 
-// The flow key the program derives from a frame (client -> VIP).
-mixlb_flow_key flow_of(const Frame& f) {
-  mixlb_flow_key k{};
-  if (f.v6()) {
-    std::memcpy(k.src, f.saddr6.data(), 16);
-    std::memcpy(k.dst, f.daddr6.data(), 16);
-    k.family = MIXLB_AF_INET6;
-  } else {
-    k.src[0] = f.saddr;
-    k.dst[0] = f.daddr;
-    k.family = MIXLB_AF_INET;
-  }
-  k.sport = htons(f.sport);
-  k.dport = htons(f.dport);
-  k.proto = f.protocol;
-  return k;
-}
 
 // The ICMP "fragmentation needed" a router on the way back sends about a
 // reply of `flow` (VIP -> client): it is addressed to the VIP and quotes the

@@ -59,23 +59,7 @@ inline mixlb_vip_key vip_key(const char* addr, std::uint16_t port, std::uint8_t 
   return k;
 }
 
-// The flow key the program derives from a frame (client -> VIP).
-inline mixlb_flow_key flow_of(const Frame& f) {
-  mixlb_flow_key k{};
-  if (f.v6()) {
-    std::memcpy(k.src, f.saddr6.data(), 16);
-    std::memcpy(k.dst, f.daddr6.data(), 16);
-    k.family = MIXLB_AF_INET6;
-  } else {
-    k.src[0] = f.saddr;
-    k.dst[0] = f.daddr;
-    k.family = MIXLB_AF_INET;
-  }
-  k.sport = htons(f.sport);
-  k.dport = htons(f.dport);
-  k.proto = f.protocol;
-  return k;
-}
+using test::flow_of;
 
 // One loaded program with the test cluster: self, peer, far, ghost.
 struct Lb {

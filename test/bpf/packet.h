@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "mixlb_abi.h"
+
 namespace mixlb::test {
 
 using Mac = std::array<std::uint8_t, 6>;
@@ -238,6 +240,24 @@ struct Frame {
     return t;
   }
 };
+
+// The flow key the program derives from a frame (client -> VIP).
+inline mixlb_flow_key flow_of(const Frame& f) {
+  mixlb_flow_key k{};
+  if (f.v6()) {
+    std::memcpy(k.src, f.saddr6.data(), 16);
+    std::memcpy(k.dst, f.daddr6.data(), 16);
+    k.family = MIXLB_AF_INET6;
+  } else {
+    k.src[0] = f.saddr;
+    k.dst[0] = f.daddr;
+    k.family = MIXLB_AF_INET;
+  }
+  k.sport = htons(f.sport);
+  k.dport = htons(f.dport);
+  k.proto = f.protocol;
+  return k;
+}
 
 // The frame with its Ethernet addresses replaced: what L2 DSR must produce.
 inline Bytes with_macs(Bytes frame, const Mac& dst, const Mac& src) {
