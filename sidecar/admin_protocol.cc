@@ -296,6 +296,14 @@ std::string render_status(const json& status) {
                      field(status, "ifindex"), field(status, "xdp_mode"));
   out += fmt::format("  address    {}, mac {}\n", field(status, "address"), field(status, "mac"));
   out += fmt::format("  maglev     {} slots per VIP\n", field(status, "maglev_table_size"));
+  const json& health = member(status, "health");
+  if (health.is_object() && field(health, "kind") != "none" && field(health, "kind") != "-") {
+    const bool healthy = member(health, "healthy").is_boolean() && member(health, "healthy").get<bool>();
+    out += fmt::format("  app        {} {}: {} (last probe: {})\n", field(health, "kind"),
+                       field(health, "target"), healthy ? "healthy" : "UNHEALTHY", field(health, "last"));
+  } else if (health.is_object()) {
+    out += "  app        not checked\n";
+  }
 
   const json& nodes = member(status, "nodes");
   out += "\nnodes\n";

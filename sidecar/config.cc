@@ -59,6 +59,11 @@ constexpr IntKey kIntKeys[] = {
     {"datapath.max_vips", "", 1, 4096, &Config::max_vips},
     {"datapath.max_nodes", "", 2, 65536, &Config::max_nodes},
     {"neighbours.refresh_ms", "", 100, 60000, &Config::neighbour_refresh_ms},
+    {"health.port", "", 1, 65535, &Config::health_port},
+    {"health.interval_ms", "", 50, 600000, &Config::health_interval_ms},
+    {"health.timeout_ms", "", 10, 600000, &Config::health_timeout_ms},
+    {"health.rise", "", 1, 100, &Config::health_rise},
+    {"health.fall", "", 1, 100, &Config::health_fall},
     {"node.weight", "--weight", 0, kMaxMaglevWeight, &Config::node_weight},
 };
 
@@ -75,6 +80,8 @@ constexpr StringKey kStringKeys[] = {
     {"node.admin_socket", "--admin-socket", &Config::admin_socket},
     {"node.bpffs_dir", "--bpffs-dir", &Config::bpffs_dir},
     {"node.log_level", "--log-level", &Config::log_level},
+    {"health.kind", "", &Config::health_kind},
+    {"health.path", "", &Config::health_path},
 };
 
 constexpr std::string_view kNodeAddressKey = "node.address";
@@ -86,9 +93,13 @@ constexpr std::string_view kNodeKeys =
 constexpr std::string_view kDatapathKeys =
     "xdp_mode, maglev_table_size, conntrack_entries, max_vips, max_nodes";
 constexpr std::string_view kNeighbourKeys = "refresh_ms";
+constexpr std::string_view kHealthKeys =
+    "kind, address, port, path, interval_ms, timeout_ms, rise, fall";
+constexpr std::string_view kHealthAddressKey = "health.address";
 constexpr std::string_view kVipKeys = "address, protocol, port, ports, nodes";
 constexpr std::string_view kPeerKeys = "name, address, weight";
-constexpr std::string_view kTopKeys = "[node], [datapath], [neighbours], [[vip]] or [[peer]]";
+constexpr std::string_view kTopKeys =
+    "[node], [datapath], [neighbours], [health], [[vip]] or [[peer]]";
 
 constexpr std::string_view kLogLevels[] = {"trace", "debug", "info", "warn", "error"};
 
@@ -150,7 +161,7 @@ class FileReader {
   void read(const toml::table& root) {
     for (auto&& [key, node] : root) {
       const std::string name(key.str());
-      if (name == "node" || name == "datapath" || name == "neighbours") {
+      if (name == "node" || name == "datapath" || name == "neighbours" || name == "health") {
         read_plain_table(name, node);
       } else if (name == "vip") {
         read_vips(node);
@@ -210,13 +221,14 @@ class FileReader {
     return static_cast<std::uint16_t>(expect_int_in(node, key, 1, 65535));
   }
 
-  // [node], [datapath] and [neighbours]: scalar keys only.
+  // [node], [datapath], [neighbours] and [health]: scalar keys only.
   void read_plain_table(const std::string& table_name, const toml::node& node) {
     const toml::table& table = expect_table(node, table_name);
     note(table_name, node);
-    const std::string_view allowed = table_name == "node"       ? kNodeKeys
-                                     : table_name == "datapath" ? kDatapathKeys
-                                                                : kNeighbourKeys;
+    const std::string_view allowed = table_name == "node"         ? kNodeKeys
+                                     : table_name == "datapath"   ? kDatapathKeys
+                                     : table_name == "neighbours" ? kNeighbourKeys
+                                                                  : kHealthKeys;
     for (auto&& [key, value] : table) {
       const std::string path = table_name + "." + std::string(key.str());
       if (read_scalar(path, value)) {
@@ -243,6 +255,10 @@ class FileReader {
     }
     if (path == kNodeAddressKey) {
       config_.node_address = expect_address(value, path);
+      return true;
+    }
+    if (path == kHealthAddressKey) {
+      config_.health_address = expect_address(value, path);
       return true;
     }
     if (path == kXdpModeKey) {
@@ -509,6 +525,7 @@ class Checker {
     check_vips();
     check_peers();
     check_vip_nodes();
+    check_health();
   }
 
  private:
@@ -593,6 +610,49 @@ class Checker {
     }
   }
 
+  // The app check: a known kind, a timeout shorter than the interval, an
+  // absolute path, and something to connect to (defaults: the first TCP
+  // VIP's address and first port, which the app serves on this node).
+  void check_health() {
+    const std::string& kind = config_.health_kind;
+    if (kind != "tcp" && kind != "http" && kind != "none")
+      fail("health.kind", fmt::format("expected tcp, http or none, got '{}'", kind));
+    if (kind == "none") return;
+    if (config_.health_timeout_ms >= config_.health_interval_ms) {
+      fail("health.timeout_ms",
+           fmt::format("{} ms is not shorter than health.interval_ms = {} ms",
+                       config_.health_timeout_ms, config_.health_interval_ms));
+    }
+    if (kind == "http" && (config_.health_path.empty() || config_.health_path.front() != '/' ||
+                           config_.health_path.find_first_of(" \r\n") != std::string::npos)) {
+      fail("health.path", fmt::format("'{}' is not an absolute HTTP path", config_.health_path));
+    }
+    const VipConfig* tcp_vip = nullptr;
+    for (const auto& v : config_.vips)
+      if (v.protocol == kProtoTcp && !v.ports.empty()) {
+        tcp_vip = &v;
+        break;
+      }
+    // Nothing said about the check and nothing to check by default (no TCP
+    // VIP with a port): no check, which status reports as kind "none".
+    if (!tcp_vip && !is_set("health") && !is_set("health.kind")) {
+      config_.health_kind = "none";
+      return;
+    }
+    if (!config_.health_address) {
+      if (!tcp_vip)
+        fail("health.address", "no TCP VIP with a port to check by default; set health.address "
+                               "and health.port, or kind = \"none\"");
+      config_.health_address = tcp_vip->address;
+    }
+    if (config_.health_port == 0) {
+      if (!tcp_vip)
+        fail("health.port", "no TCP VIP with a port to check by default; set health.port, or "
+                            "kind = \"none\"");
+      config_.health_port = tcp_vip->ports.front();
+    }
+  }
+
   void check_host_address(std::string_view key, const Address& address) const {
     if (address.family == 0) fail(key, "required key is missing");
     if (auto problem = unicast_problem(address)) fail(key, *problem);
@@ -600,6 +660,8 @@ class Checker {
 
   void check_sizes() const {
     for (const IntKey& key : kIntKeys) {
+      // An unset health.port (0) is derived from the VIPs by check_health().
+      if (key.member == &Config::health_port && config_.health_port == 0) continue;
       if (auto problem = range_problem(config_.*key.member, key.min, key.max)) {
         fail(key.path, *problem);
       }

@@ -76,6 +76,16 @@ struct Config {
   // [neighbours]
   std::uint32_t neighbour_refresh_ms = 1000;
 
+  // [health]: how the sidecar checks its own app (sidecar/health.h).
+  std::string health_kind = "tcp";        // tcp | http | none
+  std::optional<Address> health_address;  // default: the first TCP VIP's address
+  std::uint32_t health_port = 0;          // default (0): the first TCP VIP's first port
+  std::string health_path = "/";          // http only
+  std::uint32_t health_interval_ms = 1000;
+  std::uint32_t health_timeout_ms = 500;
+  std::uint32_t health_rise = 2;
+  std::uint32_t health_fall = 3;
+
   std::vector<VipConfig> vips;
   std::vector<PeerConfig> peers;  // may include this node itself: its address and weight must agree
 

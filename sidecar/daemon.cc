@@ -15,6 +15,7 @@
 #include "abi.h"
 #include "admin_protocol.h"
 #include "admin_server.h"
+#include "health.h"
 #include "node_id.h"
 #include "sysctl.h"
 
@@ -138,6 +139,7 @@ void Daemon::start() {
   setup_kernel();
   setup_datapath();
   setup_neighbours();
+  setup_health();
 
   admin_ = std::make_unique<AdminServer>(
       io_, config_.admin_socket,
@@ -240,6 +242,30 @@ void Daemon::setup_datapath() {
     spdlog::warn("XDP runs in generic mode on {}: correct but slower than native",
                  config_.interface);
   spdlog::info("XDP attached to {} in {} mode", config_.interface, to_string(*mode));
+}
+
+// Checks the node's own app. Its verdict is what this node will publish as
+// "serving" to the cluster; until membership carries it, it is reported in
+// status and the log.
+void Daemon::setup_health() {
+  if (config_.health_kind == "none") return;
+  HealthCheckConfig check;
+  check.kind = config_.health_kind == "http" ? HealthCheckConfig::Kind::kHttp : HealthCheckConfig::Kind::kTcp;
+  check.host = config_.health_address->to_string();
+  check.port = static_cast<std::uint16_t>(config_.health_port);
+  check.path = config_.health_path;
+  check.interval = std::chrono::milliseconds(config_.health_interval_ms);
+  check.timeout = std::chrono::milliseconds(config_.health_timeout_ms);
+  check.rise = config_.health_rise;
+  check.fall = config_.health_fall;
+  health_ = std::make_unique<HealthChecker>(io_, check, [](bool healthy, const std::string& why) {
+    if (healthy)
+      spdlog::info("app is healthy ({})", why);
+    else
+      spdlog::warn("app is unhealthy: {}", why);
+  });
+  health_->start();
+  on_undo("stop the app check", [this] { health_->stop(); });
 }
 
 void Daemon::setup_neighbours() {
@@ -398,6 +424,14 @@ nlohmann::json Daemon::status() {
   out["address"] = address_.to_string();
   out["mac"] = format_mac(mac_);
   out["maglev_table_size"] = config_.maglev_table_size;
+  if (health_) {
+    out["health"] = {{"kind", config_.health_kind},
+                     {"target", config_.health_address->to_string() + ":" + std::to_string(config_.health_port)},
+                     {"healthy", health_->healthy()},
+                     {"last", health_->last_result()}};
+  } else {
+    out["health"] = {{"kind", "none"}};
+  }
 
   nlohmann::json nodes = nlohmann::json::array();
   for (const auto& p : peers_) {

@@ -32,6 +32,7 @@
 namespace mixlb {
 
 class AdminServer;
+class HealthChecker;
 
 // A start-up step failed; the message says which and why.
 class StartupError : public std::runtime_error {
@@ -69,6 +70,7 @@ class Daemon {
   void setup_kernel();
   void setup_datapath();
   void setup_neighbours();
+  void setup_health();
   void refresh_neighbours();
   void schedule_neighbour_refresh();
   std::vector<Member> members() const;
@@ -89,6 +91,7 @@ class Daemon {
   std::unique_ptr<XdpProgram> program_;
   std::unique_ptr<XdpProgram> dry_run_;  // shares program_'s maps; for `which`
   std::unique_ptr<FlowOracle> oracle_;
+  std::unique_ptr<HealthChecker> health_;
   std::unique_ptr<ClusterSync> sync_;
   std::unique_ptr<AdminServer> admin_;
   std::vector<std::pair<std::string, std::function<void()>>> undo_;

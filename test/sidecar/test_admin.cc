@@ -346,6 +346,19 @@ TEST_SUITE("admin") {
     CHECK(render_status(kStatus) == expected);
   }
 
+  TEST_CASE("render_status shows the app check: healthy, unhealthy, or not checked") {
+    json status = kStatus;
+    status["health"] = {{"kind", "http"}, {"target", "10.100.0.1:80"}, {"healthy", false}, {"last", "HTTP 503"}};
+    CHECK(render_status(status).find("  app        http 10.100.0.1:80: UNHEALTHY (last probe: HTTP 503)\n") !=
+          std::string::npos);
+    status["health"]["healthy"] = true;
+    status["health"]["last"] = "ok";
+    CHECK(render_status(status).find("  app        http 10.100.0.1:80: healthy (last probe: ok)\n") !=
+          std::string::npos);
+    status["health"] = {{"kind", "none"}};
+    CHECK(render_status(status).find("  app        not checked\n") != std::string::npos);
+  }
+
   TEST_CASE("render_status lists each non-zero drop reason under its VIP") {
     json status = kStatus;
     auto& drops = status["vips"][0]["counters"]["drops"];

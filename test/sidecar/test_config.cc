@@ -207,6 +207,48 @@ TEST_SUITE("config") {
     CHECK(c.node_weight == 1);
     CHECK(c.vips.empty());
     CHECK(c.peers.empty());
+    // Nothing to check by default without a TCP VIP port.
+    CHECK(c.health_kind == "none");
+  }
+
+  TEST_CASE("the app check defaults to the first TCP VIP's address and port") {
+    const Config c = parse_config(
+        "[node]\nname = \"m\"\ninterface = \"eth0\"\n[[vip]]\naddress = \"10.100.0.5\"\n"
+        "protocol = \"udp\"\nport = 53\n[[vip]]\naddress = \"10.100.0.6\"\nports = [8443, 80]\n",
+        "m.toml");
+    CHECK(c.health_kind == "tcp");
+    REQUIRE(c.health_address.has_value());
+    CHECK(c.health_address->to_string() == "10.100.0.6");
+    CHECK(c.health_port == 8443);
+    CHECK(c.health_interval_ms == 1000);
+    CHECK(c.health_timeout_ms == 500);
+    CHECK(c.health_rise == 2);
+    CHECK(c.health_fall == 3);
+  }
+
+  TEST_CASE("bad [health] settings name the line and the key") {
+    const std::string node = "[node]\nname = \"mix1\"\ninterface = \"eth0\"\n";
+    const BadInput cases[] = {
+        {"unknown kind", "[health]\nkind = \"icmp\"\n",
+         "mix1.toml:5: health.kind: expected tcp, http or none, got 'icmp'"},
+        {"timeout not below interval",
+         "[health]\naddress = \"127.0.0.1\"\nport = 80\ninterval_ms = 1000\ntimeout_ms = 1000\n",
+         "mix1.toml:8: health.timeout_ms: 1000 ms is not shorter than health.interval_ms = 1000 ms"},
+        {"relative path", "[health]\nkind = \"http\"\naddress = \"127.0.0.1\"\nport = 80\npath = \"healthz\"\n",
+         "mix1.toml:8: health.path: 'healthz' is not an absolute HTTP path"},
+        {"explicit check with nothing to check", "[health]\nkind = \"tcp\"\n",
+         "mix1.toml:4: health.address: no TCP VIP with a port to check by default; set "
+         "health.address and health.port, or kind = \"none\""},
+        {"port out of range", "[health]\nport = 0\n", "mix1.toml:5: health.port: 0 is out of range 1..65535"},
+        {"unknown key", "[health]\nretries = 3\n",
+         "mix1.toml:5: health.retries: unknown key ([health] takes kind, address, port, path, interval_ms, "
+         "timeout_ms, rise, fall)"},
+    };
+    for (const BadInput& c : cases) {
+      const std::string what = c.what;
+      CAPTURE(what);
+      CHECK(parse_error(node + c.text) == std::string(c.message));
+    }
   }
 
   TEST_CASE("accepted variants") {
@@ -333,10 +375,10 @@ address = "10.0.0.99"
   TEST_CASE("bad structure and types are reported at their line") {
     const BadInput cases[] = {
         {"unknown table", "[node]\nname = \"mix1\"\ninterface = \"eth0\"\n\n[nodes]\nx = 1\n",
-         "mix1.toml:5: nodes: unknown key (expected [node], [datapath], [neighbours], [[vip]] or "
+         "mix1.toml:5: nodes: unknown key (expected [node], [datapath], [neighbours], [health], [[vip]] or "
          "[[peer]])"},
         {"unknown top-level key", "name = \"mix1\"\n",
-         "mix1.toml:1: name: unknown key (expected [node], [datapath], [neighbours], [[vip]] or "
+         "mix1.toml:1: name: unknown key (expected [node], [datapath], [neighbours], [health], [[vip]] or "
          "[[peer]])"},
         {"typo in [node]", "[node]\nname = \"mix1\"\ninterfce = \"eth0\"\n",
          "mix1.toml:3: node.interfce: unknown key ([node] takes name, interface, address, weight, "
