@@ -15,7 +15,7 @@ import re
 import subprocess
 import sys
 
-SUITES = ("unit", "datapath", "integration")
+SUITES = ("unit", "datapath", "gossip", "integration")
 DOCTEST = re.compile(
     r"\[doctest\] test cases:\s*(\d+)\s*\|\s*(\d+) passed\s*\|\s*(\d+) failed\s*\|\s*(\d+) skipped")
 TAP_LINE = re.compile(r"^(not ok|ok)\b(.*)$")
