@@ -1,0 +1,844 @@
+// The libuv transport: sockets, the one timer and the request queue around
+// a Swim core, all on one thread.
+//
+// Every input (a datagram, a stream message, a timer, a request from
+// another thread) is handed to the core and followed by drain(), which
+// sends what the core queued, starts the streams it asked for, delivers
+// its events and re-arms the timer to its next deadline. Connections are
+// kept in a map by id, and every callback that can outlive one (libuv's
+// request callbacks, a timer firing) captures the id and looks it up, so a
+// connection closed meanwhile is simply not found.
+#include "transport.h"
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <future>
+#include <mutex>
+#include <numeric>
+#include <random>
+#include <stdexcept>
+#include <system_error>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+
+#include "error.h"
+#include "sockaddr.h"
+#include "stream_frame.h"
+#include "uv_handles.h"
+
+namespace mixlb::gossip {
+namespace {
+
+constexpr int kListenBacklog = 128;
+// With port 0, how often to try another port when the one TCP got is taken
+// for UDP.
+constexpr int kPortAttempts = 16;
+
+// Kinds of trouble logged at most once a second each; the counters in
+// TransportStats see every occurrence.
+enum class Trouble : std::size_t {
+  kUdpSend,
+  kUdpReceive,
+  kDrop,
+  kAccept,
+  kStreamIn,
+  kCount
+};
+
+class Throttle {
+ public:
+  // Whether to log now; `suppressed` says how many were not logged before.
+  bool allow(TimePoint now, std::uint64_t& suppressed) {
+    if (logged_ && now - last_ < std::chrono::seconds(1)) {
+      ++suppressed_;
+      return false;
+    }
+    logged_ = true;
+    last_ = now;
+    suppressed = std::exchange(suppressed_, 0);
+    return true;
+  }
+
+ private:
+  bool logged_ = false;
+  TimePoint last_{};
+  std::uint64_t suppressed_ = 0;
+};
+
+std::uint64_t total_drops(const Stats& stats) {
+  return std::accumulate(stats.drops.begin(), stats.drops.end(), std::uint64_t{0});
+}
+
+std::chrono::milliseconds ceil_ms(Duration d) {
+  if (d <= Duration::zero()) return std::chrono::milliseconds(0);
+  return std::chrono::ceil<std::chrono::milliseconds>(d);
+}
+
+std::uint64_t draw_seed() {
+  std::random_device device;
+  return (std::uint64_t{device()} << 32) ^ device();
+}
+
+void require(bool ok, const char* what) {
+  if (!ok) throw std::invalid_argument(std::string("gossip transport: ") + what);
+}
+
+// What the constructor checks: the core's own validation (with a stand-in
+// for a port the transport will pick) and the transport's bounds.
+void check(const TransportOptions& options) {
+  Config config = options.config;
+  if (config.address.port == 0) config.address.port = 1;
+  validate(config);
+  require(!is_unspecified(options.config.address),
+          "config.address must be an address other members can reach; bind to 0.0.0.0 or :: "
+          "through TransportOptions::bind instead");
+  if (options.bind && options.bind->family == Address::Family::kV4) {
+    require(options.config.address.family == Address::Family::kV4,
+            "an IPv4 bind address cannot serve an advertised IPv6 address");
+  }
+  require(options.max_stream_message > 0, "max_stream_message must be positive");
+  require(options.max_inbound_streams > 0, "max_inbound_streams must be positive");
+  require(options.max_outbound_streams > 0, "max_outbound_streams must be positive");
+  require(!options.stream_timeout || *options.stream_timeout > Duration::zero(),
+          "stream_timeout must be positive");
+  require(options.leave_linger >= Duration::zero(), "leave_linger must not be negative");
+}
+
+}  // namespace
+
+struct Transport::Impl {
+  struct Connection {
+    std::uint64_t id = 0;
+    bool outbound = false;
+    std::uint64_t request = 0;  // the core's stream id (outbound)
+    Address peer;
+    uv::Tcp tcp;
+    uv::Timer deadline;
+    FrameReader reader;
+    Bytes pending;         // outbound: the framed request, until connected
+    bool replied = false;  // inbound: the reply is being written
+
+    explicit Connection(std::size_t max_message) : reader(max_message) {}
+  };
+
+  // Who may post requests (guarded by queue_mutex).
+  enum class Gate { kNotStarted, kOpen, kLeaving, kClosed };
+
+  Impl(TransportOptions o, EventHandler handler)
+      : options(std::move(o)),
+        on_event(std::move(handler)),
+        stream_timeout(options.stream_timeout.value_or(options.config.stream_timeout)),
+        address(options.config.address) {}
+
+  // ---- lifecycle (caller threads)
+
+  std::error_code start(std::span<const Address> seed_list);
+  std::error_code stop();
+  std::error_code open_sockets(Address bind_address);
+  void release_handles();
+  void run();
+
+  // ---- requests
+
+  std::error_code post(std::function<void()> request);
+  void on_async();
+  void begin_leave();
+  void close_all();
+  TransportSnapshot take_snapshot() const;
+
+  // ---- the loop's work
+
+  void drain();
+  void arm_timer();
+  void deliver(Event event);
+  void send_datagram(const Datagram& datagram);
+  void on_datagram(uv::ByteView bytes, const sockaddr* from, bool truncated);
+  void on_connection(std::error_code error);
+  void on_inbound_read(std::uint64_t id, std::expected<uv::ByteView, std::error_code> chunk);
+  void start_stream(StreamRequest request);
+  void on_connected(std::uint64_t id, std::error_code error);
+  void on_outbound_read(std::uint64_t id, std::expected<uv::ByteView, std::error_code> chunk);
+  void fail_connection(std::uint64_t id, std::error_code error);
+  void close_connection(std::uint64_t id);
+  Connection* find(std::uint64_t id);
+  std::expected<std::unique_ptr<Connection>, std::error_code> new_connection(bool outbound);
+  void trouble(Trouble kind, std::string message, bool is_error = true);
+
+  // Immutable once started.
+  TransportOptions options;
+  EventHandler on_event;
+  Duration stream_timeout;
+
+  // Lifecycle, for the threads calling start() and stop().
+  enum class Phase { kNew, kRunning, kStopped };
+  std::mutex lifecycle_mutex;
+  Phase phase = Phase::kNew;
+  std::error_code stop_result;
+  std::thread thread;
+  std::atomic<std::thread::id> loop_thread{};
+  std::atomic<bool> is_running{false};
+  int loop_close_status = 0;  // written by the loop thread before it ends
+
+  // The requests from other threads.
+  mutable std::mutex queue_mutex;
+  std::vector<std::function<void()>> queue;
+  Gate gate = Gate::kNotStarted;
+  Address address;  // final once started; guarded by queue_mutex for readers
+
+  // The loop thread's (and start()'s, before the thread exists).
+  std::optional<uv::Loop> loop;
+  uv::Async async;
+  uv::Timer timer;
+  uv::Timer linger;
+  uv::Udp udp;
+  uv::Tcp listener;
+  int socket_family = AF_INET;
+  std::optional<Swim> core;
+  std::vector<Address> seeds;
+  std::unordered_map<std::uint64_t, std::unique_ptr<Connection>> connections;
+  std::uint64_t next_connection = 1;
+  std::size_t inbound = 0;
+  std::size_t outbound = 0;
+  TransportStats stats;
+  std::array<Throttle, static_cast<std::size_t>(Trouble::kCount)> throttles;
+  bool draining = false;
+  bool closing = false;
+};
+
+// ------------------------------------------------------------- lifecycle
+
+std::error_code Transport::Impl::start(std::span<const Address> seed_list) {
+  std::lock_guard lifecycle(lifecycle_mutex);
+  if (phase == Phase::kRunning) return std::make_error_code(std::errc::already_connected);
+  if (phase == Phase::kStopped) return Errc::kLeft;
+
+  auto created = uv::Loop::create();
+  if (!created) return created.error();
+  loop.emplace(std::move(*created));
+
+  const Address bind_address = options.bind.value_or(options.config.address);
+  socket_family = bind_address.family == Address::Family::kV4 ? AF_INET : AF_INET6;
+  if (auto error = open_sockets(bind_address)) {
+    release_handles();
+    return error;
+  }
+
+  if (auto error =
+          udp.start_receive([this](uv::ByteView bytes, const sockaddr* from,
+                                   bool truncated) { on_datagram(bytes, from, truncated); },
+                            [this](std::error_code error) {
+                              ++stats.udp_receive_errors;
+                              trouble(Trouble::kUdpReceive, "udp receive: " + error.message());
+                            })) {
+    release_handles();
+    return error;
+  }
+  udp.set_send_error_handler([this](std::error_code error) {
+    ++stats.udp_send_errors;
+    trouble(Trouble::kUdpSend, "udp send (queued): " + error.message());
+  });
+
+  // Last, as it takes the keyring: nothing after it can fail (the
+  // constructor has checked the configuration the core checks again).
+  Config config = options.config;
+  config.address = address;
+  seeds.assign(seed_list.begin(), seed_list.end());
+  core.emplace(std::move(config), std::move(options.keyring),
+               options.seed != 0 ? options.seed : draw_seed(), Clock::now());
+
+  {
+    std::lock_guard lock(queue_mutex);
+    gate = Gate::kOpen;
+  }
+  try {
+    thread = std::thread([this] { run(); });
+  } catch (const std::system_error& e) {
+    // The keyring went into the core: this transport cannot start again.
+    {
+      std::lock_guard lock(queue_mutex);
+      gate = Gate::kClosed;
+    }
+    core.reset();
+    release_handles();
+    phase = Phase::kStopped;
+    return e.code();
+  }
+  is_running = true;
+  phase = Phase::kRunning;
+  return {};
+}
+
+// Binds TCP first: with port 0 the kernel picks a port TCP can have, and
+// UDP then takes the same number (retried when UDP finds it taken).
+std::error_code Transport::Impl::open_sockets(Address bind_address) {
+  const bool pick = bind_address.port == 0;
+  std::error_code last;
+  for (int attempt = 0; attempt < (pick ? kPortAttempts : 1); ++attempt) {
+    auto tcp = uv::Tcp::create(loop->get());
+    if (!tcp) return tcp.error();
+    const sockaddr_storage tcp_at = to_sockaddr(bind_address);
+    if (auto error = tcp->bind(reinterpret_cast<const sockaddr*>(&tcp_at))) return error;
+    auto local = tcp->local_address();
+    if (!local) return local.error();
+    const auto bound = from_sockaddr(reinterpret_cast<const sockaddr*>(&*local));
+    if (!bound) return std::make_error_code(std::errc::address_family_not_supported);
+
+    auto socket = uv::Udp::create(loop->get());
+    if (!socket) return socket.error();
+    Address udp_address = bind_address;
+    udp_address.port = bound->port;
+    const sockaddr_storage udp_at = to_sockaddr(udp_address);
+    // uv_tcp_bind reports some errors (EADDRINUSE among them) only at listen().
+    if (auto error = socket->bind(reinterpret_cast<const sockaddr*>(&udp_at))) {
+      last = error;
+      if (pick && error == std::errc::address_in_use) {
+        tcp->close();
+        socket->close();
+        loop->run(UV_RUN_NOWAIT);
+        continue;
+      }
+      return error;
+    }
+    if (auto error = tcp->listen(kListenBacklog, [this](std::error_code e) { on_connection(e); })) {
+      return error;
+    }
+    listener = std::move(*tcp);
+    udp = std::move(*socket);
+    {
+      std::lock_guard lock(queue_mutex);
+      if (address.port == 0) address.port = bound->port;
+    }
+
+    auto wake = uv::Async::create(loop->get(), [this] { on_async(); });
+    if (!wake) return wake.error();
+    async = std::move(*wake);
+    auto tick = uv::Timer::create(loop->get(), [this] {
+      ++stats.wakeups;
+      core->tick(Clock::now());
+      drain();
+    });
+    if (!tick) return tick.error();
+    timer = std::move(*tick);
+    auto end = uv::Timer::create(loop->get(), [this] { close_all(); });
+    if (!end) return end.error();
+    linger = std::move(*end);
+    return {};
+  }
+  return last;
+}
+
+// Start-up failed: close what was opened and the loop with it.
+void Transport::Impl::release_handles() {
+  async.close();
+  timer.close();
+  linger.close();
+  udp.close();
+  listener.close();
+  loop->run(UV_RUN_NOWAIT);
+  if (loop->close() != 0) spdlog::error("gossip: libuv loop still busy after a failed start");
+  loop.reset();
+}
+
+void Transport::Impl::run() {
+  loop_thread = std::this_thread::get_id();
+  core->join(seeds, Clock::now());
+  drain();
+  loop->run(UV_RUN_DEFAULT);
+  loop_close_status = loop->close();
+}
+
+std::error_code Transport::Impl::stop() {
+  if (std::this_thread::get_id() == loop_thread.load()) {
+    return std::make_error_code(std::errc::resource_deadlock_would_occur);
+  }
+  std::lock_guard lifecycle(lifecycle_mutex);
+  if (phase == Phase::kNew) {
+    phase = Phase::kStopped;
+    std::lock_guard lock(queue_mutex);
+    gate = Gate::kClosed;
+    return {};
+  }
+  if (phase == Phase::kStopped) return stop_result;
+  {
+    std::lock_guard lock(queue_mutex);
+    if (gate == Gate::kOpen) {
+      queue.emplace_back([this] { begin_leave(); });
+      gate = Gate::kLeaving;
+      if (auto error = async.send()) {
+        spdlog::error("gossip: cannot wake the transport thread to stop: {}", error.message());
+      }
+    }
+  }
+  thread.join();
+  core.reset();
+  stop_result = uv::error(loop_close_status);
+  loop.reset();
+  phase = Phase::kStopped;
+  is_running = false;
+  return stop_result;
+}
+
+// ------------------------------------------------------------- requests
+
+std::error_code Transport::Impl::post(std::function<void()> request) {
+  std::lock_guard lock(queue_mutex);
+  switch (gate) {
+    case Gate::kNotStarted:
+      return std::make_error_code(std::errc::not_connected);
+    case Gate::kLeaving:
+    case Gate::kClosed:
+      return Errc::kLeft;
+    case Gate::kOpen:
+      break;
+  }
+  queue.push_back(std::move(request));
+  return async.send();
+}
+
+void Transport::Impl::on_async() {
+  std::vector<std::function<void()>> batch;
+  {
+    std::lock_guard lock(queue_mutex);
+    batch.swap(queue);
+  }
+  for (auto& request : batch) {
+    ++stats.requests;
+    request();
+  }
+}
+
+void Transport::Impl::begin_leave() {
+  core->leave(Clock::now());
+  drain();
+  if (options.leave_linger <= Duration::zero()) {
+    close_all();
+    return;
+  }
+  if (auto error = linger.start(ceil_ms(options.leave_linger))) {
+    spdlog::error("gossip: cannot arm the leave timer ({}); closing at once", error.message());
+    close_all();
+  }
+}
+
+// Closes every handle; uv_run returns once their close callbacks have run.
+// Requests still queued are dropped (a waiting snapshot() sees its promise
+// broken and reports kLeft).
+void Transport::Impl::close_all() {
+  if (closing) return;
+  closing = true;
+  std::vector<std::function<void()>> dropped;
+  {
+    std::lock_guard lock(queue_mutex);
+    gate = Gate::kClosed;
+    async.close();
+    dropped.swap(queue);
+  }
+  dropped.clear();
+  timer.close();
+  linger.close();
+  udp.close();
+  listener.close();
+  connections.clear();
+  inbound = outbound = 0;
+}
+
+TransportSnapshot Transport::Impl::take_snapshot() const {
+  TransportSnapshot snapshot;
+  snapshot.address = address;
+  snapshot.self = core->self();
+  snapshot.members = core->members();
+  snapshot.core = core->stats();
+  snapshot.transport = stats;
+  snapshot.health_score = core->health_score();
+  return snapshot;
+}
+
+// ------------------------------------------------------------- the loop
+
+void Transport::Impl::drain() {
+  if (draining || !core) return;  // the outer drain() picks up what this call would
+  draining = true;
+  for (;;) {
+    auto datagrams = core->take_datagrams();
+    auto requests = core->take_stream_requests();
+    auto events = core->take_events();
+    if (datagrams.empty() && requests.empty() && events.empty()) break;
+    for (const auto& datagram : datagrams) send_datagram(datagram);
+    for (auto& request : requests) start_stream(std::move(request));
+    for (auto& event : events) deliver(std::move(event));
+  }
+  draining = false;
+  arm_timer();
+}
+
+void Transport::Impl::arm_timer() {
+  if (closing) return;
+  const TimePoint deadline = core->next_deadline();
+  if (deadline == TimePoint::max()) {
+    timer.stop();
+    return;
+  }
+  // libuv counts from its cached loop time; refresh it so the timer is not
+  // early by however long this iteration has run.
+  uv_update_time(loop->get());
+  if (auto error = timer.start(ceil_ms(deadline - Clock::now()))) {
+    spdlog::error("gossip: cannot arm the protocol timer: {}", error.message());
+  }
+}
+
+void Transport::Impl::deliver(Event event) {
+  if (!on_event) return;
+  try {
+    on_event(std::move(event));
+  } catch (const std::exception& e) {
+    spdlog::error("gossip: the event handler threw: {}", e.what());
+  } catch (...) {
+    spdlog::error("gossip: the event handler threw a non-standard exception");
+  }
+}
+
+void Transport::Impl::trouble(Trouble kind, std::string message, bool is_error) {
+  if (is_error) stats.last_error = message;
+  std::uint64_t suppressed = 0;
+  if (!throttles[static_cast<std::size_t>(kind)].allow(Clock::now(), suppressed)) return;
+  if (suppressed > 0) {
+    spdlog::warn("gossip: {} ({} more like it in the last second)", message, suppressed);
+  } else {
+    spdlog::warn("gossip: {}", message);
+  }
+}
+
+void Transport::Impl::send_datagram(const Datagram& datagram) {
+  if (closing) return;
+  auto to = to_sockaddr_for(datagram.to, socket_family);
+  std::error_code error =
+      to ? udp.send(reinterpret_cast<const sockaddr*>(&*to), datagram.bytes) : to.error();
+  if (error) {
+    ++stats.udp_send_errors;
+    trouble(Trouble::kUdpSend, "udp send to " + datagram.to.to_string() + ": " + error.message());
+    return;
+  }
+  ++stats.udp_sent;
+}
+
+void Transport::Impl::on_datagram(uv::ByteView bytes, const sockaddr* from, bool truncated) {
+  ++stats.udp_received;
+  const auto sender = from_sockaddr(from);
+  if (truncated) {
+    ++stats.udp_truncated;
+    trouble(Trouble::kUdpReceive,
+            "udp datagram from " + (sender ? sender->to_string() : std::string("?")) +
+                " longer than " + std::to_string(uv::Udp::kReceiveBuffer) + " bytes: dropped");
+    return;
+  }
+  if (!sender || closing) return;
+  const std::uint64_t drops = total_drops(core->stats());
+  core->on_datagram(*sender, bytes, Clock::now());
+  if (total_drops(core->stats()) != drops) {
+    trouble(Trouble::kDrop, "dropped a datagram: " + core->stats().last_drop, false);
+  }
+  drain();
+}
+
+Transport::Impl::Connection* Transport::Impl::find(std::uint64_t id) {
+  auto it = connections.find(id);
+  return it == connections.end() ? nullptr : it->second.get();
+}
+
+std::expected<std::unique_ptr<Transport::Impl::Connection>, std::error_code>
+Transport::Impl::new_connection(bool outbound_side) {
+  auto connection = std::make_unique<Connection>(options.max_stream_message);
+  connection->id = next_connection++;
+  connection->outbound = outbound_side;
+  auto tcp = uv::Tcp::create(loop->get());
+  if (!tcp) return std::unexpected(tcp.error());
+  connection->tcp = std::move(*tcp);
+  const std::uint64_t id = connection->id;
+  auto deadline = uv::Timer::create(
+      loop->get(), [this, id] { fail_connection(id, std::make_error_code(std::errc::timed_out)); });
+  if (!deadline) return std::unexpected(deadline.error());
+  connection->deadline = std::move(*deadline);
+  return connection;
+}
+
+void Transport::Impl::close_connection(std::uint64_t id) {
+  auto it = connections.find(id);
+  if (it == connections.end()) return;
+  --(it->second->outbound ? outbound : inbound);
+  connections.erase(it);  // the wrappers close the socket and the timer
+}
+
+void Transport::Impl::fail_connection(std::uint64_t id, std::error_code error) {
+  Connection* c = find(id);
+  if (c == nullptr) return;
+  const Address peer = c->peer;
+  if (!c->outbound) {
+    ++stats.streams_in_failed;
+    close_connection(id);
+    trouble(Trouble::kStreamIn, "push-pull from " + peer.to_string() + ": " + error.message());
+    return;
+  }
+  const std::uint64_t request = c->request;
+  close_connection(id);
+  ++stats.streams_out_failed;
+  stats.last_error = "push-pull to " + peer.to_string() + ": " + error.message();
+  spdlog::debug("gossip: {}", stats.last_error);
+  core->on_stream_failed(request, error, Clock::now());
+  drain();
+}
+
+// ---- inbound streams
+
+void Transport::Impl::on_connection(std::error_code error) {
+  if (error) {
+    ++stats.streams_in_failed;
+    trouble(Trouble::kAccept, "accept: " + error.message());
+    return;
+  }
+  auto made = new_connection(false);
+  if (!made) {
+    trouble(Trouble::kAccept, "accept: " + made.error().message());
+    return;
+  }
+  auto connection = std::move(*made);
+  if (auto e = listener.accept(connection->tcp)) {
+    trouble(Trouble::kAccept, "accept: " + e.message());
+    return;
+  }
+  if (closing) return;
+  if (inbound >= options.max_inbound_streams) {
+    ++stats.streams_refused;
+    trouble(Trouble::kAccept, "push-pull connection refused: " + std::to_string(inbound) +
+                                  " streams already open (max_inbound_streams)");
+    return;  // the wrapper closes it
+  }
+  ++stats.streams_accepted;
+  if (auto peer = connection->tcp.peer_address()) {
+    if (auto a = from_sockaddr(reinterpret_cast<const sockaddr*>(&*peer))) connection->peer = *a;
+  }
+  const std::uint64_t id = connection->id;
+  if (auto e = connection->deadline.start(ceil_ms(stream_timeout))) {
+    trouble(Trouble::kAccept, "stream timer: " + e.message());
+    return;
+  }
+  if (auto e = connection->tcp.read_start(
+          [this, id](std::expected<uv::ByteView, std::error_code> chunk) {
+            on_inbound_read(id, std::move(chunk));
+          })) {
+    trouble(Trouble::kAccept, "read: " + e.message());
+    return;
+  }
+  connections.emplace(id, std::move(connection));
+  ++inbound;
+}
+
+void Transport::Impl::on_inbound_read(std::uint64_t id,
+                                      std::expected<uv::ByteView, std::error_code> chunk) {
+  Connection* c = find(id);
+  if (c == nullptr || c->replied) return;
+  if (!chunk) {
+    fail_connection(id, chunk.error());
+    return;
+  }
+  stats.stream_bytes_in += chunk->size();
+  auto done = c->reader.feed(*chunk);
+  if (!done) {
+    fail_connection(id, done.error());
+    return;
+  }
+  if (!*done) return;
+  c->tcp.read_stop();
+  const Bytes request = c->reader.take();
+  auto reply = core->on_stream(c->peer, request, Clock::now());
+  if (!reply) {
+    fail_connection(id, reply.error());
+    drain();
+    return;
+  }
+  auto framed = frame_message(*reply);
+  if (!framed) {
+    fail_connection(id, framed.error());
+    drain();
+    return;
+  }
+  c->replied = true;
+  stats.stream_bytes_out += framed->size();
+  if (auto e = c->tcp.write(std::move(*framed), [this, id](std::error_code error) {
+        if (error == std::errc::operation_canceled) return;  // closed meanwhile
+        if (error) {
+          fail_connection(id, error);
+          return;
+        }
+        ++stats.streams_served;
+        close_connection(id);
+      })) {
+    fail_connection(id, e);
+  }
+  drain();
+}
+
+// ---- outbound streams
+
+void Transport::Impl::start_stream(StreamRequest request) {
+  if (closing) return;
+  const TimePoint now = Clock::now();
+  auto refuse = [&](std::error_code error) {
+    ++stats.streams_out_failed;
+    stats.last_error = "push-pull to " + request.to.to_string() + ": " + error.message();
+    spdlog::debug("gossip: {}", stats.last_error);
+    core->on_stream_failed(request.id, error, now);  // drain()'s loop delivers the result
+  };
+  if (outbound >= options.max_outbound_streams) {
+    refuse(std::make_error_code(std::errc::resource_unavailable_try_again));
+    return;
+  }
+  auto to = to_sockaddr_for(request.to, socket_family);
+  if (!to) {
+    refuse(to.error());
+    return;
+  }
+  auto framed = frame_message(request.bytes);
+  if (!framed) {
+    refuse(framed.error());
+    return;
+  }
+  auto made = new_connection(true);
+  if (!made) {
+    refuse(made.error());
+    return;
+  }
+  auto connection = std::move(*made);
+  connection->request = request.id;
+  connection->peer = request.to;
+  connection->pending = std::move(*framed);
+  const std::uint64_t id = connection->id;
+  if (auto e = connection->deadline.start(ceil_ms(stream_timeout))) {
+    refuse(e);
+    return;
+  }
+  if (auto e =
+          connection->tcp.connect(reinterpret_cast<const sockaddr*>(&*to),
+                                  [this, id](std::error_code error) { on_connected(id, error); })) {
+    refuse(e);
+    return;
+  }
+  connections.emplace(id, std::move(connection));
+  ++outbound;
+}
+
+void Transport::Impl::on_connected(std::uint64_t id, std::error_code error) {
+  if (error == std::errc::operation_canceled) return;
+  Connection* c = find(id);
+  if (c == nullptr) return;
+  if (error) {
+    fail_connection(id, error);
+    return;
+  }
+  stats.stream_bytes_out += c->pending.size();
+  if (auto e = c->tcp.write(std::move(c->pending), [this, id](std::error_code written) {
+        if (written && written != std::errc::operation_canceled) fail_connection(id, written);
+      })) {
+    fail_connection(id, e);
+    return;
+  }
+  if (auto e = c->tcp.read_start([this, id](std::expected<uv::ByteView, std::error_code> chunk) {
+        on_outbound_read(id, std::move(chunk));
+      })) {
+    fail_connection(id, e);
+  }
+}
+
+void Transport::Impl::on_outbound_read(std::uint64_t id,
+                                       std::expected<uv::ByteView, std::error_code> chunk) {
+  Connection* c = find(id);
+  if (c == nullptr) return;
+  if (!chunk) {
+    fail_connection(id, chunk.error());
+    return;
+  }
+  stats.stream_bytes_in += chunk->size();
+  auto done = c->reader.feed(*chunk);
+  if (!done) {
+    fail_connection(id, done.error());
+    return;
+  }
+  if (!*done) return;
+  const std::uint64_t request = c->request;
+  const Bytes reply = c->reader.take();
+  close_connection(id);
+  ++stats.streams_out_ok;
+  core->on_stream_reply(request, reply, Clock::now());
+  drain();
+}
+
+// ------------------------------------------------------------- public API
+
+Transport::Transport(TransportOptions options, EventHandler on_event) {
+  check(options);
+  impl_ = std::make_unique<Impl>(std::move(options), std::move(on_event));
+}
+
+Transport::~Transport() {
+  if (auto error = impl_->stop()) {
+    spdlog::error("gossip: transport stopped with an open libuv handle: {}", error.message());
+  }
+}
+
+std::error_code Transport::start(std::span<const Address> seeds) { return impl_->start(seeds); }
+
+std::error_code Transport::stop() { return impl_->stop(); }
+
+std::error_code Transport::set_metadata(Bytes metadata) {
+  if (metadata.size() > impl_->options.config.max_metadata_size) return Errc::kTooLarge;
+  Impl* impl = impl_.get();
+  return impl->post([impl, metadata = std::move(metadata)]() mutable {
+    if (auto error = impl->core->set_metadata(std::move(metadata), Clock::now())) {
+      spdlog::debug("gossip: set_metadata: {}", error.message());
+    }
+    impl->drain();
+  });
+}
+
+std::error_code Transport::send_user_event(Bytes payload) {
+  if (payload.size() > impl_->options.config.max_event_payload) return Errc::kTooLarge;
+  Impl* impl = impl_.get();
+  return impl->post([impl, payload = std::move(payload)] {
+    if (auto sent = impl->core->send_event(payload, Clock::now()); !sent) {
+      spdlog::debug("gossip: send_user_event: {}", sent.error().message());
+    }
+    impl->drain();
+  });
+}
+
+std::expected<TransportSnapshot, std::error_code> Transport::snapshot(
+    std::chrono::milliseconds timeout) const {
+  Impl* impl = impl_.get();
+  if (std::this_thread::get_id() == impl->loop_thread.load()) {
+    if (impl->closing || !impl->core) return std::unexpected(make_error_code(Errc::kLeft));
+    return impl->take_snapshot();
+  }
+  auto promise = std::make_shared<std::promise<TransportSnapshot>>();
+  auto future = promise->get_future();
+  if (auto error = impl->post([impl, promise] { promise->set_value(impl->take_snapshot()); })) {
+    return std::unexpected(error);
+  }
+  if (future.wait_for(timeout) != std::future_status::ready) {
+    return std::unexpected(std::make_error_code(std::errc::timed_out));
+  }
+  try {
+    return future.get();
+  } catch (const std::future_error&) {
+    return std::unexpected(make_error_code(Errc::kLeft));  // dropped while closing
+  }
+}
+
+Address Transport::address() const {
+  std::lock_guard lock(impl_->queue_mutex);
+  return impl_->address;
+}
+
+bool Transport::running() const { return impl_->is_running; }
+
+}  // namespace mixlb::gossip
