@@ -163,6 +163,8 @@ struct Transport::Impl {
   void fail_connection(std::uint64_t id, std::error_code error);
   void close_connection(std::uint64_t id);
   Connection* find(std::uint64_t id);
+  std::optional<Bytes> feed_message(std::uint64_t id, Connection& c,
+                                    const std::expected<uv::ByteView, std::error_code>& chunk);
   std::expected<std::unique_ptr<Connection>, std::error_code> new_connection(bool outbound);
   void trouble(Trouble kind, std::string message, bool is_error = true);
 
@@ -634,23 +636,33 @@ void Transport::Impl::on_connection(std::error_code error) {
   ++inbound;
 }
 
+// Feeds one read of a stream connection to its frame reader: the whole
+// message once it is complete, nullopt while it is not (or after a read or
+// framing error, which fails the connection).
+std::optional<Bytes> Transport::Impl::feed_message(
+    std::uint64_t id, Connection& c, const std::expected<uv::ByteView, std::error_code>& chunk) {
+  if (!chunk) {
+    fail_connection(id, chunk.error());
+    return std::nullopt;
+  }
+  stats.stream_bytes_in += chunk->size();
+  auto done = c.reader.feed(*chunk);
+  if (!done) {
+    fail_connection(id, done.error());
+    return std::nullopt;
+  }
+  if (!*done) return std::nullopt;
+  return c.reader.take();
+}
+
 void Transport::Impl::on_inbound_read(std::uint64_t id,
                                       std::expected<uv::ByteView, std::error_code> chunk) {
   Connection* c = find(id);
   if (c == nullptr || c->replied) return;
-  if (!chunk) {
-    fail_connection(id, chunk.error());
-    return;
-  }
-  stats.stream_bytes_in += chunk->size();
-  auto done = c->reader.feed(*chunk);
-  if (!done) {
-    fail_connection(id, done.error());
-    return;
-  }
-  if (!*done) return;
+  auto message = feed_message(id, *c, chunk);
+  if (!message) return;
   c->tcp.read_stop();
-  const Bytes request = c->reader.take();
+  const Bytes request = std::move(*message);
   auto reply = core->on_stream(c->peer, request, Clock::now());
   if (!reply) {
     fail_connection(id, reply.error());
@@ -754,19 +766,10 @@ void Transport::Impl::on_outbound_read(std::uint64_t id,
                                        std::expected<uv::ByteView, std::error_code> chunk) {
   Connection* c = find(id);
   if (c == nullptr) return;
-  if (!chunk) {
-    fail_connection(id, chunk.error());
-    return;
-  }
-  stats.stream_bytes_in += chunk->size();
-  auto done = c->reader.feed(*chunk);
-  if (!done) {
-    fail_connection(id, done.error());
-    return;
-  }
-  if (!*done) return;
+  auto message = feed_message(id, *c, chunk);
+  if (!message) return;
   const std::uint64_t request = c->request;
-  const Bytes reply = c->reader.take();
+  const Bytes reply = std::move(*message);
   close_connection(id);
   ++stats.streams_out_ok;
   core->on_stream_reply(request, reply, Clock::now());

@@ -67,15 +67,7 @@ struct Lb {
 
   explicit Lb(std::uint32_t ring = kRing) {
     test_net();
-    DatapathSettings s;
-    s.self_node_id = kSelf;
-    s.ring_size = ring;
-    s.max_vips = 4;
-    s.conntrack_entries = 1024;
-    s.max_nodes = 16;
-    auto loaded = XdpProgram::load(s);
-    REQUIRE_MESSAGE(loaded.has_value(), (loaded ? "" : loaded.error().message()));
-    prog = std::move(*loaded);
+    prog = load_test_program(small_test_settings(kSelf, ring));
     node(kSelf, "10.0.0.1", MIXLB_SELF_STATS_SLOT);
     node(kPeer, "10.0.0.2", kPeerSlot);
     node(kFar, "10.0.5.2", kFarSlot);

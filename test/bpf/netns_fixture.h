@@ -17,10 +17,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 
 #include <doctest/doctest.h>
 
+#include "datapath.h"
 #include "packet.h"
 
 namespace mixlb {
@@ -98,6 +100,26 @@ inline const TestNet& test_net() {
     return n;
   }();
   return net;
+}
+
+// The settings of the small programs the tests load: a few VIPs, nodes and
+// connections, no pinning.
+inline DatapathSettings small_test_settings(std::uint32_t self_node_id, std::uint32_t ring_size) {
+  DatapathSettings s;
+  s.self_node_id = self_node_id;
+  s.ring_size = ring_size;
+  s.max_vips = 4;
+  s.conntrack_entries = 1024;
+  s.max_nodes = 16;
+  return s;
+}
+
+// Loads the real program with `settings`; the test fails with the reason if
+// it cannot.
+inline std::unique_ptr<XdpProgram> load_test_program(const DatapathSettings& settings) {
+  auto loaded = XdpProgram::load(settings);
+  REQUIRE_MESSAGE(loaded.has_value(), (loaded ? "" : loaded.error().message()));
+  return std::move(*loaded);
 }
 
 }  // namespace mixlb

@@ -31,16 +31,9 @@ VipConfig vip(const char* addr, std::vector<std::uint16_t> ports) {
 }
 
 std::unique_ptr<XdpProgram> load(const std::string& pin_dir = "") {
-  DatapathSettings s;
-  s.self_node_id = node_id_for("a");
-  s.ring_size = kRing;
-  s.max_vips = 4;
-  s.conntrack_entries = 1024;
-  s.max_nodes = 16;
+  DatapathSettings s = small_test_settings(node_id_for("a"), kRing);
   s.pin_dir = pin_dir;
-  auto p = XdpProgram::load(s);
-  REQUIRE_MESSAGE(p.has_value(), (p ? "" : p.error().message()));
-  return std::move(*p);
+  return load_test_program(s);
 }
 
 // A pin directory on bpffs that is removed whatever the test's outcome.

@@ -121,20 +121,11 @@ struct Cluster {
 
   Cluster(std::vector<Member> m, const std::vector<VipConfig>& configs) : members(std::move(m)) {
     test_net();
-    DatapathSettings s;
-    s.self_node_id = node_id_for("self");
-    s.ring_size = kRing;
-    s.max_vips = 4;
-    s.conntrack_entries = 1024;
-    s.max_nodes = 16;
-    auto loaded = XdpProgram::load(s);
-    REQUIRE_MESSAGE(loaded.has_value(), (loaded ? "" : loaded.error().message()));
-    serving = std::move(*loaded);
+    DatapathSettings s = small_test_settings(node_id_for("self"), kRing);
+    serving = load_test_program(s);
     s.dry_run = true;
     s.share_maps_with = serving.get();
-    auto dry = XdpProgram::load(s);
-    REQUIRE_MESSAGE(dry.has_value(), (dry ? "" : dry.error().message()));
-    dry_run = std::move(*dry);
+    dry_run = load_test_program(s);
     sync = std::make_unique<ClusterSync>(serving->maps(), s.max_vips);
     vips = expand_vips(configs);
     const auto applied = sync->apply(members, vips);
