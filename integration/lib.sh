@@ -16,7 +16,10 @@
 # would; each mix node runs the app (mixlb-testnode serve) and the real mixlb
 # sidecar, which puts the VIPs on lo. The sidecars know each other by their
 # IPv4 node addresses only: L2 DSR forwards an IPv6 VIP packet to a peer found
-# by its IPv4 address, since only the MACs change.
+# by its IPv4 address, since only the MACs change. The peer list is the gossip
+# seed list; membership, app health and drain travel by gossip (encrypted with
+# a keyring generated per run), with a 200 ms probe interval and a 200 ms app
+# check so that failures are seen within seconds.
 #
 # IPv6 duplicate address detection is off in every namespace (and addresses
 # are added nodad): a tentative address would leave the first seconds of a
@@ -49,6 +52,7 @@ MIXLB_NODES=(mix1 mix2 mix3)
 MIXLB_LOG_PREFIX=${MIXLB_LOG_PREFIX-"# "}
 MIXLB_XDP_MODE=${MIXLB_XDP_MODE:-auto}   # auto: native, or generic reported as a fallback
 MIXLB_READY_TIMEOUT=${MIXLB_READY_TIMEOUT:-20}
+MIXLB_PROBE_MS=${MIXLB_PROBE_MS:-200}     # gossip probe interval
 
 MIXLB_P=""
 MIXLB_TMP=""
@@ -59,6 +63,7 @@ MIXLB_NETNS_CREATED=()
 MIXLB_OTHER_PIDS=()
 declare -A MIXLB_SIDECAR_PID=()
 declare -A MIXLB_SERVER_PID=()
+MIXLB_SERVING=("${MIXLB_NODES[@]}")  # the nodes mixlb_wait_ready expects in the tables
 MIXLB_TORN_DOWN=0
 
 mixlb_log() {
@@ -313,6 +318,19 @@ log_level = "info"
 [datapath]
 xdp_mode = "$MIXLB_XDP_MODE"
 
+[gossip]
+keyring = "$MIXLB_TMP/keyring"
+probe_interval_ms = $MIXLB_PROBE_MS
+probe_timeout_ms = $((MIXLB_PROBE_MS / 2))
+interval_ms = 100
+
+[health]
+kind = "http"
+interval_ms = 200
+timeout_ms = 150
+rise = 2
+fall = 2
+
 [[vip]]
 address = "$MIXLB_VIP"
 protocol = "tcp"
@@ -368,8 +386,16 @@ mixlb_alive() {
 	[ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
 }
 
+# The cluster's keyring: one random key, readable by root only.
+mixlb_write_keyring() {
+	local file=$MIXLB_TMP/keyring
+	[ -s "$file" ] && return 0
+	(umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$file" && echo >>"$file")
+}
+
 mixlb_start_sidecar() {
 	local node=$1
+	mixlb_write_keyring || return 1
 	mixlb_write_config "$node" || return 1
 	nsenter --net="$(mixlb_netns "$node")" -- "$MIXLB_SIDECAR" --config "$(mixlb_config_path "$node")" \
 		>>"$(mixlb_sidecar_log "$node")" 2>&1 &
@@ -422,9 +448,10 @@ mixlb_status_get() {
 	mixlb_json "$2" <<<"$json"
 }
 
-# Ready: the admin socket answers for this node, and every peer's neighbour
-# entry is resolved (status shows its MAC), so the first forwarded packet
-# cannot meet an unresolved neighbour.
+# Ready: the admin socket answers for this node, gossip has brought in every
+# running node (status lists each with its MAC resolved, so the first
+# forwarded packet cannot meet an unresolved neighbour), and every VIP's
+# backends are exactly those nodes (their apps passed their checks).
 mixlb_wait_ready() {
 	local node=$1 timeout=${2:-$MIXLB_READY_TIMEOUT} deadline json last=""
 	deadline=$((SECONDS + timeout))
@@ -439,7 +466,11 @@ mixlb_wait_ready() {
 			last=$(mixlb_json '"ok" if d["node"] == sys.argv[2] and all(
 				n.get("mac") not in (None, "", "00:00:00:00:00:00")
 				for n in d["nodes"] if n["name"] != sys.argv[2])
-				else "node " + str(d["node"]) + ", nodes " + json.dumps(d["nodes"])' "$node" <<<"$json" 2>&1)
+				and sorted(n["name"] for n in d["nodes"]) == sorted(sys.argv[3:])
+				and all(sorted(v["backends"]) == sorted(sys.argv[3:]) for v in d["vips"])
+				else "node " + str(d["node"]) + ", nodes " + json.dumps(d["nodes"]) +
+				", backends " + json.dumps({v["vip"]: v["backends"] for v in d["vips"]})' \
+				"$node" "${MIXLB_SERVING[@]}" <<<"$json" 2>&1)
 			[ "$last" = ok ] && return 0
 		else
 			last=$json

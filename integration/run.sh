@@ -16,9 +16,19 @@
 #      the VIP address), all nodes answer some sockets, peers forward;
 #   h. the same for the IPv6 UDP VIP;
 #   i. (b) for an IPv6 connection;
+#   j. gossip: every node lists the three members alive, healthy, in its
+#      tables, with the six VIP ports each serves;
+#   k. drain: new flows avoid the drained node on every node while its
+#      established connections keep working; undrain brings it back;
+#   l. the app of a node dies: every node drops it from its backends within
+#      seconds and every request still succeeds; back when the app returns;
+#   m. a sidecar is SIGKILLed: the others drop it once gossip declares it
+#      dead (within the suspicion timeout) and requests keep succeeding; a
+#      restarted sidecar adopts the pinned state and rejoins;
 #   e. a malformed admin request is refused and the daemon keeps serving;
-#   d. a SIGTERMed sidecar leaves nothing behind, the others keep running,
-#      and flows keep their node once the router withdraws the stopped node.
+#   d. a SIGTERMed sidecar leaves nothing behind and the cluster (told by
+#      its leave) moves its flows to the others; the others' flows keep
+#      their node.
 # Prints "1..0 # SKIP reason" when the machine lacks root or a kernel feature.
 set -u -o pipefail
 
@@ -27,7 +37,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/lib.sh"
 
 MIXLB_LOG_PREFIX="# "
-plan=11
+plan=15
 test_no=0
 failed=0
 
@@ -132,6 +142,34 @@ fixed_port_requests() {
 
 # ---------------------------------------------------------------- scenarios
 
+# backends_all NODE: every VIP's backends on NODE, one "label a,b,c" per line.
+backends_all() {
+	mixlb_status_get "$1" '"\n".join(v["vip"] + " " + ",".join(sorted(v["backends"])) for v in d["vips"])'
+}
+
+# wait_backends WANT TIMEOUT_S NODE...: waits until every VIP on every NODE
+# has exactly the backends WANT (comma-separated, sorted). Sets WAITED_MS.
+wait_backends() {
+	local want=$1 timeout=$2 start n ok
+	shift 2
+	start=$(now_ms)
+	WAITED_MS=""
+	while [ $(($(now_ms) - start)) -lt $((timeout * 1000)) ]; do
+		ok=1
+		for n in "$@"; do
+			backends_all "$n" >"$MIXLB_TMP/backends.$n" 2>&1 || { ok=0; continue; }
+			awk -v w="$want" '$2 != w { bad = 1 } END { exit bad }' "$MIXLB_TMP/backends.$n" || ok=0
+		done
+		if [ $ok = 1 ]; then
+			WAITED_MS=$(($(now_ms) - start))
+			return 0
+		fi
+		sleep 0.1
+	done
+	for n in "$@"; do diag "$n's backends: $(tr '\n' ';' <"$MIXLB_TMP/backends.$n")"; done
+	fail "the backends did not become '$want' on $* within ${timeout} s"
+}
+
 # 1: the cluster comes up, in which XDP mode.
 scenario_up() {
 	local start n modes="" mode
@@ -166,10 +204,11 @@ scenario_up() {
 }
 
 # a, f: 300 requests to HOST (an address, IPv6 in brackets) with varied
-# source ports, all answered, by every node. With a VIP label, that VIP's
+# source ports, all answered, by every node (or exactly by the nodes EXPECT
+# names). With a VIP label, that VIP's
 # packets must also have been forwarded between nodes, and none dropped.
 scenario_spread() {
-	local host=$1 label=${2:-} tag=${3:-spread}
+	local host=$1 label=${2:-} tag=${3:-spread} expect=${4:-"${MIXLB_NODES[*]}"}
 	local dir=$MIXLB_TMP/$tag code port file body ok=0 bad=0 n
 	local -A served=()
 	local -A ports=()
@@ -196,7 +235,11 @@ scenario_spread() {
 		"${#ports[@]} distinct source ports"
 	[ $ok -eq 300 ] || { fail "$((300 - ok)) of 300 requests failed"; return; }
 	for n in "${MIXLB_NODES[@]}"; do
-		[ "${served[$n]:-0}" -gt 0 ] || { fail "$n served none of 300 requests"; return; }
+		if [[ " $expect " == *" $n "* ]]; then
+			[ "${served[$n]:-0}" -gt 0 ] || { fail "$n served none of 300 requests"; return; }
+		else
+			[ "${served[$n]:-0}" -eq 0 ] || { fail "$n served ${served[$n]} requests, expected none"; return; }
+		fi
 	done
 	[ ${#ports[@]} -ge 100 ] || { fail "only ${#ports[@]} distinct source ports"; return; }
 	if [ -n "$label" ]; then
@@ -388,6 +431,130 @@ PY
 	return $rc
 }
 
+# j: every node sees the same three members: alive, app healthy, in its
+# tables, each publishing the six VIP ports; gossip is encrypted.
+scenario_members() {
+	local n rc=0 out
+	for n in "${MIXLB_NODES[@]}"; do
+		if ! out=$(mixlb_ctl "$n" members --json 2>&1); then
+			fail "$n: mixlbctl members: $out"
+			rc=1
+			continue
+		fi
+		local verdict
+		verdict=$(mixlb_json '"ok" if sorted(m["name"] for m in d["members"]) == sorted(sys.argv[2:])
+			and all(m["state"] == "alive" and m["in_tables"] and m["app_healthy"]
+			        and m["weight"] == 1 and len(m["vips"]) == 6
+			        and not any(v.startswith("#") for v in m["vips"]) for m in d["members"])
+			else json.dumps(d["members"])' "${MIXLB_NODES[@]}" <<<"$out") || verdict="unreadable: $out"
+		[ "$verdict" = ok ] || { fail "$n: members: $verdict"; rc=1; }
+		[ "$(mixlb_status_get "$n" 'd["gossip"]["encrypted"]')" = True ] ||
+			{ fail "$n: gossip is not encrypted"; rc=1; }
+	done
+	out=$(mixlb_ctl mix1 members 2>&1)
+	while IFS= read -r line; do diag "$line"; done <<<"$out"
+	grep -Eq '^  mix2 +alive ' <<<"$out" || { fail "mixlbctl members (text) does not show mix2 alive"; rc=1; }
+	return $rc
+}
+
+# hold_many N SECONDS TAG: N held connections to the IPv4 line port, in the
+# background; their outputs go to $MIXLB_TMP/TAG.N, their PIDs to HOLD_PIDS.
+hold_many() {
+	local count=$1 seconds=$2 tag=$3 i
+	HOLD_PIDS=()
+	for ((i = 0; i < count; i++)); do
+		nsenter --net="$(mixlb_netns client)" -- "$MIXLB_TESTNODE" hold \
+			--connect "$MIXLB_VIP:$MIXLB_LINE_PORT" --seconds "$seconds" --interval-ms 200 \
+			>"$MIXLB_TMP/$tag.$i" 2>&1 &
+		HOLD_PIDS+=($!)
+		MIXLB_OTHER_PIDS+=($!)
+	done
+}
+
+# k: draining mix2 publishes weight 0: every node stops sending it new flows,
+# the connections it already serves keep working; undrain restores it.
+scenario_drain() {
+	local n=mix2 rc=0 i pid held=0 held_on=0 broken=0 node out
+	hold_many 24 10 drain
+	sleep 1.5
+	if ! out=$(mixlb_ctl "$n" drain 2>&1); then
+		fail "mixlbctl drain: $out"
+		return
+	fi
+	diag "mixlbctl drain: $out"
+	wait_backends mix1,mix3 5 "${MIXLB_NODES[@]}" || rc=1
+	[ -n "$WAITED_MS" ] && diag "every node took $n out of its backends within $WAITED_MS ms of the drain"
+	[ "$(mixlb_status_get "$n" 'd["gossip"]["drained"]')" = True ] || { fail "status does not say drained"; rc=1; }
+	scenario_spread "$MIXLB_VIP" "" drain.spread "mix1 mix3" || rc=1
+	for i in "${!HOLD_PIDS[@]}"; do
+		pid=${HOLD_PIDS[$i]}
+		if wait "$pid"; then
+			held=$((held + 1))
+		else
+			broken=$((broken + 1))
+			diag "held connection $i broke: $(head -c 300 "$MIXLB_TMP/drain.$i" | tr '\n' ' ')"
+		fi
+		node=$(awk '$1 == "node" { print $2 }' "$MIXLB_TMP/drain.$i")
+		[ "$node" = "$n" ] && held_on=$((held_on + 1))
+	done
+	diag "24 connections held through the drain: $held kept working ($held_on of them on $n), $broken broke"
+	[ $broken -eq 0 ] || { fail "$broken established connections broke"; rc=1; }
+	[ $held_on -gt 0 ] || { fail "none of the held connections was on $n: the drain was not put to the test"; rc=1; }
+
+	if ! out=$(mixlb_ctl "$n" undrain 2>&1); then
+		fail "mixlbctl undrain: $out"
+		return
+	fi
+	diag "mixlbctl undrain: $out"
+	wait_backends mix1,mix2,mix3 5 "${MIXLB_NODES[@]}" || rc=1
+	scenario_spread "$MIXLB_VIP" "" undrain.spread || rc=1
+	return $rc
+}
+
+# l: mix1's app dies: its check fails, it publishes "not serving", and every
+# node (itself included) takes it out; requests keep succeeding. When the app
+# comes back, so does mix1.
+scenario_app_down() {
+	local n=mix1 rc=0
+	kill -KILL "${MIXLB_SERVER_PID[$n]}" 2>/dev/null
+	wait "${MIXLB_SERVER_PID[$n]}" 2>/dev/null
+	unset "MIXLB_SERVER_PID[$n]"
+	wait_backends mix2,mix3 10 "${MIXLB_NODES[@]}" || return 1
+	diag "$n's app killed: every node took $n out of its backends within $WAITED_MS ms"
+	scenario_spread "$MIXLB_VIP" "" appdown.spread "mix2 mix3" || rc=1
+	mixlb_start_server "$n" || return 1
+	wait_backends mix1,mix2,mix3 10 "${MIXLB_NODES[@]}" || return 1
+	diag "$n's app restarted: back in every node's backends within $WAITED_MS ms"
+	return $rc
+}
+
+# m: SIGKILL of mix2's sidecar: its XDP program stays (pinned link) and its
+# app keeps serving, but gossip hears nothing from it; mix1 and mix3 declare
+# it dead and drop it. A new sidecar adopts the pins and rejoins.
+scenario_sigkill() {
+	local n=mix2 rc=0 limit
+	# Suspicion: at most 6 x 3 probe intervals (n = 3), after a failed probe,
+	# which can take two probe rounds to reach the dead node.
+	limit=$(((MIXLB_PROBE_MS * 18 + MIXLB_PROBE_MS * 6 + 999) / 1000 + 2))
+	kill -KILL "${MIXLB_SIDECAR_PID[$n]}"
+	wait "${MIXLB_SIDECAR_PID[$n]}" 2>/dev/null
+	unset "MIXLB_SIDECAR_PID[$n]"
+	wait_backends mix1,mix3 "$limit" mix1 mix3 || return 1
+	diag "$n's sidecar SIGKILLed: mix1 and mix3 dropped it within $WAITED_MS ms (bound ${limit} s)"
+	local states
+	states=$(mixlb_ctl mix1 members --json | mixlb_json '[m["name"] + "=" + m["state"] for m in d["members"]]')
+	diag "mix1 sees: $states"
+	[[ " $states " == *" $n=dead "* ]] || { fail "mix1 does not hold $n dead"; rc=1; }
+	scenario_spread "$MIXLB_VIP" "" sigkill.spread || rc=1
+
+	mixlb_start_sidecar "$n" || return 1
+	mixlb_wait_ready "$n" || return 1
+	wait_backends mix1,mix2,mix3 10 "${MIXLB_NODES[@]}" || return 1
+	diag "restarted $n's sidecar: back in every node's backends"
+	grep -q "adopted pinned maps" "$(mixlb_sidecar_log "$n")" || { fail "the new sidecar did not adopt the pinned maps"; rc=1; }
+	return $rc
+}
+
 # d (part 1): SIGTERM of mix3's sidecar leaves nothing behind.
 scenario_stop() {
 	local n=mix3 rc=0 ifname prog other
@@ -423,6 +590,9 @@ scenario_stop() {
 
 	# As BGP would: the router stops sending to the stopped node.
 	mixlb_route_via mix1 mix2 || rc=1
+	# Its leave reached the others, which moved its share to themselves.
+	wait_backends mix1,mix2 5 mix1 mix2 || rc=1
+	[ -n "$WAITED_MS" ] && diag "mix1 and mix2 dropped $n within $WAITED_MS ms of its exit"
 	for other in mix1 mix2; do
 		mixlb_alive "${MIXLB_SIDECAR_PID[$other]}" || { fail "$other's sidecar is gone"; rc=1; continue; }
 		[ "$(mixlb_status_get "$other" 'd["node"]')" = "$other" ] ||
@@ -467,10 +637,11 @@ scenario_consistency() {
 		esac
 	done
 	diag "after the stop: $kept mix1/mix2 flows kept their node, $moved moved, $lost failed;" \
-		"mix3's $((lost3 + moved3 + still3)) flows: $lost3 failed (expected: the static peer" \
-		"list still names mix3), $moved3 answered by another node, $still3 still by mix3"
+		"mix3's $((lost3 + moved3 + still3)) flows: $lost3 failed, $moved3 answered by another" \
+		"node, $still3 still by mix3"
 	# mix3 has no sidecar and no VIP any more: nothing may still answer as mix3.
 	[ $still3 -eq 0 ] || { fail "$still3 requests were still served by the stopped mix3"; return; }
+	[ $lost3 -eq 0 ] || { mixlb_log_file "$after.err" 5; fail "$lost3 of mix3's flows failed"; return; }
 	if [ $failed_before -ne 0 ]; then
 		mixlb_log_file "$before.err" 10
 		fail "$failed_before requests failed before the stop"
@@ -535,12 +706,20 @@ scenario_udp "[$MIXLB_VIP6]:$MIXLB_UDP_PORT" "[$MIXLB_VIP6]:$MIXLB_UDP_PORT/udp"
 tap $? "h: IPv6 UDP: each socket answered by one node from the VIP, all nodes answer, forwarded"
 scenario_shuffle "[$MIXLB_VIP6]:$MIXLB_LINE_PORT" "[$MIXLB_VIP6]:$MIXLB_LINE_PORT/tcp" shuffle6
 tap $? "i: an IPv6 connection survives ECMP moving its ingress, and was forwarded"
+scenario_members
+tap $? "j: every node lists the 3 members alive, healthy, in its tables, with 6 VIP ports"
+scenario_drain
+tap $? "k: drain: new flows avoid mix2 everywhere, its established connections keep working; undrain"
+scenario_app_down
+tap $? "l: mix1's app dies: every node drops mix1, requests keep succeeding; it returns with its app"
+scenario_sigkill
+tap $? "m: SIGKILL of mix2's sidecar: mix1/mix3 drop it once it is dead, requests succeed; it rejoins"
 scenario_bad_admin
 tap $? "e: malformed admin requests get ok:false, the daemon keeps serving"
 scenario_stop
 tap $? "d: SIGTERM of mix3's sidecar cleans up, the others keep running"
 scenario_consistency
-tap $? "d: after mix3 stops, mix1/mix2 flows keep their node"
+tap $? "d: after mix3 stops, its flows move to mix1/mix2, theirs keep their node"
 
 if [ $failed -gt 0 ]; then
 	for n in "${MIXLB_NODES[@]}"; do

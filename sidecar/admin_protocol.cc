@@ -381,6 +381,80 @@ std::string render_status(const json& status) {
   return out;
 }
 
+std::string render_members(const json& members) {
+  if (!members.is_object()) {
+    return "unexpected members result: " +
+           members.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  }
+  std::string out = fmt::format("mixlb cluster '{}' seen from {} (gossip {})\n",
+                                field(members, "cluster"), field(members, "node"),
+                                field(members, "gossip_address"));
+  const json& list = member(members, "members");
+  std::vector<std::vector<std::string>> rows;
+  std::vector<std::string> problems;
+  if (list.is_array()) {
+    for (const auto& m : list) {
+      std::string vips;
+      if (const json& v = member(m, "vips"); v.is_array()) {
+        for (const auto& label : v) vips += (vips.empty() ? "" : ",") + text_of(label);
+      }
+      const json& healthy = member(m, "app_healthy");
+      const std::string app = healthy.is_boolean() ? (healthy.get<bool>() ? "ok" : "FAILING") : "-";
+      const json& in_tables = member(m, "in_tables");
+      std::string name = field(m, "name");
+      if (member(m, "self") == true) name += " (self)";
+      rows.push_back({name, field(m, "state"), field(m, "incarnation"), field(m, "gossip_address"),
+                      field(m, "address"), field(m, "weight"), app,
+                      in_tables == true ? "yes" : "no", vips.empty() ? "-" : vips});
+      if (member(m, "problem").is_string())
+        problems.push_back(fmt::format("  {}: {}\n", field(m, "name"), field(m, "problem")));
+    }
+  }
+  if (rows.empty()) {
+    out += "  none\n";
+  } else {
+    out += render_table({{"NAME"},
+                         {"STATE"},
+                         {"INC", true},
+                         {"GOSSIP"},
+                         {"ADDRESS"},
+                         {"WEIGHT", true},
+                         {"APP"},
+                         {"TABLES"},
+                         {"VIPS"}},
+                        rows);
+  }
+  for (const auto& p : problems) out += p;
+  const json& g = member(members, "gossip");
+  if (g.is_object() && g.contains("error")) {
+    out += "\ngossip  " + field(g, "error") + "\n";
+  } else if (g.is_object()) {
+    out += fmt::format(
+        "\ngossip  probes {} (failed {}), suspicions raised {}, deaths declared {}, refutations "
+        "{}, local health {}\n        sent {} B, received {} B, dropped {} message(s){}\n",
+        field(g, "probes"), field(g, "probes_failed"), field(g, "suspicions_raised"),
+        field(g, "deaths_declared"), field(g, "refutations"), field(g, "health_score"),
+        field(g, "bytes_sent"), field(g, "bytes_received"), field(g, "drops"),
+        field(g, "last_drop").empty() || field(g, "last_drop") == "-"
+            ? std::string()
+            : " (last: " + field(g, "last_drop") + ")");
+  }
+  return out;
+}
+
+std::string render_drain(const json& drain) {
+  if (!drain.is_object()) {
+    return "unexpected drain result: " + drain.dump(-1, ' ', false, json::error_handler_t::replace) +
+           "\n";
+  }
+  if (member(drain, "drained") == true) {
+    return fmt::format("{} drained: weight 0 is published, new flows go to other nodes; "
+                       "established connections stay\n",
+                       field(drain, "node"));
+  }
+  return fmt::format("{} serving again with weight {}\n", field(drain, "node"), field(drain, "weight"));
+}
+
 std::string render_stats(const json& stats) {
   if (!stats.is_object()) {
     return "unexpected stats result: " +

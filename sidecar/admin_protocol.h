@@ -88,6 +88,15 @@ std::string render_stats(const nlohmann::json& stats);
 nlohmann::json make_which_args(std::string_view proto, std::string_view src, std::string_view sport,
                                std::string_view vip, std::string_view vport);
 
+// The human form of a `members` result: one row per member known to
+// gossip (state, incarnation, addresses, weight, app health, whether this
+// node's tables hold it, its VIP ports), the reason a live member is left
+// out, then this node's gossip counters.
+std::string render_members(const nlohmann::json& members);
+
+// A `drain` / `undrain` result in one line.
+std::string render_drain(const nlohmann::json& drain);
+
 // A `which` result in one line, e.g.
 //   10.100.0.1:80/tcp from 192.0.2.1:40000 -> mix2 (forwarded, Maglev)
 std::string render_which(const nlohmann::json& which);

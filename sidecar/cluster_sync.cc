@@ -40,7 +40,7 @@ std::vector<VipEntry> expand_vips(std::span<const VipConfig> vips) {
       VipEntry e;
       e.key = make_vip_key(v.address, port, v.protocol);
       e.label = vip_label(e.key);
-      e.serving = v.nodes;
+      if (!v.nodes.empty()) e.serving = v.nodes;
       out.push_back(e);
     }
   }
@@ -154,7 +154,7 @@ DpResult<void> ClusterSync::apply(std::span<const Member> members, std::span<con
     std::vector<MaglevBackend> backends;
     std::vector<std::string> names;
     for (const auto& m : members) {
-      if (!v.serving.empty() && std::find(v.serving.begin(), v.serving.end(), m.name) == v.serving.end())
+      if (v.serving && std::find(v.serving->begin(), v.serving->end(), m.name) == v.serving->end())
         continue;
       backends.push_back(MaglevBackend{m.name, m.id, m.weight});
       if (m.weight > 0) names.push_back(m.name);
@@ -202,12 +202,17 @@ DpResult<void> ClusterSync::apply(std::span<const Member> members, std::span<con
     it = ids_.erase(it);
   }
 
-  // 4. Nodes no longer members.
+  // 4. Nodes no longer members, and the connections pinned to them: the
+  // node cannot be reached any more, and a new connection that reuses one
+  // of their 5-tuples must be balanced afresh, not sent after it.
   auto ids = maps_.node_ids();
   if (!ids) return std::unexpected(ids.error());
   for (auto id : *ids)
     if (!member_ids.contains(id)) {
       if (auto r = maps_.remove_node(id); !r) return r;
+      auto purged = maps_.purge_conntrack_to_node(id);
+      if (!purged) return std::unexpected(purged.error());
+      if (*purged != 0) spdlog::info("forgot {} connection(s) to node {:#010x}, no longer a member", *purged, id);
     }
   return {};
 }

@@ -10,6 +10,7 @@
 // lowest free one and starts with zeroed counters.
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -31,7 +32,9 @@ struct Member {
 struct VipEntry {
   mixlb_vip_key key{};
   std::string label;                 // "10.100.0.1:80/tcp", "10.100.0.1:*/udp"
-  std::vector<std::string> serving;  // node names serving it; empty = every member
+  // The names of the nodes serving it; nullopt = every member. An empty set
+  // (nobody serves it) publishes a table that drops new flows.
+  std::optional<std::vector<std::string>> serving;
 };
 
 mixlb_vip_key make_vip_key(const Address& address, std::uint16_t port, std::uint8_t protocol);

@@ -40,6 +40,7 @@ constexpr std::string_view kVersion = MIXLB_VERSION;  // from meson.build
 constexpr std::size_t kMaxNodeNameLength = 63;
 constexpr std::size_t kMaxInterfaceNameLength = 15;  // IFNAMSIZ - 1
 constexpr std::size_t kMaxSocketPathLength = sizeof(sockaddr_un::sun_path) - 1;
+constexpr std::size_t kMaxClusterNameLength = 64;
 constexpr std::uint8_t kProtoTcp = 6;
 constexpr std::uint8_t kProtoUdp = 17;
 
@@ -65,6 +66,13 @@ constexpr IntKey kIntKeys[] = {
     {"health.rise", "", 1, 100, &Config::health_rise},
     {"health.fall", "", 1, 100, &Config::health_fall},
     {"node.weight", "--weight", 0, kMaxMaglevWeight, &Config::node_weight},
+    {"gossip.port", "--gossip-port", 1, 65535, &Config::gossip_port},
+    {"gossip.probe_interval_ms", "", 50, 60000, &Config::gossip_probe_interval_ms},
+    {"gossip.probe_timeout_ms", "", 10, 60000, &Config::gossip_probe_timeout_ms},
+    {"gossip.interval_ms", "", 10, 60000, &Config::gossip_interval_ms},
+    {"gossip.suspicion_mult", "", 1, 20, &Config::gossip_suspicion_mult},
+    {"gossip.push_pull_interval_ms", "", 1000, 3600000, &Config::gossip_push_pull_interval_ms},
+    {"gossip.rejoin_interval_ms", "", 1000, 3600000, &Config::gossip_rejoin_interval_ms},
 };
 
 // A string key kept as written (checked by validate()).
@@ -82,10 +90,26 @@ constexpr StringKey kStringKeys[] = {
     {"node.log_level", "--log-level", &Config::log_level},
     {"health.kind", "", &Config::health_kind},
     {"health.path", "", &Config::health_path},
+    {"gossip.cluster", "--cluster", &Config::cluster_name},
+    {"gossip.keyring", "--keyring", &Config::keyring_file},
+};
+
+// A boolean key. Its flag, when it has one, takes no value: it sets the key
+// to `flag_sets` ("--no-gossip" sets gossip.enabled to false).
+struct BoolKey {
+  std::string_view path;
+  std::string_view flag;
+  bool flag_sets;
+  bool Config::*member;
+};
+
+constexpr BoolKey kBoolKeys[] = {
+    {"gossip.enabled", "--no-gossip", false, &Config::gossip_enabled},
 };
 
 constexpr std::string_view kNodeAddressKey = "node.address";
 constexpr std::string_view kXdpModeKey = "datapath.xdp_mode";
+constexpr std::string_view kGossipBindKey = "gossip.bind";
 
 // The keys each plain table accepts, for the unknown-key hint.
 constexpr std::string_view kNodeKeys =
@@ -96,10 +120,13 @@ constexpr std::string_view kNeighbourKeys = "refresh_ms";
 constexpr std::string_view kHealthKeys =
     "kind, address, port, path, interval_ms, timeout_ms, rise, fall";
 constexpr std::string_view kHealthAddressKey = "health.address";
+constexpr std::string_view kGossipKeys =
+    "enabled, port, bind, cluster, keyring, probe_interval_ms, probe_timeout_ms, interval_ms, "
+    "suspicion_mult, push_pull_interval_ms, rejoin_interval_ms";
 constexpr std::string_view kVipKeys = "address, protocol, port, ports, nodes";
 constexpr std::string_view kPeerKeys = "name, address, weight";
 constexpr std::string_view kTopKeys =
-    "[node], [datapath], [neighbours], [health], [[vip]] or [[peer]]";
+    "[node], [datapath], [neighbours], [health], [gossip], [[vip]] or [[peer]]";
 
 constexpr std::string_view kLogLevels[] = {"trace", "debug", "info", "warn", "error"};
 
@@ -161,7 +188,8 @@ class FileReader {
   void read(const toml::table& root) {
     for (auto&& [key, node] : root) {
       const std::string name(key.str());
-      if (name == "node" || name == "datapath" || name == "neighbours" || name == "health") {
+      if (name == "node" || name == "datapath" || name == "neighbours" || name == "health" ||
+          name == "gossip") {
         read_plain_table(name, node);
       } else if (name == "vip") {
         read_vips(node);
@@ -198,6 +226,11 @@ class FileReader {
     fail(node, key, fmt::format("expected a string, got {}", type_name(node)));
   }
 
+  bool expect_boolean(const toml::node& node, std::string_view key) const {
+    if (const auto* value = node.as_boolean()) return value->get();
+    fail(node, key, fmt::format("expected a boolean, got {}", type_name(node)));
+  }
+
   std::int64_t expect_integer(const toml::node& node, std::string_view key) const {
     if (const auto* value = node.as_integer()) return value->get();
     fail(node, key, fmt::format("expected an integer, got {}", type_name(node)));
@@ -221,14 +254,15 @@ class FileReader {
     return static_cast<std::uint16_t>(expect_int_in(node, key, 1, 65535));
   }
 
-  // [node], [datapath], [neighbours] and [health]: scalar keys only.
+  // [node], [datapath], [neighbours], [health] and [gossip]: scalar keys only.
   void read_plain_table(const std::string& table_name, const toml::node& node) {
     const toml::table& table = expect_table(node, table_name);
     note(table_name, node);
     const std::string_view allowed = table_name == "node"         ? kNodeKeys
                                      : table_name == "datapath"   ? kDatapathKeys
                                      : table_name == "neighbours" ? kNeighbourKeys
-                                                                  : kHealthKeys;
+                                     : table_name == "health"     ? kHealthKeys
+                                                                  : kGossipKeys;
     for (auto&& [key, value] : table) {
       const std::string path = table_name + "." + std::string(key.str());
       if (read_scalar(path, value)) {
@@ -253,12 +287,22 @@ class FileReader {
         return true;
       }
     }
+    for (const BoolKey& key : kBoolKeys) {
+      if (key.path == path) {
+        config_.*key.member = expect_boolean(value, path);
+        return true;
+      }
+    }
     if (path == kNodeAddressKey) {
       config_.node_address = expect_address(value, path);
       return true;
     }
     if (path == kHealthAddressKey) {
       config_.health_address = expect_address(value, path);
+      return true;
+    }
+    if (path == kGossipBindKey) {
+      config_.gossip_bind = expect_address(value, path);
       return true;
     }
     if (path == kXdpModeKey) {
@@ -453,13 +497,26 @@ std::string parent_key(std::string_view key) {
   return dot == std::string_view::npos ? std::string() : std::string(key.substr(0, dot));
 }
 
-bool valid_node_name(std::string_view name) {
-  if (name.empty() || name.size() > kMaxNodeNameLength) return false;
+// 1..max_length characters of A-Z, a-z, 0-9, '.', '_' and '-': node and
+// cluster names.
+bool valid_name(std::string_view name, std::size_t max_length) {
+  if (name.empty() || name.size() > max_length) return false;
   return std::all_of(name.begin(), name.end(), [](char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
            c == '_' || c == '-';
   });
 }
+
+bool valid_node_name(std::string_view name) { return valid_name(name, kMaxNodeNameLength); }
+
+bool valid_cluster_name(std::string_view name) { return valid_name(name, kMaxClusterNameLength); }
+
+bool is_unspecified(const Address& address) {
+  return address.family != 0 && std::all_of(address.words.begin(), address.words.end(),
+                                            [](std::uint32_t word) { return word == 0; });
+}
+
+std::string_view family_name(const Address& address) { return address.is_v6() ? "IPv6" : "IPv4"; }
 
 // The kernel's dev_valid_name(): 1..15 bytes, not "." or "..", and none of
 // '/', ':' or whitespace.
@@ -526,6 +583,7 @@ class Checker {
     check_peers();
     check_vip_nodes();
     check_health();
+    check_gossip();
   }
 
  private:
@@ -650,6 +708,41 @@ class Checker {
         fail("health.port", "no TCP VIP with a port to check by default; set health.port, or "
                             "kind = \"none\"");
       config_.health_port = tcp_vip->ports.front();
+    }
+  }
+
+  // [gossip]. Its values are checked whether gossip is on or off, so a file
+  // that is wrong stays wrong when --no-gossip is dropped; only the bind
+  // family, which depends on which address the node uses, is judged only
+  // when gossip will run. The keyring file is read by the daemon at start.
+  void check_gossip() const {
+    if (!valid_cluster_name(config_.cluster_name)) {
+      fail("gossip.cluster",
+           fmt::format("'{}' is not a valid cluster name: use 1..{} characters of A-Z, a-z, 0-9, "
+                       "'.', '_' and '-'",
+                       config_.cluster_name, kMaxClusterNameLength));
+    }
+    if (config_.keyring_file.empty() && is_set("gossip.keyring")) {
+      fail("gossip.keyring", "must not be empty (leave it out for plaintext gossip)");
+    }
+    if (config_.gossip_probe_timeout_ms >= config_.gossip_probe_interval_ms) {
+      fail("gossip.probe_timeout_ms",
+           fmt::format("{} ms is not shorter than gossip.probe_interval_ms = {} ms",
+                       config_.gossip_probe_timeout_ms, config_.gossip_probe_interval_ms));
+    }
+    if (!config_.gossip_bind) return;
+    const Address& bind = *config_.gossip_bind;
+    if (bind.family == 0) fail(kGossipBindKey, "holds no address (leave it unset for the default)");
+    // The unspecified address (0.0.0.0, ::) binds every local address of its
+    // family; members still reach this node at node.address.
+    if (!is_unspecified(bind)) check_host_address(kGossipBindKey, bind);
+    if (config_.gossip_enabled && config_.node_address &&
+        bind.family != config_.node_address->family) {
+      fail(kGossipBindKey,
+           fmt::format("{} is {} but node.address {} is {}; gossip binds in the family of the "
+                       "node's address",
+                       bind.to_string(), family_name(bind), config_.node_address->to_string(),
+                       family_name(*config_.node_address)));
     }
   }
 
@@ -858,16 +951,27 @@ from the TOML file given with --config; the flags below override it. Without
       --peer NAME=ADDR[@WEIGHT]
                                a cluster member, with its Maglev weight (default
                                1); repeat for each. Together the --peer flags
-                               replace the file's [[peer]] list.
+                               replace the file's [[peer]] list. With gossip
+                               they are the seeds, and weights apply only
+                               with --no-gossip.
       --vip ADDR:PORT[/PROTO]  a VIP: one port, or * for every port; PROTO is
                                tcp (the default) or udp; an IPv6 address goes in
                                brackets ([fd00::1]:443/tcp). Repeat for each.
                                Together the --vip flags replace the file's
                                [[vip]] list.
+      --gossip-port N          gossip UDP and TCP port, 1..65535, the same on
+                               every node ([gossip] port)
+      --cluster NAME           cluster name, the same on every node ([gossip]
+                               cluster)
+      --keyring FILE           cluster keyring file, one key of 64 hex digits
+                               a line, the first one the primary ([gossip]
+                               keyring)
+      --no-gossip              static membership from the peer list instead of
+                               gossip ([gossip] enabled = false)
   -h, --help                   print this help and exit
       --version                print the version and exit
 
-Both "--flag value" and "--flag=value" work.
+Flags with a value take "--flag value" or "--flag=value".
 )";
 
 struct Flag {
@@ -878,11 +982,18 @@ struct Flag {
 constexpr std::string_view kValueFlags[] = {
     "--config",    "--name",     "--interface", "--address",           "--admin-socket",
     "--bpffs-dir", "--xdp-mode", "--log-level", "--maglev-table-size", "--conntrack-entries",
-    "--peer",      "--vip",      "--weight",
+    "--peer",      "--vip",      "--weight",    "--gossip-port",       "--cluster",
+    "--keyring",
 };
 
 bool takes_value(std::string_view flag) {
   return std::find(std::begin(kValueFlags), std::end(kValueFlags), flag) != std::end(kValueFlags);
+}
+
+// A flag without a value: the flag of a boolean key (kBoolKeys).
+bool is_switch(std::string_view flag) {
+  return std::any_of(std::begin(kBoolKeys), std::end(kBoolKeys),
+                     [&](const BoolKey& key) { return !key.flag.empty() && key.flag == flag; });
 }
 
 std::uint32_t parse_flag_int(const Flag& flag, const IntKey& key) {
@@ -1017,6 +1128,13 @@ void apply_flag(Config& config, const Flag& flag) {
       return;
     }
   }
+  for (const BoolKey& key : kBoolKeys) {
+    if (!key.flag.empty() && key.flag == flag.name) {
+      config.*key.member = key.flag_sets;
+      config.locations[std::string(key.path)] = from_flag;
+      return;
+    }
+  }
   if (flag.name == "--address") {
     const auto address = Address::parse(flag.value);
     if (!address) throw ConfigError(fmt::format("{}: {}", flag.name, address_problem(flag.value)));
@@ -1089,6 +1207,11 @@ std::optional<Config> config_from_args(int argc, const char* const* argv, std::o
         out << "mixlb " << kVersion << "\n";
       }
       return std::nullopt;
+    }
+    if (is_switch(flag.name)) {
+      if (inline_value) throw ConfigError(fmt::format("{}: takes no value", flag.name));
+      flags.push_back(std::move(flag));
+      continue;
     }
     if (!takes_value(flag.name)) {
       throw ConfigError(fmt::format("unknown flag '{}' (see --help)", flag.name));

@@ -86,8 +86,24 @@ struct Config {
   std::uint32_t health_rise = 2;
   std::uint32_t health_fall = 3;
 
+  // [gossip]: cluster membership (gossip/). Off: static membership from [[peer]].
+  bool gossip_enabled = true;
+  std::uint32_t gossip_port = 7946;    // UDP and TCP, the same on every node
+  std::optional<Address> gossip_bind;  // default: the node's address; 0.0.0.0 or :: = any
+  std::string cluster_name = "mixlb";  // 1..64 bytes of [A-Za-z0-9._-]; in every packet's AEAD
+  std::string keyring_file;            // "" = plaintext gossip (the daemon warns)
+  std::uint32_t gossip_probe_interval_ms = 1000;
+  std::uint32_t gossip_probe_timeout_ms = 500;
+  std::uint32_t gossip_interval_ms = 200;
+  std::uint32_t gossip_suspicion_mult = 3;
+  std::uint32_t gossip_push_pull_interval_ms = 30000;
+  std::uint32_t gossip_rejoin_interval_ms = 30000;
+
   std::vector<VipConfig> vips;
-  std::vector<PeerConfig> peers;  // may include this node itself: its address and weight must agree
+  // May include this node itself: its address and weight must agree. With
+  // gossip enabled these are the seeds (address:gossip_port) and their
+  // weights are not used (each node publishes its own node_weight).
+  std::vector<PeerConfig> peers;
 
   // Key path ("node.name", "vip[1].ports[0]", "peer[2]"; indices from 0) to
   // where it was set. Tables and array entries are recorded too, so a missing

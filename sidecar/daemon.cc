@@ -9,15 +9,19 @@
 #include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <cstring>
 #include <set>
+#include <variant>
 
 #include "abi.h"
 #include "admin_protocol.h"
 #include "admin_server.h"
 #include "health.h"
+#include "keyring_file.h"
 #include "node_id.h"
 #include "sysctl.h"
+#include "transport.h"
 
 namespace mixlb {
 namespace {
@@ -35,6 +39,23 @@ mixlb_mac mac_key(const MacAddress& mac) {
 [[noreturn]] void startup_failed(const std::string& what, std::error_code ec) {
   throw StartupError(what + ": " + ec.message());
 }
+
+gossip::Address gossip_address(const Address& address, std::uint16_t port) {
+  gossip::Address out;
+  out.family = address.is_v6() ? gossip::Address::Family::kV6 : gossip::Address::Family::kV4;
+  std::memcpy(out.ip.data(), address.words.data(), address.is_v6() ? 16 : 4);
+  out.port = port;
+  return out;
+}
+
+bool unspecified(const Address& address) {
+  return std::all_of(address.words.begin(), address.words.end(), [](std::uint32_t w) { return w == 0; });
+}
+
+template <class... F>
+struct Overloaded : F... {
+  using F::operator()...;
+};
 
 }  // namespace
 
@@ -125,21 +146,24 @@ void Daemon::start() {
   self.mac = mac_;
   self.neighbour = "self";
   peers_.push_back(self);
+  static_members_.push_back(self.member);
   for (const auto& p : config_.peers) {
-    if (p.name == config_.node_name) continue;
-    PeerState peer;
-    peer.member = Member{p.name, node_id_for(p.name), p.address, p.weight, false};
-    peers_.push_back(peer);
+    if (p.name != config_.node_name)
+      static_members_.push_back(Member{p.name, node_id_for(p.name), p.address, p.weight, false});
   }
   vips_ = expand_vips(config_.vips);
-  spdlog::info("node {} (id {}) on {} ({}, {}), {} peer(s), {} VIP port(s)", config_.node_name,
+  table_vips_ = vips_;
+  drained_ = config_.node_weight == 0;
+  spdlog::info("node {} (id {}) on {} ({}, {}), {} peer(s) {}, {} VIP port(s)", config_.node_name,
                self.member.id, config_.interface, address_.to_string(), format_mac(mac_),
-               peers_.size() - 1, vips_.size());
+               static_members_.size() - 1,
+               config_.gossip_enabled ? "as gossip seeds" : "as static members", vips_.size());
 
   setup_kernel();
   setup_datapath();
   setup_neighbours();
   setup_health();
+  setup_gossip();
 
   admin_ = std::make_unique<AdminServer>(
       io_, config_.admin_socket,
@@ -176,8 +200,10 @@ void Daemon::setup_kernel() {
       {"ipv4", nullptr, "arp_ignore", "1"}, {"ipv4", nullptr, "arp_announce", "2"},
       {"ipv4", nullptr, "forwarding", "1"},
   };
-  const bool v6_nodes = std::any_of(peers_.begin(), peers_.end(),
-                                    [](const PeerState& p) { return p.member.address.is_v6(); });
+  // With gossip, members join later; they are expected in the family of
+  // this node's address and the seeds.
+  const bool v6_nodes = std::any_of(static_members_.begin(), static_members_.end(),
+                                    [](const Member& m) { return m.address.is_v6(); });
   if (v6_nodes) settings.push_back({"ipv6", nullptr, "forwarding", "1"});
   auto guard = std::make_shared<SysctlGuard>();
   on_undo("restore sysctls", [guard] { guard->restore(); });
@@ -233,7 +259,11 @@ void Daemon::setup_datapath() {
   oracle_ = std::make_unique<FlowOracle>(*dry_run_, ifindex_, mac_);
 
   sync_ = std::make_unique<ClusterSync>(program_->maps(), config_.max_vips);
-  if (auto r = sync_->apply(members(), vips_); !r) throw StartupError(r.error().message());
+  // With gossip the first tables wait for the join (see daemon.h).
+  if (!config_.gossip_enabled) {
+    if (auto r = sync_->apply(static_members_, vips_); !r) throw StartupError(r.error().message());
+    joined_ = true;
+  }
 
   auto mode = program_->attach(ifindex_, config_.xdp_mode);
   if (!mode) throw StartupError(mode.error().message() + " on " + config_.interface);
@@ -244,9 +274,9 @@ void Daemon::setup_datapath() {
   spdlog::info("XDP attached to {} in {} mode", config_.interface, to_string(*mode));
 }
 
-// Checks the node's own app. Its verdict is what this node will publish as
-// "serving" to the cluster; until membership carries it, it is reported in
-// status and the log.
+// Checks the node's own app. With gossip its verdict is published: a node
+// whose app fails its check serves no VIP (in every node's tables,
+// including its own). Without gossip it is reported in status and the log.
 void Daemon::setup_health() {
   if (config_.health_kind == "none") return;
   HealthCheckConfig check;
@@ -258,44 +288,84 @@ void Daemon::setup_health() {
   check.timeout = std::chrono::milliseconds(config_.health_timeout_ms);
   check.rise = config_.health_rise;
   check.fall = config_.health_fall;
-  health_ = std::make_unique<HealthChecker>(io_, check, [](bool healthy, const std::string& why) {
+  health_ = std::make_unique<HealthChecker>(io_, check, [this](bool healthy, const std::string& why) {
     if (healthy)
       spdlog::info("app is healthy ({})", why);
     else
       spdlog::warn("app is unhealthy: {}", why);
+    if (membership_) publish_self();
   });
   health_->start();
   on_undo("stop the app check", [this] { health_->stop(); });
 }
 
 void Daemon::setup_neighbours() {
-  for (auto& p : peers_) {
-    if (p.self) continue;
-    auto setup = netlink_->add_managed_neighbour(ifindex_, p.member.address);
-    if (!setup) {
-      spdlog::warn("neighbour entry for {} ({}): {}; will keep asking the kernel to resolve it",
-                   p.member.name, p.member.address.to_string(), setup.error().message());
-      continue;
-    }
-    p.managed_neighbour = setup->managed;
-    if (setup->created) {
-      const Address a = p.member.address;
-      on_undo("delete neighbour " + a.to_string(), [this, a] {
-        if (auto ec = netlink_->delete_neighbour(ifindex_, a);
-            ec && ec != std::errc::no_such_file_or_directory)
-          spdlog::warn("deleting neighbour {}: {}", a.to_string(), ec.message());
-      });
-    }
-  }
-  on_undo("forget peer MACs", [this] {
+  on_undo("forget peers (neighbour entries, peer MACs)", [this] {
     for (auto& p : peers_)
-      if (!p.self && p.mac) {
-        if (auto r = program_->maps().remove_peer_mac(mac_key(*p.mac)); !r)
-          spdlog::warn("{}", r.error().message());
-      }
+      if (!p.self) forget_peer(p);
   });
+  sync_peers(desired_members());
   refresh_neighbours();
   schedule_neighbour_refresh();
+}
+
+// A new member: ask the kernel to keep its neighbour entry resolved
+// (bpf_fib_lookup answers NO_NEIGH otherwise). Its MAC reaches the peer-MAC
+// map once refresh_neighbours() sees the entry resolved.
+void Daemon::add_peer(const Member& member) {
+  PeerState peer;
+  peer.member = member;
+  auto setup = netlink_->add_managed_neighbour(ifindex_, member.address);
+  if (!setup) {
+    spdlog::warn("neighbour entry for {} ({}): {}; will keep asking the kernel to resolve it",
+                 member.name, member.address.to_string(), setup.error().message());
+  } else {
+    peer.managed_neighbour = setup->managed;
+    peer.created_neighbour = setup->created;
+  }
+  peers_.push_back(std::move(peer));
+}
+
+// A member gone: its MAC leaves the peer-MAC map, and the neighbour entry
+// goes if this daemon added it.
+void Daemon::forget_peer(PeerState& p) {
+  if (p.mac) {
+    if (auto r = program_->maps().remove_peer_mac(mac_key(*p.mac)); !r)
+      spdlog::warn("{}", r.error().message());
+    p.mac.reset();
+  }
+  if (p.created_neighbour) {
+    if (auto ec = netlink_->delete_neighbour(ifindex_, p.member.address);
+        ec && ec != std::errc::no_such_file_or_directory)
+      spdlog::warn("deleting neighbour {}: {}", p.member.address.to_string(), ec.message());
+    p.created_neighbour = false;
+  }
+}
+
+// Makes peers_ (this node first) hold exactly `members`.
+void Daemon::sync_peers(const std::vector<Member>& members) {
+  auto wanted = [&](const PeerState& p) {
+    return std::find_if(members.begin(), members.end(), [&](const Member& m) {
+             return m.name == p.member.name && m.address == p.member.address;
+           }) != members.end();
+  };
+  for (auto it = peers_.begin(); it != peers_.end();) {
+    if (it->self || wanted(*it)) {
+      ++it;
+      continue;
+    }
+    forget_peer(*it);
+    it = peers_.erase(it);
+  }
+  for (const auto& m : members) {
+    auto it = std::find_if(peers_.begin(), peers_.end(),
+                           [&](const PeerState& p) { return p.member.name == m.name; });
+    if (it == peers_.end()) {
+      add_peer(m);
+    } else {
+      it->member = m;
+    }
+  }
 }
 
 void Daemon::schedule_neighbour_refresh() {
@@ -349,6 +419,241 @@ std::vector<Member> Daemon::members() const {
   return out;
 }
 
+// Before gossip is set up (and with nothing known yet) the member set is
+// empty: the peer list names seeds, not members.
+std::vector<Member> Daemon::desired_members() const {
+  if (!config_.gossip_enabled) return static_members_;
+  return membership_ ? membership_->members() : std::vector<Member>{};
+}
+
+// --- gossip ------------------------------------------------------------------
+
+void Daemon::setup_gossip() {
+  if (!config_.gossip_enabled) {
+    spdlog::info("gossip is off: the peer list is the member set");
+    return;
+  }
+  membership_ = std::make_unique<Membership>(config_.node_name, vips_);
+  const auto port = static_cast<std::uint16_t>(config_.gossip_port);
+  const bool bind_any = config_.gossip_bind && unspecified(*config_.gossip_bind);
+  gossip_address_ = gossip_address(config_.gossip_bind && !bind_any ? *config_.gossip_bind : address_, port);
+
+  gossip::TransportOptions options;
+  options.config.name = config_.node_name;
+  options.config.address = gossip_address_;
+  options.config.probe_interval = std::chrono::milliseconds(config_.gossip_probe_interval_ms);
+  options.config.probe_timeout = std::chrono::milliseconds(config_.gossip_probe_timeout_ms);
+  options.config.gossip_interval = std::chrono::milliseconds(config_.gossip_interval_ms);
+  options.config.suspicion_mult = static_cast<int>(config_.gossip_suspicion_mult);
+  options.config.push_pull_interval = std::chrono::milliseconds(config_.gossip_push_pull_interval_ms);
+  options.config.rejoin_interval = std::chrono::milliseconds(config_.gossip_rejoin_interval_ms);
+  options.config.max_metadata_size = kMaxMetadataSize;
+  if (config_.gossip_bind) options.bind = gossip_address(*config_.gossip_bind, port);
+
+  const MemberMetadata self = self_metadata();
+  try {
+    options.config.metadata = encode_metadata(self);
+  } catch (const std::length_error& e) {
+    throw StartupError(std::string("gossip metadata: ") + e.what());
+  }
+  if (!config_.keyring_file.empty()) {
+    std::vector<gossip::Key> keys;
+    try {
+      keys = read_keyring_file(config_.keyring_file);
+    } catch (const ConfigError& e) {
+      throw StartupError(e.what());
+    }
+    gossip::Keyring ring(config_.cluster_name, keys.front());
+    for (std::size_t i = 1; i < keys.size(); ++i) ring.add(keys[i]);
+    options.keyring.emplace(std::move(ring));
+    spdlog::info("gossip is encrypted with {} key(s) from {}", keys.size(), config_.keyring_file);
+  } else {
+    spdlog::warn("gossip is not encrypted and not authenticated: set gossip.keyring");
+  }
+  membership_->set_self(self, gossip_address_);
+
+  try {
+    gossip_ = std::make_unique<gossip::Transport>(std::move(options), [this](gossip::Event event) {
+      // The transport's thread: hand the event over and return.
+      boost::asio::post(io_, [this, event = std::move(event)] { on_gossip_event(event); });
+    });
+  } catch (const std::invalid_argument& e) {
+    throw StartupError(std::string("gossip: ") + e.what());
+  }
+  std::vector<gossip::Address> seeds;
+  for (const auto& m : static_members_)
+    if (!m.self) seeds.push_back(gossip_address(m.address, port));
+  if (auto ec = gossip_->start(seeds))
+    startup_failed("gossip on " + gossip_address_.to_string(), ec);
+  on_undo("leave the gossip cluster", [this] {
+    if (auto ec = gossip_->stop()) spdlog::warn("gossip stopped uncleanly: {}", ec.message());
+  });
+  spdlog::info("gossip on {} (cluster '{}'), joining through {} seed(s)",
+               gossip_->address().to_string(), config_.cluster_name, seeds.size());
+  if (seeds.empty()) {
+    joined_ = true;
+    schedule_resync();
+  }
+}
+
+void Daemon::on_gossip_event(const gossip::Event& event) {
+  if (stopping_) return;
+  std::visit(Overloaded{
+                 [&](const gossip::MemberEvent& e) {
+                   if (membership_->apply(e)) schedule_resync();
+                 },
+                 [&](const gossip::UserEventDelivery& e) {
+                   ++user_events_;
+                   spdlog::debug("gossip: user event {}#{} ({} bytes)", e.origin, e.seq,
+                                 e.payload.size());
+                 },
+                 [&](const gossip::SyncResult& r) {
+                   if (r.error)
+                     spdlog::warn("gossip: {} sync with {} failed: {}", gossip::to_string(r.purpose),
+                                  r.peer.to_string(), r.error.message());
+                   else
+                     spdlog::info("gossip: {} sync with {} done", gossip::to_string(r.purpose),
+                                  r.peer.to_string());
+                   if (!joined_ && r.purpose == gossip::SyncPurpose::kJoin) {
+                     joined_ = true;
+                     schedule_resync();
+                   }
+                 },
+             },
+             event);
+}
+
+// What this node publishes: its weight (0 when drained), where to forward
+// to it, whether its app passes its check, and the VIP ports it serves.
+MemberMetadata Daemon::self_metadata() const {
+  MemberMetadata m;
+  m.weight = drained_ ? 0 : config_.node_weight;
+  m.mac = mac_;
+  m.address = address_;
+  m.app_healthy = !health_ || health_->healthy();
+  for (const auto& v : vips_) {
+    if (!v.serving || std::find(v.serving->begin(), v.serving->end(), config_.node_name) !=
+                          v.serving->end())
+      m.vips.push_back(vip_tag(v.key));
+  }
+  return m;
+}
+
+void Daemon::publish_self() {
+  const MemberMetadata m = self_metadata();
+  if (membership_->set_self(m, gossip_address_)) schedule_resync();
+  if (!gossip_) return;
+  if (auto ec = gossip_->set_metadata(encode_metadata(m)))
+    spdlog::error("gossip: publishing this node's metadata: {}", ec.message());
+}
+
+// Changes arrive in bursts (a join brings the whole cluster); one rebuild
+// after the burst is enough.
+void Daemon::schedule_resync() {
+  if (resync_pending_) return;
+  resync_pending_ = true;
+  boost::asio::post(io_, [this] { resync(); });
+}
+
+void Daemon::resync() {
+  resync_pending_ = false;
+  if (!joined_ || stopping_) return;
+  const std::vector<Member> members = desired_members();
+  std::vector<VipEntry> vips = membership_ ? membership_->vip_entries() : vips_;
+  sync_peers(members);
+  std::map<std::string, std::vector<std::string>> before;
+  for (const auto& v : vips) before[v.label] = sync_->backends(v.key);
+  if (auto r = sync_->apply(members, vips); !r) {
+    last_sync_error_ = r.error().message();
+    spdlog::error("publishing the tables: {}", last_sync_error_);
+    return;
+  }
+  last_sync_error_.clear();
+  table_vips_ = std::move(vips);
+  ++resyncs_;
+  for (const auto& v : table_vips_) {
+    const auto now = sync_->backends(v.key);
+    if (now != before[v.label])
+      spdlog::info("{}: backends {}", v.label, now.empty() ? "none" : fmt::format("{}", fmt::join(now, ", ")));
+  }
+}
+
+nlohmann::json Daemon::set_drained(bool drained) {
+  if (!membership_)
+    throw AdminError("drain needs gossip membership (gossip.enabled is false): set this node's "
+                     "weight to 0 in every node's peer list instead");
+  if (!drained && config_.node_weight == 0)
+    throw AdminError("node.weight is 0 in the configuration: there is no weight to restore");
+  drained_ = drained;
+  publish_self();
+  return {{"node", config_.node_name},
+          {"drained", drained_},
+          {"weight", self_metadata().weight}};
+}
+
+nlohmann::json Daemon::members_json() {
+  if (!membership_) throw AdminError("gossip is off (gossip.enabled = false): status lists the static members");
+  std::optional<gossip::TransportSnapshot> snap;
+  std::string snapshot_error;
+  if (auto s = gossip_->snapshot(std::chrono::milliseconds(1000)))
+    snap = std::move(*s);
+  else
+    snapshot_error = s.error().message();
+
+  const auto in_tables = membership_->in_tables();
+  const auto now = std::chrono::steady_clock::now();
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& [name, r] : membership_->records()) {
+    std::string state(gossip::to_string(r.state));
+    std::uint32_t incarnation = r.incarnation;
+    if (r.self && snap) {
+      state = gossip::to_string(snap->self.state);
+      incarnation = snap->self.incarnation;
+    }
+    nlohmann::json entry{
+        {"name", name},
+        {"self", r.self},
+        {"state", state},
+        {"incarnation", incarnation},
+        {"gossip_address", r.gossip_address.to_string()},
+        {"in_tables", std::find(in_tables.begin(), in_tables.end(), name) != in_tables.end()},
+        {"since_s", std::chrono::duration<double>(now - r.since).count()},
+    };
+    if (r.metadata) {
+      entry["address"] = r.metadata->address.to_string();
+      entry["mac"] = format_mac(r.metadata->mac);
+      entry["weight"] = r.metadata->weight;
+      entry["app_healthy"] = r.metadata->app_healthy;
+      entry["vips"] = membership_->vip_labels(*r.metadata);
+    }
+    if (!r.problem.empty()) entry["problem"] = r.problem;
+    list.push_back(entry);
+  }
+  nlohmann::json out{{"node", config_.node_name},
+                     {"cluster", config_.cluster_name},
+                     {"gossip_address", gossip_address_.to_string()},
+                     {"members", list}};
+  if (snap) {
+    const auto& c = snap->core;
+    std::uint64_t drops = 0;
+    for (auto d : c.drops) drops += d;
+    out["gossip"] = {{"health_score", snap->health_score},
+                     {"probes", c.probes},
+                     {"probes_failed", c.probes_failed},
+                     {"suspicions_raised", c.suspicions_raised},
+                     {"deaths_declared", c.deaths_declared},
+                     {"refutations", c.refutations},
+                     {"bytes_sent", c.bytes_sent},
+                     {"bytes_received", c.bytes_received},
+                     {"drops", drops},
+                     {"last_drop", c.last_drop},
+                     {"last_error", snap->transport.last_error}};
+  } else {
+    out["gossip"] = {{"error", "the gossip thread did not answer: " + snapshot_error}};
+  }
+  return out;
+}
+
 // Counters: the global ones, and per VIP its totals and its (VIP, node) row.
 nlohmann::json Daemon::stats() {
   nlohmann::json out;
@@ -370,11 +675,11 @@ nlohmann::json Daemon::stats() {
   out["counters"] = {{"events", events}, {"drops", drops}, {"fib", fib}};
 
   nlohmann::json vips = nlohmann::json::array();
-  for (const auto& v : vips_) {
+  for (const auto& v : table_vips_) {
     nlohmann::json weights = nlohmann::json::object();
     for (const auto& p : peers_) {
-      const bool serving = v.serving.empty() || std::find(v.serving.begin(), v.serving.end(),
-                                                          p.member.name) != v.serving.end();
+      const bool serving = !v.serving || std::find(v.serving->begin(), v.serving->end(),
+                                                    p.member.name) != v.serving->end();
       if (serving) weights[p.member.name] = p.member.weight;
     }
     nlohmann::json entry{
@@ -433,6 +738,24 @@ nlohmann::json Daemon::status() {
     out["health"] = {{"kind", "none"}};
   }
 
+  if (membership_) {
+    std::size_t alive = 0;
+    for (const auto& [name, r] : membership_->records())
+      alive += r.state == gossip::MemberState::kAlive || r.state == gossip::MemberState::kSuspect;
+    out["gossip"] = {{"enabled", true},
+                     {"address", gossip_address_.to_string()},
+                     {"cluster", config_.cluster_name},
+                     {"encrypted", !config_.keyring_file.empty()},
+                     {"joined", joined_},
+                     {"members_alive", alive},
+                     {"drained", drained_},
+                     {"table_rebuilds", resyncs_},
+                     {"user_events", user_events_},
+                     {"last_sync_error", last_sync_error_}};
+  } else {
+    out["gossip"] = {{"enabled", false}};
+  }
+
   nlohmann::json nodes = nlohmann::json::array();
   for (const auto& p : peers_) {
     nodes.push_back({{"name", p.member.name},
@@ -459,8 +782,14 @@ nlohmann::json Daemon::handle_admin(std::string_view cmd, const nlohmann::json& 
     if (!args.empty()) throw AdminError(std::string(cmd) + " takes no arguments");
     return cmd == "status" ? status() : stats();
   }
-  if (cmd == "which") return oracle_->which(parse_which_args(args), members(), vips_, *sync_);
-  throw AdminError("unknown command '" + std::string(cmd) + "' (known: status, stats, which)");
+  if (cmd == "which") return oracle_->which(parse_which_args(args), members(), table_vips_, *sync_);
+  if (cmd == "members" || cmd == "drain" || cmd == "undrain") {
+    if (!args.empty()) throw AdminError(std::string(cmd) + " takes no arguments");
+    if (cmd == "members") return members_json();
+    return set_drained(cmd == "drain");
+  }
+  throw AdminError("unknown command '" + std::string(cmd) +
+                   "' (known: status, stats, which, members, drain, undrain)");
 }
 
 }  // namespace mixlb

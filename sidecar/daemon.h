@@ -9,6 +9,15 @@
 // peers' neighbour entries resolved; open the admin socket. Every step that
 // changes the host pushes its undo onto a stack, and SIGTERM (or a failed
 // start) unwinds that stack, so the daemon removes exactly what it added.
+//
+// Membership. With gossip (the default) the peer list is only the seed list:
+// the members are whoever gossip holds alive, each with what it publishes
+// (member_metadata.h), and every change rebuilds the tables through
+// ClusterSync on this thread. The gossip transport runs on its own thread
+// and posts its events here. The first tables are published once the join
+// through the seeds has finished (or failed), so a restarted sidecar keeps
+// the pinned tables of its predecessor until it knows the cluster. Without
+// gossip the peer list is the member set, fixed for the daemon's life.
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -26,10 +35,14 @@
 #include "cluster_sync.h"
 #include "config.h"
 #include "datapath.h"
+#include "membership.h"
 #include "netlink.h"
 #include "which.h"
 
 namespace mixlb {
+namespace gossip {
+class Transport;
+}
 
 class AdminServer;
 class HealthChecker;
@@ -47,6 +60,7 @@ struct PeerState {
   std::optional<MacAddress> mac;   // learned from the neighbour table
   std::string neighbour = "none";  // state name, "self" for this node
   bool managed_neighbour = false;  // the kernel keeps it resolved
+  bool created_neighbour = false;  // this daemon added the entry (and deletes it)
 };
 
 class Daemon {
@@ -71,11 +85,26 @@ class Daemon {
   void setup_datapath();
   void setup_neighbours();
   void setup_health();
+  void setup_gossip();
   void refresh_neighbours();
   void schedule_neighbour_refresh();
+  void add_peer(const Member& member);
+  void forget_peer(PeerState& peer);
+  void sync_peers(const std::vector<Member>& members);
   std::vector<Member> members() const;
+  // What the tables are built from: gossip's view, or the static peer list.
+  std::vector<Member> desired_members() const;
+
+  void on_gossip_event(const gossip::Event& event);
+  MemberMetadata self_metadata() const;
+  void publish_self();
+  void schedule_resync();
+  void resync();
+
   nlohmann::json status();
   nlohmann::json stats();
+  nlohmann::json members_json();
+  nlohmann::json set_drained(bool drained);
 
   Config config_;
   boost::asio::io_context io_;
@@ -87,12 +116,23 @@ class Daemon {
   Address address_;
   MacAddress mac_{};
   std::vector<PeerState> peers_;  // self first
-  std::vector<VipEntry> vips_;
+  std::vector<Member> static_members_;  // without gossip: this node and the peer list
+  std::vector<VipEntry> vips_;          // as configured
+  std::vector<VipEntry> table_vips_;    // with the serving sets the tables were built from
   std::unique_ptr<XdpProgram> program_;
   std::unique_ptr<XdpProgram> dry_run_;  // shares program_'s maps; for `which`
   std::unique_ptr<FlowOracle> oracle_;
   std::unique_ptr<HealthChecker> health_;
   std::unique_ptr<ClusterSync> sync_;
+  std::unique_ptr<Membership> membership_;
+  gossip::Address gossip_address_;
+  std::unique_ptr<gossip::Transport> gossip_;
+  bool joined_ = false;          // the first tables may be published
+  bool resync_pending_ = false;  // a resync() is posted
+  bool drained_ = false;         // `mixlbctl drain`: publish weight 0
+  std::uint64_t resyncs_ = 0;
+  std::uint64_t user_events_ = 0;
+  std::string last_sync_error_;
   std::unique_ptr<AdminServer> admin_;
   std::vector<std::pair<std::string, std::function<void()>>> undo_;
   bool stopping_ = false;

@@ -261,10 +261,19 @@ DpResult<void> DatapathMaps::sync_vip_filter(const mixlb_vip_key* extra) {
 }
 
 DpResult<std::size_t> DatapathMaps::purge_conntrack(std::uint32_t vip_id) {
+  return purge_conntrack_if([vip_id](const mixlb_ct_value& v) { return v.vip_id == vip_id; });
+}
+
+DpResult<std::size_t> DatapathMaps::purge_conntrack_to_node(std::uint32_t node_id) {
+  return purge_conntrack_if([node_id](const mixlb_ct_value& v) { return v.node_id == node_id; });
+}
+
+DpResult<std::size_t> DatapathMaps::purge_conntrack_if(
+    const std::function<bool(const mixlb_ct_value&)>& is_doomed) {
   std::vector<mixlb_flow_key> doomed;
   auto walked = for_each_key<mixlb_flow_key>(ct_fd_, "mixlb_ct", [&](const mixlb_flow_key& k) {
     mixlb_ct_value v{};
-    if (bpf_map_lookup_elem(ct_fd_, &k, &v) == 0 && v.vip_id == vip_id) doomed.push_back(k);
+    if (bpf_map_lookup_elem(ct_fd_, &k, &v) == 0 && is_doomed(v)) doomed.push_back(k);
   });
   if (!walked) return std::unexpected(walked.error());
   for (const auto& k : doomed)

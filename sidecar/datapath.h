@@ -12,6 +12,7 @@
 // VIPs with their double-buffered Maglev tables, nodes, peer MACs, counters.
 // It holds file descriptors only, so tests drive the same code as the daemon.
 #include <cstdint>
+#include <functional>
 #include <expected>
 #include <map>
 #include <memory>
@@ -103,6 +104,8 @@ class DatapathMaps {
 
   // Deletes every connection of a VIP; returns how many there were.
   DpResult<std::size_t> purge_conntrack(std::uint32_t vip_id);
+  // Deletes every connection pinned to a node; returns how many there were.
+  DpResult<std::size_t> purge_conntrack_to_node(std::uint32_t node_id);
 
   DpResult<VipCounters> vip_counters(std::uint32_t vip_id) const;
   // Zeroes the VIP's counters and its (VIP, node) row.
@@ -121,6 +124,8 @@ class DatapathMaps {
   DpResult<void> sync_peer_filter();
   // Rewrites the VIP-address filter from the VIP map, plus `extra`.
   DpResult<void> sync_vip_filter(const mixlb_vip_key* extra);
+
+  DpResult<std::size_t> purge_conntrack_if(const std::function<bool(const mixlb_ct_value&)>& doomed);
 
   int vips_fd_ = -1, maglev_fd_ = -1, ct_fd_ = -1, nodes_fd_ = -1, peer_macs_fd_ = -1,
       vip_stats_fd_ = -1, vip_node_fd_ = -1, counters_fd_ = -1, drops_fd_ = -1, fib_rets_fd_ = -1,

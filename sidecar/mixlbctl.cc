@@ -36,6 +36,11 @@ constexpr std::string_view kUsage =
     "  status               node, peers, VIPs, counters\n"
     "  stats                global counters (events, drops, route lookups) and\n"
     "                       packets per VIP and node\n"
+    "  members              the cluster as gossip sees it: state, incarnation,\n"
+    "                       addresses, weight, app health, VIP ports\n"
+    "  drain                publish weight 0: new flows go to other nodes,\n"
+    "                       established connections stay (until undrain)\n"
+    "  undrain              publish the configured weight again\n"
     "  which PROTO SRC SPORT VIP VPORT\n"
     "                       which node would serve this flow now, as the data\n"
     "                       path decides it (PROTO tcp or udp; a dry run, it\n"
@@ -49,7 +54,8 @@ struct Command {
   std::string_view name;
   std::size_t args;
 };
-constexpr Command kCommands[] = {{"status", 0}, {"stats", 0}, {"which", 5}};
+constexpr Command kCommands[] = {{"status", 0},  {"stats", 0}, {"which", 5},
+                                 {"members", 0}, {"drain", 0}, {"undrain", 0}};
 
 struct Options {
   std::optional<std::string> socket;
@@ -169,6 +175,10 @@ int main(int argc, char** argv) {
     out = mixlb::render_status(reply->result);
   } else if (options.command == "stats") {
     out = mixlb::render_stats(reply->result);
+  } else if (options.command == "members") {
+    out = mixlb::render_members(reply->result);
+  } else if (options.command == "drain" || options.command == "undrain") {
+    out = mixlb::render_drain(reply->result);
   } else {
     out = mixlb::render_which(reply->result);
   }

@@ -81,7 +81,7 @@ TEST_CASE("apply publishes every VIP with a table of the members and fills the n
   CHECK(sync.publications() == 2);
 }
 
-TEST_CASE("a member that leaves disappears from every table, then from the node map") {
+TEST_CASE("a member that leaves disappears from every table, then from the node map with its connections") {
   auto prog = load();
   ClusterSync sync(prog->maps(), 4);
   std::vector<Member> members{member("a", "10.0.0.1"), member("b", "10.0.0.2"), member("c", "10.0.0.3")};
@@ -89,8 +89,23 @@ TEST_CASE("a member that leaves disappears from every table, then from the node 
   REQUIRE(sync.apply(members, vips).has_value());
   const auto before = *prog->maps().live_table(vips[0].key);
   const std::uint32_t gone = members.back().id;
+  // One connection pinned to the leaving node, one to a staying one.
+  auto flow_from = [&](std::uint32_t src) {
+    mixlb_flow_key flow{};
+    flow.src[0] = src;
+    flow.dst[0] = vips[0].key.addr[0];
+    flow.dport = vips[0].key.port;
+    flow.proto = 6;
+    flow.family = MIXLB_AF_INET;
+    return flow;
+  };
+  const auto vip_id = static_cast<std::uint16_t>(*sync.vip_id(vips[0].key));
+  REQUIRE(prog->maps().conntrack_insert(flow_from(1), {.last_seen_ns = 1, .node_id = gone, .vip_id = vip_id}));
+  REQUIRE(prog->maps().conntrack_insert(flow_from(2), {.last_seen_ns = 1, .node_id = members[0].id, .vip_id = vip_id}));
   members.pop_back();
   REQUIRE(sync.apply(members, vips).has_value());
+  CHECK_FALSE(prog->maps().conntrack(flow_from(1))->has_value());
+  CHECK(prog->maps().conntrack(flow_from(2))->has_value());
   const auto after = *prog->maps().live_table(vips[0].key);
   CHECK(std::count(after.begin(), after.end(), gone) == 0);
   for (std::size_t i = 0; i < after.size(); ++i)

@@ -138,6 +138,18 @@ TEST_SUITE("config") {
     CHECK(c.peers[1].weight == 1);
     CHECK(c.peers[2].name == "mix3");
     CHECK(c.peers[2].weight == 2);
+    CHECK(c.gossip_enabled);
+    CHECK(c.gossip_port == 7946);
+    REQUIRE(c.gossip_bind);
+    CHECK(*c.gossip_bind == addr("10.0.0.11"));
+    CHECK(c.cluster_name == "mixlb");
+    CHECK(c.keyring_file == "/etc/mixlb/keyring");
+    CHECK(c.gossip_probe_interval_ms == 1000);
+    CHECK(c.gossip_probe_timeout_ms == 500);
+    CHECK(c.gossip_interval_ms == 200);
+    CHECK(c.gossip_suspicion_mult == 3);
+    CHECK(c.gossip_push_pull_interval_ms == 30000);
+    CHECK(c.gossip_rejoin_interval_ms == 30000);
   }
 
   TEST_CASE("the example sets every key and the reference documents each") {
@@ -157,6 +169,17 @@ TEST_SUITE("config") {
         "datapath.max_vips",
         "datapath.max_nodes",
         "neighbours.refresh_ms",
+        "gossip.enabled",
+        "gossip.port",
+        "gossip.bind",
+        "gossip.cluster",
+        "gossip.keyring",
+        "gossip.probe_interval_ms",
+        "gossip.probe_timeout_ms",
+        "gossip.interval_ms",
+        "gossip.suspicion_mult",
+        "gossip.push_pull_interval_ms",
+        "gossip.rejoin_interval_ms",
         "vip[0].address",
         "vip[0].protocol",
         "vip[0].ports",
@@ -176,7 +199,9 @@ TEST_SUITE("config") {
     for (const char* key :
          {"name", "interface", "address", "admin_socket", "bpffs_dir", "log_level", "xdp_mode",
           "maglev_table_size", "conntrack_entries", "max_vips", "max_nodes", "refresh_ms",
-          "protocol", "ports", "port", "nodes", "weight"}) {
+          "protocol", "ports", "port", "nodes", "weight", "enabled", "bind", "cluster",
+          "keyring", "probe_interval_ms", "probe_timeout_ms", "interval_ms", "suspicion_mult",
+          "push_pull_interval_ms", "rejoin_interval_ms"}) {
       const std::string quoted = std::string("`") + key + "`";
       CAPTURE(quoted);
       CHECK(docs.find(quoted) != std::string::npos);
@@ -184,7 +209,8 @@ TEST_SUITE("config") {
     for (const char* flag :
          {"--config", "--name", "--interface", "--address", "--admin-socket", "--bpffs-dir",
           "--xdp-mode", "--log-level", "--maglev-table-size", "--conntrack-entries", "--peer",
-          "--vip", "--weight", "--help", "--version"}) {
+          "--vip", "--weight", "--gossip-port", "--cluster", "--keyring", "--no-gossip", "--help",
+          "--version"}) {
       const std::string flag_name = flag;
       CAPTURE(flag_name);
       CHECK(docs.find(flag) != std::string::npos);
@@ -243,6 +269,194 @@ TEST_SUITE("config") {
         {"unknown key", "[health]\nretries = 3\n",
          "mix1.toml:5: health.retries: unknown key ([health] takes kind, address, port, path, interval_ms, "
          "timeout_ms, rise, fall)"},
+    };
+    for (const BadInput& c : cases) {
+      const std::string what = c.what;
+      CAPTURE(what);
+      CHECK(parse_error(node + c.text) == std::string(c.message));
+    }
+  }
+
+  TEST_CASE("[gossip] defaults") {
+    const Config c = parse_config("[node]\nname = \"mix1\"\ninterface = \"eth0\"\n", "m.toml");
+    CHECK(c.gossip_enabled);
+    CHECK(c.gossip_port == 7946);
+    CHECK_FALSE(c.gossip_bind);
+    CHECK(c.cluster_name == "mixlb");
+    CHECK(c.keyring_file.empty());
+    CHECK(c.gossip_probe_interval_ms == 1000);
+    CHECK(c.gossip_probe_timeout_ms == 500);
+    CHECK(c.gossip_interval_ms == 200);
+    CHECK(c.gossip_suspicion_mult == 3);
+    CHECK(c.gossip_push_pull_interval_ms == 30000);
+    CHECK(c.gossip_rejoin_interval_ms == 30000);
+    // A Config built in code has the same defaults and passes as it is.
+    Config in_code;
+    in_code.node_name = "mix1";
+    in_code.interface = "eth0";
+    validate(in_code);
+    CHECK(in_code.gossip_enabled);
+    CHECK(in_code.cluster_name == "mixlb");
+  }
+
+  TEST_CASE("every [gossip] key is read from the file") {
+    const Config c = parse_config(R"([node]
+name = "mix1"
+interface = "eth0"
+address = "fd00::11"
+[gossip]
+enabled = false
+port = 17946
+bind = "fd00::11"
+cluster = "prod-eu.1_a"
+keyring = "keys/mixlb.keyring"
+probe_interval_ms = 2000
+probe_timeout_ms = 1999
+interval_ms = 50
+suspicion_mult = 5
+push_pull_interval_ms = 60000
+rejoin_interval_ms = 120000
+)",
+                                  "m.toml");
+    CHECK_FALSE(c.gossip_enabled);
+    CHECK(c.gossip_port == 17946);
+    REQUIRE(c.gossip_bind);
+    CHECK(*c.gossip_bind == addr("fd00::11"));
+    CHECK(c.cluster_name == "prod-eu.1_a");
+    CHECK(c.keyring_file == "keys/mixlb.keyring");  // relative paths are kept as written
+    CHECK(c.gossip_probe_interval_ms == 2000);
+    CHECK(c.gossip_probe_timeout_ms == 1999);
+    CHECK(c.gossip_interval_ms == 50);
+    CHECK(c.gossip_suspicion_mult == 5);
+    CHECK(c.gossip_push_pull_interval_ms == 60000);
+    CHECK(c.gossip_rejoin_interval_ms == 120000);
+    CHECK(c.locations.at("gossip").line == 5);
+    CHECK(c.locations.at("gossip.enabled").line == 6);
+    CHECK(c.locations.at("gossip.rejoin_interval_ms").line == 16);
+    // enabled = true is read too, not just its absence.
+    const Config on = parse_config(
+        "[node]\nname = \"mix1\"\ninterface = \"eth0\"\n[gossip]\nenabled = true\n", "m.toml");
+    CHECK(on.gossip_enabled);
+    CHECK(on.locations.contains("gossip.enabled"));
+  }
+
+  TEST_CASE("accepted [gossip] variants: range ends, any-address binds, a 64-byte cluster name") {
+    const std::string node = "[node]\nname = \"mix1\"\ninterface = \"eth0\"\n";
+    const std::string node_v4 = node + "address = \"10.0.0.11\"\n";
+    const std::string node_v6 = node + "address = \"fd00::11\"\n";
+    const std::string cluster64(64, 'c');
+    const char* lows =
+        "[gossip]\nport = 1\nprobe_interval_ms = 50\nprobe_timeout_ms = 10\ninterval_ms = 10\n"
+        "suspicion_mult = 1\npush_pull_interval_ms = 1000\nrejoin_interval_ms = 1000\n";
+    const char* highs =
+        "[gossip]\nport = 65535\nprobe_interval_ms = 60000\nprobe_timeout_ms = 59999\n"
+        "interval_ms = 60000\nsuspicion_mult = 20\npush_pull_interval_ms = 3600000\n"
+        "rejoin_interval_ms = 3600000\n";
+    struct Case {
+      const char* what;
+      std::string text;
+    };
+    const Case cases[] = {
+        {"lowest values", node + lows},
+        {"highest values", node + highs},
+        {"0.0.0.0 with an IPv4 node", node_v4 + "[gossip]\nbind = \"0.0.0.0\"\n"},
+        {":: with an IPv6 node", node_v6 + "[gossip]\nbind = \"::\"\n"},
+        {"a bind address without node.address", node + "[gossip]\nbind = \"fd00::11\"\n"},
+        {"another family with gossip off",
+         node_v4 + "[gossip]\nenabled = false\nbind = \"fd00::11\"\n"},
+        {"a 64-byte cluster name", node + "[gossip]\ncluster = \"" + cluster64 + "\"\n"},
+    };
+    for (const Case& c : cases) {
+      const std::string what = c.what;
+      CAPTURE(what);
+      CHECK(parse_error(c.text) == "");
+    }
+    const Config any = parse_config(node_v6 + "[gossip]\nbind = \"::\"\n", "m.toml");
+    REQUIRE(any.gossip_bind);
+    CHECK(any.gossip_bind->is_v6());
+  }
+
+  TEST_CASE("bad [gossip] values name the line and the key") {
+    // Lines 1-4 are a valid [node] with an IPv4 address; [gossip] is on line
+    // 5, its first key on line 6.
+    const std::string node =
+        "[node]\nname = \"mix1\"\ninterface = \"eth0\"\naddress = \"10.0.0.11\"\n";
+    const BadInput cases[] = {
+        {"port 0", "[gossip]\nport = 0\n", "mix1.toml:6: gossip.port: 0 is out of range 1..65535"},
+        {"port 65536", "[gossip]\nport = 65536\n",
+         "mix1.toml:6: gossip.port: 65536 is out of range 1..65535"},
+        {"probe interval too short", "[gossip]\nprobe_interval_ms = 49\n",
+         "mix1.toml:6: gossip.probe_interval_ms: 49 is out of range 50..60000"},
+        {"probe interval too long", "[gossip]\nprobe_interval_ms = 60001\n",
+         "mix1.toml:6: gossip.probe_interval_ms: 60001 is out of range 50..60000"},
+        {"probe timeout too short", "[gossip]\nprobe_timeout_ms = 9\n",
+         "mix1.toml:6: gossip.probe_timeout_ms: 9 is out of range 10..60000"},
+        {"probe timeout too long", "[gossip]\nprobe_timeout_ms = 60001\n",
+         "mix1.toml:6: gossip.probe_timeout_ms: 60001 is out of range 10..60000"},
+        {"gossip interval too short", "[gossip]\ninterval_ms = 9\n",
+         "mix1.toml:6: gossip.interval_ms: 9 is out of range 10..60000"},
+        {"gossip interval too long", "[gossip]\ninterval_ms = 60001\n",
+         "mix1.toml:6: gossip.interval_ms: 60001 is out of range 10..60000"},
+        {"suspicion multiplier 0", "[gossip]\nsuspicion_mult = 0\n",
+         "mix1.toml:6: gossip.suspicion_mult: 0 is out of range 1..20"},
+        {"suspicion multiplier 21", "[gossip]\nsuspicion_mult = 21\n",
+         "mix1.toml:6: gossip.suspicion_mult: 21 is out of range 1..20"},
+        {"push-pull too often", "[gossip]\npush_pull_interval_ms = 999\n",
+         "mix1.toml:6: gossip.push_pull_interval_ms: 999 is out of range 1000..3600000"},
+        {"push-pull too rare", "[gossip]\npush_pull_interval_ms = 3600001\n",
+         "mix1.toml:6: gossip.push_pull_interval_ms: 3600001 is out of range 1000..3600000"},
+        {"rejoin too often", "[gossip]\nrejoin_interval_ms = 999\n",
+         "mix1.toml:6: gossip.rejoin_interval_ms: 999 is out of range 1000..3600000"},
+        {"rejoin too rare", "[gossip]\nrejoin_interval_ms = 3600001\n",
+         "mix1.toml:6: gossip.rejoin_interval_ms: 3600001 is out of range 1000..3600000"},
+        {"enabled as an integer", "[gossip]\nenabled = 1\n",
+         "mix1.toml:6: gossip.enabled: expected a boolean, got an integer"},
+        {"enabled as a string", "[gossip]\nenabled = \"false\"\n",
+         "mix1.toml:6: gossip.enabled: expected a boolean, got a string"},
+        {"port as a string", "[gossip]\nport = \"7946\"\n",
+         "mix1.toml:6: gossip.port: expected an integer, got a string"},
+        {"cluster as an integer", "[gossip]\ncluster = 7\n",
+         "mix1.toml:6: gossip.cluster: expected a string, got an integer"},
+        {"probe timeout equal to the interval",
+         "[gossip]\nprobe_interval_ms = 500\n\nprobe_timeout_ms = 500\n",
+         "mix1.toml:8: gossip.probe_timeout_ms: 500 ms is not shorter than "
+         "gossip.probe_interval_ms = 500 ms"},
+        {"probe timeout above the default interval", "[gossip]\nprobe_timeout_ms = 1500\n",
+         "mix1.toml:6: gossip.probe_timeout_ms: 1500 ms is not shorter than "
+         "gossip.probe_interval_ms = 1000 ms"},
+        {"cluster name with a space", "[gossip]\ncluster = \"prod eu\"\n",
+         "mix1.toml:6: gossip.cluster: 'prod eu' is not a valid cluster name: use 1..64 characters "
+         "of A-Z, a-z, 0-9, '.', '_' and '-'"},
+        {"empty cluster name", "[gossip]\ncluster = \"\"\n",
+         "mix1.toml:6: gossip.cluster: '' is not a valid cluster name: use 1..64 characters of "
+         "A-Z, a-z, 0-9, '.', '_' and '-'"},
+        {"cluster name of 65 bytes",
+         "[gossip]\ncluster = "
+         "\"ccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc\"\n",
+         "mix1.toml:6: gossip.cluster: "
+         "'ccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc' is not a valid "
+         "cluster name: use 1..64 characters of A-Z, a-z, 0-9, '.', '_' and '-'"},
+        {"empty keyring path", "[gossip]\nkeyring = \"\"\n",
+         "mix1.toml:6: gossip.keyring: must not be empty (leave it out for plaintext gossip)"},
+        {"bind not an address", "[gossip]\nbind = \"eth0\"\n",
+         "mix1.toml:6: gossip.bind: 'eth0' is not an IP address"},
+        {"multicast bind", "[gossip]\nbind = \"239.0.0.1\"\n",
+         "mix1.toml:6: gossip.bind: 239.0.0.1 is not a unicast address"},
+        {"broadcast bind", "[gossip]\nbind = \"255.255.255.255\"\n",
+         "mix1.toml:6: gossip.bind: 255.255.255.255 is not a unicast address"},
+        {"link-local bind", "[gossip]\nbind = \"fe80::11\"\n",
+         "mix1.toml:6: gossip.bind: fe80::11 is a link-local address; use a global or "
+         "unique-local one"},
+        {"IPv6 bind for an IPv4 node", "[gossip]\nbind = \"fd00::11\"\n",
+         "mix1.toml:6: gossip.bind: fd00::11 is IPv6 but node.address 10.0.0.11 is IPv4; gossip "
+         "binds in the family of the node's address"},
+        {"IPv6 any-address for an IPv4 node", "[gossip]\nbind = \"::\"\n",
+         "mix1.toml:6: gossip.bind: :: is IPv6 but node.address 10.0.0.11 is IPv4; gossip binds "
+         "in the family of the node's address"},
+        {"unknown key", "[gossip]\nseeds = [\"10.0.0.12\"]\n",
+         "mix1.toml:6: gossip.seeds: unknown key ([gossip] takes enabled, port, bind, cluster, "
+         "keyring, probe_interval_ms, probe_timeout_ms, interval_ms, suspicion_mult, "
+         "push_pull_interval_ms, rejoin_interval_ms)"},
     };
     for (const BadInput& c : cases) {
       const std::string what = c.what;
@@ -375,11 +589,11 @@ address = "10.0.0.99"
   TEST_CASE("bad structure and types are reported at their line") {
     const BadInput cases[] = {
         {"unknown table", "[node]\nname = \"mix1\"\ninterface = \"eth0\"\n\n[nodes]\nx = 1\n",
-         "mix1.toml:5: nodes: unknown key (expected [node], [datapath], [neighbours], [health], [[vip]] or "
-         "[[peer]])"},
+         "mix1.toml:5: nodes: unknown key (expected [node], [datapath], [neighbours], [health], "
+         "[gossip], [[vip]] or [[peer]])"},
         {"unknown top-level key", "name = \"mix1\"\n",
-         "mix1.toml:1: name: unknown key (expected [node], [datapath], [neighbours], [health], [[vip]] or "
-         "[[peer]])"},
+         "mix1.toml:1: name: unknown key (expected [node], [datapath], [neighbours], [health], "
+         "[gossip], [[vip]] or [[peer]])"},
         {"typo in [node]", "[node]\nname = \"mix1\"\ninterfce = \"eth0\"\n",
          "mix1.toml:3: node.interfce: unknown key ([node] takes name, interface, address, weight, "
          "admin_socket, bpffs_dir, log_level)"},
@@ -403,6 +617,8 @@ address = "10.0.0.99"
         {"integer expected, got a float", "[datapath]\n\nmax_nodes = 10.0\n",
          "mix1.toml:3: datapath.max_nodes: expected an integer, got a floating-point number"},
         {"table expected", "node = 5\n", "mix1.toml:1: node: expected a table, got an integer"},
+        {"[gossip] not a table", "gossip = true\n",
+         "mix1.toml:1: gossip: expected a table, got a boolean"},
         {"[vip] instead of [[vip]]", "[vip]\naddress = \"10.100.0.1\"\n",
          "mix1.toml:1: vip: expected an array of tables ([[vip]] entries), got a table"},
         {"vip entry not a table", "vip = [1]\n",
@@ -762,6 +978,38 @@ address = "10.0.0.99"
     c.peers[0].address = addr("fd00::12");
     c.peers[0].weight = 1000;
     CHECK_THROWS_WITH_AS(validate(c), "peer[0].weight: 1000 is out of range 0..100", ConfigError);
+    c.peers.clear();
+    // [gossip] values set in code meet the same limits.
+    c.gossip_suspicion_mult = 0;
+    CHECK_THROWS_WITH_AS(validate(c), "gossip.suspicion_mult: 0 is out of range 1..20",
+                         ConfigError);
+    c.gossip_suspicion_mult = 3;
+    c.gossip_probe_timeout_ms = 1000;
+    CHECK_THROWS_WITH_AS(validate(c),
+                         "gossip.probe_timeout_ms: 1000 ms is not shorter than "
+                         "gossip.probe_interval_ms = 1000 ms",
+                         ConfigError);
+    c.gossip_probe_timeout_ms = 500;
+    c.cluster_name = "a/b";
+    CHECK_THROWS_WITH_AS(validate(c),
+                         "gossip.cluster: 'a/b' is not a valid cluster name: use 1..64 characters "
+                         "of A-Z, a-z, 0-9, '.', '_' and '-'",
+                         ConfigError);
+    c.cluster_name = "mixlb";
+    // Built in code, an empty keyring path is plaintext gossip, not an error.
+    c.keyring_file.clear();
+    c.gossip_bind = Address{};
+    CHECK_THROWS_WITH_AS(validate(c),
+                         "gossip.bind: holds no address (leave it unset for the default)",
+                         ConfigError);
+    c.gossip_bind = addr("0.0.0.0");
+    c.node_address = addr("fd00::11");
+    CHECK_THROWS_WITH_AS(validate(c),
+                         "gossip.bind: 0.0.0.0 is IPv4 but node.address fd00::11 is IPv6; gossip "
+                         "binds in the family of the node's address",
+                         ConfigError);
+    c.gossip_enabled = false;
+    validate(c);
   }
 
   TEST_CASE("flags override the file") {
@@ -905,6 +1153,51 @@ address = "10.0.0.99"
     CHECK(args_error({"--name", "solo"}) == "--interface: required when no --config file is given");
   }
 
+  TEST_CASE("--gossip-port, --cluster, --keyring and --no-gossip override [gossip]") {
+    TempFile file(
+        "[node]\nname = \"mix1\"\ninterface = \"eth0\"\n[gossip]\nport = 7000\ncluster = "
+        "\"blue\"\nkeyring = \"/etc/mixlb/blue.keys\"\n");
+    const auto file_only = from_args({"--config", file.path()});
+    REQUIRE(file_only);
+    CHECK(file_only->gossip_enabled);
+    CHECK(file_only->gossip_port == 7000);
+    CHECK(file_only->cluster_name == "blue");
+    CHECK(file_only->keyring_file == "/etc/mixlb/blue.keys");
+
+    const auto c = from_args({"--config", file.path(), "--gossip-port", "7947", "--cluster=green",
+                              "--keyring", "green.keys", "--no-gossip"});
+    REQUIRE(c);
+    CHECK_FALSE(c->gossip_enabled);
+    CHECK(c->gossip_port == 7947);
+    CHECK(c->cluster_name == "green");
+    CHECK(c->keyring_file == "green.keys");
+    CHECK(c->locations.at("gossip.enabled").flag == "--no-gossip");
+    CHECK(c->locations.at("gossip.port").flag == "--gossip-port");
+    CHECK(c->locations.at("gossip.cluster").flag == "--cluster");
+    CHECK(c->locations.at("gossip.keyring").flag == "--keyring");
+
+    // --no-gossip overrides the file's enabled = true, and works without a file.
+    TempFile enabled("[node]\nname = \"mix1\"\ninterface = \"eth0\"\n[gossip]\nenabled = true\n");
+    const auto off = from_args({"--config", enabled.path(), "--no-gossip"});
+    REQUIRE(off);
+    CHECK_FALSE(off->gossip_enabled);
+    const auto flags_only = from_args({"--no-gossip", "--name", "solo", "--interface", "eth0"});
+    REQUIRE(flags_only);
+    CHECK_FALSE(flags_only->gossip_enabled);
+    CHECK(flags_only->node_name == "solo");  // the flag after it was not taken as its value
+
+    // A flag's value is judged, and its error names the flag, not the file.
+    TempFile bad_file(
+        "[node]\nname = \"mix1\"\ninterface = \"eth0\"\n[gossip]\ncluster = \"a b\"\n");
+    CHECK(args_error({"--config", bad_file.path()}) ==
+          bad_file.path() +
+              ":5: gossip.cluster: 'a b' is not a valid cluster name: use 1..64 characters of "
+              "A-Z, a-z, 0-9, '.', '_' and '-'");
+    const auto fixed = from_args({"--config", bad_file.path(), "--cluster", "ab"});
+    REQUIRE(fixed);
+    CHECK(fixed->cluster_name == "ab");
+  }
+
   TEST_CASE("bad flags name the flag") {
     struct Case {
       std::vector<std::string> args;
@@ -977,6 +1270,22 @@ address = "10.0.0.99"
         {{"extra"}, "unexpected argument 'extra' (see --help)"},
         {{"--max-vips=3"}, "unknown flag '--max-vips' (see --help)"},
         {{"--help=yes"}, "--help: takes no value"},
+        {{"--no-gossip=1"}, "--no-gossip: takes no value"},
+        {{"--no-gossip="}, "--no-gossip: takes no value"},
+        {{"--no-gossip", "1"}, "unexpected argument '1' (see --help)"},
+        {{"--gossip"}, "unknown flag '--gossip' (see --help)"},
+        {{"--gossip-port", "0"}, "--gossip-port: 0 is out of range 1..65535"},
+        {{"--gossip-port=65536"}, "--gossip-port: 65536 is out of range 1..65535"},
+        {{"--gossip-port", "7946x"}, "--gossip-port: expected an integer, got '7946x'"},
+        {{"--gossip-port"}, "--gossip-port: missing value"},
+        {{"--cluster", "prod/eu"},
+         "--cluster: 'prod/eu' is not a valid cluster name: use 1..64 characters of A-Z, a-z, "
+         "0-9, '.', '_' and '-'"},
+        {{"--cluster="},
+         "--cluster: '' is not a valid cluster name: use 1..64 characters of A-Z, a-z, 0-9, '.', "
+         "'_' and '-'"},
+        {{"--keyring="}, "--keyring: must not be empty (leave it out for plaintext gossip)"},
+        {{"--keyring"}, "--keyring: missing value"},
         {{"--name"}, "--name: missing value"},
         {{"--config", "/nonexistent/m.toml"},
          "/nonexistent/m.toml: cannot open the config file: No such file or directory"},
@@ -999,7 +1308,8 @@ address = "10.0.0.99"
       CHECK(out.str().starts_with("Usage: mixlb [--config FILE] [flags]\n"));
       for (const char* documented :
            {"--config", "--peer NAME=ADDR[@WEIGHT]", "--vip ADDR:PORT[/PROTO]", "--weight N",
-            "--xdp-mode", "--maglev-table-size", "--conntrack-entries", "--version"}) {
+            "--xdp-mode", "--maglev-table-size", "--conntrack-entries", "--gossip-port N",
+            "--cluster NAME", "--keyring FILE", "--no-gossip ", "--version"}) {
         const std::string text = documented;
         CAPTURE(text);
         CHECK(out.str().find(documented) != std::string::npos);
