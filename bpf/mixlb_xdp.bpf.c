@@ -62,7 +62,10 @@ int mixlb_xdp(struct xdp_md *ctx)
 			      flags | MIXLB_DECIDED_FROM_PEER);
 	}
 
-	entry = ct_lookup(&pkt);
+	/* A SYN opens a new connection: the current tables decide it, even over
+	 * an entry of an earlier connection with the same 5-tuple (see
+	 * conntrack.h); its insert below replaces that entry. */
+	entry = pkt.is_syn ? NULL : ct_lookup(&pkt);
 	if (entry) {
 		flags |= MIXLB_DECIDED_CT_HIT;
 		node = entry->node_id;

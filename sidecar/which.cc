@@ -160,7 +160,10 @@ std::vector<std::uint8_t> probe_frame(const ProbeFlow& flow, const MacAddress& s
     put16(frame, l4 + 4, 0x6d69);  // an arbitrary initial sequence number
     put16(frame, l4 + 6, 0x786c);
     frame[l4 + 12] = 5 << 4;        // five-word header
-    frame[l4 + 13] = 0x02;          // SYN
+    // ACK: a packet of an established flow, so the flow's connection entry
+    // answers when it has one (a SYN skips the table: it would start a new
+    // connection); without an entry the tables answer, as for a SYN.
+    frame[l4 + 13] = 0x10;
     put16(frame, l4 + 14, 0xffff);  // window
     checksum_at = l4 + 16;
   } else {

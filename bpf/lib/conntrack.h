@@ -11,8 +11,14 @@
  * one hash lookup, and the entry says which VIP it belongs to.
  *
  * Policy (docs/architecture.md, tested in test/bpf/):
- *   - TCP: a SYN creates the entry. A non-SYN packet that misses (a flow the
- *     router moved here mid-stream) takes the Maglev answer, which every
+ *   - TCP: a SYN creates the entry. A SYN is never looked up: it starts a
+ *     new connection, which the current tables place, and its insert
+ *     replaces any entry of an earlier connection that used the same
+ *     5-tuple (a client reusing a source port must not follow a node that
+ *     has since been drained, failed its health check or left). The price,
+ *     as in Katran: a SYN retransmitted across a table change may land on
+ *     another node than the first copy. A non-SYN packet that misses (a flow
+ *     the router moved here mid-stream) takes the Maglev answer, which every
  *     node shares, and is inserted too, marked MIXLB_CT_FROM_NON_SYN.
  *   - UDP: the first packet creates the entry.
  *   - A hit ORs in the TCP flags seen and refreshes last_seen_ns (coarse

@@ -167,6 +167,33 @@ TEST_CASE("an established flow keeps its node after the Maglev table changes") {
   CHECK(counters->events[MIXLB_CNT_CT_INSERT] == 2);
 }
 
+TEST_CASE("a SYN reusing an established flow's 5-tuple is balanced afresh and replaces its entry") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kPeer);
+  Frame f = syn_to_vip();
+  const Bytes syn = f.build();
+  REQUIRE(lb.run(syn).verdict == XDP_TX);
+  // The peer is drained (or gone): the table now names this node.
+  lb.vip_all("10.100.0.1", 80, kSelf);
+  // Packets of the old connection still follow it...
+  Frame data = f;
+  data.tcp_flags = test::kAck;
+  CHECK(lb.run(data.build()).verdict == XDP_TX);
+  // ...a new connection on the same 5-tuple follows the table,
+  CHECK(lb.run(syn).verdict == XDP_PASS);
+  auto ct = lb.maps().conntrack(flow_of(f));
+  REQUIRE(ct.has_value());
+  REQUIRE(ct->has_value());
+  CHECK((*ct)->node_id == kSelf);
+  // and so does the rest of it.
+  CHECK(lb.run(data.build()).verdict == XDP_PASS);
+  auto counters = lb.maps().counters();
+  REQUIRE(counters.has_value());
+  CHECK(counters->events[MIXLB_CNT_CT_HIT] == 2);
+  CHECK(counters->events[MIXLB_CNT_CT_MISS] == 2);
+  CHECK(counters->events[MIXLB_CNT_CT_INSERT] == 2);
+}
+
 TEST_CASE("a mid-stream packet without a connection entry follows Maglev and is pinned") {
   Lb lb;
   lb.vip_all("10.100.0.1", 80, kPeer);

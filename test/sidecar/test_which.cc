@@ -53,12 +53,12 @@ ProbeFlow flow(std::uint8_t protocol, const char* src, std::uint16_t sport, cons
   return ProbeFlow{protocol, addr(src), sport, addr(dst), dport};
 }
 
-// The same flow's first packet, built by the tests' own frame builder (not
-// the daemon's), as the router would deliver it.
-Bytes serving_frame(const ProbeFlow& f) {
+// A packet of the same flow (by default its first), built by the tests' own
+// frame builder (not the daemon's), as the router would deliver it.
+Bytes serving_frame(const ProbeFlow& f, std::uint8_t tcp_flags = test::kSyn) {
   Frame frame;
   frame.protocol = f.protocol;
-  frame.tcp_flags = test::kSyn;
+  frame.tcp_flags = tcp_flags;
   frame.sport = f.sport;
   frame.dport = f.vport;
   if (f.vip.is_v6()) {
@@ -137,8 +137,8 @@ struct Cluster {
 
   json which(const ProbeFlow& f) { return oracle->which(f, members, vips, *sync); }
 
-  XdpRunResult serve(const ProbeFlow& f) {
-    auto r = xdp_test_run(serving->prog_fd(), serving_frame(f), test_net().dp0);
+  XdpRunResult serve(const ProbeFlow& f, std::uint8_t tcp_flags = test::kSyn) {
+    auto r = xdp_test_run(serving->prog_fd(), serving_frame(f, tcp_flags), test_net().dp0);
     REQUIRE_MESSAGE(r.has_value(), (r ? "" : r.error().message()));
     return *r;
   }
@@ -302,7 +302,7 @@ TEST_SUITE("which") {
       CHECK(((seg[2] << 8) | seg[3]) == f.vport);
       CHECK(residue(pseudo, seg, l4) == 0);
       if (tcp) {
-        CHECK(seg[13] == test::kSyn);
+        CHECK(seg[13] == test::kAck);  // a packet of the flow, which its entry would answer
         CHECK((seg[12] >> 4) == 5);
       } else {
         CHECK(((seg[4] << 8) | seg[5]) == l4);
@@ -389,9 +389,12 @@ TEST_SUITE("which" * doctest::skip(cannot_run())) {
     CHECK(answer["node"] == "peer");
     CHECK(answer["from_conntrack"] == true);
     CHECK(answer["verdict"] == "tx");
-    const XdpRunResult served = c.serve(*local);
+    // The flow's packets go where the answer says; a new connection on the
+    // same 5-tuple (a SYN) would follow the table instead.
+    const XdpRunResult served = c.serve(*local, test::kAck);
     CHECK(served.verdict == XDP_TX);
     CHECK(dst_mac_of(served.packet) == kPeerMac);
+    CHECK(c.serve(*local, test::kSyn).verdict == XDP_PASS);
   }
 
   TEST_CASE("a peer known by an IPv6 address: the answer follows the IPv6 route") {
