@@ -94,5 +94,8 @@ echo
 echo "mixlbctl status (mix1):"
 mixlb_ctl mix1 status | sed 's/^/  /'
 echo
+echo "mixlbctl members (mix1): the cluster as gossip sees it"
+mixlb_ctl mix1 members | sed 's/^/  /'
+echo
 echo "tearing down ..."
 [ $failed -eq 0 ]

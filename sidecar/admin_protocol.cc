@@ -305,6 +305,20 @@ std::string render_status(const json& status) {
     out += "  app        not checked\n";
   }
 
+  const json& gossip = member(status, "gossip");
+  if (member(gossip, "enabled") == true) {
+    out += fmt::format("  gossip     {}, cluster '{}', {}, {} member(s) alive{}{}\n",
+                       field(gossip, "address"), field(gossip, "cluster"),
+                       member(gossip, "encrypted") == true ? "encrypted" : "NOT ENCRYPTED",
+                       field(gossip, "members_alive"),
+                       member(gossip, "joined") == true ? "" : ", joining",
+                       member(gossip, "drained") == true ? ", DRAINED" : "");
+    if (const std::string error = field(gossip, "last_sync_error"); error != "-" && !error.empty())
+      out += "  tables     NOT UPDATED: " + error + "\n";
+  } else if (member(gossip, "enabled") == false) {
+    out += "  gossip     off: the peer list is the member set\n";
+  }
+
   const json& nodes = member(status, "nodes");
   out += "\nnodes\n";
   if (!nodes.is_array() || nodes.empty()) {

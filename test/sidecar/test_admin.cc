@@ -359,6 +359,73 @@ TEST_SUITE("admin") {
     CHECK(render_status(status).find("  app        not checked\n") != std::string::npos);
   }
 
+  TEST_CASE("render_status shows gossip: address, cluster, encryption, members, drain, sync errors") {
+    json status = kStatus;
+    status["gossip"] = {{"enabled", true},         {"address", "10.0.0.11:7946"},
+                        {"cluster", "prod"},       {"encrypted", true},
+                        {"joined", true},          {"members_alive", 3},
+                        {"drained", false},        {"last_sync_error", ""}};
+    CHECK(render_status(status).find("  gossip     10.0.0.11:7946, cluster 'prod', encrypted, 3 member(s) "
+                                     "alive\n\nnodes\n") != std::string::npos);
+    status["gossip"]["encrypted"] = false;
+    status["gossip"]["drained"] = true;
+    status["gossip"]["joined"] = false;
+    status["gossip"]["last_sync_error"] = "allocating a VIP id: No space left on device";
+    const std::string text = render_status(status);
+    CHECK(text.find("cluster 'prod', NOT ENCRYPTED, 3 member(s) alive, joining, DRAINED\n") != std::string::npos);
+    CHECK(text.find("  tables     NOT UPDATED: allocating a VIP id: No space left on device\n") !=
+          std::string::npos);
+    status["gossip"] = {{"enabled", false}};
+    CHECK(render_status(status).find("  gossip     off: the peer list is the member set\n") != std::string::npos);
+  }
+
+  TEST_CASE("render_members lays out members, the reason one is left out, and the counters") {
+    const json members = {
+        {"node", "mix1"},
+        {"cluster", "prod"},
+        {"gossip_address", "10.0.0.11:7946"},
+        {"members",
+         {{{"name", "mix1"}, {"self", true}, {"state", "alive"}, {"incarnation", 3},
+           {"gossip_address", "10.0.0.11:7946"}, {"address", "10.0.0.11"}, {"weight", 1},
+           {"app_healthy", true}, {"in_tables", true}, {"vips", {"10.100.0.1:80/tcp", "10.100.0.1:53/udp"}}},
+          {{"name", "mix2"}, {"self", false}, {"state", "suspect"}, {"incarnation", 12},
+           {"gossip_address", "10.0.0.12:7946"}, {"address", "10.0.0.12"}, {"weight", 0},
+           {"app_healthy", false}, {"in_tables", true}, {"vips", json::array()}},
+          {{"name", "mix3"}, {"self", false}, {"state", "alive"}, {"incarnation", 1},
+           {"gossip_address", "10.0.0.13:7946"}, {"in_tables", false},
+           {"problem", "metadata: version: 2 is not the version this node reads (1) at offset 1"}}}},
+        {"gossip",
+         {{"probes", 50}, {"probes_failed", 2}, {"suspicions_raised", 1}, {"deaths_declared", 0},
+          {"refutations", 0}, {"health_score", 0}, {"bytes_sent", 1000}, {"bytes_received", 900},
+          {"drops", 1}, {"last_drop", "10.0.0.9:7946: no installed key authenticates the packet"}}}};
+    const std::string expected =
+        "mixlb cluster 'prod' seen from mix1 (gossip 10.0.0.11:7946)\n"
+        "  NAME         STATE    INC  GOSSIP          ADDRESS    WEIGHT  APP      TABLES  VIPS\n"
+        "  mix1 (self)  alive      3  10.0.0.11:7946  10.0.0.11       1  ok       yes     "
+        "10.100.0.1:80/tcp,10.100.0.1:53/udp\n"
+        "  mix2         suspect   12  10.0.0.12:7946  10.0.0.12       0  FAILING  yes     -\n"
+        "  mix3         alive      1  10.0.0.13:7946  -               -  -        no      -\n"
+        "  mix3: metadata: version: 2 is not the version this node reads (1) at offset 1\n"
+        "\n"
+        "gossip  probes 50 (failed 2), suspicions raised 1, deaths declared 0, refutations 0, local "
+        "health 0\n"
+        "        sent 1000 B, received 900 B, dropped 1 message(s) (last: 10.0.0.9:7946: no installed "
+        "key authenticates the packet)\n";
+    CHECK(render_members(members) == expected);
+    json stuck = members;
+    stuck["gossip"] = {{"error", "the gossip thread did not answer: timed out"}};
+    CHECK(render_members(stuck).ends_with("\ngossip  the gossip thread did not answer: timed out\n"));
+    CHECK(render_members(json::array()).starts_with("unexpected members result: []"));
+  }
+
+  TEST_CASE("render_drain says what a drain and an undrain did") {
+    CHECK(render_drain({{"node", "mix2"}, {"drained", true}, {"weight", 0}}) ==
+          "mix2 drained: weight 0 is published, new flows go to other nodes; established "
+          "connections stay\n");
+    CHECK(render_drain({{"node", "mix2"}, {"drained", false}, {"weight", 3}}) ==
+          "mix2 serving again with weight 3\n");
+  }
+
   TEST_CASE("render_status lists each non-zero drop reason under its VIP") {
     json status = kStatus;
     auto& drops = status["vips"][0]["counters"]["drops"];
