@@ -481,8 +481,11 @@ void Daemon::setup_gossip() {
     throw StartupError(std::string("gossip: ") + e.what());
   }
   std::vector<gossip::Address> seeds;
-  for (const auto& m : static_members_)
-    if (!m.self) seeds.push_back(gossip_address(m.address, port));
+  for (const auto& m : static_members_) {
+    const gossip::Address seed = gossip_address(m.address, port);
+    if (!m.self && seed != gossip_address_) seeds.push_back(seed);
+  }
+  join_seeds_ = seeds.size();
   if (auto ec = gossip_->start(seeds))
     startup_failed("gossip on " + gossip_address_.to_string(), ec);
   on_undo("leave the gossip cluster", [this] {
@@ -514,7 +517,14 @@ void Daemon::on_gossip_event(const gossip::Event& event) {
                    else
                      spdlog::info("gossip: {} sync with {} done", gossip::to_string(r.purpose),
                                   r.peer.to_string());
-                   if (!joined_ && r.purpose == gossip::SyncPurpose::kJoin) {
+                   // One seed that answers is enough to know the cluster; a
+                   // seed that is down is not, unless every seed is.
+                   if (!joined_ && r.purpose == gossip::SyncPurpose::kJoin &&
+                       (!r.error || ++join_failures_ >= join_seeds_)) {
+                     if (r.error)
+                       spdlog::warn("gossip: no seed answered; publishing the tables of the "
+                                    "members known so far and re-joining every {} ms",
+                                    config_.gossip_rejoin_interval_ms);
                      joined_ = true;
                      schedule_resync();
                    }

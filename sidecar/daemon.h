@@ -14,9 +14,10 @@
 // the members are whoever gossip holds alive, each with what it publishes
 // (member_metadata.h), and every change rebuilds the tables through
 // ClusterSync on this thread. The gossip transport runs on its own thread
-// and posts its events here. The first tables are published once the join
-// through the seeds has finished (or failed), so a restarted sidecar keeps
-// the pinned tables of its predecessor until it knows the cluster. Without
+// and posts its events here. The first tables are published once a join
+// through a seed has succeeded (or the join failed through every seed), so
+// a restarted sidecar keeps the pinned tables of its predecessor until it
+// knows the cluster. Without
 // gossip the peer list is the member set, fixed for the daemon's life.
 
 #include <boost/asio/io_context.hpp>
@@ -128,6 +129,8 @@ class Daemon {
   gossip::Address gossip_address_;
   std::unique_ptr<gossip::Transport> gossip_;
   bool joined_ = false;          // the first tables may be published
+  std::size_t join_seeds_ = 0;     // join syncs started, one per seed
+  std::size_t join_failures_ = 0;  // of those, failed
   bool resync_pending_ = false;  // a resync() is posted
   bool drained_ = false;         // `mixlbctl drain`: publish weight 0
   std::uint64_t resyncs_ = 0;
