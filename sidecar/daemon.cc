@@ -485,7 +485,7 @@ void Daemon::setup_gossip() {
     const gossip::Address seed = gossip_address(m.address, port);
     if (!m.self && seed != gossip_address_) seeds.push_back(seed);
   }
-  join_seeds_ = seeds.size();
+  join_wait_ = JoinWait(seeds.size());
   if (auto ec = gossip_->start(seeds))
     startup_failed("gossip on " + gossip_address_.to_string(), ec);
   on_undo("leave the gossip cluster", [this] {
@@ -493,7 +493,7 @@ void Daemon::setup_gossip() {
   });
   spdlog::info("gossip on {} (cluster '{}'), joining through {} seed(s)",
                gossip_->address().to_string(), config_.cluster_name, seeds.size());
-  if (seeds.empty()) {
+  if (join_wait_.done()) {  // no seed: the first node of a cluster
     joined_ = true;
     schedule_resync();
   }
@@ -517,11 +517,9 @@ void Daemon::on_gossip_event(const gossip::Event& event) {
                    else
                      spdlog::info("gossip: {} sync with {} done", gossip::to_string(r.purpose),
                                   r.peer.to_string());
-                   // One seed that answers is enough to know the cluster; a
-                   // seed that is down is not, unless every seed is.
                    if (!joined_ && r.purpose == gossip::SyncPurpose::kJoin &&
-                       (!r.error || ++join_failures_ >= join_seeds_)) {
-                     if (r.error)
+                       join_wait_.on_result(!r.error)) {
+                     if (join_wait_.alone())
                        spdlog::warn("gossip: no seed answered; publishing the tables of the "
                                     "members known so far and re-joining every {} ms",
                                     config_.gossip_rejoin_interval_ms);

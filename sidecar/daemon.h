@@ -129,8 +129,7 @@ class Daemon {
   gossip::Address gossip_address_;
   std::unique_ptr<gossip::Transport> gossip_;
   bool joined_ = false;          // the first tables may be published
-  std::size_t join_seeds_ = 0;     // join syncs started, one per seed
-  std::size_t join_failures_ = 0;  // of those, failed
+  JoinWait join_wait_{0};        // decides joined_ with gossip
   bool resync_pending_ = false;  // a resync() is posted
   bool drained_ = false;         // `mixlbctl drain`: publish weight 0
   std::uint64_t resyncs_ = 0;

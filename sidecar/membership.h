@@ -26,6 +26,29 @@
 
 namespace mixlb {
 
+// When a starting sidecar may publish its first tables: once a join
+// through one seed has succeeded, or the joins through every seed have
+// failed (one seed down must not end the wait while another may answer).
+// With no seed it may publish at once.
+class JoinWait {
+ public:
+  explicit JoinWait(std::size_t seeds) : seeds_(seeds), done_(seeds == 0) {}
+  // The result of one join push-pull; true when the wait is over (from this
+  // result on).
+  bool on_result(bool ok) {
+    if (!done_ && (ok || ++failures_ >= seeds_)) done_ = true;
+    return done_;
+  }
+  bool done() const { return done_; }
+  // Whether the wait ended without any seed answering.
+  bool alone() const { return done_ && seeds_ != 0 && failures_ >= seeds_; }
+
+ private:
+  std::size_t seeds_;
+  std::size_t failures_ = 0;
+  bool done_;
+};
+
 struct MemberRecord {
   std::string name;
   std::uint32_t id = 0;

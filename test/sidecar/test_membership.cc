@@ -260,6 +260,24 @@ TEST_SUITE("membership") {
     CHECK(names(ms.members()).front() == "mix1");
   }
 
+  TEST_CASE("the first tables wait for one seed to answer, or for every seed to fail") {
+    JoinWait none(0);
+    CHECK(none.done());
+    CHECK_FALSE(none.alone());
+
+    JoinWait three(3);
+    CHECK_FALSE(three.done());
+    CHECK_FALSE(three.on_result(false));  // one seed down: another may still answer
+    CHECK(three.on_result(true));
+    CHECK_FALSE(three.alone());
+    CHECK(three.on_result(false));  // later results change nothing
+
+    JoinWait down(2);
+    CHECK_FALSE(down.on_result(false));
+    CHECK(down.on_result(false));
+    CHECK(down.alone());
+  }
+
   TEST_CASE("VIP tags are shown as labels, unknown ones as hex") {
     const auto v = vips();
     Membership ms("mix1", v);
