@@ -464,7 +464,7 @@ mixlb_wait_ready() {
 		fi
 		if json=$(mixlb_status_json "$node" 2>&1); then
 			last=$(mixlb_json '"ok" if d["node"] == sys.argv[2] and all(
-				n.get("mac") not in (None, "", "00:00:00:00:00:00")
+				n.get("mac") not in (None, "", "-", "00:00:00:00:00:00")
 				for n in d["nodes"] if n["name"] != sys.argv[2])
 				and sorted(n["name"] for n in d["nodes"]) == sorted(sys.argv[3:])
 				and all(sorted(v["backends"]) == sorted(sys.argv[3:]) for v in d["vips"])

@@ -342,8 +342,10 @@ void Daemon::forget_peer(PeerState& p) {
   }
 }
 
-// Makes peers_ (this node first) hold exactly `members`.
-void Daemon::sync_peers(const std::vector<Member>& members) {
+// Makes peers_ (this node first) hold exactly `members`; true when a peer
+// was added.
+bool Daemon::sync_peers(const std::vector<Member>& members) {
+  bool added = false;
   auto wanted = [&](const PeerState& p) {
     return std::find_if(members.begin(), members.end(), [&](const Member& m) {
              return m.name == p.member.name && m.address == p.member.address;
@@ -362,10 +364,12 @@ void Daemon::sync_peers(const std::vector<Member>& members) {
                            [&](const PeerState& p) { return p.member.name == m.name; });
     if (it == peers_.end()) {
       add_peer(m);
+      added = true;
     } else {
       it->member = m;
     }
   }
+  return added;
 }
 
 void Daemon::schedule_neighbour_refresh() {
@@ -568,7 +572,11 @@ void Daemon::resync() {
   if (!joined_ || stopping_) return;
   const std::vector<Member> members = desired_members();
   std::vector<VipEntry> vips = membership_ ? membership_->vip_entries() : vips_;
-  sync_peers(members);
+  const bool added = sync_peers(members);
+  // A new member's MAC belongs in the peer-MAC map before packets it
+  // forwards arrive, not at the next periodic refresh: unrecognised, they
+  // would be balanced again here.
+  if (added) refresh_neighbours();
   std::map<std::string, std::vector<std::string>> before;
   for (const auto& v : vips) before[v.label] = sync_->backends(v.key);
   if (auto r = sync_->apply(members, vips); !r) {

@@ -91,7 +91,7 @@ class Daemon {
   void schedule_neighbour_refresh();
   void add_peer(const Member& member);
   void forget_peer(PeerState& peer);
-  void sync_peers(const std::vector<Member>& members);
+  bool sync_peers(const std::vector<Member>& members);
   std::vector<Member> members() const;
   // What the tables are built from: gossip's view, or the static peer list.
   std::vector<Member> desired_members() const;
