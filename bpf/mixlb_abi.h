@@ -3,7 +3,7 @@
  * The kernel/user ABI of mixlb: every map key and value, every constant and
  * every enum that the BPF programs and the C++ sidecar both touch. It is the
  * one definition of these types; both sides include this file, and the C++
- * side pins the sizes with static_asserts (sidecar/abi.h), so the two cannot
+ * side pins the sizes with static_asserts (sidecar/kernel/abi.h), so the two cannot
  * drift apart.
  *
  * Addresses are always 16 bytes: an IPv4 address sits in addr[0] (network
@@ -142,7 +142,7 @@ struct mixlb_mac {
 
 /*
  * Why a VIP packet was dropped. One enum for the whole data path; the C++
- * side has a name for each (sidecar/abi.cc) and a test that the two match.
+ * side has a name for each (sidecar/kernel/abi.cc) and a test that the two match.
  */
 enum mixlb_drop_reason {
 	MIXLB_DROP_NONE = 0,

@@ -14,13 +14,14 @@
 #include <set>
 #include <variant>
 
-#include "abi.h"
-#include "admin_protocol.h"
-#include "admin_server.h"
+#include "admin/admin_protocol.h"
+#include "admin/admin_server.h"
+#include "cluster/node_id.h"
+#include "config/keyring_file.h"
 #include "health.h"
-#include "keyring_file.h"
-#include "node_id.h"
-#include "sysctl.h"
+#include "kernel/abi.h"
+#include "kernel/sysctl.h"
+#include "settings.h"
 #include "transport.h"
 
 namespace mixlb {
@@ -798,7 +799,15 @@ nlohmann::json Daemon::handle_admin(std::string_view cmd, const nlohmann::json& 
     if (!args.empty()) throw AdminError(std::string(cmd) + " takes no arguments");
     return cmd == "status" ? status() : stats();
   }
-  if (cmd == "which") return oracle_->which(parse_which_args(args), members(), table_vips_, *sync_);
+  if (cmd == "which") {
+    ProbeFlow flow;
+    try {
+      flow = parse_which_args(args);
+    } catch (const std::invalid_argument& e) {
+      throw AdminError(e.what());
+    }
+    return oracle_->which(flow, members(), table_vips_, *sync_);
+  }
   if (cmd == "members" || cmd == "drain" || cmd == "undrain") {
     if (!args.empty()) throw AdminError(std::string(cmd) + " takes no arguments");
     if (cmd == "members") return members_json();

@@ -33,12 +33,12 @@
 #include <string>
 #include <vector>
 
-#include "cluster_sync.h"
-#include "config.h"
-#include "datapath.h"
-#include "membership.h"
-#include "netlink.h"
-#include "which.h"
+#include "cluster/cluster_sync.h"
+#include "cluster/membership.h"
+#include "cluster/which.h"
+#include "config/config.h"
+#include "kernel/datapath.h"
+#include "kernel/netlink.h"
 
 namespace mixlb {
 namespace gossip {

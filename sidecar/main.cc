@@ -6,7 +6,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include "config.h"
+#include "config/config.h"
 #include "daemon.h"
 
 int main(int argc, char** argv) {

@@ -72,13 +72,13 @@
 #include <string>
 #include <vector>
 
-#include "bpf_test_run.h"
-#include "datapath.h"
+#include "cluster/maglev.h"
+#include "cluster/node_id.h"
 #include "flow_hash.h"
-#include "maglev.h"
-#include "node_id.h"
+#include "kernel/bpf_test_run.h"
+#include "kernel/datapath.h"
+#include "kernel/unique_fd.h"
 #include "packet.h"
-#include "unique_fd.h"
 #include "xdp_pass.skel.h"
 #include "xdp_tx.skel.h"
 

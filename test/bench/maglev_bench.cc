@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "maglev.h"
-#include "node_id.h"
+#include "cluster/maglev.h"
+#include "cluster/node_id.h"
 
 namespace {
 

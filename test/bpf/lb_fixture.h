@@ -11,10 +11,10 @@
 
 #include <doctest/doctest.h>
 
-#include "bpf_test_run.h"
-#include "datapath.h"
+#include "cluster/node_id.h"
+#include "kernel/bpf_test_run.h"
+#include "kernel/datapath.h"
 #include "netns_fixture.h"
-#include "node_id.h"
 #include "packet.h"
 
 namespace mixlb {

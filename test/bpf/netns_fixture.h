@@ -22,7 +22,7 @@
 
 #include <doctest/doctest.h>
 
-#include "datapath.h"
+#include "kernel/datapath.h"
 #include "packet.h"
 
 namespace mixlb {

@@ -9,11 +9,11 @@
 
 #include <doctest/doctest.h>
 
-#include "bpf_test_run.h"
-#include "datapath.h"
+#include "cluster/maglev.h"
+#include "cluster/node_id.h"
 #include "flow_hash.h"
-#include "maglev.h"
-#include "node_id.h"
+#include "kernel/bpf_test_run.h"
+#include "kernel/datapath.h"
 #include "lb_fixture.h"
 
 namespace mixlb {

@@ -10,9 +10,9 @@
 
 #include <doctest/doctest.h>
 
+#include "cluster/maglev.h"
 #include "flow_hash.h"
 #include "lb_fixture.h"
-#include "maglev.h"
 
 namespace mixlb {
 namespace {

@@ -1,0 +1,517 @@
+#include "admin/admin_server.h"
+#include "kernel/unique_fd.h"
+
+#include <array>
+
+#include <dirent.h>
+#include <fmt/format.h>
+#include <poll.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <set>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+namespace mixlb {
+
+namespace asio = boost::asio;
+using Stream = asio::local::stream_protocol;
+
+namespace {
+
+std::string errno_text(int error) {
+  return std::error_code(error, std::system_category()).message();
+}
+
+// The handler every co_spawn gets: what escapes a coroutine is logged, never
+// lost and never fatal.
+auto log_failure(std::string what) {
+  return [what = std::move(what)](std::exception_ptr error) {
+    if (!error) return;
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      spdlog::error("{}: {}", what, e.what());
+    } catch (...) {
+      spdlog::error("{}: unknown exception", what);
+    }
+  };
+}
+
+bool fill_address(const std::string& path, sockaddr_un& address) {
+  address = {};
+  address.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof(address.sun_path)) return false;
+  std::memcpy(address.sun_path, path.data(), path.size());
+  return true;
+}
+
+// Connects without blocking: 0 when something is listening (or its backlog
+// is full, which also means it is alive), otherwise the errno.
+int probe_socket(const std::string& path) {
+  sockaddr_un address;
+  if (!fill_address(path, address)) return ENAMETOOLONG;
+  const UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (fd.get() < 0) return errno;
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0) {
+    return 0;
+  }
+  return errno == EAGAIN ? 0 : errno;
+}
+
+// mkdir -p with mode 0700 for the directories it creates.
+void make_private_directories(const std::string& dir) {
+  if (dir.empty()) return;
+  std::size_t at = 0;
+  while (at != std::string::npos) {
+    at = dir.find('/', at + 1);
+    const std::string prefix = dir.substr(0, at);
+    if (prefix.empty() || prefix == "/") continue;
+    if (::mkdir(prefix.c_str(), 0700) == 0) {
+      // mkdir's mode passes through the umask; say exactly what we mean.
+      if (::chmod(prefix.c_str(), 0700) != 0) {
+        throw std::runtime_error(
+            fmt::format("cannot set mode 0700 on {}: {}", prefix, errno_text(errno)));
+      }
+      continue;
+    }
+    if (errno == EEXIST) continue;
+    throw std::runtime_error(fmt::format("cannot create directory {} for the admin socket: {}",
+                                         prefix, errno_text(errno)));
+  }
+}
+
+// Makes `path` free to bind: its directory exists, and a socket file that
+// nobody answers on any more is removed.
+void prepare_socket_path(const std::string& path) {
+  sockaddr_un address;
+  if (!fill_address(path, address)) {
+    throw std::runtime_error(fmt::format("admin socket path '{}' is empty or longer than {} bytes",
+                                         path, sizeof(address.sun_path) - 1));
+  }
+  if (const auto slash = path.rfind('/'); slash != std::string::npos && slash != 0) {
+    make_private_directories(path.substr(0, slash));
+  }
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return;
+    throw std::runtime_error(fmt::format("cannot check {}: {}", path, errno_text(errno)));
+  }
+  if (!S_ISSOCK(st.st_mode)) {
+    throw std::runtime_error(
+        fmt::format("{} exists and is not a socket; refusing to replace it", path));
+  }
+  const int probe = probe_socket(path);
+  if (probe == 0)
+    throw std::runtime_error(fmt::format("another mixlb is already serving {}", path));
+  if (probe == ENOENT) return;  // it went away meanwhile
+  if (probe != ECONNREFUSED) {
+    throw std::runtime_error(
+        fmt::format("cannot check whether {} is in use: {}", path, errno_text(probe)));
+  }
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    throw std::runtime_error(
+        fmt::format("cannot remove stale admin socket {}: {}", path, errno_text(errno)));
+  }
+  spdlog::info("removed stale admin socket {}", path);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Server.
+
+struct AdminServer::State {
+  struct Connection {
+    Connection(Stream::socket s, std::shared_ptr<State> owner)
+        : socket(std::move(s)), idle_timer(socket.get_executor()), state(std::move(owner)) {
+      state->live.insert(this);
+    }
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+    ~Connection() { state->live.erase(this); }
+
+    void close() {
+      boost::system::error_code ignored;
+      socket.close(ignored);
+      idle_timer.cancel();
+    }
+
+    Stream::socket socket;
+    asio::steady_timer idle_timer;
+    std::shared_ptr<State> state;
+    bool timed_out = false;
+  };
+
+  State(asio::io_context& context, std::string socket_path, Handler request_handler,
+        AdminServerOptions server_options)
+      : io(context),
+        path(std::move(socket_path)),
+        handler(std::move(request_handler)),
+        options(server_options),
+        acceptor(context) {}
+
+  // Closes the connection when it has been idle for the configured time. A
+  // wait that was re-armed after it fired finds its expiry in the future
+  // and leaves the connection alone.
+  static void arm_idle_timer(const std::shared_ptr<Connection>& connection) {
+    connection->idle_timer.expires_after(connection->state->options.idle_timeout);
+    connection->idle_timer.async_wait(
+        [weak = std::weak_ptr<Connection>(connection)](const boost::system::error_code& ec) {
+          if (ec) return;
+          const auto c = weak.lock();
+          if (!c || c->idle_timer.expiry() > asio::steady_timer::clock_type::now()) return;
+          c->timed_out = true;
+          boost::system::error_code ignored;
+          c->socket.close(ignored);
+        });
+  }
+
+  static asio::awaitable<void> session(std::shared_ptr<Connection> c) {
+    std::string buffer;
+    boost::system::error_code ec;
+    for (;;) {
+      arm_idle_timer(c);
+      const std::size_t n = co_await asio::async_read_until(
+          c->socket, asio::dynamic_buffer(buffer, kAdminMaxLine + 1), '\n',
+          asio::redirect_error(asio::use_awaitable, ec));
+      std::string_view line;
+      bool final_line = false;
+      if (ec == asio::error::not_found) {
+        // The buffer filled up without a newline: answer once, then hang up,
+        // since the rest of that line cannot be told from a next request.
+        spdlog::warn("admin {}: request line over {} bytes; closing the connection", c->state->path,
+                     kAdminMaxLine);
+        const std::string reply = encode_error_reply(fmt::format(
+            "request line longer than {} bytes; closing the connection", kAdminMaxLine));
+        arm_idle_timer(c);
+        co_await asio::async_write(c->socket, asio::buffer(reply),
+                                   asio::redirect_error(asio::use_awaitable, ec));
+        // Lingering close: closing with the rest of the line unread would
+        // reset the connection and the client could lose the reply. Stop
+        // sending, then read and discard (bounded) until the client is done.
+        c->socket.shutdown(asio::local::stream_protocol::socket::shutdown_send, ec);
+        std::array<char, 4096> scratch;
+        for (std::size_t drained = 0; !ec && drained < 16 * kAdminMaxLine;) {
+          arm_idle_timer(c);
+          drained += co_await c->socket.async_read_some(
+              asio::buffer(scratch), asio::redirect_error(asio::use_awaitable, ec));
+        }
+        break;
+      }
+      if (ec == asio::error::eof && !buffer.empty()) {
+        line = buffer;  // a last request without its newline
+        final_line = true;
+      } else if (ec) {
+        if (c->timed_out) {
+          spdlog::debug("admin {}: closed a connection idle for {} ms", c->state->path,
+                        c->state->options.idle_timeout.count());
+        }
+        break;
+      } else {
+        line = std::string_view(buffer.data(), n - 1);
+      }
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+
+      AdminOutcome outcome = handle_admin_line(line, c->state->handler);
+      if (!outcome.internal_error.empty()) {
+        spdlog::error("admin {}: {}", c->state->path, outcome.internal_error);
+      }
+      buffer.erase(0, final_line ? buffer.size() : n);
+
+      arm_idle_timer(c);
+      co_await asio::async_write(c->socket, asio::buffer(outcome.reply),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+      if (ec || final_line) break;
+    }
+    c->close();
+  }
+
+  static asio::awaitable<void> reject(Stream::socket socket, std::size_t limit) {
+    const std::string reply = encode_error_reply(
+        fmt::format("too many admin connections (limit {}); try again later", limit));
+    boost::system::error_code ec;
+    co_await asio::async_write(socket, asio::buffer(reply),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    socket.close(ec);
+  }
+
+  // One loop per start(); a loop from before a stop() and a restart sees a
+  // newer generation and ends instead of accepting next to the new one.
+  static asio::awaitable<void> accept_loop(std::shared_ptr<State> self) {
+    const std::uint64_t generation = self->generation;
+    auto current = [&] { return self->running && self->generation == generation; };
+    for (;;) {
+      boost::system::error_code ec;
+      Stream::socket socket =
+          co_await self->acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+      if (!current() || ec == asio::error::operation_aborted) co_return;
+      if (ec) {
+        // EMFILE and the like: back off instead of spinning on the error.
+        spdlog::warn("admin {}: accept failed: {}", self->path, ec.message());
+        asio::steady_timer pause(self->io, std::chrono::milliseconds(100));
+        co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        if (!current()) co_return;
+        continue;
+      }
+      if (self->live.size() >= self->options.max_connections) {
+        spdlog::warn("admin {}: refusing a connection, {} already open", self->path,
+                     self->live.size());
+        asio::co_spawn(self->io, reject(std::move(socket), self->options.max_connections),
+                       log_failure("admin connection refusal"));
+        continue;
+      }
+      auto connection = std::make_shared<Connection>(std::move(socket), self);
+      asio::co_spawn(self->io, session(std::move(connection)), log_failure("admin connection"));
+    }
+  }
+
+  asio::io_context& io;
+  std::string path;
+  Handler handler;
+  AdminServerOptions options;
+  Stream::acceptor acceptor;
+  std::set<Connection*> live;
+  bool running = false;
+  std::uint64_t generation = 0;
+  dev_t socket_dev = 0;  // identity of the file we bound, so stop() removes only it
+  ino_t socket_ino = 0;
+};
+
+AdminServer::AdminServer(asio::io_context& io, std::string path, Handler handler,
+                         AdminServerOptions options)
+    : state_(std::make_shared<State>(io, std::move(path), std::move(handler), options)) {}
+
+AdminServer::~AdminServer() { stop(); }
+
+void AdminServer::start() {
+  State& s = *state_;
+  if (s.running) return;
+  prepare_socket_path(s.path);
+
+  boost::system::error_code ec;
+  auto fail = [&](std::string message) {
+    boost::system::error_code ignored;
+    const bool bound = s.acceptor.is_open() && s.socket_ino != 0;
+    s.acceptor.close(ignored);
+    if (bound) ::unlink(s.path.c_str());
+    s.socket_dev = 0;
+    s.socket_ino = 0;
+    throw std::runtime_error(std::move(message));
+  };
+
+  s.acceptor.open(Stream(), ec);
+  if (ec) fail(fmt::format("cannot create admin socket {}: {}", s.path, ec.message()));
+  // bind() gives the new file the socket inode's mode less the umask, so
+  // setting the mode here makes the file 0600 from its first moment without
+  // touching the process-wide umask while other threads run.
+  if (::fchmod(s.acceptor.native_handle(), 0600) != 0) {
+    fail(fmt::format("cannot set mode of admin socket {}: {}", s.path, errno_text(errno)));
+  }
+  s.acceptor.bind(Stream::endpoint(s.path), ec);
+  if (ec) fail(fmt::format("cannot bind admin socket {}: {}", s.path, ec.message()));
+
+  struct stat st {};
+  if (::chmod(s.path.c_str(), 0600) != 0 || ::lstat(s.path.c_str(), &st) != 0) {
+    const int error = errno;
+    ::unlink(s.path.c_str());
+    fail(fmt::format("cannot set mode 0600 on admin socket {}: {}", s.path, errno_text(error)));
+  }
+  s.socket_dev = st.st_dev;
+  s.socket_ino = st.st_ino;
+  if (!S_ISSOCK(st.st_mode) || (st.st_mode & 07777) != 0600) {
+    fail(fmt::format("admin socket {} has mode {:o}, not 0600", s.path, st.st_mode & 07777));
+  }
+
+  s.acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) fail(fmt::format("cannot listen on admin socket {}: {}", s.path, ec.message()));
+
+  s.running = true;
+  ++s.generation;
+  asio::co_spawn(s.io, State::accept_loop(state_), log_failure("admin accept loop"));
+  spdlog::info("admin socket listening on {}", s.path);
+}
+
+void AdminServer::stop() {
+  State& s = *state_;
+  if (!s.running) return;
+  s.running = false;
+  boost::system::error_code ignored;
+  s.acceptor.close(ignored);
+  // A closed connection leaves `live` only when its coroutine finishes.
+  for (auto* connection : std::vector<State::Connection*>(s.live.begin(), s.live.end())) {
+    connection->close();
+  }
+  struct stat st {};
+  if (::lstat(s.path.c_str(), &st) == 0 && st.st_dev == s.socket_dev && st.st_ino == s.socket_ino) {
+    ::unlink(s.path.c_str());
+  }
+  s.socket_dev = 0;
+  s.socket_ino = 0;
+  spdlog::info("admin socket {} closed", s.path);
+}
+
+const std::string& AdminServer::path() const { return state_->path; }
+std::size_t AdminServer::connections() const { return state_->live.size(); }
+
+// ---------------------------------------------------------------------------
+// Client.
+
+std::string admin_socket_for_node(std::string_view node, std::string_view run_dir) {
+  return fmt::format("{}/{}.sock", run_dir, node);
+}
+
+std::expected<std::string, AdminSocketLookupError> find_admin_socket(std::string_view run_dir) {
+  const std::string dir(run_dir);
+  DIR* stream = ::opendir(dir.c_str());
+  if (stream == nullptr) {
+    const int error = errno;
+    if (error == ENOENT) {
+      return std::unexpected(AdminSocketLookupError{
+          false, fmt::format("no mixlb admin socket: {} does not exist — is mixlb running?", dir)});
+    }
+    return std::unexpected(
+        AdminSocketLookupError{false, fmt::format("cannot list {}: {}", dir, errno_text(error))});
+  }
+  std::vector<std::string> sockets;
+  while (const dirent* entry = ::readdir(stream)) {
+    const std::string_view name = entry->d_name;
+    if (name.size() <= 5 || !name.ends_with(".sock")) continue;
+    struct stat st {};
+    const std::string path = dir + "/" + std::string(name);
+    if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) sockets.emplace_back(name);
+  }
+  ::closedir(stream);
+  std::sort(sockets.begin(), sockets.end());
+  if (sockets.empty()) {
+    return std::unexpected(AdminSocketLookupError{
+        false, fmt::format("no mixlb admin socket in {} — is mixlb running?", dir)});
+  }
+  if (sockets.size() > 1) {
+    return std::unexpected(AdminSocketLookupError{
+        true,
+        fmt::format("several mixlb instances in {} ({}); choose one with -n NODE or -s SOCKET", dir,
+                    fmt::join(sockets, ", "))});
+  }
+  return dir + "/" + sockets.front();
+}
+
+std::expected<AdminReply, std::string> admin_call(const std::string& path, std::string_view cmd,
+                                                  const nlohmann::json& args,
+                                                  std::chrono::milliseconds timeout) {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + timeout;
+  auto remaining_ms = [&]() -> int {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    return static_cast<int>(std::max<std::int64_t>(0, left.count()));
+  };
+  const auto timed_out = [&] {
+    return std::unexpected(
+        fmt::format("no reply from {} within {} ms — is mixlb stuck?", path, timeout.count()));
+  };
+
+  sockaddr_un address;
+  if (!fill_address(path, address)) {
+    return std::unexpected(fmt::format("cannot connect to {}: path is empty or too long", path));
+  }
+  const UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (fd.get() < 0) {
+    return std::unexpected(fmt::format("cannot create a socket: {}", errno_text(errno)));
+  }
+  // A Unix socket connects at once or fails; EAGAIN means the daemon's
+  // backlog is full, so try again until the deadline.
+  while (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0) {
+    const int error = errno;
+    if (error == EINTR) continue;
+    if (error == EAGAIN && remaining_ms() > 0) {
+      ::poll(nullptr, 0, 10);
+      continue;
+    }
+    if (error == EAGAIN) return timed_out();
+    const char* hint =
+        error == EACCES || error == EPERM ? " — are you root?" : " — is mixlb running?";
+    return std::unexpected(
+        fmt::format("cannot connect to {}: {}{}", path, errno_text(error), hint));
+  }
+
+  const std::string request = encode_admin_request(cmd, args);
+  std::size_t sent = 0;
+  while (sent < request.size()) {
+    const ssize_t n = ::send(fd.get(), request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+    if (n >= 0) {
+      sent += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN) {
+      return std::unexpected(fmt::format("cannot send to {}: {}", path, errno_text(errno)));
+    }
+    pollfd pfd{fd.get(), POLLOUT, 0};
+    if (::poll(&pfd, 1, remaining_ms()) == 0) return timed_out();
+  }
+
+  // Status replies grow with the cluster; anything past this is not a reply.
+  constexpr std::size_t kMaxReply = 64 * 1024 * 1024;
+  std::string reply;
+  char chunk[16 * 1024];
+  for (;;) {
+    if (const auto newline = reply.find('\n'); newline != std::string::npos) {
+      reply.resize(newline);
+      break;
+    }
+    if (reply.size() > kMaxReply) {
+      return std::unexpected(fmt::format("reply from {} exceeds {} bytes", path, kMaxReply));
+    }
+    pollfd pfd{fd.get(), POLLIN, 0};
+    const int ready = ::poll(&pfd, 1, remaining_ms());
+    if (ready < 0) {
+      if (errno == EINTR) continue;
+      return std::unexpected(fmt::format("cannot wait for {}: {}", path, errno_text(errno)));
+    }
+    if (ready == 0) return timed_out();
+    const ssize_t n = ::recv(fd.get(), chunk, sizeof(chunk), 0);
+    if (n < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      return std::unexpected(fmt::format("cannot read from {}: {}", path, errno_text(errno)));
+    }
+    if (n == 0) {
+      return std::unexpected(fmt::format("{} closed the connection without a reply", path));
+    }
+    reply.append(chunk, static_cast<std::size_t>(n));
+  }
+  auto parsed = parse_admin_reply(reply);
+  if (!parsed) return std::unexpected(fmt::format("{} from {}", parsed.error(), path));
+  return parsed;
+}
+
+std::expected<nlohmann::json, std::string> admin_request(const std::string& path,
+                                                         std::string_view cmd,
+                                                         const nlohmann::json& args,
+                                                         std::chrono::milliseconds timeout) {
+  auto reply = admin_call(path, cmd, args, timeout);
+  if (!reply) return std::unexpected(std::move(reply.error()));
+  if (!reply->ok) return std::unexpected(std::move(reply->error));
+  return std::move(reply->result);
+}
+
+}  // namespace mixlb

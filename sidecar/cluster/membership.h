@@ -1,0 +1,108 @@
+#pragma once
+// Membership turns what the gossip layer says about the members, and what
+// this node knows about itself, into the two inputs of ClusterSync: the
+// member set and each VIP port's serving set.
+//
+// A member is in the tables while gossip holds it alive or suspect (a
+// suspect may still be fine; only death or leave takes it out) and its
+// metadata decodes. It serves a VIP port when its app passes its health
+// check and its metadata lists the port's tag; its weight is the one it
+// publishes (0 when drained). Every node applies the same rules to the
+// same gossip state, so every node builds the same tables.
+//
+// Two names whose node ids collide cannot both be in the tables; the
+// smaller name wins on every node and the other is shown with the reason.
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "cluster/cluster_sync.h"
+#include "cluster/member_metadata.h"
+#include "swim.h"
+
+namespace mixlb {
+
+// When a starting sidecar may publish its first tables: once a join
+// through one seed has succeeded, or the joins through every seed have
+// failed (one seed down must not end the wait while another may answer).
+// With no seed it may publish at once.
+class JoinWait {
+ public:
+  explicit JoinWait(std::size_t seeds) : seeds_(seeds), done_(seeds == 0) {}
+  // The result of one join push-pull; true when the wait is over (from this
+  // result on).
+  bool on_result(bool ok) {
+    if (!done_ && (ok || ++failures_ >= seeds_)) done_ = true;
+    return done_;
+  }
+  bool done() const { return done_; }
+  // Whether the wait ended without any seed answering.
+  bool alone() const { return done_ && seeds_ != 0 && failures_ >= seeds_; }
+
+ private:
+  std::size_t seeds_;
+  std::size_t failures_ = 0;
+  bool done_;
+};
+
+struct MemberRecord {
+  std::string name;
+  std::uint32_t id = 0;
+  bool self = false;
+  gossip::Address gossip_address;
+  gossip::MemberState state = gossip::MemberState::kAlive;
+  std::uint32_t incarnation = 0;
+  std::optional<MemberMetadata> metadata;
+  std::string problem;  // why it is left out of the tables while alive
+  std::chrono::steady_clock::time_point since{};  // the last state change
+};
+
+class Membership {
+ public:
+  // `vips`: this node's configured VIP ports. Records of members dead or
+  // left for longer than `forget_after` are dropped.
+  Membership(std::string self_name, std::vector<VipEntry> vips,
+             std::chrono::steady_clock::duration forget_after = std::chrono::minutes(10));
+
+  // This node's own state (gossip reports no events about the node itself).
+  // True when the tables' inputs changed.
+  bool set_self(const MemberMetadata& metadata, gossip::Address gossip_address);
+  // One gossip event. True when the tables' inputs changed.
+  bool apply(const gossip::MemberEvent& event,
+             std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now());
+
+  // The members in the tables, this node first, then by name.
+  std::vector<Member> members() const;
+  // The configured VIP ports with their serving sets.
+  std::vector<VipEntry> vip_entries() const;
+
+  // Every member known, this node included, by name.
+  const std::map<std::string, MemberRecord>& records() const { return records_; }
+  // The labels of the VIP ports a member publishes ("#1a2b3c4d" for a tag
+  // this node does not configure).
+  std::vector<std::string> vip_labels(const MemberMetadata& metadata) const;
+  // The names of the members in the tables now.
+  std::vector<std::string> in_tables() const;
+
+ private:
+  // What the tables are built from: each member in them with its address
+  // and metadata. Compared before and after a change.
+  using TableInputs = std::vector<std::pair<std::string, MemberMetadata>>;
+  TableInputs table_inputs() const;
+  bool eligible(const MemberRecord& record) const;  // alive or suspect, metadata decodes
+  // The records in the tables: eligible, and the smallest eligible name of
+  // their node id.
+  std::vector<const MemberRecord*> in_table_records() const;
+  void forget_old(std::chrono::steady_clock::time_point now);
+
+  std::string self_name_;
+  std::vector<VipEntry> vips_;
+  std::chrono::steady_clock::duration forget_after_;
+  std::map<std::string, MemberRecord> records_;
+};
+
+}  // namespace mixlb

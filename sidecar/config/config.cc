@@ -1,0 +1,1256 @@
+// Loading and checking the sidecar's configuration (see config.h).
+//
+// Three steps, each with one job. FileReader walks the TOML tree, rejects
+// unknown keys and wrong types at the line where they are, and records in
+// Config::locations where every value came from. The flag parser does the
+// same for argv, overriding what the file said. validate() then judges the
+// values and their combinations; it finds the location of the offending key
+// in that map, so a rule is written once and its error points at the file
+// line or the flag either way. Ranges live in one table (kIntKeys) used by all
+// three, so a file value, a flag and a Config built in code meet the same
+// limits.
+#include "config/config.h"
+
+#include <arpa/inet.h>
+#include <fmt/format.h>
+#include <sys/un.h>
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <limits>
+#include <map>
+#include <set>
+#include <tuple>
+#include <utility>
+
+#include "cluster/maglev.h"
+#include "cluster/node_id.h"
+
+namespace mixlb {
+namespace {
+
+// Kept equal to the project version in meson.build; a unit test compares them.
+constexpr std::string_view kVersion = MIXLB_VERSION;  // from meson.build
+
+constexpr std::size_t kMaxNodeNameLength = 63;
+constexpr std::size_t kMaxInterfaceNameLength = 15;  // IFNAMSIZ - 1
+constexpr std::size_t kMaxSocketPathLength = sizeof(sockaddr_un::sun_path) - 1;
+constexpr std::size_t kMaxClusterNameLength = 64;
+constexpr std::uint8_t kProtoTcp = 6;
+constexpr std::uint8_t kProtoUdp = 17;
+
+// An integer key: its path, its flag ("" when it has none), its range.
+struct IntKey {
+  std::string_view path;
+  std::string_view flag;
+  std::uint32_t min;
+  std::uint32_t max;
+  std::uint32_t Config::*member;
+};
+
+constexpr IntKey kIntKeys[] = {
+    {"datapath.maglev_table_size", "--maglev-table-size", 3, 1000003, &Config::maglev_table_size},
+    {"datapath.conntrack_entries", "--conntrack-entries", 1024, 67108864,
+     &Config::conntrack_entries},
+    {"datapath.max_vips", "", 1, 4096, &Config::max_vips},
+    {"datapath.max_nodes", "", 2, 65536, &Config::max_nodes},
+    {"neighbours.refresh_ms", "", 100, 60000, &Config::neighbour_refresh_ms},
+    {"health.port", "", 1, 65535, &Config::health_port},
+    {"health.interval_ms", "", 50, 600000, &Config::health_interval_ms},
+    {"health.timeout_ms", "", 10, 600000, &Config::health_timeout_ms},
+    {"health.rise", "", 1, 100, &Config::health_rise},
+    {"health.fall", "", 1, 100, &Config::health_fall},
+    {"node.weight", "--weight", 0, kMaxMaglevWeight, &Config::node_weight},
+    {"gossip.port", "--gossip-port", 1, 65535, &Config::gossip_port},
+    {"gossip.probe_interval_ms", "", 50, 60000, &Config::gossip_probe_interval_ms},
+    {"gossip.probe_timeout_ms", "", 10, 60000, &Config::gossip_probe_timeout_ms},
+    {"gossip.interval_ms", "", 10, 60000, &Config::gossip_interval_ms},
+    {"gossip.suspicion_mult", "", 1, 20, &Config::gossip_suspicion_mult},
+    {"gossip.push_pull_interval_ms", "", 1000, 3600000, &Config::gossip_push_pull_interval_ms},
+    {"gossip.rejoin_interval_ms", "", 1000, 3600000, &Config::gossip_rejoin_interval_ms},
+};
+
+// A string key kept as written (checked by validate()).
+struct StringKey {
+  std::string_view path;
+  std::string_view flag;
+  std::string Config::*member;
+};
+
+constexpr StringKey kStringKeys[] = {
+    {"node.name", "--name", &Config::node_name},
+    {"node.interface", "--interface", &Config::interface},
+    {"node.admin_socket", "--admin-socket", &Config::admin_socket},
+    {"node.bpffs_dir", "--bpffs-dir", &Config::bpffs_dir},
+    {"node.log_level", "--log-level", &Config::log_level},
+    {"health.kind", "", &Config::health_kind},
+    {"health.path", "", &Config::health_path},
+    {"gossip.cluster", "--cluster", &Config::cluster_name},
+    {"gossip.keyring", "--keyring", &Config::keyring_file},
+};
+
+// A boolean key. Its flag, when it has one, takes no value: it sets the key
+// to `flag_sets` ("--no-gossip" sets gossip.enabled to false).
+struct BoolKey {
+  std::string_view path;
+  std::string_view flag;
+  bool flag_sets;
+  bool Config::*member;
+};
+
+constexpr BoolKey kBoolKeys[] = {
+    {"gossip.enabled", "--no-gossip", false, &Config::gossip_enabled},
+};
+
+constexpr std::string_view kNodeAddressKey = "node.address";
+constexpr std::string_view kXdpModeKey = "datapath.xdp_mode";
+constexpr std::string_view kGossipBindKey = "gossip.bind";
+
+// The keys each plain table accepts, for the unknown-key hint.
+constexpr std::string_view kNodeKeys =
+    "name, interface, address, weight, admin_socket, bpffs_dir, log_level";
+constexpr std::string_view kDatapathKeys =
+    "xdp_mode, maglev_table_size, conntrack_entries, max_vips, max_nodes";
+constexpr std::string_view kNeighbourKeys = "refresh_ms";
+constexpr std::string_view kHealthKeys =
+    "kind, address, port, path, interval_ms, timeout_ms, rise, fall";
+constexpr std::string_view kHealthAddressKey = "health.address";
+constexpr std::string_view kGossipKeys =
+    "enabled, port, bind, cluster, keyring, probe_interval_ms, probe_timeout_ms, interval_ms, "
+    "suspicion_mult, push_pull_interval_ms, rejoin_interval_ms";
+constexpr std::string_view kVipKeys = "address, protocol, port, ports, nodes";
+constexpr std::string_view kPeerKeys = "name, address, weight";
+constexpr std::string_view kTopKeys =
+    "[node], [datapath], [neighbours], [health], [gossip], [[vip]] or [[peer]]";
+
+constexpr std::string_view kLogLevels[] = {"trace", "debug", "info", "warn", "error"};
+
+std::optional<std::string> range_problem(std::int64_t value, std::uint32_t min, std::uint32_t max) {
+  if (value < min || value > max) return fmt::format("{} is out of range {}..{}", value, min, max);
+  return std::nullopt;
+}
+
+std::optional<XdpMode> parse_xdp_mode(std::string_view text) {
+  if (text == "auto") return XdpMode::kAuto;
+  if (text == "native") return XdpMode::kNative;
+  if (text == "generic") return XdpMode::kGeneric;
+  return std::nullopt;
+}
+
+std::string xdp_mode_problem(std::string_view text) {
+  return fmt::format("expected auto, native or generic, got '{}'", text);
+}
+
+std::string address_problem(std::string_view text) {
+  return fmt::format("'{}' is not an IP address", text);
+}
+
+std::string_view type_name(const toml::node& node) {
+  switch (node.type()) {
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a floating-point number";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    case toml::node_type::none:
+      break;
+  }
+  return "nothing";
+}
+
+std::string indexed(std::string_view base, std::size_t index) {
+  return fmt::format("{}[{}]", base, index);
+}
+
+// Walks the parsed TOML document into a Config, checking structure and types.
+class FileReader {
+ public:
+  FileReader(std::string_view file, Config& config) : file_(file), config_(config) {}
+
+  void read(const toml::table& root) {
+    for (auto&& [key, node] : root) {
+      const std::string name(key.str());
+      if (name == "node" || name == "datapath" || name == "neighbours" || name == "health" ||
+          name == "gossip") {
+        read_plain_table(name, node);
+      } else if (name == "vip") {
+        read_vips(node);
+      } else if (name == "peer") {
+        read_peers(node);
+      } else {
+        fail(key.source(), name, fmt::format("unknown key (expected {})", kTopKeys));
+      }
+    }
+  }
+
+ private:
+  [[noreturn]] void fail(const toml::source_region& where, std::string_view key,
+                         std::string_view what) const {
+    throw ConfigError(fmt::format("{}:{}: {}: {}", file_, where.begin.line, key, what));
+  }
+
+  [[noreturn]] void fail(const toml::node& node, std::string_view key,
+                         std::string_view what) const {
+    fail(node.source(), key, what);
+  }
+
+  void note(const std::string& path, const toml::node& node, std::string shown = {}) {
+    config_.locations[path] = SourceLocation{file_, node.source().begin.line, "", std::move(shown)};
+  }
+
+  const toml::table& expect_table(const toml::node& node, std::string_view key) const {
+    if (const toml::table* table = node.as_table()) return *table;
+    fail(node, key, fmt::format("expected a table, got {}", type_name(node)));
+  }
+
+  std::string expect_string(const toml::node& node, std::string_view key) const {
+    if (const auto* value = node.as_string()) return value->get();
+    fail(node, key, fmt::format("expected a string, got {}", type_name(node)));
+  }
+
+  bool expect_boolean(const toml::node& node, std::string_view key) const {
+    if (const auto* value = node.as_boolean()) return value->get();
+    fail(node, key, fmt::format("expected a boolean, got {}", type_name(node)));
+  }
+
+  std::int64_t expect_integer(const toml::node& node, std::string_view key) const {
+    if (const auto* value = node.as_integer()) return value->get();
+    fail(node, key, fmt::format("expected an integer, got {}", type_name(node)));
+  }
+
+  std::uint32_t expect_int_in(const toml::node& node, std::string_view key, std::uint32_t min,
+                              std::uint32_t max) const {
+    const std::int64_t value = expect_integer(node, key);
+    if (auto problem = range_problem(value, min, max)) fail(node, key, *problem);
+    return static_cast<std::uint32_t>(value);
+  }
+
+  Address expect_address(const toml::node& node, std::string_view key) const {
+    const std::string text = expect_string(node, key);
+    const auto address = Address::parse(text);
+    if (!address) fail(node, key, address_problem(text));
+    return *address;
+  }
+
+  std::uint16_t expect_port(const toml::node& node, std::string_view key) const {
+    return static_cast<std::uint16_t>(expect_int_in(node, key, 1, 65535));
+  }
+
+  // [node], [datapath], [neighbours], [health] and [gossip]: scalar keys only.
+  void read_plain_table(const std::string& table_name, const toml::node& node) {
+    const toml::table& table = expect_table(node, table_name);
+    note(table_name, node);
+    const std::string_view allowed = table_name == "node"         ? kNodeKeys
+                                     : table_name == "datapath"   ? kDatapathKeys
+                                     : table_name == "neighbours" ? kNeighbourKeys
+                                     : table_name == "health"     ? kHealthKeys
+                                                                  : kGossipKeys;
+    for (auto&& [key, value] : table) {
+      const std::string path = table_name + "." + std::string(key.str());
+      if (read_scalar(path, value)) {
+        note(path, value);
+      } else {
+        fail(key.source(), path, fmt::format("unknown key ([{}] takes {})", table_name, allowed));
+      }
+    }
+  }
+
+  // Reads one known scalar key; false when `path` is not one.
+  bool read_scalar(const std::string& path, const toml::node& value) {
+    for (const StringKey& key : kStringKeys) {
+      if (key.path == path) {
+        config_.*key.member = expect_string(value, path);
+        return true;
+      }
+    }
+    for (const IntKey& key : kIntKeys) {
+      if (key.path == path) {
+        config_.*key.member = expect_int_in(value, path, key.min, key.max);
+        return true;
+      }
+    }
+    for (const BoolKey& key : kBoolKeys) {
+      if (key.path == path) {
+        config_.*key.member = expect_boolean(value, path);
+        return true;
+      }
+    }
+    if (path == kNodeAddressKey) {
+      config_.node_address = expect_address(value, path);
+      return true;
+    }
+    if (path == kHealthAddressKey) {
+      config_.health_address = expect_address(value, path);
+      return true;
+    }
+    if (path == kGossipBindKey) {
+      config_.gossip_bind = expect_address(value, path);
+      return true;
+    }
+    if (path == kXdpModeKey) {
+      const std::string text = expect_string(value, path);
+      const auto mode = parse_xdp_mode(text);
+      if (!mode) fail(value, path, xdp_mode_problem(text));
+      config_.xdp_mode = *mode;
+      return true;
+    }
+    return false;
+  }
+
+  const toml::array& expect_table_array(const toml::node& node, std::string_view key) const {
+    const toml::array* array = node.as_array();
+    if (array == nullptr) {
+      fail(node, key,
+           fmt::format("expected an array of tables ([[{}]] entries), got {}", key,
+                       type_name(node)));
+    }
+    return *array;
+  }
+
+  void read_vips(const toml::node& node) {
+    const toml::array& array = expect_table_array(node, "vip");
+    note("vip", node);
+    for (std::size_t i = 0; i < array.size(); ++i) {
+      const std::string entry = indexed("vip", i);
+      const toml::table& table = expect_table(array[i], entry);
+      note(entry, array[i]);
+      VipConfig vip;
+      const toml::node* port_key = nullptr;
+      std::string port_key_name;
+      for (auto&& [key, value] : table) {
+        const std::string name(key.str());
+        const std::string path = entry + "." + name;
+        if (name == "address") {
+          vip.address = expect_address(value, path);
+          note(path, value);
+        } else if (name == "protocol") {
+          vip.protocol = read_protocol(value, path);
+          note(path, value);
+        } else if (name == "port" || name == "ports") {
+          if (port_key != nullptr) {
+            fail(key.source(), path,
+                 fmt::format("give either port or ports, not both ({} is on line {})",
+                             port_key_name, port_key->source().begin.line));
+          }
+          port_key = &value;
+          port_key_name = name;
+          vip.ports = read_ports(entry, name, value);
+        } else if (name == "nodes") {
+          vip.nodes = read_nodes(path, value);
+        } else {
+          fail(key.source(), path, fmt::format("unknown key ([[vip]] takes {})", kVipKeys));
+        }
+      }
+      // Neither port nor ports: the VIP takes every port of its address.
+      config_.vips.push_back(std::move(vip));
+    }
+  }
+
+  std::uint8_t read_protocol(const toml::node& value, std::string_view path) const {
+    const std::string text = expect_string(value, path);
+    if (text == "tcp") return kProtoTcp;
+    if (text == "udp") return kProtoUdp;
+    fail(value, path, fmt::format("expected tcp or udp, got '{}'", text));
+  }
+
+  // The names of the nodes serving a VIP; whether they exist is judged by
+  // validate(), once flags may have replaced the peer list.
+  std::vector<std::string> read_nodes(const std::string& path, const toml::node& value) {
+    const toml::array* array = value.as_array();
+    if (array == nullptr) {
+      fail(value, path, fmt::format("expected an array of node names, got {}", type_name(value)));
+    }
+    if (array->empty()) {
+      fail(value, path, "must list at least one node (leave nodes out for every node)");
+    }
+    note(path, value);
+    std::vector<std::string> nodes;
+    for (std::size_t j = 0; j < array->size(); ++j) {
+      const std::string node_path = indexed(path, j);
+      nodes.push_back(expect_string((*array)[j], node_path));
+      note(node_path, (*array)[j]);
+    }
+    return nodes;
+  }
+
+  std::vector<std::uint16_t> read_ports(const std::string& entry, const std::string& name,
+                                        const toml::node& value) {
+    const std::string path = entry + "." + name;
+    std::vector<std::uint16_t> ports;
+    if (name == "port") {
+      ports.push_back(expect_port(value, path));
+      note(path, value);
+      note(entry + ".ports", value, path);
+      note(entry + ".ports[0]", value, path);
+      return ports;
+    }
+    const toml::array* array = value.as_array();
+    if (array == nullptr) {
+      fail(value, path, fmt::format("expected an array of ports, got {}", type_name(value)));
+    }
+    if (array->empty()) fail(value, path, "must list at least one port");
+    note(path, value);
+    for (std::size_t j = 0; j < array->size(); ++j) {
+      const std::string port_path = indexed(path, j);
+      ports.push_back(expect_port((*array)[j], port_path));
+      note(port_path, (*array)[j]);
+    }
+    return ports;
+  }
+
+  void read_peers(const toml::node& node) {
+    const toml::array& array = expect_table_array(node, "peer");
+    note("peer", node);
+    for (std::size_t i = 0; i < array.size(); ++i) {
+      const std::string entry = indexed("peer", i);
+      const toml::table& table = expect_table(array[i], entry);
+      note(entry, array[i]);
+      PeerConfig peer;
+      for (auto&& [key, value] : table) {
+        const std::string name(key.str());
+        const std::string path = entry + "." + name;
+        if (name == "name") {
+          peer.name = expect_string(value, path);
+        } else if (name == "address") {
+          peer.address = expect_address(value, path);
+        } else if (name == "weight") {
+          peer.weight = expect_int_in(value, path, 0, kMaxMaglevWeight);
+        } else {
+          fail(key.source(), path, fmt::format("unknown key ([[peer]] takes {})", kPeerKeys));
+        }
+        note(path, value);
+      }
+      config_.peers.push_back(std::move(peer));
+    }
+  }
+
+  std::string file_;
+  Config& config_;
+};
+
+Config parse_unvalidated(std::string_view text, std::string_view path) {
+  Config config;
+  config.source = std::string(path);
+  toml::table root;
+  try {
+    root = toml::parse(text, path);
+  } catch (const toml::parse_error& e) {
+    throw ConfigError(fmt::format("{}:{}:{}: {}", path, e.source().begin.line,
+                                  e.source().begin.column, e.description()));
+  }
+  FileReader(path, config).read(root);
+  return config;
+}
+
+std::string read_file(const std::string& path) {
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) {
+    const int error = errno;
+    throw ConfigError(
+        fmt::format("{}: cannot open the config file: {}", path, std::strerror(error)));
+  }
+  errno = 0;
+  std::string text;
+  char buffer[8192];
+  std::size_t n = 0;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), file)) > 0) text.append(buffer, n);
+  // fread() sets errno on a failed read(); EIO stands in if it did not.
+  const int error = std::ferror(file) == 0 ? 0 : (errno != 0 ? errno : EIO);
+  std::fclose(file);
+  if (error != 0) {
+    throw ConfigError(
+        fmt::format("{}: cannot read the config file: {}", path, std::strerror(error)));
+  }
+  return text;
+}
+
+Config load_unvalidated(const std::string& path) {
+  return parse_unvalidated(read_file(path), path);
+}
+
+// The key path one level up: "vip[1].ports[0]" -> "vip[1].ports" -> "vip[1]"
+// -> "vip" -> "".
+std::string parent_key(std::string_view key) {
+  if (!key.empty() && key.back() == ']') {
+    const std::size_t open = key.rfind('[');
+    return std::string(key.substr(0, open == std::string_view::npos ? 0 : open));
+  }
+  const std::size_t dot = key.rfind('.');
+  return dot == std::string_view::npos ? std::string() : std::string(key.substr(0, dot));
+}
+
+// 1..max_length characters of A-Z, a-z, 0-9, '.', '_' and '-': node and
+// cluster names.
+bool valid_name(std::string_view name, std::size_t max_length) {
+  if (name.empty() || name.size() > max_length) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+  });
+}
+
+bool valid_node_name(std::string_view name) { return valid_name(name, kMaxNodeNameLength); }
+
+bool valid_cluster_name(std::string_view name) { return valid_name(name, kMaxClusterNameLength); }
+
+bool is_unspecified(const Address& address) {
+  return address.family != 0 && std::all_of(address.words.begin(), address.words.end(),
+                                            [](std::uint32_t word) { return word == 0; });
+}
+
+std::string_view family_name(const Address& address) { return address.is_v6() ? "IPv6" : "IPv4"; }
+
+// The kernel's dev_valid_name(): 1..15 bytes, not "." or "..", and none of
+// '/', ':' or whitespace.
+bool valid_interface_name(std::string_view name) {
+  if (name.empty() || name.size() > kMaxInterfaceNameLength || name == "." || name == "..") {
+    return false;
+  }
+  return std::none_of(name.begin(), name.end(), [](char c) {
+    return c == '/' || c == ':' || c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' ||
+           c == '\r';
+  });
+}
+
+// Why `address` can be neither a node nor a VIP, or nullopt when it can.
+// IPv4: 0.0.0.0, 255.255.255.255 and 224.0.0.0/4. IPv6: ::, ff00::/8,
+// link-local fe80::/10 (it names no interface, so neither the upstream router
+// nor bpf_fib_lookup can route to it) and IPv4-mapped ::ffff:0:0/96 (the
+// data path keys IPv4 in its own form, so the mapped form would never match).
+std::optional<std::string> unicast_problem(const Address& address) {
+  const std::string text = address.to_string();
+  const std::string not_unicast = fmt::format("{} is not a unicast address", text);
+  if (address.is_v4()) {
+    const std::uint32_t host = ntohl(address.words[0]);
+    if (host == 0 || host == 0xffffffffu || (host >> 28) == 0xeu) return not_unicast;
+    return std::nullopt;
+  }
+  const std::uint32_t first = ntohl(address.words[0]);
+  const bool unspecified = std::all_of(address.words.begin(), address.words.end(),
+                                       [](std::uint32_t word) { return word == 0; });
+  if (unspecified || (first >> 24) == 0xffu) return not_unicast;
+  if ((first >> 22) == (0xfe80u >> 6)) {
+    return fmt::format("{} is a link-local address; use a global or unique-local one", text);
+  }
+  if (address.words[0] == 0 && address.words[1] == 0 && ntohl(address.words[2]) == 0xffffu) {
+    return fmt::format("{} is an IPv4-mapped address; write it as {}", text,
+                       Address::v4(address.words[3]).to_string());
+  }
+  return std::nullopt;
+}
+
+std::string protocol_name(std::uint8_t protocol) {
+  if (protocol == kProtoTcp) return "tcp";
+  if (protocol == kProtoUdp) return "udp";
+  return fmt::format("protocol {}", protocol);
+}
+
+// "10.100.0.1:80/tcp", "[fd00::1]:*/udp": a VIP entry as messages show it.
+std::string vip_entry_name(const Address& address, std::uint16_t port, std::uint8_t protocol) {
+  const std::string host = address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
+  const std::string port_text = port == 0 ? "*" : std::to_string(port);
+  return fmt::format("{}:{}/{}", host, port_text, protocol_name(protocol));
+}
+
+// The cross-field and value checks of validate(), with errors located
+// through Config::locations.
+class Checker {
+ public:
+  explicit Checker(Config& config) : config_(config) {}
+
+  void run() {
+    check_node();
+    check_sizes();
+    check_vips();
+    check_peers();
+    check_vip_nodes();
+    check_health();
+    check_gossip();
+  }
+
+ private:
+  const SourceLocation* location(std::string_view key) const {
+    const auto it = config_.locations.find(key);
+    return it == config_.locations.end() ? nullptr : &it->second;
+  }
+
+  bool is_set(std::string_view key) const { return location(key) != nullptr; }
+
+  // "<file>:<line>: <key>: ", "<flag>: " or "<key>: ", from the nearest
+  // recorded location of the key or one of its parents.
+  std::string prefix(std::string_view key) const {
+    for (std::string k(key); !k.empty(); k = parent_key(k)) {
+      const SourceLocation* where = location(k);
+      if (where == nullptr) continue;
+      if (!where->flag.empty()) return where->flag + ": ";
+      const std::string shown = (k == key && !where->key.empty()) ? where->key : std::string(key);
+      return fmt::format("{}:{}: {}: ", where->file, where->line, shown);
+    }
+    if (!config_.source.empty()) return fmt::format("{}:1: {}: ", config_.source, key);
+    return fmt::format("{}: ", key);
+  }
+
+  // How another entry is named in a message about a clash with it: its key
+  // and line, or the flag that gave it.
+  std::string describe(std::string_view key) const {
+    for (std::string k(key); !k.empty(); k = parent_key(k)) {
+      const SourceLocation* where = location(k);
+      if (where == nullptr) continue;
+      if (!where->flag.empty()) return fmt::format("an earlier {}", where->flag);
+      const std::string shown = (k == key && !where->key.empty()) ? where->key : std::string(key);
+      return fmt::format("{} (line {})", shown, where->line);
+    }
+    return std::string(key);
+  }
+
+  [[noreturn]] void fail(std::string_view key, std::string_view what) const {
+    throw ConfigError(prefix(key) + std::string(what));
+  }
+
+  // A required [node] key that is empty: missing from the file, or from the
+  // flags when there is no file.
+  void require(std::string_view key, std::string_view flag, const std::string& value) const {
+    if (!value.empty() || is_set(key)) return;
+    if (config_.source.empty()) {
+      throw ConfigError(fmt::format("{}: required when no --config file is given", flag));
+    }
+    fail(key, fmt::format("required key is missing (or give {})", flag));
+  }
+
+  void check_node() {
+    require("node.name", "--name", config_.node_name);
+    if (!valid_node_name(config_.node_name)) {
+      fail("node.name", fmt::format("'{}' is not a valid node name: use 1..{} characters of A-Z, "
+                                    "a-z, 0-9, '.', '_' and '-'",
+                                    config_.node_name, kMaxNodeNameLength));
+    }
+    require("node.interface", "--interface", config_.interface);
+    if (!valid_interface_name(config_.interface)) {
+      fail("node.interface", fmt::format("'{}' is not a valid interface name: 1..{} bytes, not '.' "
+                                         "or '..', without '/', ':' or whitespace",
+                                         config_.interface, kMaxInterfaceNameLength));
+    }
+    if (config_.node_address) check_host_address("node.address", *config_.node_address);
+    if (config_.admin_socket.empty()) {
+      if (is_set("node.admin_socket")) fail("node.admin_socket", "must not be empty");
+      config_.admin_socket = fmt::format("/run/mixlb/{}.sock", config_.node_name);
+    }
+    if (config_.admin_socket.size() > kMaxSocketPathLength) {
+      fail("node.admin_socket",
+           fmt::format("'{}' is {} bytes long; a unix socket path holds at most {}",
+                       config_.admin_socket, config_.admin_socket.size(), kMaxSocketPathLength));
+    }
+    if (config_.bpffs_dir.empty() || config_.bpffs_dir.front() != '/') {
+      fail("node.bpffs_dir", fmt::format("'{}' is not an absolute path", config_.bpffs_dir));
+    }
+    if (std::find(std::begin(kLogLevels), std::end(kLogLevels), config_.log_level) ==
+        std::end(kLogLevels)) {
+      fail("node.log_level",
+           fmt::format("expected trace, debug, info, warn or error, got '{}'", config_.log_level));
+    }
+  }
+
+  // The app check: a known kind, a timeout shorter than the interval, an
+  // absolute path, and something to connect to (defaults: the first TCP
+  // VIP's address and first port, which the app serves on this node).
+  void check_health() {
+    const std::string& kind = config_.health_kind;
+    if (kind != "tcp" && kind != "http" && kind != "none")
+      fail("health.kind", fmt::format("expected tcp, http or none, got '{}'", kind));
+    if (kind == "none") return;
+    if (config_.health_timeout_ms >= config_.health_interval_ms) {
+      fail("health.timeout_ms",
+           fmt::format("{} ms is not shorter than health.interval_ms = {} ms",
+                       config_.health_timeout_ms, config_.health_interval_ms));
+    }
+    if (kind == "http" && (config_.health_path.empty() || config_.health_path.front() != '/' ||
+                           config_.health_path.find_first_of(" \r\n") != std::string::npos)) {
+      fail("health.path", fmt::format("'{}' is not an absolute HTTP path", config_.health_path));
+    }
+    const VipConfig* tcp_vip = nullptr;
+    for (const auto& v : config_.vips)
+      if (v.protocol == kProtoTcp && !v.ports.empty()) {
+        tcp_vip = &v;
+        break;
+      }
+    // Nothing said about the check and nothing to check by default (no TCP
+    // VIP with a port): no check, which status reports as kind "none".
+    if (!tcp_vip && !is_set("health") && !is_set("health.kind")) {
+      config_.health_kind = "none";
+      return;
+    }
+    if (!config_.health_address) {
+      if (!tcp_vip)
+        fail("health.address", "no TCP VIP with a port to check by default; set health.address "
+                               "and health.port, or kind = \"none\"");
+      config_.health_address = tcp_vip->address;
+    }
+    if (config_.health_port == 0) {
+      if (!tcp_vip)
+        fail("health.port", "no TCP VIP with a port to check by default; set health.port, or "
+                            "kind = \"none\"");
+      config_.health_port = tcp_vip->ports.front();
+    }
+  }
+
+  // [gossip]. Its values are checked whether gossip is on or off, so a file
+  // that is wrong stays wrong when --no-gossip is dropped; only the bind
+  // family, which depends on which address the node uses, is judged only
+  // when gossip will run. The keyring file is read by the daemon at start.
+  void check_gossip() const {
+    if (!valid_cluster_name(config_.cluster_name)) {
+      fail("gossip.cluster",
+           fmt::format("'{}' is not a valid cluster name: use 1..{} characters of A-Z, a-z, 0-9, "
+                       "'.', '_' and '-'",
+                       config_.cluster_name, kMaxClusterNameLength));
+    }
+    if (config_.keyring_file.empty() && is_set("gossip.keyring")) {
+      fail("gossip.keyring", "must not be empty (leave it out for plaintext gossip)");
+    }
+    if (config_.gossip_probe_timeout_ms >= config_.gossip_probe_interval_ms) {
+      fail("gossip.probe_timeout_ms",
+           fmt::format("{} ms is not shorter than gossip.probe_interval_ms = {} ms",
+                       config_.gossip_probe_timeout_ms, config_.gossip_probe_interval_ms));
+    }
+    if (!config_.gossip_bind) return;
+    const Address& bind = *config_.gossip_bind;
+    if (bind.family == 0) fail(kGossipBindKey, "holds no address (leave it unset for the default)");
+    // The unspecified address (0.0.0.0, ::) binds every local address of its
+    // family; members still reach this node at node.address.
+    if (!is_unspecified(bind)) check_host_address(kGossipBindKey, bind);
+    if (config_.gossip_enabled && config_.node_address &&
+        bind.family != config_.node_address->family) {
+      fail(kGossipBindKey,
+           fmt::format("{} is {} but node.address {} is {}; gossip binds in the family of the "
+                       "node's address",
+                       bind.to_string(), family_name(bind), config_.node_address->to_string(),
+                       family_name(*config_.node_address)));
+    }
+  }
+
+  void check_host_address(std::string_view key, const Address& address) const {
+    if (address.family == 0) fail(key, "required key is missing");
+    if (auto problem = unicast_problem(address)) fail(key, *problem);
+  }
+
+  void check_sizes() const {
+    for (const IntKey& key : kIntKeys) {
+      // An unset health.port (0) is derived from the VIPs by check_health().
+      if (key.member == &Config::health_port && config_.health_port == 0) continue;
+      if (auto problem = range_problem(config_.*key.member, key.min, key.max)) {
+        fail(key.path, *problem);
+      }
+    }
+    if (!is_prime(config_.maglev_table_size)) {
+      fail("datapath.maglev_table_size",
+           fmt::format("{} is not a prime (Maglev needs a prime table size; 65537 is one)",
+                       config_.maglev_table_size));
+    }
+    const std::uint64_t slots =
+        std::uint64_t{config_.max_vips} * 2 * std::uint64_t{config_.maglev_table_size};
+    if (slots > std::numeric_limits<std::uint32_t>::max()) {
+      // Within their ranges only a large max_vips can overflow, so blame it.
+      fail("datapath.max_vips",
+           fmt::format("max_vips * 2 * maglev_table_size = {} * 2 * {} = {} Maglev slots do "
+                       "not fit in 32 bits; lower one of them",
+                       config_.max_vips, config_.maglev_table_size, slots));
+    }
+  }
+
+  // Every (address, protocol, port) is one VIP entry, and so is an address
+  // without ports (every port, key port 0). An exact port and the all-ports
+  // entry of the same address may coexist: the data path tries the exact port
+  // first. Only the same entry twice is an error.
+  void check_vips() const {
+    // (address, protocol, port) -> key path of the entry that has it.
+    std::map<std::tuple<Address, std::uint8_t, std::uint16_t>, std::string> seen;
+    std::uint32_t entries = 0;
+    auto count = [&](const VipConfig& vip, std::uint16_t port, const std::string& key) {
+      const auto [it, inserted] = seen.emplace(std::tuple(vip.address, vip.protocol, port), key);
+      if (!inserted) {
+        fail(key,
+             fmt::format("{} is already configured by {}",
+                         vip_entry_name(vip.address, port, vip.protocol), describe(it->second)));
+      }
+      if (++entries > config_.max_vips) {
+        fail(key, fmt::format("this is VIP entry {}, more than datapath.max_vips = {} (each "
+                              "address and port is one entry, and so is an address with all "
+                              "ports)",
+                              entries, config_.max_vips));
+      }
+    };
+    for (std::size_t i = 0; i < config_.vips.size(); ++i) {
+      const VipConfig& vip = config_.vips[i];
+      const std::string entry = indexed("vip", i);
+      const std::string address_key = entry + ".address";
+      if (vip.address.family == 0) fail(address_key, "required key is missing");
+      if (auto problem = unicast_problem(vip.address)) fail(address_key, *problem);
+      if (vip.protocol != kProtoTcp && vip.protocol != kProtoUdp) {
+        fail(entry + ".protocol",
+             fmt::format("expected tcp or udp, got {}", protocol_name(vip.protocol)));
+      }
+      if (vip.ports.empty()) count(vip, 0, entry);
+      for (std::size_t j = 0; j < vip.ports.size(); ++j) {
+        const std::string port_key = indexed(entry + ".ports", j);
+        if (vip.ports[j] == 0) fail(port_key, "0 is out of range 1..65535");
+        count(vip, vip.ports[j], port_key);
+      }
+    }
+  }
+
+  // A VIP's serving nodes are this node or peers, each named once. Runs after
+  // check_peers(), so the names it compares with are valid.
+  void check_vip_nodes() const {
+    std::set<std::string, std::less<>> known{config_.node_name};
+    for (const PeerConfig& peer : config_.peers) known.insert(peer.name);
+    for (std::size_t i = 0; i < config_.vips.size(); ++i) {
+      const std::vector<std::string>& nodes = config_.vips[i].nodes;
+      const std::string nodes_key = indexed("vip", i) + ".nodes";
+      std::map<std::string, std::string, std::less<>> listed;  // name -> key path
+      for (std::size_t j = 0; j < nodes.size(); ++j) {
+        const std::string key = indexed(nodes_key, j);
+        const std::string& name = nodes[j];
+        if (!known.contains(name)) {
+          fail(key, fmt::format("'{}' is neither this node ('{}') nor one of its peers", name,
+                                config_.node_name));
+        }
+        if (const auto it = listed.find(name); it != listed.end()) {
+          fail(key, fmt::format("'{}' is already listed as {}", name, describe(it->second)));
+        }
+        listed.emplace(name, key);
+      }
+    }
+  }
+
+  void check_peers() {
+    std::map<std::string, std::string, std::less<>> names;  // name -> entry
+    std::map<Address, std::size_t> addresses;               // address -> peer index
+    std::map<std::uint32_t, std::string> ids;               // node id -> name
+    ids.emplace(node_id_for(config_.node_name), config_.node_name);
+    std::uint32_t nodes = 1;  // this one
+    for (std::size_t i = 0; i < config_.peers.size(); ++i) {
+      const PeerConfig& peer = config_.peers[i];
+      const std::string entry = indexed("peer", i);
+      const std::string name_key = entry + ".name";
+      const std::string address_key = entry + ".address";
+      if (peer.name.empty() && !is_set(name_key)) fail(name_key, "required key is missing");
+      if (!valid_node_name(peer.name)) {
+        fail(name_key, fmt::format("'{}' is not a valid node name: use 1..{} characters of A-Z, "
+                                   "a-z, 0-9, '.', '_' and '-'",
+                                   peer.name, kMaxNodeNameLength));
+      }
+      check_host_address(address_key, peer.address);
+      if (auto problem = range_problem(peer.weight, 0, kMaxMaglevWeight)) {
+        fail(entry + ".weight", *problem);
+      }
+      if (const auto it = names.find(peer.name); it != names.end()) {
+        fail(name_key, fmt::format("'{}' is already used by {}", peer.name, describe(it->second)));
+      }
+      names.emplace(peer.name, entry);
+      if (const auto it = addresses.find(peer.address); it != addresses.end()) {
+        fail(address_key,
+             fmt::format("{} is already the address of '{}', {}", peer.address.to_string(),
+                         config_.peers[it->second].name, describe(indexed("peer", it->second))));
+      }
+      addresses.emplace(peer.address, i);
+
+      const bool self = peer.name == config_.node_name;
+      if (self && config_.node_address && peer.address != *config_.node_address) {
+        fail(address_key,
+             fmt::format("this is the entry of this node ('{}') but its address {} "
+                         "differs from node.address {}",
+                         peer.name, peer.address.to_string(), config_.node_address->to_string()));
+      }
+      if (!self && config_.node_address && peer.address == *config_.node_address) {
+        fail(address_key, fmt::format("{} is node.address, the address of this node ('{}'), but "
+                                      "this entry is named '{}'",
+                                      peer.address.to_string(), config_.node_name, peer.name));
+      }
+      if (self) {
+        check_own_weight(entry, peer);
+        continue;
+      }
+      const std::uint32_t id = node_id_for(peer.name);
+      if (const auto it = ids.find(id); it != ids.end()) {
+        fail(name_key, fmt::format("'{}' and '{}' have the same node id {:#010x}; rename one of "
+                                   "them",
+                                   peer.name, it->second, id));
+      }
+      ids.emplace(id, peer.name);
+      if (++nodes > config_.max_nodes) {
+        fail(entry, fmt::format("{} nodes (this one and its peers) are more than "
+                                "datapath.max_nodes = {}",
+                                nodes, config_.max_nodes));
+      }
+    }
+    if (config_.maglev_table_size <= nodes) {
+      fail("datapath.maglev_table_size",
+           fmt::format("{} slots are too few for {} nodes; the table must be larger than the "
+                       "number of nodes",
+                       config_.maglev_table_size, nodes));
+    }
+  }
+
+  // The weight of this node's own [[peer]] entry is what the other nodes,
+  // reading the same list, give it in their tables, so node.weight must agree
+  // with it; when node.weight is not set, the entry sets it. A Config built in
+  // code has no record of what was set, so there both count as set.
+  void check_own_weight(const std::string& entry, const PeerConfig& peer) {
+    const bool in_code = config_.locations.empty();
+    if (!in_code && !is_set(entry + ".weight")) return;
+    if ((in_code || is_set("node.weight")) && peer.weight != config_.node_weight) {
+      fail(entry + ".weight",
+           fmt::format("this is the entry of this node ('{}') but its weight {} differs from "
+                       "node.weight {}",
+                       peer.name, peer.weight, config_.node_weight));
+    }
+    config_.node_weight = peer.weight;
+  }
+
+  Config& config_;
+};
+
+// --- flags -----------------------------------------------------------------
+
+constexpr std::string_view kUsage = R"(Usage: mixlb [--config FILE] [flags]
+
+mixlb is the per-node sidecar of the mixlb layer-4 load balancer. Settings come
+from the TOML file given with --config; the flags below override it. Without
+--config, the flags alone must name the node and its interface.
+
+  -c, --config FILE            configuration file (see docs/configuration.md)
+      --name NAME              node name ([node] name)
+      --interface IFNAME       uplink interface ([node] interface)
+      --address ADDR           this node's IPv4 or IPv6 address ([node] address)
+      --weight N               this node's Maglev weight, 0..100; 0 drains it
+                               ([node] weight)
+      --admin-socket PATH      admin socket ([node] admin_socket)
+      --bpffs-dir DIR          bpffs directory for pinned maps ([node] bpffs_dir)
+      --xdp-mode MODE          auto, native or generic ([datapath] xdp_mode)
+      --log-level LEVEL        trace, debug, info, warn or error ([node] log_level)
+      --maglev-table-size N    prime Maglev table size ([datapath] maglev_table_size)
+      --conntrack-entries N    connection table size ([datapath] conntrack_entries)
+      --peer NAME=ADDR[@WEIGHT]
+                               a cluster member, with its Maglev weight (default
+                               1); repeat for each. Together the --peer flags
+                               replace the file's [[peer]] list. With gossip
+                               they are the seeds, and weights apply only
+                               with --no-gossip.
+      --vip ADDR:PORT[/PROTO]  a VIP: one port, or * for every port; PROTO is
+                               tcp (the default) or udp; an IPv6 address goes in
+                               brackets ([fd00::1]:443/tcp). Repeat for each.
+                               Together the --vip flags replace the file's
+                               [[vip]] list.
+      --gossip-port N          gossip UDP and TCP port, 1..65535, the same on
+                               every node ([gossip] port)
+      --cluster NAME           cluster name, the same on every node ([gossip]
+                               cluster)
+      --keyring FILE           cluster keyring file, one key of 64 hex digits
+                               a line, the first one the primary ([gossip]
+                               keyring)
+      --no-gossip              static membership from the peer list instead of
+                               gossip ([gossip] enabled = false)
+  -h, --help                   print this help and exit
+      --version                print the version and exit
+
+Flags with a value take "--flag value" or "--flag=value".
+)";
+
+struct Flag {
+  std::string name;  // long form, "--config"
+  std::string value;
+};
+
+constexpr std::string_view kValueFlags[] = {
+    "--config",    "--name",     "--interface", "--address",           "--admin-socket",
+    "--bpffs-dir", "--xdp-mode", "--log-level", "--maglev-table-size", "--conntrack-entries",
+    "--peer",      "--vip",      "--weight",    "--gossip-port",       "--cluster",
+    "--keyring",
+};
+
+bool takes_value(std::string_view flag) {
+  return std::find(std::begin(kValueFlags), std::end(kValueFlags), flag) != std::end(kValueFlags);
+}
+
+// A flag without a value: the flag of a boolean key (kBoolKeys).
+bool is_switch(std::string_view flag) {
+  return std::any_of(std::begin(kBoolKeys), std::end(kBoolKeys),
+                     [&](const BoolKey& key) { return !key.flag.empty() && key.flag == flag; });
+}
+
+std::uint32_t parse_flag_int(const Flag& flag, const IntKey& key) {
+  std::int64_t value = 0;
+  const char* end = flag.value.data() + flag.value.size();
+  const auto [ptr, ec] = std::from_chars(flag.value.data(), end, value);
+  if (ec != std::errc() || ptr != end || flag.value.empty()) {
+    throw ConfigError(fmt::format("{}: expected an integer, got '{}'", flag.name, flag.value));
+  }
+  if (auto problem = range_problem(value, key.min, key.max)) {
+    throw ConfigError(fmt::format("{}: {}", flag.name, *problem));
+  }
+  return static_cast<std::uint32_t>(value);
+}
+
+// A --peer flag's member, and whether it gave a weight.
+struct PeerFlag {
+  PeerConfig peer;
+  bool weight_given = false;
+};
+
+// NAME=ADDRESS[@WEIGHT]; an address has no '@', so the last one splits.
+PeerFlag parse_peer_flag(const Flag& flag) {
+  const auto malformed = [&] {
+    return ConfigError(
+        fmt::format("{}: expected NAME=ADDRESS[@WEIGHT], got '{}'", flag.name, flag.value));
+  };
+  const std::size_t eq = flag.value.find('=');
+  if (eq == std::string::npos || eq == 0) throw malformed();
+  PeerFlag parsed;
+  parsed.peer.name = flag.value.substr(0, eq);
+  std::string text = flag.value.substr(eq + 1);
+  if (const std::size_t at = text.rfind('@'); at != std::string::npos) {
+    const std::string weight_text = text.substr(at + 1);
+    std::int64_t weight = 0;
+    const char* end = weight_text.data() + weight_text.size();
+    const auto [ptr, ec] = std::from_chars(weight_text.data(), end, weight);
+    if (ec != std::errc() || ptr != end || weight_text.empty()) throw malformed();
+    if (auto problem = range_problem(weight, 0, kMaxMaglevWeight)) {
+      throw ConfigError(fmt::format("{}: weight {}", flag.name, *problem));
+    }
+    parsed.peer.weight = static_cast<std::uint32_t>(weight);
+    parsed.weight_given = true;
+    text.resize(at);
+  }
+  const auto address = Address::parse(text);
+  if (!address) throw ConfigError(fmt::format("{}: {}", flag.name, address_problem(text)));
+  parsed.peer.address = *address;
+  return parsed;
+}
+
+// ADDRESS:PORT[/PROTO], PORT a number or * (every port), PROTO tcp (the
+// default) or udp. An IPv6 address goes in brackets ("[fd00::1]:80/udp"),
+// so the colon before the port is never ambiguous.
+VipConfig parse_vip_flag(const Flag& flag) {
+  const auto malformed = [&] {
+    return ConfigError(
+        fmt::format("{}: expected ADDRESS:PORT, ADDRESS:* or either with /tcp or "
+                    "/udp after it, got '{}'",
+                    flag.name, flag.value));
+  };
+  std::string_view text = flag.value;
+  VipConfig vip;
+  vip.protocol = kProtoTcp;
+  if (const std::size_t slash = text.rfind('/'); slash != std::string_view::npos) {
+    const std::string_view protocol = text.substr(slash + 1);
+    if (protocol == "udp") {
+      vip.protocol = kProtoUdp;
+    } else if (protocol != "tcp") {
+      throw ConfigError(
+          fmt::format("{}: expected tcp or udp after '/', got '{}'", flag.name, protocol));
+    }
+    text = text.substr(0, slash);
+  }
+  std::string_view host;
+  std::string_view port_text;
+  if (text.starts_with('[')) {
+    const std::size_t close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      throw malformed();
+    }
+    host = text.substr(1, close - 1);
+    port_text = text.substr(close + 2);
+  } else {
+    const std::size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos) throw malformed();
+    host = text.substr(0, colon);
+    port_text = text.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos) {
+      throw ConfigError(fmt::format("{}: an IPv6 address goes in brackets, as in [{}]:{}",
+                                    flag.name, host, port_text));
+    }
+  }
+  const auto address = Address::parse(host);
+  if (!address) throw ConfigError(fmt::format("{}: {}", flag.name, address_problem(host)));
+  vip.address = *address;
+  if (port_text == "*") return vip;  // no ports: every port
+  std::int64_t port = 0;
+  const char* end = port_text.data() + port_text.size();
+  const auto [ptr, ec] = std::from_chars(port_text.data(), end, port);
+  if (ec != std::errc() || ptr != end || port_text.empty()) throw malformed();
+  if (auto problem = range_problem(port, 1, 65535)) {
+    throw ConfigError(fmt::format("{}: port {}", flag.name, *problem));
+  }
+  vip.ports.push_back(static_cast<std::uint16_t>(port));
+  return vip;
+}
+
+// Drops the recorded locations of a list ("vip", "vip[0]", "vip[0].ports"...)
+// that flags replace.
+void forget_locations(Config& config, std::string_view list) {
+  std::erase_if(config.locations, [&](const auto& entry) {
+    const std::string_view key = entry.first;
+    return key == list ||
+           (key.starts_with(list) && key.size() > list.size() && key[list.size()] == '[');
+  });
+}
+
+void apply_flag(Config& config, const Flag& flag) {
+  const SourceLocation from_flag{"", 0, flag.name, ""};
+  for (const StringKey& key : kStringKeys) {
+    if (key.flag == flag.name) {
+      config.*key.member = flag.value;
+      config.locations[std::string(key.path)] = from_flag;
+      return;
+    }
+  }
+  for (const IntKey& key : kIntKeys) {
+    if (!key.flag.empty() && key.flag == flag.name) {
+      config.*key.member = parse_flag_int(flag, key);
+      config.locations[std::string(key.path)] = from_flag;
+      return;
+    }
+  }
+  for (const BoolKey& key : kBoolKeys) {
+    if (!key.flag.empty() && key.flag == flag.name) {
+      config.*key.member = key.flag_sets;
+      config.locations[std::string(key.path)] = from_flag;
+      return;
+    }
+  }
+  if (flag.name == "--address") {
+    const auto address = Address::parse(flag.value);
+    if (!address) throw ConfigError(fmt::format("{}: {}", flag.name, address_problem(flag.value)));
+    config.node_address = *address;
+    config.locations[std::string(kNodeAddressKey)] = from_flag;
+  } else if (flag.name == "--xdp-mode") {
+    const auto mode = parse_xdp_mode(flag.value);
+    if (!mode) throw ConfigError(fmt::format("{}: {}", flag.name, xdp_mode_problem(flag.value)));
+    config.xdp_mode = *mode;
+    config.locations[std::string(kXdpModeKey)] = from_flag;
+  }
+}
+
+}  // namespace
+
+std::string_view mixlb_version() { return kVersion; }
+
+Config parse_config(std::string_view text, std::string_view path) {
+  Config config = parse_unvalidated(text, path);
+  validate(config);
+  return config;
+}
+
+Config load_config_file(const std::string& path) {
+  Config config = load_unvalidated(path);
+  validate(config);
+  return config;
+}
+
+void validate(Config& config) { Checker(config).run(); }
+
+std::optional<Config> config_from_args(int argc, const char* const* argv) {
+  return config_from_args(argc, argv, std::cout);
+}
+
+std::optional<Config> config_from_args(int argc, const char* const* argv, std::ostream& out) {
+  std::vector<Flag> flags;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    Flag flag;
+    std::optional<std::string> inline_value;
+    if (arg == "-h") {
+      flag.name = "--help";
+    } else if (arg == "-c") {
+      flag.name = "--config";
+    } else if (arg.starts_with("--")) {
+      const std::size_t eq = arg.find('=');
+      flag.name = std::string(arg.substr(0, eq));
+      if (eq != std::string_view::npos) inline_value = std::string(arg.substr(eq + 1));
+    } else {
+      throw ConfigError(fmt::format("unexpected argument '{}' (see --help)", arg));
+    }
+    if (flag.name == "--help" || flag.name == "--version") {
+      if (inline_value) throw ConfigError(fmt::format("{}: takes no value", flag.name));
+      if (flag.name == "--help") {
+        out << kUsage;
+      } else {
+        out << "mixlb " << kVersion << "\n";
+      }
+      return std::nullopt;
+    }
+    if (is_switch(flag.name)) {
+      if (inline_value) throw ConfigError(fmt::format("{}: takes no value", flag.name));
+      flags.push_back(std::move(flag));
+      continue;
+    }
+    if (!takes_value(flag.name)) {
+      throw ConfigError(fmt::format("unknown flag '{}' (see --help)", flag.name));
+    }
+    if (inline_value) {
+      flag.value = *inline_value;
+    } else if (i + 1 < argc) {
+      flag.value = argv[++i];
+    } else {
+      throw ConfigError(fmt::format("{}: missing value", flag.name));
+    }
+    flags.push_back(std::move(flag));
+  }
+
+  // The last --config wins, like every other single-valued flag.
+  Config config;
+  const auto config_flag = std::find_if(flags.rbegin(), flags.rend(),
+                                        [](const Flag& flag) { return flag.name == "--config"; });
+  if (config_flag != flags.rend()) config = load_unvalidated(config_flag->value);
+  std::vector<PeerFlag> peers;
+  std::vector<VipConfig> vips;
+  for (const Flag& flag : flags) {
+    if (flag.name == "--config") continue;
+    if (flag.name == "--peer") {
+      peers.push_back(parse_peer_flag(flag));
+    } else if (flag.name == "--vip") {
+      vips.push_back(parse_vip_flag(flag));
+    } else {
+      apply_flag(config, flag);
+    }
+  }
+  if (!peers.empty()) {
+    forget_locations(config, "peer");
+    config.peers.clear();
+    for (std::size_t i = 0; i < peers.size(); ++i) {
+      config.peers.push_back(std::move(peers[i].peer));
+      config.locations[indexed("peer", i)] = SourceLocation{"", 0, "--peer", ""};
+      if (peers[i].weight_given) {
+        config.locations[indexed("peer", i) + ".weight"] = SourceLocation{"", 0, "--peer", ""};
+      }
+    }
+  }
+  if (!vips.empty()) {
+    forget_locations(config, "vip");
+    config.vips = std::move(vips);
+    for (std::size_t i = 0; i < config.vips.size(); ++i) {
+      config.locations[indexed("vip", i)] = SourceLocation{"", 0, "--vip", ""};
+    }
+  }
+  validate(config);
+  return config;
+}
+
+}  // namespace mixlb

@@ -1,0 +1,131 @@
+#pragma once
+// The sidecar's configuration: one TOML file (documented in
+// conf/mixlb.example.toml and docs/configuration.md) plus command-line flags
+// that override it. Loading validates everything up front; a bad value raises
+// ConfigError whose message names the file, the line and the key, so the
+// daemon can refuse to start with one clear sentence.
+//
+// Reading and checking are separate steps so that flags can fill in what the
+// file leaves out before anything is judged: the reader records where each
+// key came from (Config::locations), and validate() uses that to point its
+// errors at a file line or at the flag that set the value.
+#include <cstdint>
+#include <iosfwd>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kernel/address.h"
+#include "kernel/xdp_mode.h"
+
+namespace mixlb {
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct VipConfig {
+  Address address;
+  std::uint8_t protocol = 6;          // IPPROTO_TCP or IPPROTO_UDP
+  std::vector<std::uint16_t> ports;   // host byte order; empty = every port
+  std::vector<std::string> nodes;     // the nodes serving it; empty = every node
+};
+
+struct PeerConfig {
+  std::string name;
+  Address address;
+  std::uint32_t weight = 1;  // Maglev weight, 0 = drained (no new flows)
+};
+
+// Where a configuration value was set: a line of the config file, or a flag.
+struct SourceLocation {
+  std::string file;        // set for values from the file
+  std::uint32_t line = 0;  // 1-based line in `file`
+  std::string flag;        // set for values from a flag, e.g. "--peer"
+  std::string key;         // the key as written when it differs from the
+                           // canonical path ("vip[0].port" for ports[0])
+};
+
+struct Config {
+  std::string source;  // the config file's path ("" when flags only)
+
+  // [node]
+  std::string node_name;
+  std::string interface;
+  std::optional<Address> node_address;          // default: the interface's first IPv4 address
+  std::string admin_socket;                     // default: /run/mixlb/<node_name>.sock
+  std::string bpffs_dir = "/sys/fs/bpf/mixlb";  // maps pinned under <bpffs_dir>/<node_name>/
+  std::string log_level = "info";
+  std::uint32_t node_weight = 1;  // this node's Maglev weight, 0 = drained
+
+  // [datapath]
+  XdpMode xdp_mode = XdpMode::kAuto;
+  std::uint32_t maglev_table_size = 65537;  // prime
+  std::uint32_t conntrack_entries = 65536;
+  std::uint32_t max_vips = 16;  // the Maglev array holds max_vips * 2 * maglev_table_size ids
+  std::uint32_t max_nodes = 1024;
+
+  // [neighbours]
+  std::uint32_t neighbour_refresh_ms = 1000;
+
+  // [health]: how the sidecar checks its own app (sidecar/health.h).
+  std::string health_kind = "tcp";        // tcp | http | none
+  std::optional<Address> health_address;  // default: the first TCP VIP's address
+  std::uint32_t health_port = 0;          // default (0): the first TCP VIP's first port
+  std::string health_path = "/";          // http only
+  std::uint32_t health_interval_ms = 1000;
+  std::uint32_t health_timeout_ms = 500;
+  std::uint32_t health_rise = 2;
+  std::uint32_t health_fall = 3;
+
+  // [gossip]: cluster membership (gossip/). Off: static membership from [[peer]].
+  bool gossip_enabled = true;
+  std::uint32_t gossip_port = 7946;    // UDP and TCP, the same on every node
+  std::optional<Address> gossip_bind;  // default: the node's address; 0.0.0.0 or :: = any
+  std::string cluster_name = "mixlb";  // 1..64 bytes of [A-Za-z0-9._-]; in every packet's AEAD
+  std::string keyring_file;            // "" = plaintext gossip (the daemon warns)
+  std::uint32_t gossip_probe_interval_ms = 1000;
+  std::uint32_t gossip_probe_timeout_ms = 500;
+  std::uint32_t gossip_interval_ms = 200;
+  std::uint32_t gossip_suspicion_mult = 3;
+  std::uint32_t gossip_push_pull_interval_ms = 30000;
+  std::uint32_t gossip_rejoin_interval_ms = 30000;
+
+  std::vector<VipConfig> vips;
+  // May include this node itself: its address and weight must agree. With
+  // gossip enabled these are the seeds (address:gossip_port) and their
+  // weights are not used (each node publishes its own node_weight).
+  std::vector<PeerConfig> peers;
+
+  // Key path ("node.name", "vip[1].ports[0]", "peer[2]"; indices from 0) to
+  // where it was set. Tables and array entries are recorded too, so a missing
+  // key is reported at its table's header. Empty for a Config built in code;
+  // its errors then name only the key.
+  std::map<std::string, SourceLocation, std::less<>> locations;
+};
+
+// Parses TOML text. `path` is used only in error messages.
+Config parse_config(std::string_view text, std::string_view path);
+
+// Reads and parses a file (ConfigError if it cannot be read).
+Config load_config_file(const std::string& path);
+
+// Builds the configuration from argv: --config FILE plus overriding flags.
+// Throws ConfigError on a bad flag or value; returns nullopt after printing
+// the --help or --version text to `out` (std::cout in the first form).
+std::optional<Config> config_from_args(int argc, const char* const* argv);
+std::optional<Config> config_from_args(int argc, const char* const* argv, std::ostream& out);
+
+// Checks every value and the cross-field rules (unique names and addresses,
+// ports, sizes) and fills defaults that depend on other fields. Called by the
+// functions above.
+void validate(Config& config);
+
+// The version --version prints; it matches meson.build's project version.
+std::string_view mixlb_version();
+
+}  // namespace mixlb

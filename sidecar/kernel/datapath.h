@@ -1,0 +1,186 @@
+#pragma once
+// The XDP program's owner (XdpProgram) and its maps (DatapathMaps).
+//
+// XdpProgram wraps the libbpf skeleton: it sets the load-time constants and
+// map sizes, loads the program, pins the maps under a directory so a
+// restarted sidecar adopts them (the connection table survives a restart),
+// and attaches through a BPF link that is pinned too, so traffic keeps
+// flowing while the sidecar is down. A new sidecar swaps its program into the
+// pinned link instead of detaching first.
+//
+// DatapathMaps is the typed view of the maps the sidecar writes and reads:
+// VIPs with their double-buffered Maglev tables, nodes, peer MACs, counters.
+// It holds file descriptors only, so tests drive the same code as the daemon.
+#include <cstdint>
+#include <functional>
+#include <expected>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "kernel/abi.h"
+#include "kernel/xdp_mode.h"
+
+struct mixlb_xdp;  // the generated skeleton
+
+namespace mixlb {
+
+struct DatapathSettings {
+  std::uint32_t self_node_id = MIXLB_NODE_NONE;
+  std::uint32_t ring_size = MIXLB_DEFAULT_RING_SIZE;
+  std::uint32_t max_vips = 16;
+  std::uint32_t conntrack_entries = 65536;
+  std::uint32_t max_nodes = 1024;
+  std::string pin_dir;  // "" = no pinning (tests)
+  // A dry-run instance ("which node?"): changes no map, records its decision.
+  bool dry_run = false;
+  // Use this program's maps instead of creating or adopting any.
+  const class XdpProgram* share_maps_with = nullptr;
+};
+
+// An error with the call that failed and the errno it returned.
+struct DatapathError {
+  std::string what;
+  std::error_code code;
+  std::string message() const;
+};
+
+template <typename T>
+using DpResult = std::expected<T, DatapathError>;
+
+// Sum over CPUs of one VIP's counters.
+struct VipCounters {
+  std::uint64_t local_pkts = 0, local_bytes = 0;
+  std::uint64_t fwd_pkts = 0, fwd_bytes = 0;
+  std::uint64_t from_peer_pkts = 0, from_peer_bytes = 0;
+  std::array<std::uint64_t, MIXLB_DROP__MAX> drops{};
+  std::uint64_t dropped() const;
+};
+
+// Sum over CPUs of one (VIP, node) pair's counters.
+struct NodeCounters {
+  std::uint64_t pkts = 0, bytes = 0;
+};
+
+// Global counters, summed over CPUs.
+struct GlobalCounters {
+  std::array<std::uint64_t, MIXLB_CNT__MAX> events{};
+  std::array<std::uint64_t, MIXLB_DROP__MAX> drops{};
+  std::array<std::uint64_t, MIXLB_FIB_RET_SLOTS> fib_rets{};
+};
+
+class DatapathMaps {
+ public:
+  DatapathMaps() = default;
+  DatapathMaps(const mixlb_xdp& skel, std::uint32_t ring_size, std::uint32_t max_nodes);
+
+  std::uint32_t ring_size() const { return ring_size_; }
+  std::uint32_t max_nodes() const { return max_nodes_; }
+
+  // Writes `table` (ring_size node ids) into the VIP's inactive half, then
+  // makes it live with one update of the VIP entry (inserting the VIP if it
+  // is new; its address enters the VIP filter first). Returns the half now
+  // active. remove_vip takes the address out of the filter after the entry.
+  DpResult<std::uint32_t> publish_vip(const mixlb_vip_key& key, std::uint32_t vip_id,
+                                      std::span<const std::uint32_t> table);
+  DpResult<void> remove_vip(const mixlb_vip_key& key);
+  DpResult<std::optional<mixlb_vip_value>> vip(const mixlb_vip_key& key) const;
+  DpResult<std::vector<std::pair<mixlb_vip_key, mixlb_vip_value>>> vips() const;
+  // The live table of a VIP as the data path reads it.
+  DpResult<std::vector<std::uint32_t>> live_table(const mixlb_vip_key& key) const;
+
+  DpResult<void> set_node(std::uint32_t node_id, const mixlb_node& node);
+  DpResult<void> remove_node(std::uint32_t node_id);
+  DpResult<std::optional<mixlb_node>> node(std::uint32_t node_id) const;
+  DpResult<std::vector<std::uint32_t>> node_ids() const;
+
+  DpResult<void> set_peer_mac(const mixlb_mac& mac, std::uint32_t node_id);
+  DpResult<void> remove_peer_mac(const mixlb_mac& mac);
+  DpResult<std::vector<std::pair<mixlb_mac, std::uint32_t>>> peer_macs() const;
+
+  // Deletes every connection of a VIP; returns how many there were.
+  DpResult<std::size_t> purge_conntrack(std::uint32_t vip_id);
+  // Deletes every connection pinned to a node; returns how many there were.
+  DpResult<std::size_t> purge_conntrack_to_node(std::uint32_t node_id);
+
+  DpResult<VipCounters> vip_counters(std::uint32_t vip_id) const;
+  // Zeroes the VIP's counters and its (VIP, node) row.
+  DpResult<void> reset_vip_counters(std::uint32_t vip_id);
+  DpResult<NodeCounters> node_counters(std::uint32_t vip_id, std::uint32_t stats_slot) const;
+  DpResult<void> reset_node_counters(std::uint32_t vip_id, std::uint32_t stats_slot);
+  DpResult<GlobalCounters> counters() const;
+
+  // Tells the program whether any VIP is "all ports" (port 0).
+  DpResult<void> set_any_port_vips(bool any);
+
+  DpResult<std::optional<mixlb_ct_value>> conntrack(const mixlb_flow_key& key) const;
+  DpResult<void> conntrack_insert(const mixlb_flow_key& key, const mixlb_ct_value& value);
+
+ private:
+  DpResult<void> sync_peer_filter();
+  // Rewrites the VIP-address filter from the VIP map, plus `extra`.
+  DpResult<void> sync_vip_filter(const mixlb_vip_key* extra);
+
+  DpResult<std::size_t> purge_conntrack_if(const std::function<bool(const mixlb_ct_value&)>& doomed);
+
+  int vips_fd_ = -1, maglev_fd_ = -1, ct_fd_ = -1, nodes_fd_ = -1, peer_macs_fd_ = -1,
+      vip_stats_fd_ = -1, vip_node_fd_ = -1, counters_fd_ = -1, drops_fd_ = -1, fib_rets_fd_ = -1,
+      settings_fd_ = -1, vip_filter_fd_ = -1, peer_filter_fd_ = -1;
+  std::uint32_t ring_size_ = MIXLB_DEFAULT_RING_SIZE;
+  std::uint32_t max_nodes_ = 1024;
+};
+
+enum class AttachMode { kNative, kGeneric };
+std::string_view to_string(AttachMode mode);
+
+class XdpProgram {
+ public:
+  // Opens the embedded object, applies the settings and loads it (maps are
+  // reused from pin_dir when pinned there already).
+  static DpResult<std::unique_ptr<XdpProgram>> load(const DatapathSettings& settings);
+  ~XdpProgram();
+  XdpProgram(const XdpProgram&) = delete;
+  XdpProgram& operator=(const XdpProgram&) = delete;
+
+  int prog_fd() const;
+  DatapathMaps& maps() { return maps_; }
+  const DatapathSettings& settings() const { return settings_; }
+  // True when load() found pinned maps and adopted them.
+  bool adopted_maps() const { return adopted_maps_; }
+
+  // Attaches to ifindex through a BPF link (pinned when pin_dir is set). A
+  // pinned link from an earlier run on the same interface gets this program
+  // swapped in. kAuto tries native first and falls back to generic.
+  DpResult<AttachMode> attach(int ifindex, XdpMode mode);
+  std::optional<AttachMode> attached_mode() const { return mode_; }
+  // Detaches (unpins and closes the link).
+  void detach();
+  // Removes the pinned maps and the pin directory.
+  void unpin();
+
+  // Dry-run instances only: runs the program on `frame` as if it arrived on
+  // `ifindex` and returns what it decided. Changes no map.
+  DpResult<mixlb_decision> decide(std::span<const std::uint8_t> frame, int ifindex);
+
+ private:
+  XdpProgram() = default;
+  DpResult<AttachMode> attach_new(int ifindex, AttachMode mode);
+
+  mixlb_xdp* skel_ = nullptr;
+  DatapathMaps maps_;
+  DatapathSettings settings_;
+  bool adopted_maps_ = false;
+  bool created_pin_parent_ = false;
+  int link_fd_ = -1;
+  int ifindex_ = 0;
+  std::optional<AttachMode> mode_;
+};
+
+// The attach mode of whatever XDP program is on ifindex now (nullopt: none).
+std::optional<AttachMode> query_xdp_mode(int ifindex);
+
+}  // namespace mixlb

@@ -1,0 +1,236 @@
+// ClusterSync and the XdpProgram lifecycle against real maps: stable VIP ids,
+// tables that follow the member set, stale VIPs and nodes removed, pinned maps
+// adopted by a restarted sidecar, and a pinned link that survives it.
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include <doctest/doctest.h>
+
+#include "cluster/cluster_sync.h"
+#include "cluster/node_id.h"
+#include "kernel/datapath.h"
+#include "netns_fixture.h"
+#include "settings.h"
+
+namespace mixlb {
+namespace {
+
+constexpr std::uint32_t kRing = 13;
+
+Member member(const char* name, const char* addr) {
+  return Member{name, node_id_for(name), *Address::parse(addr), 1};
+}
+
+VipConfig vip(const char* addr, std::vector<std::uint16_t> ports) {
+  VipConfig v;
+  v.address = *Address::parse(addr);
+  v.protocol = 6;
+  v.ports = std::move(ports);
+  return v;
+}
+
+std::unique_ptr<XdpProgram> load(const std::string& pin_dir = "") {
+  DatapathSettings s = small_test_settings(node_id_for("a"), kRing);
+  s.pin_dir = pin_dir;
+  return load_test_program(s);
+}
+
+// A pin directory on bpffs that is removed whatever the test's outcome.
+struct PinDir {
+  std::string path = "/sys/fs/bpf/mixlb-test-" + std::to_string(getpid());
+  ~PinDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
+
+}  // namespace
+
+TEST_SUITE("cluster-sync" * doctest::skip(cannot_run())) {
+
+TEST_CASE("VIP entries expand per port and print as address:port/proto") {
+  const std::vector<VipConfig> vips{vip("10.100.0.1", {80, 443}), vip("10.100.0.2", {53})};
+  const auto entries = expand_vips(vips);
+  REQUIRE(entries.size() == 3);
+  CHECK(entries[0].label == "10.100.0.1:80/tcp");
+  CHECK(entries[1].label == "10.100.0.1:443/tcp");
+  CHECK(entries[2].label == "10.100.0.2:53/tcp");
+  CHECK(ntohs(entries[1].key.port) == 443);
+}
+
+TEST_CASE("apply publishes every VIP with a table of the members and fills the node map") {
+  auto prog = load();
+  ClusterSync sync(prog->maps(), 4);
+  const std::vector<Member> members{member("a", "10.0.0.1"), member("b", "10.0.0.2"), member("c", "10.0.0.3")};
+  const auto vips = expand_vips(std::vector<VipConfig>{vip("10.100.0.1", {80, 443})});
+  REQUIRE(sync.apply(members, vips).has_value());
+  CHECK(sync.publications() == 2);
+  auto ids = prog->maps().node_ids();
+  REQUIRE(ids.has_value());
+  CHECK(ids->size() == 3);
+  for (const auto& v : vips) {
+    auto table = prog->maps().live_table(v.key);
+    REQUIRE(table.has_value());
+    for (const auto& m : members) CHECK(std::count(table->begin(), table->end(), m.id) > 0);
+  }
+  CHECK(sync.vip_id(vips[0].key) != sync.vip_id(vips[1].key));
+
+  // The same input publishes nothing new.
+  REQUIRE(sync.apply(members, vips).has_value());
+  CHECK(sync.publications() == 2);
+}
+
+TEST_CASE("a member that leaves disappears from every table, then from the node map with its connections") {
+  auto prog = load();
+  ClusterSync sync(prog->maps(), 4);
+  std::vector<Member> members{member("a", "10.0.0.1"), member("b", "10.0.0.2"), member("c", "10.0.0.3")};
+  const auto vips = expand_vips(std::vector<VipConfig>{vip("10.100.0.1", {80})});
+  REQUIRE(sync.apply(members, vips).has_value());
+  const auto before = *prog->maps().live_table(vips[0].key);
+  const std::uint32_t gone = members.back().id;
+  // One connection pinned to the leaving node, one to a staying one.
+  auto flow_from = [&](std::uint32_t src) {
+    mixlb_flow_key flow{};
+    flow.src[0] = src;
+    flow.dst[0] = vips[0].key.addr[0];
+    flow.dport = vips[0].key.port;
+    flow.proto = 6;
+    flow.family = MIXLB_AF_INET;
+    return flow;
+  };
+  const auto vip_id = static_cast<std::uint16_t>(*sync.vip_id(vips[0].key));
+  REQUIRE(prog->maps().conntrack_insert(flow_from(1), {.last_seen_ns = 1, .node_id = gone, .vip_id = vip_id}));
+  REQUIRE(prog->maps().conntrack_insert(flow_from(2), {.last_seen_ns = 1, .node_id = members[0].id, .vip_id = vip_id}));
+  members.pop_back();
+  REQUIRE(sync.apply(members, vips).has_value());
+  CHECK_FALSE(prog->maps().conntrack(flow_from(1))->has_value());
+  CHECK(prog->maps().conntrack(flow_from(2))->has_value());
+  const auto after = *prog->maps().live_table(vips[0].key);
+  CHECK(std::count(after.begin(), after.end(), gone) == 0);
+  for (std::size_t i = 0; i < after.size(); ++i)
+    if (before[i] != gone) CHECK(after[i] == before[i]);
+  auto ids = prog->maps().node_ids();
+  REQUIRE(ids.has_value());
+  CHECK(std::find(ids->begin(), ids->end(), gone) == ids->end());
+}
+
+TEST_CASE("a removed VIP is deleted with its connections, and its id is reused with zeroed counters") {
+  auto prog = load();
+  ClusterSync sync(prog->maps(), 4);
+  const std::vector<Member> members{member("a", "10.0.0.1")};
+  auto both = expand_vips(std::vector<VipConfig>{vip("10.100.0.1", {80}), vip("10.100.0.2", {80})});
+  REQUIRE(sync.apply(members, both).has_value());
+  const auto old_id = *sync.vip_id(both[1].key);
+  mixlb_flow_key flow{};
+  flow.src[0] = 0x01020304;
+  flow.dst[0] = both[1].key.addr[0];
+  flow.dport = both[1].key.port;
+  flow.proto = 6;
+  flow.family = MIXLB_AF_INET;
+  const mixlb_ct_value entry{.last_seen_ns = 1, .node_id = members[0].id,
+                             .vip_id = static_cast<std::uint16_t>(old_id)};
+  REQUIRE(prog->maps().conntrack_insert(flow, entry).has_value());
+  const std::vector<VipEntry> first_only{both[0]};
+  REQUIRE(sync.apply(members, first_only).has_value());
+  auto gone = prog->maps().vip(both[1].key);
+  REQUIRE(gone.has_value());
+  CHECK_FALSE(gone->has_value());
+  CHECK_FALSE(sync.vip_id(both[1].key).has_value());
+  // Its connections went with it: the table would keep balancing them.
+  auto ct = prog->maps().conntrack(flow);
+  REQUIRE(ct.has_value());
+  CHECK_FALSE(ct->has_value());
+
+  const auto third = expand_vips(std::vector<VipConfig>{vip("10.100.0.3", {80})});
+  std::vector<VipEntry> next{both[0], third[0]};
+  REQUIRE(sync.apply(members, next).has_value());
+  CHECK(sync.vip_id(third[0].key) == old_id);
+  auto counters = prog->maps().vip_counters(old_id);
+  REQUIRE(counters.has_value());
+  CHECK(counters->local_pkts == 0);
+}
+
+TEST_CASE("more VIPs than max_vips is an error, not a silent drop") {
+  auto prog = load();
+  ClusterSync sync(prog->maps(), 4);
+  const std::vector<Member> members{member("a", "10.0.0.1")};
+  const auto vips = expand_vips(std::vector<VipConfig>{vip("10.100.0.1", {1, 2, 3, 4, 5})});
+  auto r = sync.apply(members, vips);
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().message().find("VIP id") != std::string::npos);
+}
+
+TEST_CASE("a restarted sidecar adopts pinned maps: VIP ids and connections survive") {
+  PinDir pins;
+  const std::vector<Member> members{member("a", "10.0.0.1"), member("b", "10.0.0.2")};
+  const auto vips = expand_vips(std::vector<VipConfig>{vip("10.100.0.1", {80}), vip("10.100.0.2", {80})});
+  mixlb_flow_key flow{};
+  flow.src[0] = 0x01020304;
+  flow.dst[0] = vips[1].key.addr[0];
+  flow.dport = vips[1].key.port;
+  flow.proto = 6;
+  flow.family = MIXLB_AF_INET;
+  std::uint32_t id_before = 0;
+  {
+    auto first = load(pins.path);
+    CHECK_FALSE(first->adopted_maps());
+    ClusterSync sync(first->maps(), 4);
+    REQUIRE(sync.apply(members, vips).has_value());
+    id_before = *sync.vip_id(vips[1].key);
+    const mixlb_ct_value entry{.last_seen_ns = 1, .node_id = members[1].id, .vip_id = static_cast<std::uint16_t>(id_before)};
+    REQUIRE(first->maps().conntrack_insert(flow, entry).has_value());
+  }
+  CHECK(std::filesystem::exists(pins.path + "/mixlb_ct"));
+  auto second = load(pins.path);
+  CHECK(second->adopted_maps());
+  // Configuration order changed: ids must follow the pinned state, not the order.
+  const std::vector<VipEntry> reversed{vips[1], vips[0]};
+  ClusterSync sync(second->maps(), 4);
+  REQUIRE(sync.apply(members, reversed).has_value());
+  CHECK(sync.vip_id(vips[1].key) == id_before);
+  auto ct = second->maps().conntrack(flow);
+  REQUIRE(ct.has_value());
+  REQUIRE(ct->has_value());
+  CHECK((*ct)->node_id == members[1].id);
+  second->unpin();
+  CHECK_FALSE(std::filesystem::exists(pins.path));
+}
+
+TEST_CASE("attach pins a link that a restarted sidecar swaps its program into; detach removes it") {
+  PinDir pins;
+  const int ifindex = test_net().dp0;
+  {
+    auto first = load(pins.path);
+    auto mode = first->attach(ifindex, XdpMode::kNative);
+    REQUIRE_MESSAGE(mode.has_value(), (mode ? "" : mode.error().message()));
+    CHECK(*mode == AttachMode::kNative);
+    CHECK(query_xdp_mode(ifindex) == AttachMode::kNative);
+  }
+  // The first owner is gone (as after a crash): the pinned link keeps XDP on.
+  CHECK(query_xdp_mode(ifindex) == AttachMode::kNative);
+  auto second = load(pins.path);
+  auto mode = second->attach(ifindex, XdpMode::kAuto);
+  REQUIRE(mode.has_value());
+  CHECK(*mode == AttachMode::kNative);
+  second->detach();
+  CHECK_FALSE(query_xdp_mode(ifindex).has_value());
+  CHECK_FALSE(std::filesystem::exists(pins.path + "/xdp_link"));
+  second->unpin();
+}
+
+TEST_CASE("generic mode is attached when asked for and reported as such") {
+  auto prog = load();
+  const int ifindex = test_net().dp1;
+  auto mode = prog->attach(ifindex, XdpMode::kGeneric);
+  REQUIRE(mode.has_value());
+  CHECK(*mode == AttachMode::kGeneric);
+  CHECK(query_xdp_mode(ifindex) == AttachMode::kGeneric);
+  prog->detach();
+  CHECK_FALSE(query_xdp_mode(ifindex).has_value());
+}
+
+}  // TEST_SUITE
+
+}  // namespace mixlb
