@@ -81,6 +81,45 @@ std::uint64_t draw_seed() {
   return (std::uint64_t{device()} << 32) ^ device();
 }
 
+// Runs a callback of the caller's (the event handler, a snapshot's `done`)
+// on the transport thread: what it throws is logged, as it must not unwind
+// through libuv's frames nor skip the requests after it.
+template <typename F>
+void guarded(const char* what, F&& callback) {
+  try {
+    std::forward<F>(callback)();
+  } catch (const std::exception& e) {
+    spdlog::error("gossip: {} threw: {}", what, e.what());
+  } catch (...) {
+    spdlog::error("gossip: {} threw a non-standard exception", what);
+  }
+}
+
+// The answer to one snapshot_async(): `done` runs exactly once, through
+// answer(), or from the destructor with kLeft when the request holding the
+// last reference is dropped unrun (the loop closed first), so no path can
+// lose the callback.
+class SnapshotReply {
+ public:
+  using Done = std::function<void(Transport::SnapshotResult)>;
+
+  explicit SnapshotReply(Done done) : done_(std::move(done)) {}
+  SnapshotReply(const SnapshotReply&) = delete;
+  SnapshotReply& operator=(const SnapshotReply&) = delete;
+  ~SnapshotReply() {
+    if (done_) answer(std::unexpected(make_error_code(Errc::kLeft)));
+  }
+
+  void answer(Transport::SnapshotResult result) {
+    if (!done_) return;
+    guarded("a snapshot callback",
+            [&, done = std::exchange(done_, nullptr)] { done(std::move(result)); });
+  }
+
+ private:
+  Done done_;
+};
+
 void require(bool ok, const char* what) {
   if (!ok) throw std::invalid_argument(std::string("gossip transport: ") + what);
 }
@@ -134,17 +173,20 @@ struct Transport::Impl {
 
   // ---- lifecycle (caller threads)
 
+  std::error_code bind();
   std::error_code start(std::span<const Address> seed_list);
-  std::error_code stop();
+  std::error_code stop(StopMode mode);
+  std::error_code open_loop();
   std::error_code open_sockets(Address bind_address);
-  void release_handles();
+  std::error_code release_handles();
   void run();
 
   // ---- requests
 
   std::error_code post(std::function<void()> request);
+  std::vector<std::function<void()>> close_gate();
   void on_async();
-  void begin_leave();
+  void begin_stop(StopMode mode);
   void close_all();
   TransportSnapshot take_snapshot() const;
 
@@ -173,8 +215,8 @@ struct Transport::Impl {
   EventHandler on_event;
   Duration stream_timeout;
 
-  // Lifecycle, for the threads calling start() and stop().
-  enum class Phase { kNew, kRunning, kStopped };
+  // Lifecycle, for the threads calling bind(), start() and stop().
+  enum class Phase { kNew, kBound, kRunning, kStopped };
   std::mutex lifecycle_mutex;
   Phase phase = Phase::kNew;
   std::error_code stop_result;
@@ -187,9 +229,9 @@ struct Transport::Impl {
   mutable std::mutex queue_mutex;
   std::vector<std::function<void()>> queue;
   Gate gate = Gate::kNotStarted;
-  Address address;  // final once started; guarded by queue_mutex for readers
+  Address address;  // final once bound; guarded by queue_mutex for readers
 
-  // The loop thread's (and start()'s, before the thread exists).
+  // The loop thread's (and bind()'s and start()'s, before the thread exists).
   std::optional<uv::Loop> loop;
   uv::Async async;
   uv::Timer timer;
@@ -211,11 +253,19 @@ struct Transport::Impl {
 
 // ------------------------------------------------------------- lifecycle
 
-std::error_code Transport::Impl::start(std::span<const Address> seed_list) {
+std::error_code Transport::Impl::bind() {
   std::lock_guard lifecycle(lifecycle_mutex);
-  if (phase == Phase::kRunning) return std::make_error_code(std::errc::already_connected);
+  if (phase == Phase::kBound || phase == Phase::kRunning) {
+    return std::make_error_code(std::errc::already_connected);
+  }
   if (phase == Phase::kStopped) return Errc::kLeft;
+  return open_loop();
+}
 
+// The loop, the sockets, the wake-up and the timers: what bind() does, and
+// what start() does first when bind() was not called. On failure nothing is
+// left open.
+std::error_code Transport::Impl::open_loop() {
   auto created = uv::Loop::create();
   if (!created) return created.error();
   loop.emplace(std::move(*created));
@@ -223,9 +273,35 @@ std::error_code Transport::Impl::start(std::span<const Address> seed_list) {
   const Address bind_address = options.bind.value_or(options.config.address);
   socket_family = bind_address.family == Address::Family::kV4 ? AF_INET : AF_INET6;
   if (auto error = open_sockets(bind_address)) {
-    release_handles();
+    if (auto busy = release_handles()) {
+      spdlog::error("gossip: libuv loop still busy after a failed bind: {}", busy.message());
+    }
     return error;
   }
+  phase = Phase::kBound;
+  return {};
+}
+
+std::error_code Transport::Impl::start(std::span<const Address> seed_list) {
+  // Requests dropped by a failed start; declared first so they are
+  // destroyed (and a snapshot_async() among them answered) after the
+  // lifecycle lock is released, in case the answer calls start or stop.
+  std::vector<std::function<void()>> dropped;
+  std::lock_guard lifecycle(lifecycle_mutex);
+  if (phase == Phase::kRunning) return std::make_error_code(std::errc::already_connected);
+  if (phase == Phase::kStopped) return Errc::kLeft;
+  if (phase == Phase::kNew) {
+    if (auto error = open_loop()) return error;
+  }
+  // From here a failure releases the sockets, bind()'s too, so that a
+  // retry starts from nothing.
+  auto fail = [this](std::error_code error, Phase after) {
+    if (auto busy = release_handles()) {
+      spdlog::error("gossip: libuv loop still busy after a failed start: {}", busy.message());
+    }
+    phase = after;
+    return error;
+  };
 
   if (auto error =
           udp.start_receive([this](uv::ByteView bytes, const sockaddr* from,
@@ -234,8 +310,7 @@ std::error_code Transport::Impl::start(std::span<const Address> seed_list) {
                               ++stats.udp_receive_errors;
                               trouble(Trouble::kUdpReceive, "udp receive: " + error.message());
                             })) {
-    release_handles();
-    return error;
+    return fail(error, Phase::kNew);
   }
   udp.set_send_error_handler([this](std::error_code error) {
     ++stats.udp_send_errors;
@@ -258,14 +333,10 @@ std::error_code Transport::Impl::start(std::span<const Address> seed_list) {
     thread = std::thread([this] { run(); });
   } catch (const std::system_error& e) {
     // The keyring went into the core: this transport cannot start again.
-    {
-      std::lock_guard lock(queue_mutex);
-      gate = Gate::kClosed;
-    }
+    // Requests queued meanwhile are dropped (snapshot_async answers kLeft).
+    dropped = close_gate();
     core.reset();
-    release_handles();
-    phase = Phase::kStopped;
-    return e.code();
+    return fail(e.code(), Phase::kStopped);
   }
   is_running = true;
   phase = Phase::kRunning;
@@ -331,16 +402,19 @@ std::error_code Transport::Impl::open_sockets(Address bind_address) {
   return last;
 }
 
-// Start-up failed: close what was opened and the loop with it.
-void Transport::Impl::release_handles() {
+// Closes what bind() opened, and the loop with it, without the thread: for
+// a failed start, and for stop() on a transport that was only bound. The
+// result is the loop's close, as stop() reports it.
+std::error_code Transport::Impl::release_handles() {
   async.close();
   timer.close();
   linger.close();
   udp.close();
   listener.close();
-  loop->run(UV_RUN_NOWAIT);
-  if (loop->close() != 0) spdlog::error("gossip: libuv loop still busy after a failed start");
+  loop->run(UV_RUN_NOWAIT);  // the close callbacks, which free the handles
+  const std::error_code result = uv::error(loop->close());
   loop.reset();
+  return result;
 }
 
 void Transport::Impl::run() {
@@ -351,22 +425,23 @@ void Transport::Impl::run() {
   loop_close_status = loop->close();
 }
 
-std::error_code Transport::Impl::stop() {
+std::error_code Transport::Impl::stop(StopMode mode) {
   if (std::this_thread::get_id() == loop_thread.load()) {
     return std::make_error_code(std::errc::resource_deadlock_would_occur);
   }
   std::lock_guard lifecycle(lifecycle_mutex);
-  if (phase == Phase::kNew) {
-    phase = Phase::kStopped;
-    std::lock_guard lock(queue_mutex);
-    gate = Gate::kClosed;
-    return {};
-  }
   if (phase == Phase::kStopped) return stop_result;
+  if (phase == Phase::kNew || phase == Phase::kBound) {
+    // No thread, no core and so no requests: only the sockets, if bound.
+    close_gate();
+    if (loop) stop_result = release_handles();
+    phase = Phase::kStopped;
+    return stop_result;
+  }
   {
     std::lock_guard lock(queue_mutex);
     if (gate == Gate::kOpen) {
-      queue.emplace_back([this] { begin_leave(); });
+      queue.emplace_back([this, mode] { begin_stop(mode); });
       gate = Gate::kLeaving;
       if (auto error = async.send()) {
         spdlog::error("gossip: cannot wake the transport thread to stop: {}", error.message());
@@ -384,6 +459,8 @@ std::error_code Transport::Impl::stop() {
 
 // ------------------------------------------------------------- requests
 
+// On error the request is not queued (and is destroyed by the caller,
+// outside the lock).
 std::error_code Transport::Impl::post(std::function<void()> request) {
   std::lock_guard lock(queue_mutex);
   switch (gate) {
@@ -396,7 +473,25 @@ std::error_code Transport::Impl::post(std::function<void()> request) {
       break;
   }
   queue.push_back(std::move(request));
-  return async.send();
+  if (auto error = async.send()) {
+    request = std::move(queue.back());
+    queue.pop_back();
+    return error;
+  }
+  return {};
+}
+
+// Refuses every later request and closes the wake-up (under the one mutex,
+// so no post() is sending on it meanwhile). Returns the requests still
+// queued, for the caller to drop outside the lock: destroying one may run
+// a callback (SnapshotReply) that posts again.
+std::vector<std::function<void()>> Transport::Impl::close_gate() {
+  std::vector<std::function<void()>> dropped;
+  std::lock_guard lock(queue_mutex);
+  gate = Gate::kClosed;
+  async.close();
+  dropped.swap(queue);
+  return dropped;
 }
 
 void Transport::Impl::on_async() {
@@ -411,33 +506,29 @@ void Transport::Impl::on_async() {
   }
 }
 
-void Transport::Impl::begin_leave() {
-  core->leave(Clock::now());
+// Runs after every request queued before stop(). A quiet stop announces
+// nothing, but the core keeps running through the linger as before (it
+// still probes and answers), so updates it has queued are gossiped on.
+void Transport::Impl::begin_stop(StopMode mode) {
+  if (mode == StopMode::kLeave) core->leave(Clock::now());
   drain();
   if (options.leave_linger <= Duration::zero()) {
     close_all();
     return;
   }
   if (auto error = linger.start(ceil_ms(options.leave_linger))) {
-    spdlog::error("gossip: cannot arm the leave timer ({}); closing at once", error.message());
+    spdlog::error("gossip: cannot arm the linger timer ({}); closing at once", error.message());
     close_all();
   }
 }
 
 // Closes every handle; uv_run returns once their close callbacks have run.
-// Requests still queued are dropped (a waiting snapshot() sees its promise
-// broken and reports kLeft).
+// Requests still queued are dropped (a snapshot_async() among them answers
+// kLeft).
 void Transport::Impl::close_all() {
   if (closing) return;
   closing = true;
-  std::vector<std::function<void()>> dropped;
-  {
-    std::lock_guard lock(queue_mutex);
-    gate = Gate::kClosed;
-    async.close();
-    dropped.swap(queue);
-  }
-  dropped.clear();
+  close_gate();  // the requests it returns are destroyed here, outside the lock
   timer.close();
   linger.close();
   udp.close();
@@ -492,13 +583,7 @@ void Transport::Impl::arm_timer() {
 
 void Transport::Impl::deliver(Event event) {
   if (!on_event) return;
-  try {
-    on_event(std::move(event));
-  } catch (const std::exception& e) {
-    spdlog::error("gossip: the event handler threw: {}", e.what());
-  } catch (...) {
-    spdlog::error("gossip: the event handler threw a non-standard exception");
-  }
+  guarded("the event handler", [&] { on_event(std::move(event)); });
 }
 
 void Transport::Impl::trouble(Trouble kind, std::string message, bool is_error) {
@@ -784,14 +869,16 @@ Transport::Transport(TransportOptions options, EventHandler on_event) {
 }
 
 Transport::~Transport() {
-  if (auto error = impl_->stop()) {
+  if (auto error = impl_->stop(StopMode::kLeave)) {
     spdlog::error("gossip: transport stopped with an open libuv handle: {}", error.message());
   }
 }
 
+std::error_code Transport::bind() { return impl_->bind(); }
+
 std::error_code Transport::start(std::span<const Address> seeds) { return impl_->start(seeds); }
 
-std::error_code Transport::stop() { return impl_->stop(); }
+std::error_code Transport::stop(StopMode mode) { return impl_->stop(mode); }
 
 std::error_code Transport::set_metadata(Bytes metadata) {
   if (metadata.size() > impl_->options.config.max_metadata_size) return Errc::kTooLarge;
@@ -815,25 +902,29 @@ std::error_code Transport::send_user_event(Bytes payload) {
   });
 }
 
-std::expected<TransportSnapshot, std::error_code> Transport::snapshot(
-    std::chrono::milliseconds timeout) const {
+Transport::SnapshotResult Transport::snapshot(std::chrono::milliseconds timeout) const {
   Impl* impl = impl_.get();
   if (std::this_thread::get_id() == impl->loop_thread.load()) {
     if (impl->closing || !impl->core) return std::unexpected(make_error_code(Errc::kLeft));
     return impl->take_snapshot();
   }
-  auto promise = std::make_shared<std::promise<TransportSnapshot>>();
+  // Shared: after a timeout the transport thread still sets it.
+  auto promise = std::make_shared<std::promise<SnapshotResult>>();
   auto future = promise->get_future();
-  if (auto error = impl->post([impl, promise] { promise->set_value(impl->take_snapshot()); })) {
-    return std::unexpected(error);
-  }
+  snapshot_async([promise](SnapshotResult result) { promise->set_value(std::move(result)); });
   if (future.wait_for(timeout) != std::future_status::ready) {
     return std::unexpected(std::make_error_code(std::errc::timed_out));
   }
-  try {
-    return future.get();
-  } catch (const std::future_error&) {
-    return std::unexpected(make_error_code(Errc::kLeft));  // dropped while closing
+  return future.get();
+}
+
+void Transport::snapshot_async(std::function<void(SnapshotResult)> done) const {
+  Impl* impl = impl_.get();
+  // This reference keeps the reply alive until post() has decided, so a
+  // refused request is answered here with post()'s own error, not kLeft.
+  auto reply = std::make_shared<SnapshotReply>(std::move(done));
+  if (auto error = impl->post([impl, reply] { reply->answer(impl->take_snapshot()); })) {
+    reply->answer(std::unexpected(error));
   }
 }
 

@@ -4,10 +4,11 @@
 //
 //   sidecar thread(s)                       transport thread (libuv loop)
 //   -----------------                       -----------------------------
-//   start(seeds) ── binds, spawns ─────────► core.join(seeds), uv_run
+//   bind() ── loop and sockets, no thread
+//   start(seeds) ── (binds,) spawns ───────► core.join(seeds), uv_run
 //   set_metadata / send_user_event /        async callback: drains the
-//   snapshot / stop ── mutex'd queue ──────►  request queue, calls the core
-//                      + uv_async_send      UDP datagram ─► core.on_datagram
+//   snapshot / snapshot_async / stop ──────►  request queue, calls the core
+//     (a mutex'd queue + uv_async_send)     UDP datagram ─► core.on_datagram
 //                                           TCP stream   ─► core.on_stream
 //                                           timer        ─► core.tick
 //   on_event(Event) ◄── called here ─────── after every input: datagrams
@@ -22,13 +23,16 @@
 //     produced the events, after the inputs that caused them. It must not
 //     block: the sidecar posts each event to its io_context
 //     (boost::asio::post(io, [e = std::move(event)] { ... })) and returns.
-//     From the handler, set_metadata, send_user_event and snapshot may be
-//     called (snapshot answers at once there); stop() may not (it would
-//     join its own thread) and returns resource_deadlock_would_occur.
+//     From the handler, set_metadata, send_user_event, snapshot and
+//     snapshot_async may be called (snapshot answers at once there,
+//     snapshot_async once the handler has returned); stop() may not (it
+//     would join its own thread) and returns resource_deadlock_would_occur.
 //     An exception thrown by the handler is logged and swallowed.
-//   - Every public member may be called from any thread at any time (start
-//     and stop are serialised by a mutex of their own); only the destructor
-//     must not run concurrently with other calls, nor from the handler.
+//   - Every public member may be called from any thread at any time (bind,
+//     start and stop are serialised by a mutex of their own); only the
+//     destructor must not run concurrently with other calls, nor from the
+//     handler. snapshot_async never waits for the transport thread, so a
+//     thread that must not block (the sidecar's io_context) uses it.
 //
 // Streams. Push-pull is one message each way per TCP connection, framed by
 // stream_frame.h. The listener serves at most max_inbound_streams
@@ -39,17 +43,27 @@
 // excess is failed back to the core at once), get the same deadline, and
 // report on_stream_reply or on_stream_failed exactly once.
 //
-// Errors. Start-up errors (bind, listen) are returned by start(); bad
-// configuration throws std::invalid_argument from the constructor. Once
-// running nothing is fatal: socket errors are counted in TransportStats and
-// logged (spdlog, at most once a second per kind); datagrams that fail to
-// open or decode are dropped and counted by the core (Stats::drops,
-// last_drop says who and why).
+// Errors. Start-up errors (bind, listen) are returned by bind(), or by
+// start() when it binds itself; bad configuration throws
+// std::invalid_argument from the constructor. Once running nothing is
+// fatal: socket errors are counted in TransportStats and logged (spdlog, at
+// most once a second per kind); datagrams that fail to open or decode are
+// dropped and counted by the core (Stats::drops, last_drop says who and
+// why).
 //
 // Ports. UDP and TCP share one port number, the one members advertise. With
 // port 0 the transport picks a free port (bound for TCP first, then the same
 // number for UDP, retried on a collision) and advertises it; address() says
-// which.
+// which, from bind() on.
+//
+// Stopping. stop() either announces the leave (StopMode::kLeave: others
+// mark the node left) or goes quiet (StopMode::kQuiet: others see it stop
+// answering, suspect it, then declare it dead — for a process that is
+// restarting, whose successor rejoins under the same name and refutes).
+// Either way the loop runs on for leave_linger first, so what is queued is
+// still gossiped: the leave, or with kQuiet the updates queued before it,
+// such as metadata just published (a leave would replace that: the
+// broadcast queue keeps one update per member).
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -86,9 +100,16 @@ struct TransportOptions {
   // The deadline of one whole stream exchange (connect, send, receive);
   // config.stream_timeout when unset.
   std::optional<Duration> stream_timeout;
-  // After stop() has announced the leave, the loop keeps running this long
-  // so the leave is gossiped (and retransmitted) before the sockets close.
+  // After stop() has begun, the loop keeps running this long so the leave
+  // (StopMode::kLeave) or the updates already queued (StopMode::kQuiet) are
+  // gossiped, and retransmitted, before the sockets close.
   Duration leave_linger = 500ms;
+};
+
+// How stop() takes the node out of the cluster.
+enum class StopMode {
+  kLeave,  // announce the leave: the others mark the node left
+  kQuiet,  // announce nothing: the others suspect it, then declare it dead
 };
 
 // The transport's own counters; the core's are in Stats.
@@ -132,17 +153,32 @@ class Transport {
   // stop() if still running.
   ~Transport();
 
-  // Binds UDP and TCP, builds the core and starts the transport thread,
-  // which joins through `seeds` (this node's own address among them is
-  // skipped; empty: the first node of a cluster). Once per Transport:
-  // already_connected when running, kLeft after stop().
+  using SnapshotResult = std::expected<TransportSnapshot, std::error_code>;
+
+  // Creates the loop and binds UDP and TCP (listening already), without
+  // building the core or starting the thread, so that a port in use is
+  // reported before anything else is set up; address() then gives the
+  // port. Peers that reach the node before start() wait in the socket
+  // buffers. Once per Transport: already_connected when bound or running,
+  // kLeft after stop(). A failed bind() leaves nothing open and may be
+  // retried.
+  std::error_code bind();
+
+  // Binds (unless bind() did), builds the core and starts the transport
+  // thread, which joins through `seeds` (this node's own address among them
+  // is skipped; empty: the first node of a cluster). Once per Transport:
+  // already_connected when running, kLeft after stop(). A failed start()
+  // releases the sockets, those of an earlier bind() too, and may be
+  // retried.
   std::error_code start(std::span<const Address> seeds);
 
-  // Announces the leave, lets it spread for leave_linger, closes every
-  // handle and joins the thread. The result is the loop's close: empty when
-  // every handle was released (uv_loop_close() == 0), else the error
-  // (UV_EBUSY). Idempotent: later calls return the first result.
-  std::error_code stop();
+  // Announces the leave (kLeave) or nothing (kQuiet), keeps gossiping for
+  // leave_linger, closes every handle and joins the thread; a transport
+  // only bound just closes its sockets. The result is the loop's close:
+  // empty when every handle was released (uv_loop_close() == 0), else the
+  // error (UV_EBUSY). Idempotent: later calls return the first result,
+  // whatever their mode.
+  std::error_code stop(StopMode mode = StopMode::kLeave);
 
   // Requests, carried out on the transport thread. The bounds are checked
   // here (kTooLarge); after stop() began: kLeft; before start(): not_connected.
@@ -150,11 +186,21 @@ class Transport {
   std::error_code send_user_event(Bytes payload);
 
   // A copy of the core's members and both sets of counters, taken on the
-  // transport thread; timed_out if it does not answer in time.
-  std::expected<TransportSnapshot, std::error_code> snapshot(
+  // transport thread; timed_out if it does not answer in time. Blocks the
+  // caller: for tests and tools (snapshot_async for the sidecar).
+  SnapshotResult snapshot(
       std::chrono::milliseconds timeout = std::chrono::milliseconds(2000)) const;
 
-  // The advertised address (with the port picked, after start()).
+  // The same snapshot without waiting for it. `done` runs exactly once:
+  // on the transport thread with the snapshot, or with the error —
+  // not_connected before start(), kLeft once stop() has begun — on this
+  // thread before snapshot_async returns, when the request cannot be
+  // queued. A request queued before stop() is answered before the loop
+  // closes (kLeft, on the transport thread, should it be dropped unrun).
+  // An exception thrown by `done` is logged and swallowed.
+  void snapshot_async(std::function<void(SnapshotResult)> done) const;
+
+  // The advertised address (with the port picked, after bind()).
   Address address() const;
   bool running() const;
 

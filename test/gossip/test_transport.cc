@@ -1,10 +1,14 @@
 // The libuv transport on loopback, several instances in this one process:
-// joining, metadata and user events, graceful leave, the stream bounds,
-// datagrams that must be dropped, and the thread-safe API's answers before
-// start and after stop. Every transport is stopped at the end and its stop()
-// must report a clean loop close (uv_loop_close() == 0 on its thread).
+// joining, metadata and user events, graceful leave and quiet stop (and the
+// restart that follows it), binding before start, the stream bounds,
+// datagrams that must be dropped, snapshots blocking and not, and the
+// thread-safe API's answers before start and after stop. Every transport is
+// stopped at the end and its stop() must report a clean loop close
+// (uv_loop_close() == 0 on its thread).
 #include <doctest/doctest.h>
 #include <netinet/in.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -12,6 +16,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -80,19 +85,30 @@ class EventLog {
     return changed_.wait_for(lock, timeout, [&] { return pred(events_); });
   }
 
-  bool saw_member(MemberEventKind kind, const std::string& name,
-                  std::chrono::milliseconds timeout = 10s) {
+  // Waits for a member event that `match` accepts, at index `from` or later.
+  bool saw(const std::function<bool(const MemberEvent&)>& match,
+           std::chrono::milliseconds timeout = 10s, std::size_t from = 0) {
     return wait(
         [&](const std::vector<Event>& events) {
-          for (const auto& e : events) {
-            const auto* m = std::get_if<MemberEvent>(&e);
-            if (m && m->kind == kind && m->member.name == name) return true;
+          for (std::size_t i = from; i < events.size(); ++i) {
+            const auto* m = std::get_if<MemberEvent>(&events[i]);
+            if (m && match(*m)) return true;
           }
           return false;
         },
         timeout);
   }
 
+  bool saw_member(MemberEventKind kind, const std::string& name,
+                  std::chrono::milliseconds timeout = 10s, std::size_t from = 0) {
+    return saw([&](const MemberEvent& m) { return m.kind == kind && m.member.name == name; },
+               timeout, from);
+  }
+
+  std::size_t size() {
+    std::lock_guard lock(mutex_);
+    return events_.size();
+  }
   std::vector<Event> events() {
     std::lock_guard lock(mutex_);
     return events_;
@@ -127,7 +143,26 @@ struct Node {
     for (const auto& m : s->members) n += m.state == MemberState::kAlive;
     return n;
   }
+  // What this node holds about `name` now.
+  std::optional<Member> member(const std::string& name) {
+    auto s = transport->snapshot();
+    REQUIRE(s.has_value());
+    for (const auto& m : s->members) {
+      if (m.name == name) return m;
+    }
+    return std::nullopt;
+  }
 };
+
+// Whether `events` hold a member event of this kind about `name`.
+bool has_member_event(const std::vector<Event>& events, MemberEventKind kind,
+                      const std::string& name) {
+  for (const auto& e : events) {
+    const auto* m = std::get_if<MemberEvent>(&e);
+    if (m && m->kind == kind && m->member.name == name) return true;
+  }
+  return false;
+}
 
 bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout = 10s) {
   const auto end = std::chrono::steady_clock::now() + timeout;
@@ -273,6 +308,100 @@ TEST_CASE("a transport that stops leaves: the others see it left, not dead") {
   CHECK_FALSE(a.transport->stop());
 }
 
+// Waits for a kUpdated about `name` carrying `metadata`; its incarnation,
+// or nullopt when none came.
+std::optional<std::uint32_t> updated_with(EventLog& log, const std::string& name,
+                                          const Bytes& metadata) {
+  std::optional<std::uint32_t> incarnation;
+  log.saw([&](const MemberEvent& m) {
+    if (m.kind != MemberEventKind::kUpdated || m.member.name != name ||
+        m.member.metadata != metadata) {
+      return false;
+    }
+    incarnation = m.member.incarnation;
+    return true;
+  });
+  return incarnation;
+}
+
+TEST_CASE(
+    "a quiet stop gossips the metadata queued before it and announces no leave: the other "
+    "member sees it suspect, then dead, never left; restarted, it is alive again") {
+  Node a(fast_options("a")), b(fast_options("b"));
+  const Address a_at = a.start();
+  const Address b_at = b.start({a_at});
+  REQUIRE(eventually([&] { return a.alive_members() == 2 && b.alive_members() == 2; }));
+
+  // What the sidecar does before it restarts: say so, then go quiet.
+  const Bytes restarting = bytes_of("restarting");
+  CHECK_FALSE(a.transport->set_metadata(restarting));
+  CHECK_FALSE(a.transport->stop(StopMode::kQuiet));
+  CHECK_FALSE(a.transport->running());
+  // Idempotent whatever the mode: a second call announces nothing either.
+  CHECK_FALSE(a.transport->stop(StopMode::kLeave));
+
+  const auto quiet_incarnation = updated_with(b.log, "a", restarting);
+  REQUIRE(quiet_incarnation.has_value());
+  CHECK(b.log.saw_member(MemberEventKind::kSuspect, "a"));
+  CHECK(b.log.saw_member(MemberEventKind::kDead, "a"));
+  CHECK_FALSE(has_member_event(b.log.events(), MemberEventKind::kLeft, "a"));
+
+  // The successor process: a new transport under the same name and address.
+  // b holds a dead at the old incarnation; the join's push-pull tells the
+  // new core so, and it refutes with a higher one.
+  const std::size_t before_restart = b.log.size();
+  auto options = fast_options("a", kKey, a_at);
+  options.config.metadata = bytes_of("back");
+  Node successor(std::move(options));
+  CHECK(successor.start({b_at}) == a_at);
+  CHECK(b.log.saw_member(MemberEventKind::kJoined, "a", 10s, before_restart));
+  CHECK(eventually([&] {
+    const auto m = b.member("a");
+    return m && m->state == MemberState::kAlive && m->address == a_at &&
+           m->metadata == bytes_of("back") && m->incarnation > *quiet_incarnation;
+  }));
+  CHECK(eventually([&] { return successor.alive_members() == 2; }));
+  CHECK_FALSE(has_member_event(b.log.events(), MemberEventKind::kLeft, "a"));
+
+  CHECK_FALSE(successor.transport->stop());
+  CHECK_FALSE(b.transport->stop());
+}
+
+TEST_CASE(
+    "a member restarted while the others still suspect it refutes the suspicion: never dead, "
+    "never left") {
+  Node a(fast_options("a"));
+  // A suspicion that lasts seconds, so the restart comes well within it.
+  auto patient = fast_options("b");
+  patient.config.suspicion_mult = 30;
+  Node b(std::move(patient));
+  const Address a_at = a.start();
+  const Address b_at = b.start({a_at});
+  REQUIRE(eventually([&] { return a.alive_members() == 2 && b.alive_members() == 2; }));
+
+  CHECK_FALSE(a.transport->set_metadata(bytes_of("restarting")));
+  CHECK_FALSE(a.transport->stop(StopMode::kQuiet));
+  const auto quiet_incarnation = updated_with(b.log, "a", bytes_of("restarting"));
+  REQUIRE(quiet_incarnation.has_value());
+  REQUIRE(b.log.saw_member(MemberEventKind::kSuspect, "a"));
+
+  const std::size_t before_restart = b.log.size();
+  Node successor(fast_options("a", kKey, a_at));
+  successor.start({b_at});
+  CHECK(b.log.saw(
+      [&](const MemberEvent& m) {
+        return m.kind == MemberEventKind::kAlive && m.member.name == "a" &&
+               m.member.incarnation > *quiet_incarnation;
+      },
+      10s, before_restart));
+  const auto events = b.log.events();
+  CHECK_FALSE(has_member_event(events, MemberEventKind::kDead, "a"));
+  CHECK_FALSE(has_member_event(events, MemberEventKind::kLeft, "a"));
+
+  CHECK_FALSE(successor.transport->stop());
+  CHECK_FALSE(b.transport->stop());
+}
+
 TEST_CASE("the API before start and after stop, and stop from the event handler") {
   Node a(fast_options("a"));
   CHECK(a.transport->set_metadata(bytes_of("x")) == std::errc::not_connected);
@@ -306,6 +435,187 @@ TEST_CASE("the API before start and after stop, and stop from the event handler"
   CHECK(a.transport->snapshot().error() == Errc::kLeft);
   CHECK(a.transport->start(std::vector<Address>{}) == Errc::kLeft);
   CHECK_FALSE(b.stop());
+}
+
+// One snapshot_async() answer as the test saw it.
+struct Answer {
+  int calls = 0;
+  std::thread::id thread;
+  Transport::SnapshotResult result = std::unexpected(std::error_code());
+};
+
+// Asks for a snapshot and records the answer (or answers) it gets.
+class AnswerLog {
+ public:
+  // The request's index in this log.
+  std::size_t ask(const Transport& transport) {
+    std::size_t index;
+    {
+      std::lock_guard lock(mutex_);
+      index = answers_.size();
+      answers_.emplace_back();
+    }
+    transport.snapshot_async([this, index](Transport::SnapshotResult result) {
+      std::lock_guard lock(mutex_);
+      Answer& answer = answers_[index];
+      ++answer.calls;
+      answer.thread = std::this_thread::get_id();
+      answer.result = std::move(result);
+      changed_.notify_all();
+    });
+    return index;
+  }
+  // Waits for the request's first answer; a copy of it (calls 0 on timeout).
+  Answer wait(std::size_t index, std::chrono::milliseconds timeout = 5s) {
+    std::unique_lock lock(mutex_);
+    changed_.wait_for(lock, timeout, [&] { return answers_[index].calls > 0; });
+    return answers_[index];
+  }
+  Answer at(std::size_t index) {
+    std::lock_guard lock(mutex_);
+    return answers_[index];
+  }
+  std::vector<Answer> answers() {
+    std::lock_guard lock(mutex_);
+    return {answers_.begin(), answers_.end()};
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<Answer> answers_;  // stable while answers come in
+};
+
+TEST_CASE(
+    "snapshot_async answers on the transport thread when running, and at once on the "
+    "caller's thread when it cannot ask") {
+  const auto here = std::this_thread::get_id();
+  AnswerLog log;
+  Node a(fast_options("a"));
+
+  // Before start, and bound only: not_connected, before snapshot_async returns.
+  auto refused = log.ask(*a.transport);
+  CHECK(log.at(refused).calls == 1);
+  CHECK(log.at(refused).thread == here);
+  CHECK(log.at(refused).result.error() == std::errc::not_connected);
+  REQUIRE_FALSE(a.transport->bind());
+  refused = log.ask(*a.transport);
+  CHECK(log.at(refused).calls == 1);
+  CHECK(log.at(refused).result.error() == std::errc::not_connected);
+
+  a.start();
+  const auto taken = log.wait(log.ask(*a.transport));
+  REQUIRE(taken.calls == 1);
+  CHECK(taken.thread != here);
+  REQUIRE(taken.result.has_value());
+  CHECK(taken.result->self.name == "a");
+  CHECK(taken.result->address == a.transport->address());
+
+  // A callback that throws is logged; the next request is answered.
+  std::atomic<int> thrown{0};
+  a.transport->snapshot_async([&](Transport::SnapshotResult) {
+    ++thrown;
+    throw std::runtime_error("callback failure");
+  });
+  const auto after_throw = log.wait(log.ask(*a.transport));
+  CHECK(after_throw.result.has_value());
+  CHECK(thrown == 1);
+
+  CHECK_FALSE(a.transport->stop());
+  refused = log.ask(*a.transport);
+  CHECK(log.at(refused).calls == 1);
+  CHECK(log.at(refused).thread == here);
+  CHECK(log.at(refused).result.error() == Errc::kLeft);
+  for (const auto& answer : log.answers()) CHECK(answer.calls == 1);
+}
+
+TEST_CASE("snapshot_async from the event handler is answered after the handler has returned") {
+  // Atomics, not a mutex: an answer given inside the handler must show as
+  // a failure here, not as a deadlock.
+  std::atomic<bool> in_handler{false};
+  std::atomic<bool> asked{false};
+  std::atomic<int> answered{0};  // 1: after the handler returned, 2: inside it
+  std::atomic<bool> got_snapshot{false};
+  std::unique_ptr<Transport> b;
+  b = std::make_unique<Transport>(fast_options("b"), [&](Event) {
+    if (asked.exchange(true)) return;
+    in_handler = true;
+    b->snapshot_async([&](Transport::SnapshotResult result) {
+      got_snapshot = result.has_value();
+      answered = in_handler ? 2 : 1;
+    });
+    in_handler = false;
+  });
+  Node a(fast_options("a"));
+  const Address seed = a.start();
+  REQUIRE_FALSE(b->start(std::vector<Address>{seed}));
+  CHECK(eventually([&] { return answered != 0; }));
+  CHECK(answered == 1);
+  CHECK(got_snapshot);
+  CHECK_FALSE(b->stop());
+  CHECK_FALSE(a.transport->stop());
+}
+
+TEST_CASE("snapshot_async answers every request exactly once while stop() runs concurrently") {
+  // Each round: a thread keeps asking while the main thread stops the
+  // transport; the asking goes on past the stop. A request the main thread
+  // queued just before stop() must be answered with a snapshot.
+  constexpr int kRounds = 500;
+  std::size_t snapshots = 0;
+  std::size_t refused = 0;
+  for (int round = 0; round < kRounds; ++round) {
+    CAPTURE(round);
+    auto options = fast_options("a");
+    options.leave_linger = round % 2 == 0 ? Duration::zero() : Duration(5ms);
+    Transport a(std::move(options), {});
+    REQUIRE_FALSE(a.start(std::vector<Address>{}));
+
+    AnswerLog log;
+    bool stopping_seen = false;
+    std::thread asker([&] {
+      const auto asker_thread = std::this_thread::get_id();
+      // Refused at once, on this thread: stop() has begun. A few more then.
+      for (int after = 0; after < 16;) {
+        const std::size_t index = log.ask(a);
+        const auto answer = log.at(index);
+        if (answer.calls > 0 && answer.thread == asker_thread) stopping_seen = true;
+        if (stopping_seen) ++after;
+        // Paced, so that a round is not thousands of snapshots long.
+        if (index < 64) {
+          std::this_thread::yield();
+        } else {
+          std::this_thread::sleep_for(50us);
+        }
+      }
+    });
+    const std::size_t first = log.ask(a);
+    REQUIRE(log.wait(first).calls == 1);
+    const std::size_t last_before_stop = log.ask(a);
+    CHECK_FALSE(a.stop(round % 4 < 2 ? StopMode::kLeave : StopMode::kQuiet));
+    asker.join();
+
+    const auto answers = log.answers();
+    const auto& before_stop = answers[last_before_stop];
+    CHECK(before_stop.calls == 1);
+    CHECK(before_stop.result.has_value());
+    std::size_t not_once = 0;
+    std::size_t other_errors = 0;
+    for (const auto& answer : answers) {
+      not_once += answer.calls != 1;
+      if (answer.calls == 0) continue;
+      if (answer.result) {
+        ++snapshots;
+      } else {
+        ++refused;
+        other_errors += answer.result.error() != Errc::kLeft;
+      }
+    }
+    CHECK(not_once == 0);
+    CHECK(other_errors == 0);
+  }
+  MESSAGE(snapshots << " snapshots, " << refused << " refusals in " << kRounds << " rounds");
+  CHECK(snapshots > 0);
+  CHECK(refused > 0);
 }
 
 TEST_CASE("datagrams that do not open or decode are counted and dropped; the node carries on") {
@@ -510,7 +820,9 @@ TEST_CASE("an event handler that throws is logged; the transport goes on") {
   CHECK_FALSE(a.stop());
 }
 
-TEST_CASE("start reports a port that is taken, for UDP and for TCP, and can then be retried") {
+TEST_CASE(
+    "bind and start report a port that is taken, for UDP and for TCP, and can then be "
+    "retried") {
   for (int type : {SOCK_DGRAM, SOCK_STREAM}) {
     CAPTURE(type);
     RawSocket holder(type);
@@ -524,6 +836,7 @@ TEST_CASE("start reports a port that is taken, for UDP and for TCP, and can then
 
     auto options = fast_options("a", kKey, taken);
     Transport a(std::move(options), {});
+    CHECK(a.bind() == std::errc::address_in_use);
     CHECK(a.start(std::vector<Address>{}) == std::errc::address_in_use);
     CHECK_FALSE(a.running());
     ::close(holder.fd());
@@ -532,6 +845,98 @@ TEST_CASE("start reports a port that is taken, for UDP and for TCP, and can then
     CHECK(a.address() == taken);
     CHECK_FALSE(a.stop());
   }
+}
+
+// Whether a plain socket of this type can bind `at` (SO_REUSEADDR off).
+bool can_bind(int type, const Address& at) {
+  RawSocket socket(type);
+  const auto address = to_sockaddr(at);
+  return ::bind(socket.fd(), reinterpret_cast<const sockaddr*>(&address), sizeof(sockaddr_in)) == 0;
+}
+
+// What spdlog logs at error level while this lives: the default logger is
+// swapped for one that keeps its lines, and put back at the end.
+class ErrorLog {
+ public:
+  ErrorLog() : previous_(spdlog::default_logger()) {
+    auto logger = std::make_shared<spdlog::logger>("test-errors", sink_);
+    logger->set_level(spdlog::level::err);
+    spdlog::set_default_logger(std::move(logger));
+  }
+  ErrorLog(const ErrorLog&) = delete;
+  ErrorLog& operator=(const ErrorLog&) = delete;
+  ~ErrorLog() { spdlog::set_default_logger(previous_); }
+  std::vector<std::string> lines() const { return sink_->last_formatted(); }
+
+ private:
+  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_ =
+      std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(16);
+  std::shared_ptr<spdlog::logger> previous_;
+};
+
+TEST_CASE(
+    "a bound transport holds its port, refuses requests, and is stopped or destroyed with "
+    "every handle released") {
+  Transport a(fast_options("a"), {});
+  REQUIRE_FALSE(a.bind());
+  const Address at = a.address();
+  CHECK(at.port != 0);
+  CHECK_FALSE(a.running());
+  CHECK_FALSE(can_bind(SOCK_DGRAM, at));
+  CHECK_FALSE(can_bind(SOCK_STREAM, at));
+  CHECK(a.bind() == std::errc::already_connected);
+  CHECK(a.address() == at);
+  CHECK(a.set_metadata(bytes_of("x")) == std::errc::not_connected);
+  CHECK(a.send_user_event(bytes_of("x")) == std::errc::not_connected);
+  CHECK(a.snapshot().error() == std::errc::not_connected);
+
+  CHECK_FALSE(a.stop(StopMode::kQuiet));  // uv_loop_close() == 0
+  CHECK_FALSE(a.stop());
+  CHECK(can_bind(SOCK_DGRAM, at));
+  CHECK(can_bind(SOCK_STREAM, at));
+  CHECK(a.bind() == Errc::kLeft);
+  CHECK(a.start(std::vector<Address>{}) == Errc::kLeft);
+
+  // Destroyed without stop(): the destructor's stop() would log an error
+  // had the loop not closed cleanly (and the loop's own destructor, had a
+  // handle been left open).
+  Address released;
+  {
+    ErrorLog errors;
+    {
+      Transport b(fast_options("b"), {});
+      REQUIRE_FALSE(b.bind());
+      released = b.address();
+      CHECK_FALSE(can_bind(SOCK_STREAM, released));
+    }
+    for (const auto& line : errors.lines()) FAIL_CHECK("logged: " << line);
+  }
+  CHECK(can_bind(SOCK_DGRAM, released));
+  CHECK(can_bind(SOCK_STREAM, released));
+}
+
+TEST_CASE(
+    "start() after bind() runs on the bound port, and serves the join a peer sent in "
+    "between") {
+  Node a(fast_options("a"));
+  REQUIRE_FALSE(a.transport->bind());
+  const Address at = a.transport->address();
+  // b's join reaches a's listener before a runs: its push-pull waits in the
+  // backlog (stream_timeout is 2 s) and is answered once a has started.
+  Node b(fast_options("b"));
+  b.start({at});
+  std::this_thread::sleep_for(200ms);
+  CHECK(a.start() == at);
+  CHECK(b.log.wait([&](const std::vector<Event>& events) {
+    for (const auto& e : events) {
+      const auto* r = std::get_if<SyncResult>(&e);
+      if (r && r->peer == at && r->purpose == SyncPurpose::kJoin) return !r->error;
+    }
+    return false;
+  }));
+  CHECK(eventually([&] { return a.alive_members() == 2 && b.alive_members() == 2; }));
+  CHECK_FALSE(b.transport->stop());
+  CHECK_FALSE(a.transport->stop());
 }
 
 TEST_CASE("a bad configuration is refused when the transport is made") {
