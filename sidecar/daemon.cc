@@ -168,7 +168,7 @@ void Daemon::start() {
 
   admin_ = std::make_unique<AdminServer>(
       io_, config_.admin_socket,
-      [this](std::string_view cmd, const nlohmann::json& args) { return handle_admin(cmd, args); });
+      [this](std::string cmd, nlohmann::json args) -> boost::asio::awaitable<nlohmann::json> { co_return handle_admin(cmd, args); });
   try {
     admin_->start();
   } catch (const std::runtime_error& e) {

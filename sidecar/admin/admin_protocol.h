@@ -9,17 +9,22 @@
 //   reply     {"ok":true,"result":<any JSON>}\n
 //          or {"ok":false,"error":"<what was wrong>"}\n
 //
-// A request line is at most kAdminMaxLine bytes, newline excluded. A bad
-// request gets an error reply and the connection carries on; the handler
-// signals a bad request by throwing AdminError, whose message becomes the
-// reply's error, and any other exception becomes "internal error: ...".
+// A request line is at most kAdminMaxLine bytes, newline excluded; a
+// command name is a short word; no object in a request may repeat a key
+// (the JSON library would silently keep the last one, and a request would
+// not mean what it seems to). A bad request gets an error reply and the
+// connection carries on. The handler (see admin_server.h) signals a bad
+// request by throwing AdminError, whose message becomes the reply's error;
+// any other exception becomes "internal error: ...". Wherever an error
+// repeats what the client sent, it goes through quote_input, so a reply
+// stays short and printable whatever the request held.
 //
 // render_status, render_stats and render_which turn the daemon's results
 // into the text mixlbctl prints, so their layouts are tested with canned
 // objects.
 #include <cstddef>
+#include <exception>
 #include <expected>
-#include <functional>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
@@ -34,10 +39,9 @@ class AdminError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-using AdminHandler =
-    std::function<nlohmann::json(std::string_view cmd, const nlohmann::json& args)>;
-
 inline constexpr std::size_t kAdminMaxLine = 64 * 1024;
+// The longest command name; names are ASCII letters, digits, '-' and '_'.
+inline constexpr std::size_t kAdminMaxCommand = 64;
 
 struct AdminRequest {
   std::string cmd;
@@ -45,7 +49,7 @@ struct AdminRequest {
 };
 
 // Parses one request line (without its newline). The error text says what was
-// wrong, ready for an error reply.
+// wrong and where, ready for an error reply.
 std::expected<AdminRequest, std::string> parse_admin_request(std::string_view line);
 
 // One line each, newline included. Invalid UTF-8 in strings is replaced
@@ -66,9 +70,11 @@ struct AdminOutcome {
   std::string reply;           // the line to send back, newline included
   std::string internal_error;  // set when the handler failed unexpectedly; log it
 };
-// Parses `line`, calls `handler`, and turns everything that can go wrong
-// into an error reply.
-AdminOutcome handle_admin_line(std::string_view line, const AdminHandler& handler);
+// The outcome for a handler that failed with `error` while serving `cmd`:
+// an AdminError's message is the reply's error as it is; anything else
+// becomes "internal error: <what>" with a line for the log naming the
+// command. Call it with std::current_exception() from a catch (...).
+AdminOutcome admin_failure_outcome(std::string_view cmd, std::exception_ptr error);
 
 // The human form of a `status` result: a header, then aligned tables of
 // nodes and VIPs, then the conntrack counters. Missing fields show as "-".

@@ -1,24 +1,35 @@
 // Tests for the admin socket: the protocol rules one by one (no I/O), the
-// status renderer against a canned result, and a real AdminServer on a
-// temporary path with its io_context on a thread of its own, driven by raw
-// socket clients and by the blocking client mixlbctl uses.
+// handler glue through handle_admin_line (no socket), the renderers against
+// canned results, and a real AdminServer on a temporary path with its
+// io_context on a thread of its own, driven by raw socket clients and by the
+// blocking client mixlbctl uses. Other users are played through the
+// server's credential reader, so the rules about uids run as any user.
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <future>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -27,10 +38,12 @@
 
 #include "admin/admin_protocol.h"
 #include "admin/admin_server.h"
+#include "common/quote.h"
 
 namespace mixlb {
 namespace {
 
+namespace asio = boost::asio;
 using nlohmann::json;
 using namespace std::chrono_literals;
 
@@ -57,13 +70,91 @@ const json kStatus = json::parse(R"({
               "fib":{"success":42,"no_neigh":2}},
   "conntrack":{"hit":10,"miss":3,"insert":3,"insert_fail":0}})");
 
-json test_handler(std::string_view cmd, const json& args) {
-  if (cmd == "status") return kStatus;
-  if (cmd == "echo") return args;
+// Waits `ms` milliseconds on the handler's io_context, as a handler waiting
+// for an answer posted back from another thread would.
+asio::awaitable<void> pause_for(std::chrono::milliseconds ms) {
+  asio::steady_timer timer(co_await asio::this_coro::executor, ms);
+  co_await timer.async_wait(asio::use_awaitable);
+}
+
+asio::awaitable<json> test_handler(std::string cmd, json args) {
+  if (cmd == "status") co_return kStatus;
+  if (cmd == "echo") co_return args;
+  if (cmd == "slow") {
+    const int ms = args.value("ms", 50);
+    co_await pause_for(std::chrono::milliseconds(ms));
+    co_return json{{"slept_ms", ms}};
+  }
+  if (cmd == "slow_refuse") {
+    co_await pause_for(20ms);
+    throw AdminError("refused after waiting");
+  }
+  if (cmd == "slow_crash") {
+    co_await pause_for(20ms);
+    throw std::runtime_error("kaput after waiting");
+  }
   if (cmd == "refuse") throw AdminError("refused: " + args.value("why", std::string("no reason")));
   if (cmd == "crash") throw std::runtime_error("kaput");
   if (cmd == "weird") throw 42;
-  throw AdminError("unknown command '" + std::string(cmd) + "'");
+  throw AdminError("unknown command " + quote_input(cmd));
+}
+
+// Handlers parked by the "hang" command until the test lets them go: a
+// handler that does not finish on its own, and a test that still ends with
+// an io_context that drains. Touched on the io_context's thread only.
+struct Parking {
+  std::vector<asio::steady_timer*> parked;
+
+  AdminHandler handler() {
+    return [this](std::string cmd, json args) -> asio::awaitable<json> {
+      if (cmd != "hang") co_return co_await test_handler(std::move(cmd), std::move(args));
+      asio::steady_timer timer(co_await asio::this_coro::executor,
+                               asio::steady_timer::time_point::max());
+      parked.push_back(&timer);
+      boost::system::error_code ec;
+      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      co_return json{{"released", true}};
+    };
+  }
+  void release() {
+    for (auto* timer : parked) timer->cancel();
+    parked.clear();
+  }
+};
+
+// A credential reader that plays the given uids, one per accepted
+// connection in order; the server accepts in the order clients connect.
+class FakePeers {
+ public:
+  void push(uid_t uid) {
+    std::lock_guard lock(mutex_);
+    uids_.push_back(uid);
+  }
+  std::expected<PeerCredentials, std::string> next() {
+    std::lock_guard lock(mutex_);
+    if (uids_.empty()) return std::unexpected("the test queued no peer for this connection");
+    const uid_t uid = uids_.front();
+    uids_.pop_front();
+    return PeerCredentials{4242, uid, uid};
+  }
+
+ private:
+  std::mutex mutex_;
+  std::deque<uid_t> uids_;
+};
+
+AdminServerOptions playing(const std::shared_ptr<FakePeers>& peers,
+                           AdminServerOptions options = {}) {
+  options.peer_credentials = [peers](int) { return peers->next(); };
+  return options;
+}
+
+// Every peer is root: for tests of other rules, whoever runs them.
+AdminServerOptions as_root(AdminServerOptions options = {}) {
+  options.peer_credentials = [](int) -> std::expected<PeerCredentials, std::string> {
+    return PeerCredentials{4242, 0, 0};
+  };
+  return options;
 }
 
 class TempDir {
@@ -88,8 +179,9 @@ class TempDir {
 // An AdminServer with its io_context running on a thread.
 class RunningServer {
  public:
-  explicit RunningServer(const std::string& path, AdminServerOptions options = {})
-      : server_(io_, path, test_handler, options) {
+  explicit RunningServer(const std::string& path, AdminServerOptions options = {},
+                         AdminHandler handler = test_handler)
+      : server_(io_, path, std::move(handler), std::move(options)) {
     server_.start();
     thread_ = std::thread([this] {
       io_.run();
@@ -100,6 +192,33 @@ class RunningServer {
   RunningServer& operator=(const RunningServer&) = delete;
   ~RunningServer() {
     if (thread_.joinable()) shutdown();
+  }
+
+  // Runs `f` on the io_context's thread and waits for it.
+  template <typename F>
+  auto on_io(F f) {
+    std::packaged_task<decltype(f())()> task(std::move(f));
+    auto result = task.get_future();
+    boost::asio::post(io_, [&task] { task(); });
+    return result.get();
+  }
+
+  std::size_t connections() {
+    return on_io([this] { return server_.connections(); });
+  }
+
+  // Polls until the server holds `count` connections; false after `timeout`.
+  bool wait_for_connections(std::size_t count, std::chrono::milliseconds timeout = 2s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (connections() != count) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(10ms);
+    }
+    return true;
+  }
+
+  void stop() {
+    on_io([this] { server_.stop(); });
   }
 
   // Stops the server on its own thread and waits for the io_context to run
@@ -244,6 +363,102 @@ TEST_SUITE("admin") {
     CHECK(error_of(parse_admin_request("{x")).find("[json.exception") == std::string::npos);
   }
 
+  TEST_CASE("a number out of range is an error, not an exception") {
+    // nlohmann throws out_of_range, not parse_error, for these.
+    CHECK(error_of(parse_admin_request(R"({"cmd":"which","args":{"sport":1e999999}})")) ==
+          R"(malformed request: number overflow parsing "1e999999")");
+    CHECK(error_of(parse_admin_request(R"({"cmd":"which","args":{"sport":-1e400}})")) ==
+          R"(malformed request: number overflow parsing "-1e400")");
+    const std::string long_number = "1" + std::string(400, '0');
+    CHECK(error_of(parse_admin_request(R"({"cmd":"x","args":{"n":)" + long_number + "}}")) ==
+          "malformed request: number overflow parsing \"1" + std::string(63, '0') +
+              "\u2026\" (337 more bytes)");
+    // Integers too big for 64 bits become doubles, which is not an error.
+    CHECK(parse_admin_request(R"({"cmd":"x","args":{"n":99999999999999999999}})").has_value());
+  }
+
+  TEST_CASE("a key repeated in any object is refused, naming the key and where") {
+    CHECK(error_of(parse_admin_request(R"({"cmd":"status","cmd":"drain"})")) ==
+          R"(malformed request: duplicate key "cmd")");
+    CHECK(error_of(
+              parse_admin_request(R"({"cmd":"which","args":{"sport":1,"vport":2,"sport":3}})")) ==
+          R"(malformed request: duplicate key "sport" in "/args")");
+    CHECK(error_of(parse_admin_request(
+              R"({"cmd":"x","args":{"list":[{"k":1},[],{"k":2,"j":0,"k":3}]}})")) ==
+          R"(malformed request: duplicate key "k" in "/args/list/2")");
+    CHECK(error_of(parse_admin_request(R"({"cmd":"x","args":{"a/b~":{"k":1,"k":1}}})")) ==
+          R"(malformed request: duplicate key "k" in "/args/a~1b~0")");
+    // The key is quoted: escaped and cut.
+    CHECK(error_of(parse_admin_request(R"({"cmd":"x","a\u0000\"":1,"a\u0000\"":2})")) ==
+          R"(malformed request: duplicate key "a\x00\"")");
+    const std::string key(5000, 'k');
+    CHECK(error_of(parse_admin_request(R"({"cmd":"x",")" + key + R"(":1,")" + key + R"(":2})")) ==
+          "malformed request: duplicate key \"" + std::string(64, 'k') +
+              "\u2026\" (4936 more bytes)");
+    // The same key in different objects is no repeat.
+    const auto siblings = parse_admin_request(
+        R"({"cmd":"x","args":{"a":{"k":1},"b":{"k":2},"c":[{"k":3},{"k":4}]}})");
+    REQUIRE(siblings.has_value());
+    CHECK(siblings->args["c"][1]["k"] == 4);
+  }
+
+  TEST_CASE("errors that repeat the request are short and printable") {
+    auto printable = [](const std::string& text) {
+      for (const unsigned char c : text) {
+        if (c < 0x20 || c == 0x7F) return false;
+      }
+      return true;
+    };
+    // A NUL byte in a request.
+    const std::string nul =
+        error_of(parse_admin_request(std::string("{\"cmd\":\"st\0atus\"}", 17)));
+    CHECK(nul.starts_with("malformed request: parse error"));
+    CHECK(printable(nul));
+    // A string of nearly 64 KiB that the parser gives up on at its end: the
+    // token it read is cut.
+    const std::string long_token = error_of(
+        parse_admin_request(R"({"cmd":"x","args":{"a":")" + std::string(60000, 'z') + "\x01\"}}"));
+    CHECK(long_token.size() < 400);
+    CHECK(long_token.find("more bytes)") != std::string::npos);
+    CHECK(printable(long_token));
+    // Bytes that are not UTF-8 are shown as escapes, not passed on.
+    const std::string not_utf8 = error_of(parse_admin_request("{\"cmd\":\"\xff\"}"));
+    CHECK(not_utf8.find(R"(last read: "\"\xFF")") != std::string::npos);
+    // What nlohmann expected still follows the quoted input.
+    CHECK(error_of(parse_admin_request("{\"cmd\":\"x\",\x01}"))
+              .ends_with("; expected string literal"));
+    // A request line of 5 MB is refused by its length alone.
+    CHECK(error_of(parse_admin_request(std::string(5 * 1024 * 1024, 'x'))) ==
+          "request line longer than 65536 bytes");
+  }
+
+  TEST_CASE("a command name is a short word") {
+    CHECK(parse_admin_request(R"({"cmd":"slow_refuse-2"})").has_value());
+    CHECK(error_of(parse_admin_request(R"({"cmd":"status\n"})")) ==
+          R"(malformed request: "cmd" must be a command name (ASCII letters, digits, '-' and '_', )"
+          R"(at most 64 bytes), got "status\n")");
+    CHECK(error_of(parse_admin_request(R"({"cmd":"st atus"})")).ends_with(R"(got "st atus")"));
+    const std::string long_name(60000, 'a');
+    CHECK(error_of(parse_admin_request(R"({"cmd":")" + long_name + R"("})"))
+              .ends_with("got \"" + std::string(64, 'a') + "\u2026\" (59936 more bytes)"));
+  }
+
+  TEST_CASE("admin_failure_outcome maps each kind of exception") {
+    const auto refused =
+        admin_failure_outcome("drain", std::make_exception_ptr(AdminError("gossip is off")));
+    CHECK(refused.reply == encode_error_reply("gossip is off"));
+    CHECK(refused.internal_error.empty());
+
+    const auto crashed =
+        admin_failure_outcome("sta\ntus", std::make_exception_ptr(std::runtime_error("kaput")));
+    CHECK(crashed.reply == encode_error_reply("internal error: kaput"));
+    CHECK(crashed.internal_error == R"(command "sta\ntus" failed: kaput)");
+
+    const auto weird = admin_failure_outcome("x", std::make_exception_ptr(42));
+    CHECK(weird.reply == encode_error_reply("internal error: unknown exception"));
+    CHECK(weird.internal_error == R"(command "x" failed with a non-standard exception)");
+  }
+
   TEST_CASE("deeply nested input is an error, not a crash") {
     const std::string deep = std::string(20000, '[') + std::string(20000, ']');
     CHECK(error_of(parse_admin_request(deep)).ends_with("got an array"));
@@ -269,6 +484,8 @@ TEST_SUITE("admin") {
     CHECK(error->error == "no such VIP");
 
     CHECK(parse_admin_reply("nope").error().starts_with("malformed reply: parse error"));
+    CHECK(parse_admin_reply(R"({"ok":true,"result":1e999})").error() ==
+          R"(malformed reply: number overflow parsing "1e999")");
     CHECK(parse_admin_reply("[]").error() == "malformed reply: not a JSON object");
     CHECK(parse_admin_reply(R"({"result":1})").error() ==
           R"(malformed reply: missing boolean "ok")");
@@ -289,7 +506,7 @@ TEST_SUITE("admin") {
     CHECK(status_log.empty());
 
     auto [unknown, unknown_log] = reply_of(R"({"cmd":"frobnicate"})");
-    CHECK(unknown == json{{"ok", false}, {"error", "unknown command 'frobnicate'"}});
+    CHECK(unknown == json{{"ok", false}, {"error", R"(unknown command "frobnicate")"}});
     CHECK(unknown_log.empty());
 
     auto [refused, refused_log] = reply_of(R"({"cmd":"refuse","args":{"why":"two\nlines"}})");
@@ -298,7 +515,7 @@ TEST_SUITE("admin") {
 
     auto [crashed, crashed_log] = reply_of(R"({"cmd":"crash"})");
     CHECK(crashed == json{{"ok", false}, {"error", "internal error: kaput"}});
-    CHECK(crashed_log == "command 'crash' failed: kaput");
+    CHECK(crashed_log == R"(command "crash" failed: kaput)");
 
     auto [weird, weird_log] = reply_of(R"({"cmd":"weird"})");
     CHECK(weird["error"] == "internal error: unknown exception");
@@ -310,9 +527,33 @@ TEST_SUITE("admin") {
     CHECK(malformed_log.empty());
   }
 
+  TEST_CASE("handle_admin_line waits for a handler that awaits a timer, and for what it throws") {
+    const auto start = std::chrono::steady_clock::now();
+    const auto slow = handle_admin_line(R"({"cmd":"slow","args":{"ms":100}})", test_handler);
+    CHECK(std::chrono::steady_clock::now() - start >= 100ms);
+    CHECK(json::parse(slow.reply) == json{{"ok", true}, {"result", {{"slept_ms", 100}}}});
+
+    const auto refused = handle_admin_line(R"({"cmd":"slow_refuse"})", test_handler);
+    CHECK(json::parse(refused.reply)["error"] == "refused after waiting");
+    CHECK(refused.internal_error.empty());
+
+    const auto crashed = handle_admin_line(R"({"cmd":"slow_crash"})", test_handler);
+    CHECK(json::parse(crashed.reply)["error"] == "internal error: kaput after waiting");
+    CHECK(crashed.internal_error == R"(command "slow_crash" failed: kaput after waiting)");
+
+    // A handler that throws before it returns its coroutine at all.
+    const AdminHandler eager = [](std::string, json) -> asio::awaitable<json> {
+      throw std::logic_error("no coroutine");
+    };
+    CHECK(json::parse(handle_admin_line(R"({"cmd":"x"})", eager).reply)["error"] ==
+          "internal error: no coroutine");
+    CHECK(json::parse(handle_admin_line(R"({"cmd":"x"})", AdminHandler()).reply)["error"] ==
+          "internal error: bad_function_call");
+  }
+
   TEST_CASE("a result with invalid UTF-8 still makes a reply") {
-    const AdminHandler handler = [](std::string_view, const json&) {
-      return json{{"name", std::string("bad\xff")}};
+    const AdminHandler handler = [](std::string, json) -> asio::awaitable<json> {
+      co_return json{{"name", std::string("bad\xff")}};
     };
     const auto outcome = handle_admin_line(R"({"cmd":"x"})", handler);
     const json reply = json::parse(outcome.reply);
@@ -598,7 +839,7 @@ TEST_SUITE("admin") {
 
     const auto unknown = admin_request(dir / "mix1.sock", "frobnicate", json::object(), 2s);
     REQUIRE_FALSE(unknown.has_value());
-    CHECK(unknown.error() == "unknown command 'frobnicate'");
+    CHECK(unknown.error() == R"(unknown command "frobnicate")");
 
     const auto call = admin_call(dir / "mix1.sock", "echo", json{{"k", 1}}, 2s);
     REQUIRE(call.has_value());
@@ -816,6 +1057,11 @@ TEST_SUITE("admin") {
 
     Client active(dir / "a.sock");
     Client idle(dir / "a.sock");
+    // Once it has talked, a connection gets the idle timeout, not the
+    // (here longer) first-request timeout.
+    idle.send(R"({"cmd":"status"})"
+              "\n");
+    CHECK(idle.reply()["ok"] == true);
     const auto start = std::chrono::steady_clock::now();
     for (int i = 0; i < 6; ++i) {
       std::this_thread::sleep_for(100ms);
@@ -831,11 +1077,237 @@ TEST_SUITE("admin") {
     CHECK(active.reply()["ok"] == true);
   }
 
+  TEST_CASE("silent connections cannot lock mixlbctl out") {
+    TempDir dir;
+    AdminServerOptions options;
+    options.first_request_timeout = 300ms;
+    RunningServer server(dir / "a.sock", as_root(options));
+
+    // Every slot taken by a client that says nothing, or half a request.
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<std::unique_ptr<Client>> silent;
+    for (std::size_t i = 0; i < options.max_connections; ++i) {
+      silent.push_back(std::make_unique<Client>(dir / "a.sock"));
+    }
+    silent.back()->send(R"({"cmd":"sta)");
+    REQUIRE(server.wait_for_connections(options.max_connections));
+    CHECK(admin_request(dir / "a.sock", "status", json::object(), 2s).error() ==
+          "too many admin connections (limit 64); try again later");
+
+    // Within the first-request timeout they are all gone, and mixlbctl is
+    // served again.
+    for (const auto& client : silent) {
+      CHECK_FALSE(client->line(2s).has_value());
+      CHECK(client->closed());
+    }
+    CHECK(admin_request(dir / "a.sock", "status", json::object(), 2s).has_value());
+    CHECK(std::chrono::steady_clock::now() - start < 1500ms);
+    CHECK(server.wait_for_connections(0));
+  }
+
+  TEST_CASE("a connection that has talked outlives the first-request timeout") {
+    TempDir dir;
+    AdminServerOptions options;
+    options.first_request_timeout = 200ms;
+    options.idle_timeout = 5s;
+    RunningServer server(dir / "a.sock", options);
+    Client client(dir / "a.sock");
+    client.send(R"({"cmd":"status"})"
+                "\n");
+    CHECK(client.reply()["ok"] == true);
+    std::this_thread::sleep_for(600ms);
+    client.send(R"({"cmd":"status"})"
+                "\n");
+    CHECK(client.reply()["ok"] == true);
+  }
+
+  TEST_CASE("the last slot is kept for root") {
+    TempDir dir;
+    const auto peers = std::make_shared<FakePeers>();
+    AdminServerOptions options;
+    options.max_connections = 3;
+    options.allowed_uids = {0, 1000};
+    RunningServer server(dir / "a.sock", playing(peers, options));
+
+    const json too_many = {{"ok", false},
+                           {"error", "too many admin connections (limit 3); try again later"}};
+    std::vector<std::unique_ptr<Client>> held;
+    for (int i = 0; i < 2; ++i) {
+      peers->push(1000);
+      held.push_back(std::make_unique<Client>(dir / "a.sock"));
+      held.back()->send(R"({"cmd":"status"})"
+                        "\n");
+      REQUIRE(held.back()->reply()["ok"] == true);
+    }
+    peers->push(1000);
+    Client third_user(dir / "a.sock");
+    CHECK(third_user.reply() == too_many);
+    CHECK_FALSE(third_user.line().has_value());
+    CHECK(third_user.closed());
+
+    peers->push(0);
+    Client root(dir / "a.sock");
+    root.send(R"({"cmd":"status"})"
+              "\n");
+    CHECK(root.reply()["ok"] == true);
+
+    peers->push(0);
+    Client second_root(dir / "a.sock");
+    CHECK(second_root.reply() == too_many);
+  }
+
+  TEST_CASE("a peer whose uid is not allowed gets an error line and is closed") {
+    TempDir dir;
+    const uid_t self = ::geteuid();
+    const uid_t stranger = self + 1;
+    AdminServerOptions options;
+    options.allowed_uids = {stranger};  // not this process: its own connection is the stranger
+    RunningServer server(dir / "a.sock", options);
+    Client client(dir / "a.sock");
+    CHECK(client.reply() ==
+          json{{"ok", false},
+               {"error", fmt::format("uid {} may not use this admin socket (allowed: {})", self,
+                                     stranger)}});
+    CHECK_FALSE(client.line().has_value());
+    CHECK(client.closed());
+    CHECK(server.connections() == 0);
+  }
+
+  TEST_CASE("a peer whose credentials cannot be read is refused") {
+    TempDir dir;
+    const auto peers = std::make_shared<FakePeers>();  // none queued: every read fails
+    RunningServer server(dir / "a.sock", playing(peers));
+    Client client(dir / "a.sock");
+    CHECK(client.reply() ==
+          json{{"ok", false}, {"error", "the test queued no peer for this connection"}});
+    CHECK_FALSE(client.line().has_value());
+    CHECK(client.closed());
+  }
+
+  TEST_CASE("read_peer_credentials reads who is at the other end") {
+    int fds[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+    const auto peer = read_peer_credentials(fds[0]);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    REQUIRE(peer.has_value());
+    CHECK(peer->pid == ::getpid());
+    CHECK(peer->uid == ::geteuid());
+    CHECK(peer->gid == ::getegid());
+
+    const auto closed = read_peer_credentials(fds[0]);
+    REQUIRE_FALSE(closed.has_value());
+    CHECK(closed.error() ==
+          "cannot read the peer's credentials (SO_PEERCRED): Bad file descriptor");
+    CHECK(default_admin_uids().front() == 0);
+    CHECK(default_admin_uids().back() == ::geteuid());
+  }
+
+  TEST_CASE("a request with an out-of-range number gets an error and the connection carries on") {
+    TempDir dir;
+    RunningServer server(dir / "a.sock");
+    Client client(dir / "a.sock");
+    client.send(R"({"cmd":"which","args":{"sport":1e999999}})"
+                "\n");
+    CHECK(
+        client.reply() ==
+        json{{"ok", false}, {"error", R"(malformed request: number overflow parsing "1e999999")"}});
+    client.send(R"({"cmd":"status","cmd":"drain"})"
+                "\n");
+    CHECK(client.reply() ==
+          json{{"ok", false}, {"error", R"(malformed request: duplicate key "cmd")"}});
+    client.send(R"({"cmd":"status"})"
+                "\n");
+    CHECK(client.reply()["ok"] == true);
+  }
+
+  TEST_CASE("a handler that awaits a timer holds up no other client") {
+    TempDir dir;
+    RunningServer server(dir / "a.sock");
+    Client waiting(dir / "a.sock");
+    Client other(dir / "a.sock");
+    waiting.send(R"({"cmd":"slow","args":{"ms":600}})"
+                 "\n");
+    other.send(R"({"cmd":"status"})"
+               "\n");
+    CHECK(other.reply()["ok"] == true);
+    CHECK_FALSE(waiting.line(0ms).has_value());  // still waiting, connection open
+    CHECK_FALSE(waiting.closed());
+    CHECK(waiting.reply() == json{{"ok", true}, {"result", {{"slept_ms", 600}}}});
+    CHECK(server.shutdown());
+  }
+
+  TEST_CASE("what a handler throws after awaiting becomes an error reply") {
+    TempDir dir;
+    RunningServer server(dir / "a.sock");
+    Client client(dir / "a.sock");
+    client.send(R"({"cmd":"slow_refuse"})"
+                "\n"
+                R"({"cmd":"slow_crash"})"
+                "\n"
+                R"({"cmd":"slow","args":{"ms":10}})"
+                "\n");
+    CHECK(client.reply() == json{{"ok", false}, {"error", "refused after waiting"}});
+    CHECK(client.reply() == json{{"ok", false}, {"error", "internal error: kaput after waiting"}});
+    CHECK(client.reply()["result"]["slept_ms"] == 10);
+  }
+
+  TEST_CASE("a handler that never finishes costs its client an error, not a slot") {
+    TempDir dir;
+    Parking parking;
+    AdminServerOptions options;
+    options.idle_timeout = 300ms;
+    options.max_connections = 1;
+    RunningServer server(dir / "a.sock", as_root(options), parking.handler());
+
+    const auto start = std::chrono::steady_clock::now();
+    Client client(dir / "a.sock");
+    client.send(R"({"cmd":"hang"})"
+                "\n");
+    CHECK(
+        client.reply() ==
+        json{{"ok", false},
+             {"error", R"(command "hang" did not finish within 300 ms; closing the connection)"}});
+    CHECK(std::chrono::steady_clock::now() - start < 2s);
+    CHECK_FALSE(client.line().has_value());
+    CHECK(client.closed());
+    // The only slot is free again while the handler is still parked.
+    CHECK(server.wait_for_connections(0));
+    CHECK(admin_request(dir / "a.sock", "status", json::object(), 2s).has_value());
+    CHECK(server.on_io([&] { return parking.parked.size(); }) == 1);
+
+    // Let it go: its late answer finds no session, and nothing is left.
+    server.on_io([&] { parking.release(); });
+    CHECK(server.shutdown());
+  }
+
+  TEST_CASE("stop while a handler is running ends the connection at once") {
+    TempDir dir;
+    auto started = std::make_shared<std::atomic<bool>>(false);
+    const AdminHandler handler = [started](std::string, json) -> asio::awaitable<json> {
+      *started = true;
+      co_await pause_for(1s);
+      co_return json{{"late", true}};
+    };
+    RunningServer server(dir / "a.sock", {}, handler);
+    Client client(dir / "a.sock");
+    client.send(R"({"cmd":"x"})"
+                "\n");
+    for (int i = 0; i < 200 && !*started; ++i) std::this_thread::sleep_for(10ms);
+    REQUIRE(*started);
+    // The session does not wait for the handler to notice it was closed.
+    server.stop();
+    CHECK(server.wait_for_connections(0, 500ms));
+    CHECK_FALSE(client.line().has_value());
+    CHECK(client.closed());
+    CHECK(server.shutdown());  // once the handler's timer has fired
+  }
+
   TEST_CASE("connections beyond the limit get an error line and are closed") {
     TempDir dir;
     AdminServerOptions options;
     options.max_connections = 3;
-    RunningServer server(dir / "a.sock", options);
+    RunningServer server(dir / "a.sock", as_root(options));
 
     std::vector<std::unique_ptr<Client>> clients;
     for (int i = 0; i < 3; ++i) {
