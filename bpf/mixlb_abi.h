@@ -24,6 +24,16 @@
 /* Default size of a VIP's Maglev lookup table (a prime, as Maglev needs). */
 #define MIXLB_DEFAULT_RING_SIZE 65537u
 
+/*
+ * Default table sizes: the maps' max_entries in the object, the sidecar's
+ * configuration defaults and its loader's defaults all come from here. The
+ * sidecar resizes the maps before load (datapath.max_vips, max_nodes,
+ * conntrack_entries).
+ */
+#define MIXLB_DEFAULT_MAX_VIPS 16u
+#define MIXLB_DEFAULT_MAX_NODES 1024u
+#define MIXLB_DEFAULT_CT_ENTRIES 65536u
+
 /* The VIP's table is double-buffered: two halves, one of them active. */
 #define MIXLB_RING_HALVES 2u
 

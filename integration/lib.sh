@@ -171,9 +171,13 @@ mixlb_probe() {
 		command -v "$tool" >/dev/null || { echo "$tool is not installed"; return 1; }
 	done
 	[ -n "$MIXLB_PYTHON" ] || { echo "python3 is not installed"; return 1; }
+	# A new machine boots without a bpffs; mount one as the sidecar would.
 	if [ "$(stat -f -c %T /sys/fs/bpf 2>/dev/null)" != bpf_fs ]; then
-		echo "bpffs is not mounted on /sys/fs/bpf"
-		return 1
+		local out
+		if ! out=$(mount -t bpf -o mode=0700 bpf /sys/fs/bpf 2>&1); then
+			echo "no bpffs on /sys/fs/bpf and mounting one failed: $out"
+			return 1
+		fi
 	fi
 	# Probe names of our own: no prefix is claimed yet.
 	local a=mixlb-probe-$$-a b=mixlb-probe-$$-b if_a=mxp$$a if_b=mxp$$b reason=""
@@ -312,6 +316,7 @@ name = "$node"
 interface = "$(mixlb_if "$node")"
 address = "$(mixlb_addr "$node")"
 admin_socket = "$(mixlb_socket "$node")"
+run_dir = "$MIXLB_RUN_DIR"
 bpffs_dir = "$MIXLB_BPFFS"
 log_level = "info"
 
@@ -573,7 +578,8 @@ mixlb_teardown() {
 	MIXLB_TORN_DOWN=1
 	trap - INT TERM PIPE
 	local node pid ns i
-	# Sidecars first and gracefully, so they detach and unpin what they own.
+	# Sidecars first. SIGTERM stops them for a restart, which leaves their
+	# data path in place; the namespaces and the bpffs directory go below.
 	for node in "${!MIXLB_SIDECAR_PID[@]}"; do
 		kill -TERM "${MIXLB_SIDECAR_PID[$node]}" 2>/dev/null
 	done

@@ -26,9 +26,9 @@
 #      dead (within the suspicion timeout) and requests keep succeeding; a
 #      restarted sidecar adopts the pinned state and rejoins;
 #   e. a malformed admin request is refused and the daemon keeps serving;
-#   d. a SIGTERMed sidecar leaves nothing behind and the cluster (told by
-#      its leave) moves its flows to the others; the others' flows keep
-#      their node.
+#   d. a sidecar told to leave (mixlbctl leave) exits leaving nothing behind
+#      and the cluster (told by its leave) moves its flows to the others; the
+#      others' flows keep their node.
 # Prints "1..0 # SKIP reason" when the machine lacks root or a kernel feature.
 set -u -o pipefail
 
@@ -555,19 +555,32 @@ scenario_sigkill() {
 	return $rc
 }
 
-# d (part 1): SIGTERM of mix3's sidecar leaves nothing behind.
+# d (part 1): `mixlbctl leave` of mix3: the sidecar drains, leaves, waits
+# until the node is quiet, removes everything it added and exits.
 scenario_stop() {
-	local n=mix3 rc=0 ifname prog other
+	local n=mix3 rc=0 ifname prog other out pid start
 	ifname=$(mixlb_if "$n")
 	fixed_port_requests "$MIXLB_TMP/ports.before" "${fixed_ports[@]}" || return 1
 
-	if ! mixlb_stop_sidecar "$n" 5; then
-		fail "$n's sidecar did not exit within 5 s of SIGTERM (killed)"
+	pid=${MIXLB_SIDECAR_PID[$n]}
+	start=$(now_ms)
+	out=$(mixlb_ctl "$n" leave 2>&1) || { fail "mixlbctl leave: $out"; return 1; }
+	diag "mixlbctl leave: $out"
+	local i
+	for ((i = 0; i < 200; i++)); do
+		mixlb_alive "$pid" || break
+		sleep 0.05
+	done
+	if mixlb_alive "$pid"; then
+		fail "$n's sidecar did not exit within 10 s of the leave"
 		mixlb_log_file "$(mixlb_sidecar_log "$n")" 20
 		return 1
 	fi
-	diag "$n's sidecar exited with status $MIXLB_STOP_RC, $MIXLB_STOP_MS ms after SIGTERM"
-	[ "$MIXLB_STOP_RC" -eq 0 ] || { fail "exit status $MIXLB_STOP_RC"; rc=1; }
+	wait "$pid"
+	local status=$?
+	unset "MIXLB_SIDECAR_PID[$n]"
+	diag "$n's sidecar exited with status $status, $(($(now_ms) - start)) ms after mixlbctl leave"
+	[ "$status" -eq 0 ] || { fail "exit status $status"; rc=1; }
 
 	prog=$(mixlb_xdp_prog "$n" "$ifname")
 	[ -z "$prog" ] || { fail "$ifname still has an XDP program ($prog)"; rc=1; }
@@ -580,6 +593,7 @@ scenario_stop() {
 		rc=1
 	fi
 	[ ! -e "$MIXLB_BPFFS/$n" ] || { fail "$MIXLB_BPFFS/$n still exists: $(ls "$MIXLB_BPFFS/$n")"; rc=1; }
+	[ ! -e "$MIXLB_RUN_DIR/$n.host.json" ] || { fail "the host record $MIXLB_RUN_DIR/$n.host.json is left"; rc=1; }
 	if ! diff -u "$MIXLB_TMP/$n.sysctl.before" <(mixlb_sysctls "$n") >"$MIXLB_TMP/sysctl.diff"; then
 		fail "sysctls not restored:"
 		mixlb_log_file "$MIXLB_TMP/sysctl.diff"
@@ -590,7 +604,8 @@ scenario_stop() {
 
 	# As BGP would: the router stops sending to the stopped node.
 	mixlb_route_via mix1 mix2 || rc=1
-	# Its leave reached the others, which moved its share to themselves.
+	# Its leave reached the others, which moved its share to themselves (its
+	# established flows, were there any, would stay for the flow grace).
 	wait_backends mix1,mix2 5 mix1 mix2 || rc=1
 	[ -n "$WAITED_MS" ] && diag "mix1 and mix2 dropped $n within $WAITED_MS ms of its exit"
 	for other in mix1 mix2; do
@@ -717,7 +732,7 @@ tap $? "m: SIGKILL of mix2's sidecar: mix1/mix3 drop it once it is dead, request
 scenario_bad_admin
 tap $? "e: malformed admin requests get ok:false, the daemon keeps serving"
 scenario_stop
-tap $? "d: SIGTERM of mix3's sidecar cleans up, the others keep running"
+tap $? "d: mixlbctl leave of mix3: it leaves, cleans up and exits; the others keep running"
 scenario_consistency
 tap $? "d: after mix3 stops, its flows move to mix1/mix2, theirs keep their node"
 

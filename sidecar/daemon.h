@@ -1,52 +1,68 @@
 #pragma once
-// The mixlb daemon: wires configuration, kernel setup, the XDP program, the
-// member set and the admin socket together on one Boost.Asio io_context.
+// The mixlb daemon: a thin wiring of the parts, each of which does one job,
+// on one Boost.Asio io_context.
 //
-// Start-up does, in order: resolve the interface and the node's address; set
-// arp_ignore/arp_announce/forwarding (IPv6 forwarding too when a node address
-// is IPv6); put the VIPs on lo; load the program (adopting pinned maps) and a
-// dry-run copy sharing its maps; publish the Maglev tables; attach; keep the
-// peers' neighbour entries resolved; open the admin socket. Every step that
-// changes the host pushes its undo onto a stack, and SIGTERM (or a failed
-// start) unwinds that stack, so the daemon removes exactly what it added.
+//   InstanceLock     one sidecar per node (kernel/instance_lock.h)
+//   HostSetup        sysctls and VIPs on lo, with the HostRecord of what
+//                    mixlb changed (kernel/host_setup.h, host_record.h)
+//   XdpProgram       the program, its pinned maps and link (kernel/datapath.h)
+//   ClusterSync      the only writer of the maps (cluster/cluster_sync.h)
+//   NeighbourKeeper  peers' neighbour entries and MACs (cluster/)
+//   GossipBridge     membership by gossip, posted to this thread
+//   HealthChecker    the app's check
+//   AdminServer      the admin socket; status.h renders what it answers
 //
-// Membership. With gossip (the default) the peer list is only the seed list:
-// the members are whoever gossip holds alive, each with what it publishes
-// (member_metadata.h), and every change rebuilds the tables through
-// ClusterSync on this thread. The gossip transport runs on its own thread
-// and posts its events here. The first tables are published once a join
-// through a seed has succeeded (or the join failed through every seed), so
-// a restarted sidecar keeps the pinned tables of its predecessor until it
-// knows the cluster. Without
-// gossip the peer list is the member set, fixed for the daemon's life.
+// Start-up. First everything that can fail without changing anything: the
+// instance lock, privileges, a bpffs, the interface, the host record of a
+// predecessor, the keyring, the gossip and admin sockets, the pinned maps'
+// sizes. Then the changes: load (adopting pinned maps), host settings,
+// first tables (without gossip), attach (swapping into the pinned link),
+// neighbours, the app check, the join. A start that fails after that undoes
+// only what this instance made; what it adopted keeps running.
+//
+// The ways out (docs/operations.md has the table):
+//   restart   SIGTERM/SIGINT (node.on_stop = "restart", the default): publish
+//             "restarting" (no new flows from peers), stop gossip without a
+//             leave, and leave the data path, the VIPs, the sysctls and the
+//             neighbour entries for the next sidecar, which adopts them;
+//   leave     `mixlbctl leave` (or SIGTERM with on_stop = "leave"): drain,
+//             announce the leave, serve established connections until they
+//             end or leave_timeout_ms, then remove everything;
+//   cleanup   `mixlb cleanup` (cleanup.h) for a node whose sidecar is gone.
+// SIGHUP is logged and ignored until configuration reload exists.
+#include <utility>
 
+#include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "cluster/cluster_sync.h"
-#include "cluster/membership.h"
+#include "cluster/neighbour_keeper.h"
 #include "cluster/which.h"
 #include "config/config.h"
 #include "kernel/datapath.h"
+#include "kernel/host_record.h"
+#include "kernel/host_setup.h"
+#include "kernel/instance_lock.h"
 #include "kernel/netlink.h"
+#include "kernel/sysctl.h"
 
 namespace mixlb {
-namespace gossip {
-class Transport;
-}
 
 class AdminServer;
+class GossipBridge;
 class HealthChecker;
+struct MemberMetadata;
 
 // A start-up step failed; the message says which and why.
 class StartupError : public std::runtime_error {
@@ -54,90 +70,105 @@ class StartupError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// What the daemon knows about one member, for tables and status.
-struct PeerState {
-  Member member;
-  bool self = false;
-  std::optional<MacAddress> mac;   // learned from the neighbour table
-  std::string neighbour = "none";  // state name, "self" for this node
-  bool managed_neighbour = false;  // the kernel keeps it resolved
-  bool created_neighbour = false;  // this daemon added the entry (and deletes it)
+// The kernel as the daemon's host-side parts see it. Empty members mean the
+// real thing; tests put fakes in.
+struct DaemonSeams {
+  Rtnl* netlink = nullptr;
+  SysctlOps* sysctls = nullptr;
 };
 
 class Daemon {
  public:
-  explicit Daemon(Config config);
+  explicit Daemon(Config config, DaemonSeams seams = {});
   ~Daemon();
 
-  // Starts, serves until SIGTERM/SIGINT, cleans up. Returns the exit code.
-  // Throws StartupError when start-up fails (after undoing what it did).
+  // Starts, serves until told to stop, stops as told. Returns the exit
+  // code. Throws StartupError when start-up fails (after undoing what it did).
   int run();
 
   // The admin request handler (public for tests of the admin surface).
-  nlohmann::json handle_admin(std::string_view cmd, const nlohmann::json& args);
+  boost::asio::awaitable<nlohmann::json> handle_admin(std::string cmd, nlohmann::json args);
 
  private:
-  void start();
-  void stop();
-  void undo_all();
-  void on_undo(std::string what, std::function<void()> undo);
+  enum class Phase { kStarting, kServing, kLeaving, kStopping };
 
-  void setup_kernel();
+  void start();
+  void validate_and_probe();
+  void undo_start();
+  void on_undo(std::string what, std::function<void()> undo);
+  void persist_record();
+
   void setup_datapath();
-  void setup_neighbours();
+  void setup_host();
   void setup_health();
   void setup_gossip();
-  void refresh_neighbours();
-  void schedule_neighbour_refresh();
-  void add_peer(const Member& member);
-  void forget_peer(PeerState& peer);
-  bool sync_peers(const std::vector<Member>& members);
-  std::vector<Member> members() const;
-  // What the tables are built from: gossip's view, or the static peer list.
-  std::vector<Member> desired_members() const;
+  void watch_signals();
 
-  void on_gossip_event(const gossip::Event& event);
+  void stop_for_restart();
+  void begin_leave(std::string why);
+  boost::asio::awaitable<void> leave();
+  void remove_everything();
+  void finish();
+
+  boost::asio::awaitable<void> watch_uplink();
+  void check_uplink();
+
   MemberMetadata self_metadata() const;
   void publish_self();
+  std::vector<Member> desired_members() const;
   void schedule_resync();
   void resync();
+  void arm_grace_timer();
 
   nlohmann::json status();
-  nlohmann::json stats();
-  nlohmann::json members_json();
   nlohmann::json set_drained(bool drained);
+  boost::asio::awaitable<nlohmann::json> members_json();
 
   Config config_;
+  DaemonSeams seams_;
   boost::asio::io_context io_;
   boost::asio::signal_set signals_;
-  boost::asio::steady_timer neighbour_timer_;
-  std::optional<RtNetlink> netlink_;
+  Phase phase_ = Phase::kStarting;
+  int exit_code_ = 0;
+
+  std::optional<InstanceLock> lock_;
+  std::unique_ptr<RtNetlink> own_netlink_;
+  ProcSysctls own_sysctls_;
+  Rtnl* netlink_ = nullptr;
+  SysctlOps* sysctls_ = nullptr;
+
   int ifindex_ = 0;
   int lo_ifindex_ = 0;
   Address address_;
   MacAddress mac_{};
-  std::vector<PeerState> peers_;  // self first
-  std::vector<Member> static_members_;  // without gossip: this node and the peer list
-  std::vector<VipEntry> vips_;          // as configured
-  std::vector<VipEntry> table_vips_;    // with the serving sets the tables were built from
+  std::vector<VipEntry> vips_;        // as configured
+  std::vector<VipEntry> table_vips_;  // with the serving sets the tables were built from
+  std::vector<Member> static_members_;
+
+  std::string record_path_;
+  HostRecord record_;
+  std::unique_ptr<HostSetup> host_;
   std::unique_ptr<XdpProgram> program_;
   std::unique_ptr<XdpProgram> dry_run_;  // shares program_'s maps; for `which`
   std::unique_ptr<FlowOracle> oracle_;
-  std::unique_ptr<HealthChecker> health_;
   std::unique_ptr<ClusterSync> sync_;
-  std::unique_ptr<Membership> membership_;
-  gossip::Address gossip_address_;
-  std::unique_ptr<gossip::Transport> gossip_;
+  std::unique_ptr<NeighbourKeeper> keeper_;
+  std::unique_ptr<HealthChecker> health_;
+  std::unique_ptr<GossipBridge> gossip_;
+  std::unique_ptr<AdminServer> admin_;
+
   bool joined_ = false;          // the first tables may be published
-  JoinWait join_wait_{0};        // decides joined_ with gossip
   bool resync_pending_ = false;  // a resync() is posted
   bool drained_ = false;         // `mixlbctl drain`: publish weight 0
+  bool restarting_ = false;      // stopping for a restart: publish it
   std::uint64_t resyncs_ = 0;
-  std::uint64_t user_events_ = 0;
   std::string last_sync_error_;
-  std::unique_ptr<AdminServer> admin_;
+  std::string uplink_state_ = "attached";  // attached | detached | missing
+  std::chrono::steady_clock::time_point leave_started_{};
+  std::string leave_state_;  // what the leave waits for, for status
+  boost::asio::steady_timer grace_timer_;
+  boost::asio::steady_timer uplink_timer_;
   std::vector<std::pair<std::string, std::function<void()>>> undo_;
-  bool stopping_ = false;
 };
 
 }  // namespace mixlb

@@ -1,5 +1,7 @@
 #include "health.h"
 
+#include "common/log_failure.h"
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -125,14 +127,7 @@ HealthChecker::~HealthChecker() { stop(); }
 void HealthChecker::start() {
   if (state_->running) return;
   state_->running = true;
-  asio::co_spawn(*io_, check_loop(state_), [](std::exception_ptr e) {
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& ex) {
-      spdlog::error("health checker stopped: {}", ex.what());
-    }
-  });
+  asio::co_spawn(*io_, check_loop(state_), log_failure("health checker stopped"));
 }
 
 void HealthChecker::stop() {

@@ -1,15 +1,98 @@
 // mixlb: the sidecar daemon. Reads the configuration (file plus flags), then
-// runs the Daemon until SIGTERM. Configuration and start-up errors end here
-// as one clear line and a non-zero exit.
-#include <cstdio>
-
+// runs the Daemon until it is told to stop. Configuration and start-up
+// errors end here as one clear line and a non-zero exit.
+//
+//   mixlb [--config FILE] [flags]      the sidecar
+//   mixlb cleanup --name NODE [...]    put a node's host back (cleanup.h)
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "cleanup.h"
 #include "config/config.h"
 #include "daemon.h"
 
+namespace {
+
+constexpr std::string_view kCleanupUsage = R"(Usage: mixlb cleanup [--config FILE] [--name NODE] [--run-dir DIR] [--bpffs-dir DIR]
+
+Puts the host of node NODE back as it was before its first sidecar: removes
+the pinned maps and XDP link (the program is detached), the VIPs mixlb put on
+lo and the neighbour entries it made, and restores the sysctls it changed, as
+the host record <run_dir>/<node>.host.json says. Refuses while a sidecar of
+that node runs (use `mixlbctl leave` for a running one). Run it in the node's
+network namespace. --config takes the three settings from a configuration
+file; the flags override it.
+)";
+
+void use_logger(const std::string& node) {
+  auto logger = spdlog::stderr_color_mt("mixlb");
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [" + node + "] %v");
+  spdlog::set_default_logger(logger);
+}
+
+int cleanup_main(int argc, char** argv) {
+  mixlb::CleanupOptions options;
+  std::optional<std::string> name, run_dir, bpffs_dir;
+  for (int i = 2; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    std::string value;
+    if (arg == "-h" || arg == "--help") {
+      std::fwrite(kCleanupUsage.data(), 1, kCleanupUsage.size(), stdout);
+      return 0;
+    }
+    if (const auto eq = arg.find('='); arg.starts_with("--") && eq != std::string_view::npos) {
+      value = std::string(arg.substr(eq + 1));
+      arg = arg.substr(0, eq);
+    } else if (i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      std::fprintf(stderr, "mixlb cleanup: %s needs a value\n%s", argv[i], kCleanupUsage.data());
+      return 2;
+    }
+    try {
+      if (arg == "--config" || arg == "-c") {
+        const mixlb::Config config = mixlb::load_config_file(value);
+        options.node = config.node_name;
+        options.run_dir = config.run_dir;
+        options.bpffs_dir = config.bpffs_dir;
+      } else if (arg == "--name") {
+        name = value;
+      } else if (arg == "--run-dir") {
+        run_dir = value;
+      } else if (arg == "--bpffs-dir") {
+        bpffs_dir = value;
+      } else {
+        std::fprintf(stderr, "mixlb cleanup: unknown flag %.*s\n%s", static_cast<int>(arg.size()),
+                     arg.data(), kCleanupUsage.data());
+        return 2;
+      }
+    } catch (const mixlb::ConfigError& e) {
+      std::fprintf(stderr, "mixlb cleanup: %s\n", e.what());
+      return 2;
+    }
+  }
+  if (name) options.node = *name;
+  if (run_dir) options.run_dir = *run_dir;
+  if (bpffs_dir) options.bpffs_dir = *bpffs_dir;
+  if (options.node.empty()) {
+    std::fprintf(stderr, "mixlb cleanup: which node? give --name NODE or --config FILE\n%s",
+                 kCleanupUsage.data());
+    return 2;
+  }
+  use_logger(options.node);
+  return mixlb::run_cleanup(options);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string_view(argv[1]) == "cleanup") return cleanup_main(argc, argv);
+
   std::optional<mixlb::Config> config;
   try {
     config = mixlb::config_from_args(argc, argv);
@@ -19,9 +102,7 @@ int main(int argc, char** argv) {
   }
   if (!config) return 0;  // --help or --version
 
-  auto logger = spdlog::stderr_color_mt("mixlb");
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [" + config->node_name + "] %v");
-  spdlog::set_default_logger(logger);
+  use_logger(config->node_name);
   spdlog::set_level(spdlog::level::from_str(config->log_level));
 
   try {

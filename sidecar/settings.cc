@@ -1,5 +1,11 @@
 #include "settings.h"
 
+#include <algorithm>
+#include <cstring>
+#include <set>
+
+#include "cluster/node_id.h"
+
 namespace mixlb {
 
 std::vector<VipEntry> expand_vips(std::span<const VipConfig> vips) {
@@ -16,6 +22,114 @@ std::vector<VipEntry> expand_vips(std::span<const VipConfig> vips) {
     }
   }
   return out;
+}
+
+DatapathSettings datapath_settings(const Config& config) {
+  DatapathSettings s;
+  s.self_node_id = node_id_for(config.node_name);
+  s.ring_size = config.maglev_table_size;
+  s.max_vips = config.max_vips;
+  s.conntrack_entries = config.conntrack_entries;
+  s.max_nodes = config.max_nodes;
+  s.pin_dir = config.bpffs_dir + "/" + config.node_name;
+  return s;
+}
+
+std::optional<HealthCheckConfig> health_settings(const Config& config) {
+  if (config.health_kind == "none") return std::nullopt;
+  HealthCheckConfig check;
+  check.kind = config.health_kind == "http" ? HealthCheckConfig::Kind::kHttp : HealthCheckConfig::Kind::kTcp;
+  check.host = config.health_address->to_string();
+  check.port = static_cast<std::uint16_t>(config.health_port);
+  check.path = config.health_path;
+  check.interval = std::chrono::milliseconds(config.health_interval_ms);
+  check.timeout = std::chrono::milliseconds(config.health_timeout_ms);
+  check.rise = config.health_rise;
+  check.fall = config.health_fall;
+  return check;
+}
+
+HostPlan host_plan(const Config& config, int lo_ifindex, bool v6_nodes) {
+  // The VIP lives on lo; the node must neither answer ARP for it on the
+  // uplink nor use it as an ARP source there. bpf_fib_lookup answers only
+  // when forwarding is on for the ingress device; the uplink's own key is
+  // enough, so the rest of the node keeps its routing settings.
+  //
+  // Forwarding goes to a node in its own address's family, and
+  // bpf_fib_lookup checks the forwarding switch of that family. IPv6
+  // forwarding is turned on only when some node address is IPv6: on an
+  // interface that forwards, the kernel stops taking router advertisements
+  // (with the default accept_ra=1), which a v4-only cluster has no reason to
+  // risk. The VIPs' own family does not matter: the packet is not routed.
+  struct Setting {
+    const char* family;
+    const char* scope;  // "all" or, when null, the uplink
+    const char* name;
+    const char* value;
+  };
+  std::vector<Setting> settings = {
+      {"ipv4", "all", "arp_ignore", "1"},   {"ipv4", "all", "arp_announce", "2"},
+      {"ipv4", nullptr, "arp_ignore", "1"}, {"ipv4", nullptr, "arp_announce", "2"},
+      {"ipv4", nullptr, "forwarding", "1"},
+  };
+  if (v6_nodes) settings.push_back({"ipv6", nullptr, "forwarding", "1"});
+  HostPlan plan;
+  plan.lo_ifindex = lo_ifindex;
+  for (const auto& s : settings) {
+    // The interface name passed validation, so the key is well formed.
+    auto key = SysctlKey::interface_conf(s.family, s.scope ? s.scope : config.interface, s.name);
+    plan.sysctls.push_back({*key, s.value});
+  }
+  std::set<Address> seen;
+  for (const auto& v : config.vips)
+    if (seen.insert(v.address).second) plan.vips.push_back(v.address);
+  return plan;
+}
+
+std::vector<Member> static_members(const Config& config, const Address& self_address) {
+  std::vector<Member> out;
+  out.push_back(Member{config.node_name, node_id_for(config.node_name), self_address,
+                       config.node_weight, true});
+  for (const auto& p : config.peers)
+    if (p.name != config.node_name)
+      out.push_back(Member{p.name, node_id_for(p.name), p.address, p.weight, false});
+  return out;
+}
+
+gossip::Address gossip_address(const Address& address, std::uint16_t port) {
+  gossip::Address out;
+  out.family = address.is_v6() ? gossip::Address::Family::kV6 : gossip::Address::Family::kV4;
+  std::memcpy(out.ip.data(), address.words.data(), address.is_v6() ? 16 : 4);
+  out.port = port;
+  return out;
+}
+
+GossipSettings gossip_settings(const Config& config, const Address& self_address,
+                               const std::vector<std::uint8_t>& metadata,
+                               std::optional<gossip::Keyring> keyring) {
+  const auto port = static_cast<std::uint16_t>(config.gossip_port);
+  const bool bind_any = config.gossip_bind &&
+                        std::all_of(config.gossip_bind->words.begin(), config.gossip_bind->words.end(),
+                                    [](std::uint32_t w) { return w == 0; });
+  GossipSettings s;
+  auto& c = s.options.config;
+  c.name = config.node_name;
+  c.address = gossip_address(config.gossip_bind && !bind_any ? *config.gossip_bind : self_address, port);
+  c.probe_interval = std::chrono::milliseconds(config.gossip_probe_interval_ms);
+  c.probe_timeout = std::chrono::milliseconds(config.gossip_probe_timeout_ms);
+  c.gossip_interval = std::chrono::milliseconds(config.gossip_interval_ms);
+  c.suspicion_mult = static_cast<int>(config.gossip_suspicion_mult);
+  c.push_pull_interval = std::chrono::milliseconds(config.gossip_push_pull_interval_ms);
+  c.rejoin_interval = std::chrono::milliseconds(config.gossip_rejoin_interval_ms);
+  c.max_metadata_size = kMaxMetadataSize;
+  c.metadata = metadata;
+  if (config.gossip_bind) s.options.bind = gossip_address(*config.gossip_bind, port);
+  s.options.keyring = std::move(keyring);
+  for (const auto& p : config.peers)
+    if (p.name != config.node_name) s.seeds.push_back(gossip_address(p.address, port));
+  s.cluster = config.cluster_name;
+  s.flow_grace = std::chrono::milliseconds(config.gossip_flow_grace_ms);
+  return s;
 }
 
 }  // namespace mixlb

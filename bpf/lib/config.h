@@ -15,7 +15,7 @@ const volatile __u32 mixlb_self_node_id = MIXLB_NODE_NONE;
 const volatile __u32 mixlb_ring_size = MIXLB_DEFAULT_RING_SIZE;
 
 /* Columns of the per-(VIP, node) counters. */
-const volatile __u32 mixlb_max_nodes = 1024;
+const volatile __u32 mixlb_max_nodes = MIXLB_DEFAULT_MAX_NODES;
 
 /*
  * A dry-run instance answers "which node would this flow go to?" from the

@@ -29,7 +29,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
 	__type(value, struct mixlb_fib_cache);
-	__uint(max_entries, 1024);
+	__uint(max_entries, MIXLB_DEFAULT_MAX_NODES);
 } mixlb_fib_cache SEC(".maps");
 
 static __always_inline int fib_drop_reason(long rc)

@@ -14,7 +14,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
 	__type(value, __u32);
-	__uint(max_entries, 16 * MIXLB_RING_HALVES * MIXLB_DEFAULT_RING_SIZE);
+	__uint(max_entries, MIXLB_DEFAULT_MAX_VIPS * MIXLB_RING_HALVES * MIXLB_DEFAULT_RING_SIZE);
 } mixlb_maglev SEC(".maps");
 
 /* Stores the node for `hash` in *node; returns 0 or a negative drop reason. */

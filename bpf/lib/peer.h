@@ -17,14 +17,14 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, __u32);
 	__type(value, struct mixlb_node);
-	__uint(max_entries, 1024);
+	__uint(max_entries, MIXLB_DEFAULT_MAX_NODES);
 } mixlb_nodes SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct mixlb_mac);
 	__type(value, __u32);
-	__uint(max_entries, 1024);
+	__uint(max_entries, MIXLB_DEFAULT_MAX_NODES);
 } mixlb_peer_macs SEC(".maps");
 
 static __always_inline bool peer_sent(struct xdp_md *ctx)

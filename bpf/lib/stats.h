@@ -15,14 +15,14 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
 	__type(value, struct mixlb_vip_stats);
-	__uint(max_entries, 16);
+	__uint(max_entries, MIXLB_DEFAULT_MAX_VIPS);
 } mixlb_vip_stats SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
 	__type(value, struct mixlb_backend_stats);
-	__uint(max_entries, 16 * 1024);
+	__uint(max_entries, MIXLB_DEFAULT_MAX_VIPS * MIXLB_DEFAULT_MAX_NODES);
 } mixlb_vip_node SEC(".maps");
 
 struct {

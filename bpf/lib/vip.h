@@ -20,7 +20,7 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct mixlb_vip_key);
 	__type(value, struct mixlb_vip_value);
-	__uint(max_entries, 16);
+	__uint(max_entries, MIXLB_DEFAULT_MAX_VIPS);
 } mixlb_vips SEC(".maps");
 
 struct {

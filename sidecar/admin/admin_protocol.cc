@@ -588,6 +588,18 @@ std::string render_members(const json& members) {
   return out;
 }
 
+std::string render_leave(const json& leave) {
+  if (!leave.is_object()) {
+    return "unexpected leave result: " + leave.dump(-1, ' ', false, json::error_handler_t::replace) +
+           "\n";
+  }
+  if (leave.contains("state"))
+    return fmt::format("{} is already leaving: {}\n", field(leave, "node"), field(leave, "state"));
+  return fmt::format("{} is leaving: no new flows from now on; established connections are served "
+                     "until they end (at most {} ms), then mixlb removes the data path and exits\n",
+                     field(leave, "node"), field(leave, "timeout_ms"));
+}
+
 std::string render_drain(const json& drain) {
   if (!drain.is_object()) {
     return "unexpected drain result: " + drain.dump(-1, ' ', false, json::error_handler_t::replace) +

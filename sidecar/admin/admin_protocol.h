@@ -100,6 +100,9 @@ nlohmann::json make_which_args(std::string_view proto, std::string_view src, std
 // out, then this node's gossip counters.
 std::string render_members(const nlohmann::json& members);
 
+// A `leave` result in one line.
+std::string render_leave(const nlohmann::json& leave);
+
 // A `drain` / `undrain` result in one line.
 std::string render_drain(const nlohmann::json& drain);
 

@@ -31,6 +31,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/log_failure.h"
 #include "common/quote.h"
 #include "kernel/unique_fd.h"
 
@@ -45,20 +46,6 @@ std::string errno_text(int error) {
   return std::error_code(error, std::system_category()).message();
 }
 
-// The handler every co_spawn gets: what escapes a coroutine is logged, never
-// lost and never fatal.
-auto log_failure(std::string what) {
-  return [what = std::move(what)](std::exception_ptr error) {
-    if (!error) return;
-    try {
-      std::rethrow_exception(error);
-    } catch (const std::exception& e) {
-      spdlog::error("{}: {}", what, e.what());
-    } catch (...) {
-      spdlog::error("{}: unknown exception", what);
-    }
-  };
-}
 
 bool fill_address(const std::string& path, sockaddr_un& address) {
   address = {};

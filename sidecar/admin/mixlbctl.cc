@@ -41,6 +41,10 @@ constexpr std::string_view kUsage =
     "  drain                publish weight 0: new flows go to other nodes,\n"
     "                       established connections stay (until undrain)\n"
     "  undrain              publish the configured weight again\n"
+    "  leave                leave the cluster: drain, announce the leave, serve\n"
+    "                       established connections until they end (at most\n"
+    "                       node.leave_timeout_ms), then remove the data path,\n"
+    "                       the VIPs and the host settings, and exit\n"
     "  which PROTO SRC SPORT VIP VPORT\n"
     "                       which node would serve this flow now, as the data\n"
     "                       path decides it (PROTO tcp or udp; a dry run, it\n"
@@ -55,7 +59,8 @@ struct Command {
   std::size_t args;
 };
 constexpr Command kCommands[] = {{"status", 0},  {"stats", 0}, {"which", 5},
-                                 {"members", 0}, {"drain", 0}, {"undrain", 0}};
+                                 {"members", 0}, {"drain", 0}, {"undrain", 0},
+                                 {"leave", 0}};
 
 struct Options {
   std::optional<std::string> socket;
@@ -179,6 +184,8 @@ int main(int argc, char** argv) {
     out = mixlb::render_members(reply->result);
   } else if (options.command == "drain" || options.command == "undrain") {
     out = mixlb::render_drain(reply->result);
+  } else if (options.command == "leave") {
+    out = mixlb::render_leave(reply->result);
   } else {
     out = mixlb::render_which(reply->result);
   }

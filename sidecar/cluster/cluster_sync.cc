@@ -68,8 +68,58 @@ DpResult<void> ClusterSync::adopt() {
     if (!node) return std::unexpected(node.error());
     if (*node && (*node)->stats_slot < maps_.max_nodes()) slots_[id] = (*node)->stats_slot;
   }
+  auto macs = maps_.peer_macs();
+  if (!macs) return std::unexpected(macs.error());
+  for (const auto& [key, id] : *macs) {
+    MacAddress mac;
+    std::memcpy(mac.data(), key.addr, mac.size());
+    macs_[id] = mac;
+  }
   adopted_ = true;
   return {};
+}
+
+namespace {
+
+mixlb_mac mac_key(const MacAddress& mac) {
+  mixlb_mac key{};
+  std::memcpy(key.addr, mac.data(), sizeof(key.addr));
+  return key;
+}
+
+}  // namespace
+
+DpResult<void> ClusterSync::set_peer_mac(std::uint32_t node_id, const MacAddress& mac) {
+  if (!adopted_) {
+    if (auto r = adopt(); !r) return r;
+  }
+  auto it = macs_.find(node_id);
+  if (it != macs_.end() && it->second == mac) return {};
+  if (auto r = maps_.set_peer_mac(mac_key(mac), node_id); !r) return r;
+  if (it != macs_.end()) {
+    if (auto r = maps_.remove_peer_mac(mac_key(it->second)); !r) return r;
+    it->second = mac;
+  } else {
+    macs_.emplace(node_id, mac);
+  }
+  return {};
+}
+
+DpResult<void> ClusterSync::forget_peer_mac(std::uint32_t node_id) {
+  if (!adopted_) {
+    if (auto r = adopt(); !r) return r;
+  }
+  auto it = macs_.find(node_id);
+  if (it == macs_.end()) return {};
+  if (auto r = maps_.remove_peer_mac(mac_key(it->second)); !r) return r;
+  macs_.erase(it);
+  return {};
+}
+
+std::optional<MacAddress> ClusterSync::peer_mac(std::uint32_t node_id) const {
+  auto it = macs_.find(node_id);
+  if (it == macs_.end()) return std::nullopt;
+  return it->second;
 }
 
 // Writes every member into the node map with a stable stats slot: this node
@@ -138,6 +188,7 @@ DpResult<void> ClusterSync::apply(std::span<const Member> members, std::span<con
     std::vector<MaglevBackend> backends;
     std::vector<std::string> names;
     for (const auto& m : members) {
+      if (m.departed) continue;
       if (v.serving && std::find(v.serving->begin(), v.serving->end(), m.name) == v.serving->end())
         continue;
       backends.push_back(MaglevBackend{m.name, m.id, m.weight});
@@ -193,11 +244,17 @@ DpResult<void> ClusterSync::apply(std::span<const Member> members, std::span<con
   if (!ids) return std::unexpected(ids.error());
   for (auto id : *ids)
     if (!member_ids.contains(id)) {
+      if (auto r = forget_peer_mac(id); !r) return r;
       if (auto r = maps_.remove_node(id); !r) return r;
       auto purged = maps_.purge_conntrack_to_node(id);
       if (!purged) return std::unexpected(purged.error());
       if (*purged != 0) spdlog::info("forgot {} connection(s) to node {:#010x}, no longer a member", *purged, id);
     }
+  std::vector<std::uint32_t> stale_macs;
+  for (const auto& [id, mac] : macs_)
+    if (!member_ids.contains(id)) stale_macs.push_back(id);
+  for (auto id : stale_macs)
+    if (auto r = forget_peer_mac(id); !r) return r;
   return {};
 }
 

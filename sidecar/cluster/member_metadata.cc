@@ -84,7 +84,7 @@ std::vector<std::uint8_t> encode_metadata(const MemberMetadata& m) {
   out.push_back(v6 ? 6 : 4);
   const auto* ip = reinterpret_cast<const std::uint8_t*>(m.address.words.data());
   out.insert(out.end(), ip, ip + (v6 ? 16 : 4));
-  out.push_back(m.app_healthy ? 1 : 0);
+  out.push_back(static_cast<std::uint8_t>((m.app_healthy ? 1 : 0) | (m.restarting ? 2 : 0)));
   out.push_back(static_cast<std::uint8_t>(m.vips.size()));
   for (auto tag : m.vips) put(out, tag, 4);
   return out;
@@ -115,8 +115,9 @@ std::expected<MemberMetadata, std::string> decode_metadata(std::span<const std::
     }
   }
   const auto flags = r.uint(1, "flags");
-  if (flags > 1) r.fail("flags", fmt::format("unknown bits {:#04x}", flags & ~1u));
+  if (flags > 3) r.fail("flags", fmt::format("unknown bits {:#04x}", flags & ~3u));
   m.app_healthy = (flags & 1) != 0;
+  m.restarting = (flags & 2) != 0;
   const auto count = r.uint(1, "VIP count");
   for (std::uint32_t i = 0; i < count && r.error().empty(); ++i)
     m.vips.push_back(r.uint(4, "VIP tag"));

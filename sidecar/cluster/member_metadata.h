@@ -13,7 +13,9 @@
 //   +-------+------------+-----------------------+
 //
 // All integers are big-endian. `fam` is 4 or 6. flags bit 0: the app passes
-// its health check. The VIP tags name the VIP ports this node is configured
+// its health check; bit 1: the sidecar is stopping for a restart (its data
+// path stays and serves what it has; peers send it no new flows until its
+// successor publishes again). Nodes of mixlb 0.1.0 refuse bit 1 as unknown. The VIP tags name the VIP ports this node is configured
 // to serve (vip_tag() of each), so a node serves a VIP port exactly when it
 // is alive, its app is healthy and it lists the tag. The weight is the
 // node's Maglev weight, 0 when drained.
@@ -41,6 +43,7 @@ struct MemberMetadata {
   MacAddress mac{};
   Address address;  // where the data path forwards to this node
   bool app_healthy = false;
+  bool restarting = false;
   std::vector<std::uint32_t> vips;  // tags of the VIP ports it is configured to serve
 
   friend bool operator==(const MemberMetadata&, const MemberMetadata&) = default;

@@ -4,14 +4,27 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <set>
 
 #include "cluster/node_id.h"
 
 namespace mixlb {
 
 Membership::Membership(std::string self_name, std::vector<VipEntry> vips,
+                       std::chrono::steady_clock::duration flow_grace,
                        std::chrono::steady_clock::duration forget_after)
-    : self_name_(std::move(self_name)), vips_(std::move(vips)), forget_after_(forget_after) {}
+    : self_name_(std::move(self_name)),
+      vips_(std::move(vips)),
+      flow_grace_(flow_grace),
+      forget_after_(std::max(forget_after, 2 * flow_grace)) {}
+
+namespace {
+
+bool gone(gossip::MemberState state) {
+  return state == gossip::MemberState::kDead || state == gossip::MemberState::kLeft;
+}
+
+}  // namespace
 
 bool Membership::eligible(const MemberRecord& r) const {
   return (r.state == gossip::MemberState::kAlive || r.state == gossip::MemberState::kSuspect) &&
@@ -24,6 +37,28 @@ std::vector<const MemberRecord*> Membership::in_table_records() const {
   for (const auto& [name, r] : records_)
     if (eligible(r) && by_id.emplace(r.id, &r).second) out.push_back(&r);
   return out;
+}
+
+std::vector<const MemberRecord*> Membership::departed_records(
+    std::chrono::steady_clock::time_point now) const {
+  std::set<std::uint32_t> taken;
+  for (const MemberRecord* r : in_table_records()) taken.insert(r->id);
+  std::vector<const MemberRecord*> out;
+  for (const auto& [name, r] : records_)
+    if (!r.self && gone(r.state) && r.metadata && now - r.since < flow_grace_ &&
+        taken.insert(r.id).second)
+      out.push_back(&r);
+  return out;
+}
+
+std::optional<std::chrono::steady_clock::time_point> Membership::next_grace_end(
+    std::chrono::steady_clock::time_point now) const {
+  std::optional<std::chrono::steady_clock::time_point> next;
+  for (const MemberRecord* r : departed_records(now)) {
+    const auto end = r->since + flow_grace_;
+    if (!next || end < *next) next = end;
+  }
+  return next;
 }
 
 std::vector<std::string> Membership::in_tables() const {
@@ -105,13 +140,11 @@ bool Membership::apply(const gossip::MemberEvent& event, std::chrono::steady_clo
 void Membership::forget_old(std::chrono::steady_clock::time_point now) {
   std::erase_if(records_, [&](const auto& entry) {
     const MemberRecord& r = entry.second;
-    return !r.self &&
-           (r.state == gossip::MemberState::kDead || r.state == gossip::MemberState::kLeft) &&
-           now - r.since > forget_after_;
+    return !r.self && gone(r.state) && now - r.since > forget_after_;
   });
 }
 
-std::vector<Member> Membership::members() const {
+std::vector<Member> Membership::members(std::chrono::steady_clock::time_point now) const {
   std::vector<Member> out;
   for (const MemberRecord* r : in_table_records()) {
     Member m{r->name, r->id, r->metadata->address, r->metadata->weight, r->self};
@@ -119,6 +152,11 @@ std::vector<Member> Membership::members() const {
       out.insert(out.begin(), m);
     else
       out.push_back(m);
+  }
+  for (const MemberRecord* r : departed_records(now)) {
+    Member m{r->name, r->id, r->metadata->address, 0, false};
+    m.departed = true;
+    out.push_back(m);
   }
   return out;
 }
@@ -131,7 +169,8 @@ std::vector<VipEntry> Membership::vip_entries() const {
     std::vector<std::string> serving;
     for (const MemberRecord* r : members) {
       const auto& tags = r->metadata->vips;
-      if (r->metadata->app_healthy && std::find(tags.begin(), tags.end(), tag) != tags.end())
+      if (r->metadata->app_healthy && !r->metadata->restarting &&
+          std::find(tags.begin(), tags.end(), tag) != tags.end())
         serving.push_back(r->name);
     }
     v.serving = std::move(serving);

@@ -6,9 +6,17 @@
 // A member is in the tables while gossip holds it alive or suspect (a
 // suspect may still be fine; only death or leave takes it out) and its
 // metadata decodes. It serves a VIP port when its app passes its health
-// check and its metadata lists the port's tag; its weight is the one it
-// publishes (0 when drained). Every node applies the same rules to the
-// same gossip state, so every node builds the same tables.
+// check, its sidecar is not restarting and its metadata lists the port's
+// tag; its weight is the one it publishes (0 when drained). Every node
+// applies the same rules to the same gossip state, so every node builds the
+// same tables.
+//
+// A member that died or left is gone for new flows at once, but it stays
+// "departed" for the flow grace period: still in the node map (with its
+// address and MAC), in no table, so the connections already pinned to it
+// keep being forwarded there. Its data path may well be serving them still
+// (a sidecar crashed, its XDP program and app did not), and a sidecar back
+// within the grace period finds every flow where it was.
 //
 // Two names whose node ids collide cannot both be in the tables; the
 // smaller name wins on every node and the other is shown with the reason.
@@ -63,9 +71,11 @@ struct MemberRecord {
 
 class Membership {
  public:
-  // `vips`: this node's configured VIP ports. Records of members dead or
-  // left for longer than `forget_after` are dropped.
+  // `vips`: this node's configured VIP ports. A member that died or left
+  // stays departed for `flow_grace`. Records of members dead or left for
+  // longer than `forget_after` (at least twice the grace) are dropped.
   Membership(std::string self_name, std::vector<VipEntry> vips,
+             std::chrono::steady_clock::duration flow_grace = std::chrono::minutes(1),
              std::chrono::steady_clock::duration forget_after = std::chrono::minutes(10));
 
   // This node's own state (gossip reports no events about the node itself).
@@ -75,8 +85,15 @@ class Membership {
   bool apply(const gossip::MemberEvent& event,
              std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now());
 
-  // The members in the tables, this node first, then by name.
-  std::vector<Member> members() const;
+  // The members in the tables, this node first, then by name; then the
+  // departed ones whose grace has not run out at `now` (Member::departed).
+  std::vector<Member> members(
+      std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now()) const;
+  // When the grace of the next departed member runs out after `now` (the
+  // tables must be rebuilt then), or nullopt when none is departed.
+  std::optional<std::chrono::steady_clock::time_point> next_grace_end(
+      std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now()) const;
+  std::chrono::steady_clock::duration flow_grace() const { return flow_grace_; }
   // The configured VIP ports with their serving sets.
   std::vector<VipEntry> vip_entries() const;
 
@@ -97,10 +114,14 @@ class Membership {
   // The records in the tables: eligible, and the smallest eligible name of
   // their node id.
   std::vector<const MemberRecord*> in_table_records() const;
+  // Dead or left within the grace period, metadata known, node id not
+  // taken by a member in the tables.
+  std::vector<const MemberRecord*> departed_records(std::chrono::steady_clock::time_point now) const;
   void forget_old(std::chrono::steady_clock::time_point now);
 
   std::string self_name_;
   std::vector<VipEntry> vips_;
+  std::chrono::steady_clock::duration flow_grace_;
   std::chrono::steady_clock::duration forget_after_;
   std::map<std::string, MemberRecord> records_;
 };

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "common/quote.h"
 #include "kernel/abi.h"
 
 namespace mixlb {
@@ -35,6 +36,15 @@ std::string_view verdict_name(std::uint32_t verdict) {
   }
 }
 
+// A client's value in an error message: short and printable, however long
+// or strange it was.
+std::string shown(const nlohmann::json& value) {
+  if (value.is_string()) return quote_input(value.get_ref<const std::string&>());
+  // JSON text escapes its control characters; only its length needs a bound.
+  std::string text = value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return text.size() <= 64 ? text : quote_input(text);
+}
+
 const nlohmann::json& which_arg(const nlohmann::json& args, std::string_view key,
                                 std::string_view what) {
   const auto it = args.find(key);
@@ -50,8 +60,7 @@ Address which_address(const nlohmann::json& args, std::string_view key) {
   if (value.is_string()) address = Address::parse(value.get<std::string>());
   if (!address) {
     throw std::invalid_argument(
-        fmt::format("which: {}: expected an IPv4 or IPv6 address, got {}", key,
-                    value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
+        fmt::format("which: {}: expected an IPv4 or IPv6 address, got {}", key, shown(value)));
   }
   return *address;
 }
@@ -62,8 +71,7 @@ std::uint16_t which_port(const nlohmann::json& args, std::string_view key) {
                         value.get<std::int64_t>() <= 65535;
   if (!in_range) {
     throw std::invalid_argument(
-        fmt::format("which: {}: expected a port number 1..65535, got {}", key,
-                    value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
+        fmt::format("which: {}: expected a port number 1..65535, got {}", key, shown(value)));
   }
   return static_cast<std::uint16_t>(value.get<std::int64_t>());
 }
@@ -92,7 +100,7 @@ ProbeFlow parse_which_args(const nlohmann::json& args) {
   for (const auto& [key, value] : args.items()) {
     if (key != "proto" && key != "src" && key != "sport" && key != "vip" && key != "vport") {
       throw std::invalid_argument(
-          fmt::format("which: unknown argument \"{}\" (which takes {})", key, kWhichKeys));
+          fmt::format("which: unknown argument {} (which takes {})", quote_input(key), kWhichKeys));
     }
   }
   ProbeFlow flow;
@@ -103,8 +111,7 @@ ProbeFlow parse_which_args(const nlohmann::json& args) {
     flow.protocol = kProtoUdp;
   } else {
     throw std::invalid_argument(
-        fmt::format("which: proto: expected \"tcp\" or \"udp\", got {}",
-                    proto.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
+        fmt::format("which: proto: expected \"tcp\" or \"udp\", got {}", shown(proto)));
   }
   flow.src = which_address(args, "src");
   flow.sport = which_port(args, "sport");

@@ -73,6 +73,8 @@ constexpr IntKey kIntKeys[] = {
     {"gossip.suspicion_mult", "", 1, 20, &Config::gossip_suspicion_mult},
     {"gossip.push_pull_interval_ms", "", 1000, 3600000, &Config::gossip_push_pull_interval_ms},
     {"gossip.rejoin_interval_ms", "", 1000, 3600000, &Config::gossip_rejoin_interval_ms},
+    {"gossip.flow_grace_ms", "", 0, 3600000, &Config::gossip_flow_grace_ms},
+    {"node.leave_timeout_ms", "--leave-timeout-ms", 0, 3600000, &Config::leave_timeout_ms},
 };
 
 // A string key kept as written (checked by validate()).
@@ -86,6 +88,7 @@ constexpr StringKey kStringKeys[] = {
     {"node.name", "--name", &Config::node_name},
     {"node.interface", "--interface", &Config::interface},
     {"node.admin_socket", "--admin-socket", &Config::admin_socket},
+    {"node.run_dir", "--run-dir", &Config::run_dir},
     {"node.bpffs_dir", "--bpffs-dir", &Config::bpffs_dir},
     {"node.log_level", "--log-level", &Config::log_level},
     {"health.kind", "", &Config::health_kind},
@@ -110,10 +113,12 @@ constexpr BoolKey kBoolKeys[] = {
 constexpr std::string_view kNodeAddressKey = "node.address";
 constexpr std::string_view kXdpModeKey = "datapath.xdp_mode";
 constexpr std::string_view kGossipBindKey = "gossip.bind";
+constexpr std::string_view kOnStopKey = "node.on_stop";
 
 // The keys each plain table accepts, for the unknown-key hint.
 constexpr std::string_view kNodeKeys =
-    "name, interface, address, weight, admin_socket, bpffs_dir, log_level";
+    "name, interface, address, weight, admin_socket, run_dir, bpffs_dir, log_level, on_stop, "
+    "leave_timeout_ms";
 constexpr std::string_view kDatapathKeys =
     "xdp_mode, maglev_table_size, conntrack_entries, max_vips, max_nodes";
 constexpr std::string_view kNeighbourKeys = "refresh_ms";
@@ -122,7 +127,7 @@ constexpr std::string_view kHealthKeys =
 constexpr std::string_view kHealthAddressKey = "health.address";
 constexpr std::string_view kGossipKeys =
     "enabled, port, bind, cluster, keyring, probe_interval_ms, probe_timeout_ms, interval_ms, "
-    "suspicion_mult, push_pull_interval_ms, rejoin_interval_ms";
+    "suspicion_mult, push_pull_interval_ms, rejoin_interval_ms, flow_grace_ms";
 constexpr std::string_view kVipKeys = "address, protocol, port, ports, nodes";
 constexpr std::string_view kPeerKeys = "name, address, weight";
 constexpr std::string_view kTopKeys =
@@ -140,6 +145,16 @@ std::optional<XdpMode> parse_xdp_mode(std::string_view text) {
   if (text == "native") return XdpMode::kNative;
   if (text == "generic") return XdpMode::kGeneric;
   return std::nullopt;
+}
+
+std::optional<StopAction> parse_stop_action(std::string_view text) {
+  if (text == "restart") return StopAction::kRestart;
+  if (text == "leave") return StopAction::kLeave;
+  return std::nullopt;
+}
+
+std::string stop_action_problem(std::string_view text) {
+  return fmt::format("expected restart or leave, got '{}'", text);
 }
 
 std::string xdp_mode_problem(std::string_view text) {
@@ -310,6 +325,13 @@ class FileReader {
       const auto mode = parse_xdp_mode(text);
       if (!mode) fail(value, path, xdp_mode_problem(text));
       config_.xdp_mode = *mode;
+      return true;
+    }
+    if (path == kOnStopKey) {
+      const std::string text = expect_string(value, path);
+      const auto action = parse_stop_action(text);
+      if (!action) fail(value, path, stop_action_problem(text));
+      config_.on_stop = *action;
       return true;
     }
     return false;
@@ -649,9 +671,12 @@ class Checker {
                                          config_.interface, kMaxInterfaceNameLength));
     }
     if (config_.node_address) check_host_address("node.address", *config_.node_address);
+    if (config_.run_dir.empty() || config_.run_dir.front() != '/') {
+      fail("node.run_dir", fmt::format("'{}' is not an absolute path", config_.run_dir));
+    }
     if (config_.admin_socket.empty()) {
       if (is_set("node.admin_socket")) fail("node.admin_socket", "must not be empty");
-      config_.admin_socket = fmt::format("/run/mixlb/{}.sock", config_.node_name);
+      config_.admin_socket = fmt::format("{}/{}.sock", config_.run_dir, config_.node_name);
     }
     if (config_.admin_socket.size() > kMaxSocketPathLength) {
       fail("node.admin_socket",
@@ -730,6 +755,13 @@ class Checker {
            fmt::format("{} ms is not shorter than gossip.probe_interval_ms = {} ms",
                        config_.gossip_probe_timeout_ms, config_.gossip_probe_interval_ms));
     }
+    if (config_.gossip_enabled && config_.leave_timeout_ms > config_.gossip_flow_grace_ms) {
+      fail("node.leave_timeout_ms",
+           fmt::format("{} ms is longer than gossip.flow_grace_ms = {} ms: the other nodes would "
+                       "stop forwarding this node's established flows before its leave ends",
+                       config_.leave_timeout_ms, config_.gossip_flow_grace_ms));
+    }
+    if (config_.gossip_enabled) check_seed_families();
     if (!config_.gossip_bind) return;
     const Address& bind = *config_.gossip_bind;
     if (bind.family == 0) fail(kGossipBindKey, "holds no address (leave it unset for the default)");
@@ -743,6 +775,41 @@ class Checker {
                        "node's address",
                        bind.to_string(), family_name(bind), config_.node_address->to_string(),
                        family_name(*config_.node_address)));
+    }
+  }
+
+  // Gossip runs over one family, the one of the address it binds (or of
+  // node.address, or of this node's own [[peer]] entry, or IPv4 from the
+  // interface): a seed of the other family could never be reached, and the
+  // node would try to join through it forever.
+  void check_seed_families() const {
+    std::string source;
+    const Address* own = nullptr;
+    if (config_.gossip_bind) {
+      own = &*config_.gossip_bind;
+      source = "gossip.bind";
+    } else if (config_.node_address) {
+      own = &*config_.node_address;
+      source = "node.address";
+    } else {
+      for (const PeerConfig& p : config_.peers)
+        if (p.name == config_.node_name) {
+          own = &p.address;
+          source = "this node's [[peer]] entry";
+        }
+    }
+    const int family = own ? own->family : AF_INET;
+    const std::string because =
+        own ? fmt::format("{} {}", source, own->to_string())
+            : std::string("its address comes from the interface's first IPv4 address");
+    for (std::size_t i = 0; i < config_.peers.size(); ++i) {
+      const PeerConfig& p = config_.peers[i];
+      if (p.name == config_.node_name || p.address.family == 0 || p.address.family == family) continue;
+      fail(indexed("peer", i) + ".address",
+           fmt::format("{} is {} but this node gossips over {} ({}); a gossip seed must be in the "
+                       "node's family",
+                       p.address.to_string(), family_name(p.address),
+                       family == AF_INET6 ? "IPv6" : "IPv4", because));
     }
   }
 
@@ -943,6 +1010,11 @@ from the TOML file given with --config; the flags below override it. Without
       --weight N               this node's Maglev weight, 0..100; 0 drains it
                                ([node] weight)
       --admin-socket PATH      admin socket ([node] admin_socket)
+      --run-dir DIR            instance lock and host record ([node] run_dir)
+      --on-stop ACTION         what SIGTERM does: restart (keep the data path
+                               for the next sidecar) or leave ([node] on_stop)
+      --leave-timeout-ms N     how long a leave serves established connections
+                               at most ([node] leave_timeout_ms)
       --bpffs-dir DIR          bpffs directory for pinned maps ([node] bpffs_dir)
       --xdp-mode MODE          auto, native or generic ([datapath] xdp_mode)
       --log-level LEVEL        trace, debug, info, warn or error ([node] log_level)
@@ -983,7 +1055,7 @@ constexpr std::string_view kValueFlags[] = {
     "--config",    "--name",     "--interface", "--address",           "--admin-socket",
     "--bpffs-dir", "--xdp-mode", "--log-level", "--maglev-table-size", "--conntrack-entries",
     "--peer",      "--vip",      "--weight",    "--gossip-port",       "--cluster",
-    "--keyring",
+    "--keyring",   "--run-dir",  "--on-stop",   "--leave-timeout-ms",
 };
 
 bool takes_value(std::string_view flag) {
@@ -1145,12 +1217,21 @@ void apply_flag(Config& config, const Flag& flag) {
     if (!mode) throw ConfigError(fmt::format("{}: {}", flag.name, xdp_mode_problem(flag.value)));
     config.xdp_mode = *mode;
     config.locations[std::string(kXdpModeKey)] = from_flag;
+  } else if (flag.name == "--on-stop") {
+    const auto action = parse_stop_action(flag.value);
+    if (!action) throw ConfigError(fmt::format("{}: {}", flag.name, stop_action_problem(flag.value)));
+    config.on_stop = *action;
+    config.locations[std::string(kOnStopKey)] = from_flag;
   }
 }
 
 }  // namespace
 
 std::string_view mixlb_version() { return kVersion; }
+
+std::string_view to_string(StopAction action) {
+  return action == StopAction::kLeave ? "leave" : "restart";
+}
 
 Config parse_config(std::string_view text, std::string_view path) {
   Config config = parse_unvalidated(text, path);

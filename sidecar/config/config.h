@@ -20,6 +20,7 @@
 
 #include "kernel/address.h"
 #include "kernel/xdp_mode.h"
+#include "mixlb_abi.h"
 
 namespace mixlb {
 
@@ -27,6 +28,10 @@ class ConfigError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
+
+// What the sidecar does when it is told to stop (SIGTERM, SIGINT).
+enum class StopAction { kRestart, kLeave };
+std::string_view to_string(StopAction action);
 
 struct VipConfig {
   Address address;
@@ -57,17 +62,26 @@ struct Config {
   std::string node_name;
   std::string interface;
   std::optional<Address> node_address;          // default: the interface's first IPv4 address
-  std::string admin_socket;                     // default: /run/mixlb/<node_name>.sock
+  // The instance lock (<run_dir>/<node>.lock) and the record of what the
+  // sidecar changed on the host (<run_dir>/<node>.host.json) live here.
+  std::string run_dir = "/run/mixlb";
+  std::string admin_socket;                     // default: <run_dir>/<node_name>.sock
   std::string bpffs_dir = "/sys/fs/bpf/mixlb";  // maps pinned under <bpffs_dir>/<node_name>/
   std::string log_level = "info";
   std::uint32_t node_weight = 1;  // this node's Maglev weight, 0 = drained
+  // What SIGTERM means: kRestart keeps the data path for the next sidecar,
+  // kLeave leaves the cluster and removes everything (as `mixlbctl leave`).
+  StopAction on_stop = StopAction::kRestart;
+  // How long a leave keeps serving established connections at most.
+  std::uint32_t leave_timeout_ms = 30000;
 
   // [datapath]
   XdpMode xdp_mode = XdpMode::kAuto;
-  std::uint32_t maglev_table_size = 65537;  // prime
-  std::uint32_t conntrack_entries = 65536;
-  std::uint32_t max_vips = 16;  // the Maglev array holds max_vips * 2 * maglev_table_size ids
-  std::uint32_t max_nodes = 1024;
+  std::uint32_t maglev_table_size = MIXLB_DEFAULT_RING_SIZE;  // prime
+  std::uint32_t conntrack_entries = MIXLB_DEFAULT_CT_ENTRIES;
+  // The Maglev array holds max_vips * 2 * maglev_table_size ids.
+  std::uint32_t max_vips = MIXLB_DEFAULT_MAX_VIPS;
+  std::uint32_t max_nodes = MIXLB_DEFAULT_MAX_NODES;
 
   // [neighbours]
   std::uint32_t neighbour_refresh_ms = 1000;
@@ -94,6 +108,9 @@ struct Config {
   std::uint32_t gossip_suspicion_mult = 3;
   std::uint32_t gossip_push_pull_interval_ms = 30000;
   std::uint32_t gossip_rejoin_interval_ms = 30000;
+  // How long this node keeps forwarding established flows to a member that
+  // died or left (new flows go elsewhere at once).
+  std::uint32_t gossip_flow_grace_ms = 60000;
 
   std::vector<VipConfig> vips;
   // May include this node itself: its address and weight must agree. With

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "flow_hash.h"
@@ -37,27 +38,67 @@ int possible_cpus() {
   return n;
 }
 
-// All bpf maps of the skeleton, with the names used for pin files.
-struct MapRef {
-  bpf_map* map;
-  const char* name;
-};
+// The maps a loaded program shares and pins: every map of the object but
+// the internal ones (.rodata, .bss), which belong to one program instance.
+// Taken from the object itself, so a map added to bpf/ is pinned, adopted
+// and shared without a list here to keep in step.
+std::vector<bpf_map*> shared_maps(const bpf_object* obj) {
+  std::vector<bpf_map*> out;
+  bpf_map* map = nullptr;
+  bpf_object__for_each_map(map, obj) {
+    if (!bpf_map__is_internal(map)) out.push_back(map);
+  }
+  return out;
+}
 
-std::vector<MapRef> all_maps(mixlb_xdp* skel) {
-  return {{skel->maps.mixlb_vips, "mixlb_vips"},
-          {skel->maps.mixlb_maglev, "mixlb_maglev"},
-          {skel->maps.mixlb_ct, "mixlb_ct"},
-          {skel->maps.mixlb_nodes, "mixlb_nodes"},
-          {skel->maps.mixlb_peer_macs, "mixlb_peer_macs"},
-          {skel->maps.mixlb_vip_stats, "mixlb_vip_stats"},
-          {skel->maps.mixlb_vip_node, "mixlb_vip_node"},
-          {skel->maps.mixlb_counters, "mixlb_counters"},
-          {skel->maps.mixlb_drops, "mixlb_drops"},
-          {skel->maps.mixlb_fib_rets, "mixlb_fib_rets"},
-          {skel->maps.mixlb_settings, "mixlb_settings"},
-          {skel->maps.mixlb_vip_filter, "mixlb_vip_filter"},
-          {skel->maps.mixlb_peer_filter, "mixlb_peer_filter"},
-          {skel->maps.mixlb_fib_cache, "mixlb_fib_cache"}};
+bpf_map* find_map(const bpf_object* obj, std::string_view name) {
+  for (bpf_map* map : shared_maps(obj))
+    if (name == bpf_map__name(map)) return map;
+  return nullptr;
+}
+
+// Checks the maps pinned under pin_dir by an earlier run against what this
+// object would create (after its maps were sized): type, key and value
+// sizes, entries and flags. libbpf would refuse a mismatch too, but only as
+// "Invalid argument" from deep inside the load; this names the map and the
+// difference. True when at least one map is pinned there (they are adopted).
+DpResult<bool> check_pinned_maps(const bpf_object* obj, const std::string& pin_dir) {
+  bool any = false;
+  for (const bpf_map* map : shared_maps(obj)) {
+    const std::string path = pin_dir + "/" + bpf_map__name(map);
+    if (::access(path.c_str(), F_OK) != 0) {
+      if (errno == ENOENT) continue;
+      return fail("checking " + path, errno);
+    }
+    const int fd = bpf_obj_get(path.c_str());
+    if (fd < 0) {
+      const int err = errno;
+      return fail("opening pinned map " + path + (err == EPERM || err == EACCES ? " (needs root or CAP_BPF)" : ""), err);
+    }
+    bpf_map_info info{};
+    std::uint32_t len = sizeof(info);
+    const int rc = bpf_obj_get_info_by_fd(fd, &info, &len);
+    const int err = errno;
+    ::close(fd);
+    if (rc != 0) return fail("reading pinned map " + path, err);
+    auto differs = [&](const char* what, std::uint32_t pinned, std::uint32_t wanted) -> DpResult<void> {
+      if (pinned == wanted) return {};
+      return fail(fmt::format("the map pinned at {} has {} {}, this configuration makes it {}: restore the "
+                              "earlier size, or remove the pins with `mixlb cleanup` (the connection "
+                              "table goes with them)",
+                              path, what, pinned, wanted),
+                  EEXIST);
+    };
+    for (auto r : {differs("type", info.type, bpf_map__type(map)),
+                   differs("key size", info.key_size, bpf_map__key_size(map)),
+                   differs("value size", info.value_size, bpf_map__value_size(map)),
+                   differs("max_entries", info.max_entries, bpf_map__max_entries(map)),
+                   differs("flags", info.map_flags, bpf_map__map_flags(map))}) {
+      if (!r) return std::unexpected(r.error());
+    }
+    any = true;
+  }
+  return any;
 }
 
 constexpr const char* kLinkPinName = "xdp_link";
@@ -442,33 +483,36 @@ DpResult<std::unique_ptr<XdpProgram>> XdpProgram::load(const DatapathSettings& s
   }
 
   if (settings.share_maps_with) {
-    auto* other = settings.share_maps_with->skel_;
-    const auto mine = all_maps(skel), theirs = all_maps(other);
-    for (std::size_t i = 0; i < mine.size(); ++i)
-      if (int err = bpf_map__reuse_fd(mine[i].map, bpf_map__fd(theirs[i].map)); err != 0)
-        return fail(std::string("sharing map ") + mine[i].name, err);
+    const bpf_object* theirs = settings.share_maps_with->skel_->obj;
+    for (bpf_map* map : shared_maps(skel->obj)) {
+      const bpf_map* other = find_map(theirs, bpf_map__name(map));
+      if (!other) return fail(std::string("sharing map ") + bpf_map__name(map) + ": the other program lacks it", ENOENT);
+      if (int err = bpf_map__reuse_fd(map, bpf_map__fd(other)); err != 0)
+        return fail(std::string("sharing map ") + bpf_map__name(map), err);
+    }
   } else if (!settings.pin_dir.empty()) {
+    // Pinned maps of an earlier run must fit what this run would create;
+    // otherwise say which map and how, before anything is created.
+    auto pinned = check_pinned_maps(skel->obj, settings.pin_dir);
+    if (!pinned) return std::unexpected(pinned.error());
     std::error_code ec;
     const auto parent = std::filesystem::path(settings.pin_dir).parent_path();
     self->created_pin_parent_ = !parent.empty() && !std::filesystem::exists(parent);
+    self->created_pin_dir_ = !std::filesystem::exists(settings.pin_dir);
     std::filesystem::create_directories(settings.pin_dir, ec);
     if (ec) return std::unexpected(DatapathError{"creating pin directory " + settings.pin_dir, ec});
-    bool any_pinned = false;
-    for (const auto& m : all_maps(skel)) {
-      const std::string path = settings.pin_dir + "/" + m.name;
-      any_pinned = any_pinned || std::filesystem::exists(path);
-      if (int err = bpf_map__set_pin_path(m.map, path.c_str()); err != 0)
+    for (bpf_map* map : shared_maps(skel->obj)) {
+      const std::string path = settings.pin_dir + "/" + bpf_map__name(map);
+      if (int err = bpf_map__set_pin_path(map, path.c_str()); err != 0)
         return fail("setting pin path " + path, err);
     }
-    self->adopted_maps_ = any_pinned;
+    self->adopted_maps_ = *pinned;
   }
 
   if (int err = mixlb_xdp__load(skel); err != 0) {
     std::string what = "loading the XDP program";
-    if (self->adopted_maps_)
-      what += " (maps pinned under " + settings.pin_dir +
-              " could not be reused: were they made with other sizes? stop mixlb and remove that "
-              "directory, or restore the earlier sizes)";
+    if (err == -EPERM || err == -EACCES)
+      what += " (the kernel refused: mixlb needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN)";
     return fail(what, err);
   }
   self->maps_ = DatapathMaps(*skel, settings.ring_size, settings.max_nodes);
@@ -513,6 +557,15 @@ DpResult<AttachMode> XdpProgram::attach_new(int ifindex, AttachMode mode) {
 }
 
 DpResult<AttachMode> XdpProgram::attach(int ifindex, XdpMode mode) {
+  // Attaching again after the link lost its interface: the old link is
+  // bound to nothing, so it is dropped (its pin goes below) for a new one.
+  if (link_fd_ >= 0) {
+    if (link_state() == LinkState::kAttached && ifindex == ifindex_) return *mode_;
+    close(link_fd_);
+    link_fd_ = -1;
+    adopted_link_ = false;
+    mode_.reset();
+  }
   const std::string link_pin =
       settings_.pin_dir.empty() ? std::string() : settings_.pin_dir + "/" + kLinkPinName;
 
@@ -533,6 +586,7 @@ DpResult<AttachMode> XdpProgram::attach(int ifindex, XdpMode mode) {
         link_fd_ = old;
         ifindex_ = ifindex;
         mode_ = *old_mode;
+        adopted_link_ = true;
         spdlog::info("adopted the pinned XDP link on ifindex {} ({} mode)", ifindex, to_string(*mode_));
         return *mode_;
       }
@@ -570,6 +624,24 @@ DpResult<AttachMode> XdpProgram::attach(int ifindex, XdpMode mode) {
   return attached;
 }
 
+XdpProgram::LinkState XdpProgram::link_state() const {
+  if (link_fd_ < 0) return LinkState::kNone;
+  bpf_link_info info{};
+  std::uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(link_fd_, &info, &len) != 0) return LinkState::kDetached;
+  return info.xdp.ifindex == 0 ? LinkState::kDetached : LinkState::kAttached;
+}
+
+void XdpProgram::undo_own() {
+  if (link_fd_ >= 0 && !adopted_link_) detach();
+  if (settings_.pin_dir.empty() || settings_.share_maps_with || adopted_maps_) return;
+  for (bpf_map* map : shared_maps(skel_->obj)) bpf_map__unpin(map, nullptr);
+  std::error_code ec;
+  if (created_pin_dir_) std::filesystem::remove(settings_.pin_dir, ec);
+  if (created_pin_parent_)
+    std::filesystem::remove(std::filesystem::path(settings_.pin_dir).parent_path(), ec);
+}
+
 void XdpProgram::detach() {
   if (!settings_.pin_dir.empty()) unlink((settings_.pin_dir + "/" + kLinkPinName).c_str());
   if (link_fd_ >= 0) {
@@ -578,6 +650,21 @@ void XdpProgram::detach() {
     link_fd_ = -1;
   }
   mode_.reset();
+}
+
+DpResult<std::size_t> remove_pins(const std::string& pin_dir, bool parent_too) {
+  std::error_code ec;
+  std::size_t removed = 0;
+  if (!std::filesystem::exists(pin_dir, ec)) return removed;
+  for (const auto& entry : std::filesystem::directory_iterator(pin_dir, ec)) {
+    if (::unlink(entry.path().c_str()) != 0 && errno != ENOENT)
+      return fail("removing pin " + entry.path().string(), errno);
+    ++removed;
+  }
+  if (ec) return std::unexpected(DatapathError{"listing " + pin_dir, ec});
+  if (::rmdir(pin_dir.c_str()) != 0 && errno != ENOENT) return fail("removing " + pin_dir, errno);
+  if (parent_too) ::rmdir(std::filesystem::path(pin_dir).parent_path().c_str());  // only if empty
+  return removed;
 }
 
 DpResult<mixlb_decision> XdpProgram::decide(std::span<const std::uint8_t> frame, int ifindex) {
@@ -590,7 +677,7 @@ DpResult<mixlb_decision> XdpProgram::decide(std::span<const std::uint8_t> frame,
 
 void XdpProgram::unpin() {
   if (settings_.pin_dir.empty() || settings_.share_maps_with) return;
-  for (const auto& m : all_maps(skel_)) bpf_map__unpin(m.map, nullptr);
+  for (bpf_map* map : shared_maps(skel_->obj)) bpf_map__unpin(map, nullptr);
   std::error_code ec;
   std::filesystem::remove(settings_.pin_dir, ec);
   if (ec) spdlog::warn("could not remove {}: {}", settings_.pin_dir, ec.message());

@@ -8,6 +8,11 @@
 // flowing while the sidecar is down. A new sidecar swaps its program into the
 // pinned link instead of detaching first.
 //
+// It knows what it made and what it adopted, because the ways out differ:
+// destroying the object (a restart) leaves pins and link as they are;
+// undo_own() (a start that failed) removes only what this instance created;
+// detach() and unpin() (a leave) remove everything.
+//
 // DatapathMaps is the typed view of the maps the sidecar writes and reads:
 // VIPs with their double-buffered Maglev tables, nodes, peer MACs, counters.
 // It holds file descriptors only, so tests drive the same code as the daemon.
@@ -32,9 +37,9 @@ namespace mixlb {
 struct DatapathSettings {
   std::uint32_t self_node_id = MIXLB_NODE_NONE;
   std::uint32_t ring_size = MIXLB_DEFAULT_RING_SIZE;
-  std::uint32_t max_vips = 16;
-  std::uint32_t conntrack_entries = 65536;
-  std::uint32_t max_nodes = 1024;
+  std::uint32_t max_vips = MIXLB_DEFAULT_MAX_VIPS;
+  std::uint32_t conntrack_entries = MIXLB_DEFAULT_CT_ENTRIES;
+  std::uint32_t max_nodes = MIXLB_DEFAULT_MAX_NODES;
   std::string pin_dir;  // "" = no pinning (tests)
   // A dry-run instance ("which node?"): changes no map, records its decision.
   bool dry_run = false;
@@ -131,7 +136,7 @@ class DatapathMaps {
       vip_stats_fd_ = -1, vip_node_fd_ = -1, counters_fd_ = -1, drops_fd_ = -1, fib_rets_fd_ = -1,
       settings_fd_ = -1, vip_filter_fd_ = -1, peer_filter_fd_ = -1;
   std::uint32_t ring_size_ = MIXLB_DEFAULT_RING_SIZE;
-  std::uint32_t max_nodes_ = 1024;
+  std::uint32_t max_nodes_ = MIXLB_DEFAULT_MAX_NODES;
 };
 
 enum class AttachMode { kNative, kGeneric };
@@ -151,16 +156,33 @@ class XdpProgram {
   const DatapathSettings& settings() const { return settings_; }
   // True when load() found pinned maps and adopted them.
   bool adopted_maps() const { return adopted_maps_; }
+  // True when load() made the bpffs directory above pin_dir.
+  bool created_pin_parent() const { return created_pin_parent_; }
 
   // Attaches to ifindex through a BPF link (pinned when pin_dir is set). A
   // pinned link from an earlier run on the same interface gets this program
   // swapped in. kAuto tries native first and falls back to generic.
   DpResult<AttachMode> attach(int ifindex, XdpMode mode);
   std::optional<AttachMode> attached_mode() const { return mode_; }
+  // True when attach() swapped this program into a link an earlier run
+  // pinned (rather than creating the link).
+  bool adopted_link() const { return adopted_link_; }
   // Detaches (unpins and closes the link).
   void detach();
   // Removes the pinned maps and the pin directory.
   void unpin();
+  // For a start that failed: detaches a link this instance created and
+  // removes maps and directories it created; an adopted link keeps running
+  // (with this program swapped in, on the adopted maps) and adopted maps
+  // stay pinned.
+  void undo_own();
+
+  // Whether the link still runs the program on the interface it was attached
+  // to: kDetached when the interface went away or someone detached the link
+  // (the kernel keeps the link object, bound to nothing).
+  enum class LinkState { kAttached, kDetached, kNone };
+  LinkState link_state() const;
+  int ifindex() const { return ifindex_; }
 
   // Dry-run instances only: runs the program on `frame` as if it arrived on
   // `ifindex` and returns what it decided. Changes no map.
@@ -174,11 +196,18 @@ class XdpProgram {
   DatapathMaps maps_;
   DatapathSettings settings_;
   bool adopted_maps_ = false;
+  bool adopted_link_ = false;
   bool created_pin_parent_ = false;
+  bool created_pin_dir_ = false;
   int link_fd_ = -1;
   int ifindex_ = 0;
   std::optional<AttachMode> mode_;
 };
+
+// Removes everything pinned in pin_dir (maps and the XDP link: a link whose
+// pin goes and that no process holds detaches), then the directory, and its
+// parent when `parent_too` and it is empty. Returns how many pins it removed.
+DpResult<std::size_t> remove_pins(const std::string& pin_dir, bool parent_too);
 
 // The attach mode of whatever XDP program is on ifindex now (nullopt: none).
 std::optional<AttachMode> query_xdp_mode(int ifindex);

@@ -175,7 +175,31 @@ struct NeighbourSetup {
   bool created = false;
 };
 
-class RtNetlink {
+// What the daemon asks of the routing layer, as an interface: the daemon's
+// parts (host setup, the neighbour keeper, the uplink watch) take an Rtnl&,
+// so their start, stop and failure paths are unit-tested with a fake that
+// needs no privilege. RtNetlink is the real one; every method is described
+// there.
+class Rtnl {
+ public:
+  virtual ~Rtnl() = default;
+  virtual std::expected<int, std::error_code> link_index(std::string_view name) = 0;
+  virtual std::expected<MacAddress, std::error_code> link_mac(int ifindex) = 0;
+  virtual std::expected<std::vector<InterfaceAddress>, std::error_code> ipv4_addresses(
+      int ifindex) = 0;
+  virtual std::expected<AddressChange, std::error_code> add_address(int ifindex,
+                                                                    const Address& address,
+                                                                    int prefix_len) = 0;
+  virtual std::error_code delete_address(int ifindex, const Address& address, int prefix_len) = 0;
+  virtual std::expected<NeighbourSetup, std::error_code> add_managed_neighbour(
+      int ifindex, const Address& peer) = 0;
+  virtual std::error_code kick_neighbour(int ifindex, const Address& peer) = 0;
+  virtual std::error_code delete_neighbour(int ifindex, const Address& peer) = 0;
+  virtual std::expected<Neighbour, std::error_code> get_neighbour(int ifindex,
+                                                                  const Address& peer) = 0;
+};
+
+class RtNetlink final : public Rtnl {
  public:
   static constexpr std::chrono::milliseconds kDefaultTimeout{5000};
 
@@ -192,9 +216,9 @@ class RtNetlink {
   ~RtNetlink();
 
   // Links. A missing link is ENODEV.
-  std::expected<int, std::error_code> link_index(std::string_view name);
+  std::expected<int, std::error_code> link_index(std::string_view name) override;
   // ENODATA if the link has no 6-byte hardware address.
-  std::expected<MacAddress, std::error_code> link_mac(int ifindex);
+  std::expected<MacAddress, std::error_code> link_mac(int ifindex) override;
   std::error_code set_link_up(int ifindex, bool up = true);
   // Creates a veth pair; with peer_netns_fd >= 0 the peer is created in that
   // namespace (an fd of /proc/<tid>/ns/net).
@@ -204,26 +228,27 @@ class RtNetlink {
 
   // Addresses. ipv4_addresses lists the link's addresses, primaries first as
   // the kernel keeps them (empty for an unknown ifindex).
-  std::expected<std::vector<InterfaceAddress>, std::error_code> ipv4_addresses(int ifindex);
+  std::expected<std::vector<InterfaceAddress>, std::error_code> ipv4_addresses(int ifindex) override;
   std::expected<AddressChange, std::error_code> add_address(int ifindex, const Address& address,
-                                                            int prefix_len);
+                                                            int prefix_len) override;
   // EADDRNOTAVAIL when the address is not there.
-  std::error_code delete_address(int ifindex, const Address& address, int prefix_len);
+  std::error_code delete_address(int ifindex, const Address& address, int prefix_len) override;
 
   // Neighbours. Creates a managed entry for `peer` (what
   // `ip neigh add PEER dev DEV managed` does): state NUD_NONE plus
   // NTF_EXT_MANAGED, and the kernel starts resolving it at once. Where the
   // kernel refuses or ignores the flag it falls back to one NTF_USE kick and
   // reports managed = false.
-  std::expected<NeighbourSetup, std::error_code> add_managed_neighbour(int ifindex,
-                                                                       const Address& peer);
+  std::expected<NeighbourSetup, std::error_code> add_managed_neighbour(
+      int ifindex, const Address& peer) override;
   // Asks the kernel to resolve `peer` now (NTF_USE), creating the entry if
   // needed. Meant for unresolved entries: on an existing entry NTF_USE also
   // clears NUD_PERMANENT, so never kick a static entry.
-  std::error_code kick_neighbour(int ifindex, const Address& peer);
+  std::error_code kick_neighbour(int ifindex, const Address& peer) override;
   // ENOENT when there is no entry.
-  std::error_code delete_neighbour(int ifindex, const Address& peer);
-  std::expected<Neighbour, std::error_code> get_neighbour(int ifindex, const Address& peer);
+  std::error_code delete_neighbour(int ifindex, const Address& peer) override;
+  std::expected<Neighbour, std::error_code> get_neighbour(int ifindex,
+                                                          const Address& peer) override;
 
   // The kernel's extended-ack text for the last failed request ("" if none).
   const std::string& last_error_detail() const { return detail_; }

@@ -53,6 +53,8 @@ std::string normalize(std::string_view value) {
 
 }  // namespace
 
+bool same_sysctl_value(std::string_view a, std::string_view b) { return normalize(a) == normalize(b); }
+
 std::expected<SysctlKey, std::error_code> SysctlKey::parse(std::string_view text) {
   const char separator = text.find('/') != std::string_view::npos ? '/' : '.';
   return from_components(split(text, separator));
@@ -148,7 +150,7 @@ SysctlGuard::~SysctlGuard() { restore(); }
 std::error_code SysctlGuard::set(const SysctlKey& key, std::string_view value) {
   auto current = read_sysctl(key);
   if (!current) return current.error();
-  if (normalize(*current) == normalize(value)) return {};
+  if (same_sysctl_value(*current, value)) return {};
   if (const auto ec = write_sysctl(key, value)) return ec;
   const bool recorded = std::any_of(changes_.begin(), changes_.end(),
                                     [&](const Change& change) { return change.key == key; });

@@ -49,6 +49,31 @@ std::expected<std::string, std::error_code> read_sysctl(const SysctlKey& key);
 // on the value (EINVAL, ERANGE, ...) comes back as the error.
 std::error_code write_sysctl(const SysctlKey& key, std::string_view value);
 
+// Reading and writing parameters, as an interface: HostSetup takes one, so
+// its start, stop and failure paths are unit-tested with a fake.
+class SysctlOps {
+ public:
+  virtual ~SysctlOps() = default;
+  virtual std::expected<std::string, std::error_code> read(const SysctlKey& key) = 0;
+  virtual std::error_code write(const SysctlKey& key, std::string_view value) = 0;
+};
+
+// The real parameters under /proc/sys, through read_sysctl and write_sysctl.
+class ProcSysctls final : public SysctlOps {
+ public:
+  std::expected<std::string, std::error_code> read(const SysctlKey& key) override {
+    return read_sysctl(key);
+  }
+  std::error_code write(const SysctlKey& key, std::string_view value) override {
+    return write_sysctl(key, value);
+  }
+};
+
+// Two values of a parameter are the same setting: multi-valued parameters
+// read back with tabs ("4096\t131072\t6291456") but may be written with
+// spaces, so they are compared word by word.
+bool same_sysctl_value(std::string_view a, std::string_view b);
+
 // Records the previous value of each key the first time set() changes it;
 // restore() (and the destructor) writes them back in reverse order, so keys
 // whose writes interact (conf.all.* propagating to conf.default.*) end up as

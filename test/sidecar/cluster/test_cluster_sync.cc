@@ -2,6 +2,8 @@
 // tables that follow the member set, stale VIPs and nodes removed, pinned maps
 // adopted by a restarted sidecar, and a pinned link that survives it.
 #include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -9,6 +11,7 @@
 #include <doctest/doctest.h>
 
 #include "cluster/cluster_sync.h"
+#include "kernel/bpffs.h"
 #include "cluster/node_id.h"
 #include "kernel/datapath.h"
 #include "netns_fixture.h"
@@ -21,6 +24,17 @@ constexpr std::uint32_t kRing = 13;
 
 Member member(const char* name, const char* addr) {
   return Member{name, node_id_for(name), *Address::parse(addr), 1};
+}
+
+// A TCP flow from `src` (one word, network order) to a VIP port.
+mixlb_flow_key flow_to(const VipEntry& vip, std::uint32_t src) {
+  mixlb_flow_key flow{};
+  flow.src[0] = src;
+  flow.dst[0] = vip.key.addr[0];
+  flow.dport = vip.key.port;
+  flow.proto = 6;
+  flow.family = MIXLB_AF_INET;
+  return flow;
 }
 
 VipConfig vip(const char* addr, std::vector<std::uint16_t> ports) {
@@ -37,9 +51,14 @@ std::unique_ptr<XdpProgram> load(const std::string& pin_dir = "") {
   return load_test_program(s);
 }
 
-// A pin directory on bpffs that is removed whatever the test's outcome.
+// A pin directory on bpffs that is removed whatever the test's outcome. A
+// machine without a bpffs on /sys/fs/bpf gets one, as the sidecar does it.
 struct PinDir {
   std::string path = "/sys/fs/bpf/mixlb-test-" + std::to_string(getpid());
+  PinDir() {
+    auto ready = ensure_bpffs(path);
+    REQUIRE_MESSAGE(ready.has_value(), (ready ? "" : ready.error()));
+  }
   ~PinDir() {
     std::error_code ec;
     std::filesystem::remove_all(path, ec);
@@ -91,15 +110,7 @@ TEST_CASE("a member that leaves disappears from every table, then from the node 
   const auto before = *prog->maps().live_table(vips[0].key);
   const std::uint32_t gone = members.back().id;
   // One connection pinned to the leaving node, one to a staying one.
-  auto flow_from = [&](std::uint32_t src) {
-    mixlb_flow_key flow{};
-    flow.src[0] = src;
-    flow.dst[0] = vips[0].key.addr[0];
-    flow.dport = vips[0].key.port;
-    flow.proto = 6;
-    flow.family = MIXLB_AF_INET;
-    return flow;
-  };
+  auto flow_from = [&](std::uint32_t src) { return flow_to(vips[0], src); };
   const auto vip_id = static_cast<std::uint16_t>(*sync.vip_id(vips[0].key));
   REQUIRE(prog->maps().conntrack_insert(flow_from(1), {.last_seen_ns = 1, .node_id = gone, .vip_id = vip_id}));
   REQUIRE(prog->maps().conntrack_insert(flow_from(2), {.last_seen_ns = 1, .node_id = members[0].id, .vip_id = vip_id}));
@@ -123,12 +134,7 @@ TEST_CASE("a removed VIP is deleted with its connections, and its id is reused w
   auto both = expand_vips(std::vector<VipConfig>{vip("10.100.0.1", {80}), vip("10.100.0.2", {80})});
   REQUIRE(sync.apply(members, both).has_value());
   const auto old_id = *sync.vip_id(both[1].key);
-  mixlb_flow_key flow{};
-  flow.src[0] = 0x01020304;
-  flow.dst[0] = both[1].key.addr[0];
-  flow.dport = both[1].key.port;
-  flow.proto = 6;
-  flow.family = MIXLB_AF_INET;
+  const mixlb_flow_key flow = flow_to(both[1], 0x01020304);
   const mixlb_ct_value entry{.last_seen_ns = 1, .node_id = members[0].id,
                              .vip_id = static_cast<std::uint16_t>(old_id)};
   REQUIRE(prog->maps().conntrack_insert(flow, entry).has_value());
@@ -166,12 +172,7 @@ TEST_CASE("a restarted sidecar adopts pinned maps: VIP ids and connections survi
   PinDir pins;
   const std::vector<Member> members{member("a", "10.0.0.1"), member("b", "10.0.0.2")};
   const auto vips = expand_vips(std::vector<VipConfig>{vip("10.100.0.1", {80}), vip("10.100.0.2", {80})});
-  mixlb_flow_key flow{};
-  flow.src[0] = 0x01020304;
-  flow.dst[0] = vips[1].key.addr[0];
-  flow.dport = vips[1].key.port;
-  flow.proto = 6;
-  flow.family = MIXLB_AF_INET;
+  const mixlb_flow_key flow = flow_to(vips[1], 0x01020304);
   std::uint32_t id_before = 0;
   {
     auto first = load(pins.path);
@@ -229,6 +230,138 @@ TEST_CASE("generic mode is attached when asked for and reported as such") {
   CHECK(query_xdp_mode(ifindex) == AttachMode::kGeneric);
   prog->detach();
   CHECK_FALSE(query_xdp_mode(ifindex).has_value());
+}
+
+TEST_CASE("a departed member stays in the node map with its connections, in no table, until it goes") {
+  auto prog = load();
+  ClusterSync sync(prog->maps(), 4);
+  std::vector<Member> members{member("a", "10.0.0.1"), member("b", "10.0.0.2"), member("c", "10.0.0.3")};
+  const auto vips = expand_vips(std::vector<VipConfig>{vip("10.100.0.1", {80})});
+  REQUIRE(sync.apply(members, vips).has_value());
+  const std::uint32_t c = members[2].id;
+  REQUIRE(sync.set_peer_mac(c, MacAddress{0x02, 0, 0, 0, 0, 0x13}));
+  const mixlb_flow_key flow = flow_to(vips[0], 0x01020304);
+  const auto vip_id = static_cast<std::uint16_t>(*sync.vip_id(vips[0].key));
+  REQUIRE(prog->maps().conntrack_insert(flow, {.last_seen_ns = 1, .node_id = c, .vip_id = vip_id}));
+
+  // c dies: gone for new flows, kept for its established ones.
+  members[2].departed = true;
+  members[2].weight = 0;
+  REQUIRE(sync.apply(members, vips).has_value());
+  const auto table = *prog->maps().live_table(vips[0].key);
+  CHECK(std::count(table.begin(), table.end(), c) == 0);
+  CHECK(sync.backends(vips[0].key) == std::vector<std::string>{"a", "b"});
+  CHECK((*prog->maps().node(c)).has_value());
+  CHECK((*prog->maps().conntrack(flow)).has_value());
+  CHECK(sync.peer_mac(c).has_value());
+  CHECK(prog->maps().peer_macs()->size() == 1);
+
+  // Its grace ran out: the node, its connections and its MAC go.
+  members.pop_back();
+  REQUIRE(sync.apply(members, vips).has_value());
+  CHECK_FALSE((*prog->maps().node(c)).has_value());
+  CHECK_FALSE((*prog->maps().conntrack(flow)).has_value());
+  CHECK_FALSE(sync.peer_mac(c).has_value());
+  CHECK(prog->maps().peer_macs()->empty());
+}
+
+TEST_CASE("peer MACs go through ClusterSync: one per node, replaced, and kept across a restart") {
+  PinDir pins;
+  const std::vector<Member> members{member("a", "10.0.0.1"), member("b", "10.0.0.2")};
+  const auto vips = expand_vips(std::vector<VipConfig>{vip("10.100.0.1", {80})});
+  const MacAddress old_mac{0x02, 0, 0, 0, 0, 0x12}, new_mac{0x02, 0, 0, 0, 0, 0x22};
+  {
+    auto first = load(pins.path);
+    ClusterSync sync(first->maps(), 4);
+    REQUIRE(sync.apply(members, vips));
+    REQUIRE(sync.set_peer_mac(members[1].id, old_mac));
+    REQUIRE(sync.set_peer_mac(members[1].id, new_mac));
+    auto macs = first->maps().peer_macs();
+    REQUIRE(macs->size() == 1);
+    CHECK((*macs)[0].first.addr[5] == 0x22);
+    CHECK((*macs)[0].second == members[1].id);
+  }
+  // A successor knows the MAC before it has resolved anything itself, and
+  // an apply before that keeps it.
+  auto second = load(pins.path);
+  ClusterSync sync(second->maps(), 4);
+  REQUIRE(sync.apply(members, vips));
+  CHECK(sync.peer_mac(members[1].id) == new_mac);
+  CHECK(second->maps().peer_macs()->size() == 1);
+  REQUIRE(sync.forget_peer_mac(members[1].id));
+  CHECK(second->maps().peer_macs()->empty());
+  second->unpin();
+}
+
+TEST_CASE("pinned maps of other sizes are named before anything is loaded; the pins are untouched") {
+  PinDir pins;
+  { load(pins.path); }
+  DatapathSettings bigger = small_test_settings(node_id_for("a"), kRing);
+  bigger.pin_dir = pins.path;
+  bigger.conntrack_entries = 2048;
+  auto refused = XdpProgram::load(bigger);
+  REQUIRE_FALSE(refused.has_value());
+  CHECK(refused.error().message() ==
+        "the map pinned at " + pins.path + "/mixlb_ct has max_entries 1024, this configuration "
+        "makes it 2048: restore the earlier size, or remove the pins with `mixlb cleanup` (the "
+        "connection table goes with them): File exists");
+  CHECK(std::filesystem::exists(pins.path + "/mixlb_ct"));
+  // The earlier sizes still load, adopting.
+  auto same = load(pins.path);
+  CHECK(same->adopted_maps());
+  same->unpin();
+}
+
+TEST_CASE("a failed start removes what it made and keeps what it adopted") {
+  PinDir pins;
+  const int ifindex = test_net().dp0;
+  {
+    // A start from nothing that fails after attaching: nothing stays.
+    auto fresh = load(pins.path);
+    REQUIRE(fresh->attach(ifindex, XdpMode::kNative));
+    CHECK_FALSE(fresh->adopted_link());
+    fresh->undo_own();
+    CHECK_FALSE(query_xdp_mode(ifindex).has_value());
+    CHECK_FALSE(std::filesystem::exists(pins.path));
+  }
+  {
+    auto first = load(pins.path);
+    REQUIRE(first->attach(ifindex, XdpMode::kNative));
+  }  // a crash: pins and link stay
+  auto second = load(pins.path);
+  REQUIRE(second->adopted_maps());
+  REQUIRE(second->attach(ifindex, XdpMode::kNative));
+  CHECK(second->adopted_link());
+  CHECK(second->link_state() == XdpProgram::LinkState::kAttached);
+  second->undo_own();
+  CHECK(query_xdp_mode(ifindex) == AttachMode::kNative);
+  CHECK(std::filesystem::exists(pins.path + "/xdp_link"));
+  CHECK(std::filesystem::exists(pins.path + "/mixlb_ct"));
+  second.reset();
+  // What is left is removed by a cleanup: pins gone, the link detaches.
+  auto removed = remove_pins(pins.path, false);
+  REQUIRE(removed.has_value());
+  CHECK(*removed >= 15);
+  CHECK_FALSE(query_xdp_mode(ifindex).has_value());
+  CHECK_FALSE(std::filesystem::exists(pins.path));
+}
+
+TEST_CASE("a link whose program someone detached is seen as such and attached again") {
+  PinDir pins;
+  const int ifindex = test_net().dp0;
+  auto prog = load(pins.path);
+  REQUIRE(prog->attach(ifindex, XdpMode::kNative));
+  const int link = bpf_obj_get((pins.path + "/xdp_link").c_str());
+  REQUIRE(link >= 0);
+  REQUIRE(bpf_link_detach(link) == 0);  // as `bpftool link detach` would
+  ::close(link);
+  CHECK(prog->link_state() == XdpProgram::LinkState::kDetached);
+  CHECK_FALSE(query_xdp_mode(ifindex).has_value());
+  REQUIRE(prog->attach(ifindex, XdpMode::kNative));
+  CHECK(prog->link_state() == XdpProgram::LinkState::kAttached);
+  CHECK(query_xdp_mode(ifindex) == AttachMode::kNative);
+  prog->detach();
+  prog->unpin();
 }
 
 }  // TEST_SUITE

@@ -108,7 +108,7 @@ TEST_SUITE("member metadata") {
         {"a newer version", with(1, 2), "metadata: version: 2 is not the version this node reads (1) at offset 1"},
         {"weight over 100", with(3, 101), "metadata: weight: 101 is over the maximum 100 at offset 2"},
         {"family 5", with(10, 5), "metadata: address family: 5 is neither 4 nor 6 at offset 10"},
-        {"unknown flags", with(15, 3), "metadata: flags: unknown bits 0x02 at offset 15"},
+        {"unknown flags", with(15, 7), "metadata: flags: unknown bits 0x04 at offset 15"},
         {"a VIP tag cut short", cut(good.size() - 2), "metadata: VIP tag: needs 4 byte(s), 2 left at offset 21"},
         {"the address cut short", cut(12), "metadata: address: needs 4 byte(s), 1 left at offset 11"},
         {"a byte too many", longer, "metadata: end: 1 byte(s) after the last field at offset 25"},
@@ -168,9 +168,12 @@ TEST_SUITE("membership") {
     CHECK_FALSE(ms.apply(event(MemberEventKind::kSuspect, "mix3", MemberState::kSuspect, 2, {})));
     CHECK(ms.records().at("mix3").state == MemberState::kSuspect);
     CHECK(ms.vip_entries()[2].serving == Names{"mix2", "mix3"});
-    // Death takes it out of the members and of every serving set.
+    // Death takes it out of the tables and of every serving set; it stays
+    // departed (in the node map, for its flows) during the grace period.
     CHECK(ms.apply(event(MemberEventKind::kDead, "mix3", MemberState::kDead, 2, {})));
-    CHECK(names(ms.members()) == Names{"mix2", "mix1"});
+    CHECK(names(ms.members()) == Names{"mix2", "mix1", "mix3"});
+    CHECK(ms.members().back().departed);
+    CHECK(ms.in_tables() == Names{"mix1", "mix2"});
     CHECK(ms.vip_entries()[2].serving == Names{"mix2"});
     // ... and a left member the same.
     CHECK(ms.apply(event(MemberEventKind::kLeft, "mix1", MemberState::kLeft, 1, {})));
@@ -180,6 +183,60 @@ TEST_SUITE("membership") {
                          encode_metadata(meta("10.0.0.13", 1, true, {dns})))));
     CHECK(ms.vip_entries()[2].serving == Names{"mix2", "mix3"});
     CHECK(ms.records().at("mix3").incarnation == 3);
+  }
+
+  TEST_CASE("a dead or left member keeps its flows for the grace period, then goes") {
+    const auto t0 = std::chrono::steady_clock::now();
+    Membership ms("mix1", vips(), 30s);
+    ms.set_self(meta("10.0.0.11", 1, true, {vip_tag(vips()[0].key)}), {});
+    const auto md2 = encode_metadata(meta("10.0.0.12", 3, true, {vip_tag(vips()[0].key)}));
+    const auto md3 = encode_metadata(meta("10.0.0.13", 1, true, {vip_tag(vips()[0].key)}));
+    ms.apply(event(MemberEventKind::kJoined, "mix2", MemberState::kAlive, 1, md2, t0), t0);
+    ms.apply(event(MemberEventKind::kJoined, "mix3", MemberState::kAlive, 1, md3, t0), t0);
+    CHECK_FALSE(ms.next_grace_end(t0).has_value());
+
+    // mix2 dies at t0+1s, mix3 leaves at t0+5s: both gone for new flows at once.
+    CHECK(ms.apply(event(MemberEventKind::kDead, "mix2", MemberState::kDead, 1, {}, t0 + 1s), t0 + 1s));
+    CHECK(ms.apply(event(MemberEventKind::kLeft, "mix3", MemberState::kLeft, 1, {}, t0 + 5s), t0 + 5s));
+    CHECK(ms.vip_entries()[0].serving == Names{"mix1"});
+    auto members = ms.members(t0 + 10s);
+    REQUIRE(names(members) == Names{"mix1", "mix2", "mix3"});
+    CHECK_FALSE(members[0].departed);
+    CHECK(members[1].departed);
+    CHECK(members[1].weight == 0);
+    CHECK(members[1].address == *Address::parse("10.0.0.12"));
+    CHECK(members[2].departed);
+    CHECK(ms.next_grace_end(t0 + 10s) == t0 + 31s);
+
+    // mix2's grace runs out first, then mix3's.
+    CHECK(names(ms.members(t0 + 32s)) == Names{"mix1", "mix3"});
+    CHECK(ms.next_grace_end(t0 + 32s) == t0 + 35s);
+    CHECK(names(ms.members(t0 + 36s)) == Names{"mix1"});
+    CHECK_FALSE(ms.next_grace_end(t0 + 36s).has_value());
+
+    // A member back within its grace is a member again, nothing lost.
+    CHECK(ms.apply(event(MemberEventKind::kJoined, "mix3", MemberState::kAlive, 2, md3, t0 + 36s), t0 + 36s));
+    members = ms.members(t0 + 36s);
+    REQUIRE(names(members) == Names{"mix1", "mix3"});
+    CHECK_FALSE(members[1].departed);
+    CHECK(ms.vip_entries()[0].serving == Names{"mix1", "mix3"});
+  }
+
+  TEST_CASE("a member restarting its sidecar stays in the node map but gets no new flows") {
+    Membership ms("mix1", vips());
+    ms.set_self(meta("10.0.0.11", 1, true, {vip_tag(vips()[0].key)}), {});
+    auto m2 = meta("10.0.0.12", 1, true, {vip_tag(vips()[0].key)});
+    ms.apply(event(MemberEventKind::kJoined, "mix2", MemberState::kAlive, 1, encode_metadata(m2)));
+    CHECK(ms.vip_entries()[0].serving == Names{"mix1", "mix2"});
+    m2.restarting = true;
+    CHECK(decode_metadata(encode_metadata(m2))->restarting);
+    CHECK(ms.apply(event(MemberEventKind::kUpdated, "mix2", MemberState::kAlive, 2, encode_metadata(m2))));
+    CHECK(ms.vip_entries()[0].serving == Names{"mix1"});
+    CHECK(ms.in_tables() == Names{"mix1", "mix2"});
+    // Its successor publishes without the flag: new flows again.
+    m2.restarting = false;
+    CHECK(ms.apply(event(MemberEventKind::kUpdated, "mix2", MemberState::kAlive, 3, encode_metadata(m2))));
+    CHECK(ms.vip_entries()[0].serving == Names{"mix1", "mix2"});
   }
 
   TEST_CASE("drained and unhealthy nodes stay members; nobody serving leaves an empty set") {
@@ -244,7 +301,7 @@ TEST_SUITE("membership") {
 
   TEST_CASE("records of members dead for long are forgotten; events about this node's name are ignored") {
     const auto t0 = std::chrono::steady_clock::now();
-    Membership ms("mix1", vips(), 10min);
+    Membership ms("mix1", vips(), 1min, 10min);
     ms.set_self(meta("10.0.0.11", 1, true, {}), {});
     const auto md = encode_metadata(meta("10.0.0.12", 1, true, {}));
     ms.apply(event(MemberEventKind::kJoined, "mix2", MemberState::kAlive, 1, md, t0), t0);

@@ -456,13 +456,66 @@ rejoin_interval_ms = 120000
         {"unknown key", "[gossip]\nseeds = [\"10.0.0.12\"]\n",
          "mix1.toml:6: gossip.seeds: unknown key ([gossip] takes enabled, port, bind, cluster, "
          "keyring, probe_interval_ms, probe_timeout_ms, interval_ms, suspicion_mult, "
-         "push_pull_interval_ms, rejoin_interval_ms)"},
+         "push_pull_interval_ms, rejoin_interval_ms, flow_grace_ms)"},
     };
     for (const BadInput& c : cases) {
       const std::string what = c.what;
       CAPTURE(what);
       CHECK(parse_error(node + c.text) == std::string(c.message));
     }
+  }
+
+  TEST_CASE("the life-cycle keys: run_dir, on_stop, leave_timeout_ms, flow_grace_ms") {
+    const std::string node =
+        "[node]\nname = \"mix1\"\ninterface = \"eth0\"\naddress = \"10.0.0.11\"\n";
+    const Config defaults = parse_config(node, "mix1.toml");
+    CHECK(defaults.run_dir == "/run/mixlb");
+    CHECK(defaults.admin_socket == "/run/mixlb/mix1.sock");
+    CHECK(defaults.on_stop == StopAction::kRestart);
+    CHECK(defaults.leave_timeout_ms == 30000);
+    CHECK(defaults.gossip_flow_grace_ms == 60000);
+
+    const Config set = parse_config(node +
+                                        "run_dir = \"/run/lb\"\non_stop = \"leave\"\n"
+                                        "leave_timeout_ms = 5000\n[gossip]\nflow_grace_ms = 5000\n",
+                                    "mix1.toml");
+    CHECK(set.admin_socket == "/run/lb/mix1.sock");
+    CHECK(set.on_stop == StopAction::kLeave);
+    CHECK(set.leave_timeout_ms == 5000);
+    CHECK(set.gossip_flow_grace_ms == 5000);
+
+    const BadInput cases[] = {
+        {"on_stop unknown", "on_stop = \"reboot\"\n",
+         "mix1.toml:5: node.on_stop: expected restart or leave, got 'reboot'"},
+        {"run_dir relative", "run_dir = \"run\"\n",
+         "mix1.toml:5: node.run_dir: 'run' is not an absolute path"},
+        {"leave timeout out of range", "leave_timeout_ms = 3600001\n",
+         "mix1.toml:5: node.leave_timeout_ms: 3600001 is out of range 0..3600000"},
+        {"grace out of range", "[gossip]\nflow_grace_ms = 3600001\n",
+         "mix1.toml:6: gossip.flow_grace_ms: 3600001 is out of range 0..3600000"},
+        {"a leave outlasting the peers' grace", "[gossip]\nflow_grace_ms = 20000\n",
+         "mix1.toml:1: node.leave_timeout_ms: 30000 ms is longer than gossip.flow_grace_ms = "
+         "20000 ms: the other nodes would stop forwarding this node's established flows before "
+         "its leave ends"},
+        {"a seed of the other family", "[[peer]]\nname = \"mix2\"\naddress = \"fd00::12\"\n",
+         "mix1.toml:7: peer[0].address: fd00::12 is IPv6 but this node gossips over IPv4 "
+         "(node.address 10.0.0.11); a gossip seed must be in the node's family"},
+    };
+    for (const BadInput& c : cases) {
+      const std::string what = c.what;
+      CAPTURE(what);
+      CHECK(parse_error(node + c.text) == std::string(c.message));
+    }
+    // Without gossip the peers are static members, and families may mix.
+    CHECK(parse_error(node + "[gossip]\nenabled = false\n[[peer]]\nname = \"mix2\"\n"
+                             "address = \"fd00::12\"\n") == "");
+    // The family comes from the node's own peer entry when node.address is unset.
+    CHECK(parse_error("[node]\nname = \"mix1\"\ninterface = \"eth0\"\n[[peer]]\nname = \"mix1\"\n"
+                      "address = \"fd00::11\"\n[[peer]]\nname = \"mix2\"\naddress = \"10.0.0.12\"\n") ==
+          "mix1.toml:9: peer[1].address: 10.0.0.12 is IPv4 but this node gossips over IPv6 (this "
+          "node's [[peer]] entry fd00::11); a gossip seed must be in the node's family");
+    CHECK(args_error({"--name", "mix1", "--interface", "eth0", "--on-stop", "later"}) ==
+          "--on-stop: expected restart or leave, got 'later'");
   }
 
   TEST_CASE("accepted variants") {
@@ -525,7 +578,7 @@ address = "10.100.0.1"
 nodes = ["mix2", "mix1"]
 [[peer]]
 name = "mix2"
-address = "10.0.0.12"
+address = "fd00::12"
 )",
                                     "m.toml");
       REQUIRE(c.node_address);
@@ -596,7 +649,7 @@ address = "10.0.0.99"
          "[gossip], [[vip]] or [[peer]])"},
         {"typo in [node]", "[node]\nname = \"mix1\"\ninterfce = \"eth0\"\n",
          "mix1.toml:3: node.interfce: unknown key ([node] takes name, interface, address, weight, "
-         "admin_socket, bpffs_dir, log_level)"},
+         "admin_socket, run_dir, bpffs_dir, log_level, on_stop, leave_timeout_ms)"},
         {"typo in [datapath]",
          "[node]\nname = \"mix1\"\ninterface = \"eth0\"\n[datapath]\nmode = 1\n",
          "mix1.toml:5: datapath.mode: unknown key ([datapath] takes xdp_mode, maglev_table_size, "
@@ -1102,7 +1155,8 @@ address = "10.0.0.99"
                               "--peer",      "mix2=10.0.0.12@0",
                               "--peer",      "mix3=fd00::13@100",
                               "--peer",      "mix4=10.0.0.14",
-                              "--weight",    "5"});
+                              "--weight",    "5",
+                              "--no-gossip"});
     REQUIRE(c);
     CHECK(c->node_address == addr("fd00::11"));
     CHECK(c->node_weight == 5);

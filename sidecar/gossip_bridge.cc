@@ -1,0 +1,132 @@
+#include "gossip_bridge.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/post.hpp>
+#include <variant>
+
+namespace mixlb {
+namespace {
+
+template <class... F>
+struct Overloaded : F... {
+  using F::operator()...;
+};
+
+}  // namespace
+
+GossipBridge::GossipBridge(boost::asio::io_context& io, std::string self_name,
+                           std::vector<VipEntry> vips, GossipSettings settings,
+                           std::function<void()> on_change)
+    : io_(io),
+      membership_(std::move(self_name), std::move(vips), settings.flow_grace),
+      address_(settings.options.config.address),
+      rejoin_interval_(settings.options.config.rejoin_interval),
+      settings_(std::move(settings)),
+      on_change_(std::move(on_change)) {}
+
+GossipBridge::~GossipBridge() {
+  *alive_ = false;
+  if (transport_) stop(gossip::StopMode::kQuiet);
+}
+
+std::error_code GossipBridge::bind() {
+  if (transport_) return {};
+  auto alive = alive_;
+  // The options go to the transport (the keyring moves with them); what the
+  // bridge needs later is kept in settings_ apart from them.
+  transport_ = std::make_unique<gossip::Transport>(std::move(settings_.options), [this, alive](gossip::Event event) {
+    // The transport's thread: hand the event over and return.
+    boost::asio::post(io_, [this, alive, event = std::move(event)] {
+      if (*alive) on_event(event);
+    });
+  });
+  if (auto ec = transport_->bind()) return ec;
+  address_ = transport_->address();
+  return {};
+}
+
+std::error_code GossipBridge::start(const MemberMetadata& self) {
+  if (auto ec = bind()) return ec;
+  membership_.set_self(self, address_);
+  std::vector<gossip::Address> seeds;
+  for (const auto& s : settings_.seeds)
+    if (s != address_) seeds.push_back(s);
+  join_wait_ = JoinWait(seeds.size());
+  if (auto ec = transport_->start(seeds)) return ec;
+  if (auto ec = transport_->set_metadata(encode_metadata(self)))
+    spdlog::error("gossip: publishing this node's metadata: {}", ec.message());
+  spdlog::info("gossip on {} (cluster '{}'), joining through {} seed(s)", address_.to_string(),
+               settings_.cluster, seeds.size());
+  if (join_wait_.done()) {  // no seed: the first node of a cluster
+    joined_ = true;
+    on_change_();
+  }
+  return {};
+}
+
+bool GossipBridge::publish(const MemberMetadata& self) {
+  const bool changed = membership_.set_self(self, address_);
+  if (transport_ && !stopped_) {
+    if (auto ec = transport_->set_metadata(encode_metadata(self)))
+      spdlog::error("gossip: publishing this node's metadata: {}", ec.message());
+  }
+  return changed;
+}
+
+void GossipBridge::stop(gossip::StopMode mode) {
+  if (!transport_ || stopped_) return;
+  stopped_ = true;
+  if (auto ec = transport_->stop(mode)) spdlog::warn("gossip stopped uncleanly: {}", ec.message());
+}
+
+void GossipBridge::snapshot(std::function<void(SnapshotResult)> done) {
+  if (!transport_) {
+    done(std::unexpected(std::make_error_code(std::errc::not_connected)));
+    return;
+  }
+  auto alive = alive_;
+  transport_->snapshot_async([this, alive, done = std::move(done)](SnapshotResult result) mutable {
+    // Either the gossip thread or, when the transport is not running, this
+    // one: post in both cases, so `done` always runs on the io_context.
+    boost::asio::post(io_, [alive, done = std::move(done), result = std::move(result)]() mutable {
+      if (*alive) done(std::move(result));
+    });
+  });
+}
+
+void GossipBridge::on_event(const gossip::Event& event) {
+  if (stopped_) return;
+  std::visit(Overloaded{
+                 [&](const gossip::MemberEvent& e) {
+                   if (membership_.apply(e)) on_change_();
+                 },
+                 [&](const gossip::UserEventDelivery& e) {
+                   ++user_events_;
+                   spdlog::debug("gossip: user event {}#{} ({} bytes)", e.origin, e.seq,
+                                 e.payload.size());
+                 },
+                 [&](const gossip::SyncResult& r) {
+                   if (r.error)
+                     spdlog::warn("gossip: {} sync with {} failed: {}", gossip::to_string(r.purpose),
+                                  r.peer.to_string(), r.error.message());
+                   else
+                     spdlog::info("gossip: {} sync with {} done", gossip::to_string(r.purpose),
+                                  r.peer.to_string());
+                   if (!joined_ && r.purpose == gossip::SyncPurpose::kJoin &&
+                       join_wait_.on_result(!r.error)) {
+                     if (join_wait_.alone())
+                       spdlog::warn("gossip: no seed answered; publishing the tables of the "
+                                    "members known so far and re-joining every {} ms",
+                                    std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        rejoin_interval_)
+                                        .count());
+                     joined_ = true;
+                     on_change_();
+                   }
+                 },
+             },
+             event);
+}
+
+}  // namespace mixlb

@@ -1,0 +1,93 @@
+#pragma once
+// GossipBridge joins the gossip layer (its own thread, gossip/transport.h)
+// to the sidecar's io_context. Everything crosses by posting: the
+// transport's events are posted here and applied to Membership on this
+// thread; snapshots of the transport's counters come back the same way, so
+// the io_context's thread never waits on the gossip thread.
+//
+// It also owns the join rule for a starting sidecar (JoinWait): the first
+// tables are published once a seed has answered (or every seed failed), so
+// a restarted sidecar keeps its predecessor's pinned tables until it knows
+// the cluster.
+//
+// Its life: bind() (the port is checked before the sidecar touches the
+// kernel), start() (joins), then stop() — kQuiet for a restart (publish
+// "restarting" first, so peers send no new flows; no leave: the successor
+// refutes its death), kLeave for a leave.
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <cstdint>
+#include <expected>
+#include <functional>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "cluster/member_metadata.h"
+#include "cluster/membership.h"
+#include "transport.h"
+
+namespace mixlb {
+
+struct GossipSettings {
+  // The core's configuration (with this node's first metadata), the
+  // keyring, the bind address.
+  gossip::TransportOptions options;
+  std::vector<gossip::Address> seeds;
+  std::string cluster;  // for messages; the keyring carries it on the wire
+  std::chrono::steady_clock::duration flow_grace = std::chrono::minutes(1);
+};
+
+class GossipBridge {
+ public:
+  // `on_change` runs on the io_context's thread whenever the tables' inputs
+  // changed (members, their metadata, the join state).
+  GossipBridge(boost::asio::io_context& io, std::string self_name, std::vector<VipEntry> vips,
+               GossipSettings settings, std::function<void()> on_change);
+  ~GossipBridge();
+  GossipBridge(const GossipBridge&) = delete;
+  GossipBridge& operator=(const GossipBridge&) = delete;
+
+  // Binds the UDP and TCP sockets (a bad configuration throws
+  // std::invalid_argument from the transport).
+  std::error_code bind();
+  // Joins through the seeds, publishing `self`.
+  std::error_code start(const MemberMetadata& self);
+  // Publishes new metadata; true when the tables' inputs changed.
+  bool publish(const MemberMetadata& self);
+  // Stops the transport (idempotent).
+  void stop(gossip::StopMode mode);
+
+  // Takes a snapshot on the gossip thread and hands it to `done` on the
+  // io_context's thread.
+  using SnapshotResult = std::expected<gossip::TransportSnapshot, std::error_code>;
+  void snapshot(std::function<void(SnapshotResult)> done);
+
+  Membership& membership() { return membership_; }
+  const Membership& membership() const { return membership_; }
+  // The first tables may be published.
+  bool joined() const { return joined_; }
+  const gossip::Address& address() const { return address_; }
+  std::uint64_t user_events() const { return user_events_; }
+  bool running() const { return transport_ && transport_->running(); }
+
+ private:
+  void on_event(const gossip::Event& event);
+
+  boost::asio::io_context& io_;
+  Membership membership_;
+  gossip::Address address_;
+  gossip::Duration rejoin_interval_;
+  GossipSettings settings_;  // its options are moved to the transport by bind()
+  std::function<void()> on_change_;
+  // Set by the destructor: events posted before it must not run after it.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  std::unique_ptr<gossip::Transport> transport_;
+  JoinWait join_wait_{0};
+  bool joined_ = false;
+  bool stopped_ = false;
+  std::uint64_t user_events_ = 0;
+};
+
+}  // namespace mixlb

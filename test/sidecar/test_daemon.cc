@@ -1,0 +1,217 @@
+// The split daemon's ways in and out, run in this process on the real BPF
+// program (a veth of the test namespace as the uplink) with the host side —
+// netlink and sysctls — on fakes that record what it changed:
+//   start from nothing, stop for a restart (everything stays), start again
+//   (everything adopted, nothing changed), a second instance (refused,
+//   nothing touched), a start that fails after a restart (the data path it
+//   found stays), and a leave (everything goes, the host as before).
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <string>
+#include <thread>
+
+#include "admin/admin_server.h"
+#include "daemon.h"
+#include "fakes.h"
+#include "kernel/bpffs.h"
+#include "kernel/host_record.h"
+#include "netns_fixture.h"
+
+namespace mixlb {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct DaemonHost {
+  test::FakeSysctls sysctls;
+  test::FakeRtnl netlink;
+  std::string dir = std::filesystem::temp_directory_path() / ("mixlb-daemon-" + std::to_string(::getpid()));
+  std::string bpffs = "/sys/fs/bpf/mixlb-daemon-" + std::to_string(::getpid());
+
+  DaemonHost() {
+    netlink.links = {{"lo", 1}, {"dp0", test_net().dp0}};
+    netlink.macs = {{test_net().dp0, test_net().dp0_mac}};
+    for (const char* k : {"net.ipv4.conf.all.arp_ignore", "net.ipv4.conf.all.arp_announce",
+                          "net.ipv4.conf.dp0.arp_ignore", "net.ipv4.conf.dp0.arp_announce",
+                          "net.ipv4.conf.dp0.forwarding"})
+      sysctls.values[k] = "0";
+    std::filesystem::create_directories(dir);
+    auto ready = ensure_bpffs(bpffs);
+    REQUIRE_MESSAGE(ready.has_value(), (ready ? "" : ready.error()));
+  }
+  ~DaemonHost() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+    std::filesystem::remove_all(bpffs, ec);
+  }
+
+  Config config() const {
+    Config c;
+    c.node_name = "mix1";
+    c.interface = "dp0";
+    c.node_address = *Address::parse("10.0.0.1");
+    c.run_dir = dir;
+    c.admin_socket = dir + "/mix1.sock";
+    c.bpffs_dir = bpffs;
+    c.xdp_mode = XdpMode::kNative;
+    c.maglev_table_size = 251;
+    c.max_vips = 4;
+    c.max_nodes = 16;
+    c.conntrack_entries = 1024;
+    c.gossip_enabled = false;
+    c.health_kind = "none";
+    c.leave_timeout_ms = 5000;
+    VipConfig vip;
+    vip.address = *Address::parse("10.100.0.1");
+    vip.ports = {80};
+    c.vips = {vip};
+    c.peers = {{"mix1", *Address::parse("10.0.0.1"), 1}, {"mix2", *Address::parse("10.0.0.2"), 1}};
+    validate(c);
+    return c;
+  }
+  std::string record_path() const { return host_record_path(dir, "mix1"); }
+};
+
+// A daemon on a thread of its own; its admin socket answers once it serves.
+struct Running {
+  std::future<int> exit;
+  std::string socket;
+
+  Running(const DaemonHost& host, const Config& config) : socket(config.admin_socket) {
+    std::promise<int> done;
+    exit = done.get_future();
+    std::thread([&host, config, done = std::move(done)]() mutable {
+      try {
+        int status = 0;
+        {
+          // Destroyed before the test hears the exit: it holds the lock.
+          Daemon daemon(config, DaemonSeams{const_cast<test::FakeRtnl*>(&host.netlink),
+                                            const_cast<test::FakeSysctls*>(&host.sysctls)});
+          status = daemon.run();
+        }
+        done.set_value(status);
+      } catch (...) {
+        done.set_exception(std::current_exception());
+      }
+    }).detach();
+    for (int i = 0; i < 200; ++i) {
+      if (exit.wait_for(0s) == std::future_status::ready) return;
+      if (admin_request(socket, "status", nlohmann::json::object(), 1000ms)) return;
+      std::this_thread::sleep_for(20ms);
+    }
+    FAIL("the daemon did not answer on " << socket);
+  }
+
+  nlohmann::json ask(const char* cmd) {
+    auto reply = admin_request(socket, cmd, nlohmann::json::object(), 5000ms);
+    REQUIRE_MESSAGE(reply.has_value(), (reply ? "" : reply.error()));
+    return *reply;
+  }
+
+  int wait() {
+    REQUIRE(exit.wait_for(15s) == std::future_status::ready);
+    return exit.get();
+  }
+};
+
+bool pinned(const DaemonHost& h, const char* name) {
+  return std::filesystem::exists(h.bpffs + "/mix1/" + name);
+}
+
+}  // namespace
+
+TEST_SUITE("daemon" * doctest::skip(cannot_run())) {
+  TEST_CASE("restart keeps and adopts everything; a second instance and a failed start touch nothing; leave removes all") {
+    DaemonHost host;
+    const Config config = host.config();
+    const int dp0 = test_net().dp0;
+
+    // 1. A first start: the host gets its settings, the uplink the program.
+    {
+      Running first(host, config);
+      const auto status = first.ask("status");
+      CHECK(status["xdp_mode"] == "native");
+      CHECK(status["instance"]["adopted_maps"] == false);
+      CHECK(status["instance"]["adopted_link"] == false);
+      CHECK(host.sysctls.values["net.ipv4.conf.dp0.forwarding"] == "1");
+      CHECK(host.netlink.has_address(1, "10.100.0.1"));
+      CHECK(pinned(host, "xdp_link"));
+      auto record = load_host_record(host.record_path());
+      REQUIRE(record.has_value());
+      REQUIRE(record->has_value());
+      CHECK((*record)->sysctls.size() == 5);
+      CHECK((*record)->vips == std::vector<std::string>{"10.100.0.1/32"});
+      CHECK((*record)->neighbours == std::vector<std::string>{"10.0.0.2"});
+
+      // 2. A second instance of the node is refused and changes nothing.
+      const auto writes = host.sysctls.writes.size();
+      DaemonSeams seams{&host.netlink, &host.sysctls};
+      Daemon second(config, seams);
+      const std::string refusal =
+          "another mixlb for node mix1 is running (pid " + std::to_string(::getpid());
+      CHECK_THROWS_WITH_AS(second.run(), doctest::Contains(refusal.c_str()), StartupError);
+      CHECK(host.sysctls.writes.size() == writes);
+      CHECK(first.ask("status")["node"] == "mix1");
+      CHECK(query_xdp_mode(dp0) == AttachMode::kNative);
+
+      // 3. SIGTERM: a stop for a restart.
+      ::kill(::getpid(), SIGTERM);
+      CHECK(first.wait() == 0);
+    }
+    CHECK(query_xdp_mode(dp0) == AttachMode::kNative);
+    CHECK(pinned(host, "xdp_link"));
+    CHECK(pinned(host, "mixlb_ct"));
+    CHECK(host.sysctls.values["net.ipv4.conf.dp0.forwarding"] == "1");
+    CHECK(host.netlink.has_address(1, "10.100.0.1"));
+    CHECK(host.netlink.neighbours.contains({dp0, *Address::parse("10.0.0.2")}));
+    const auto record_after_stop = load_host_record(host.record_path());
+    REQUIRE(record_after_stop.has_value());
+    REQUIRE(record_after_stop->has_value());
+
+    // 4. A start that fails after the restart (its admin socket path is
+    // taken by a file) leaves the data path it found.
+    {
+      std::ofstream(config.admin_socket) << "not a socket";
+      const auto writes = host.sysctls.writes.size();
+      Daemon failing(config, DaemonSeams{&host.netlink, &host.sysctls});
+      CHECK_THROWS_WITH_AS(failing.run(), doctest::Contains("exists and is not a socket"), StartupError);
+      CHECK(query_xdp_mode(dp0) == AttachMode::kNative);
+      CHECK(pinned(host, "xdp_link"));
+      CHECK(host.sysctls.writes.size() == writes);
+      CHECK(host.netlink.has_address(1, "10.100.0.1"));
+      CHECK(load_host_record(host.record_path()).value() == *record_after_stop);
+      std::filesystem::remove(config.admin_socket);
+    }
+
+    // 5. The next start adopts it all, changing nothing on the host.
+    {
+      const auto writes = host.sysctls.writes.size();
+      Running next(host, config);
+      const auto status = next.ask("status");
+      CHECK(status["instance"]["adopted_maps"] == true);
+      CHECK(status["instance"]["adopted_link"] == true);
+      CHECK(status["uplink"] == "attached");
+      CHECK(host.sysctls.writes.size() == writes);
+      CHECK(load_host_record(host.record_path()).value() == *record_after_stop);
+
+      // 6. A leave: the host as before the first start.
+      const auto leave = next.ask("leave");
+      CHECK(leave["leaving"] == true);
+      CHECK(next.wait() == 0);
+    }
+    CHECK_FALSE(query_xdp_mode(dp0).has_value());
+    CHECK_FALSE(std::filesystem::exists(host.bpffs + "/mix1"));
+    for (const auto& [key, value] : host.sysctls.values) CHECK_MESSAGE(value == "0", key);
+    CHECK_FALSE(host.netlink.has_address(1, "10.100.0.1"));
+    CHECK_FALSE(host.netlink.neighbours.contains({dp0, *Address::parse("10.0.0.2")}));
+    CHECK_FALSE(std::filesystem::exists(host.record_path()));
+  }
+}
+
+}  // namespace mixlb
