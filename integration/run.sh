@@ -685,6 +685,7 @@ if ! mixlb_init "$build"; then
 	exit 1
 fi
 if ! reason=$(mixlb_probe); then
+	echo "# would run $plan cases"
 	echo "1..0 # SKIP $reason"
 	exit 0
 fi

@@ -2,12 +2,10 @@
 #include "kernel/unique_fd.h"
 
 #include <fcntl.h>
-#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <utility>
 
 namespace mixlb {
 
@@ -132,49 +130,6 @@ std::error_code write_sysctl(const SysctlKey& key, std::string_view value) {
     if (static_cast<std::size_t>(n) != value.size()) return errno_code(EIO);
     return {};
   }
-}
-
-SysctlGuard::SysctlGuard(SysctlGuard&& other) noexcept
-    : changes_(std::exchange(other.changes_, {})) {}
-
-SysctlGuard& SysctlGuard::operator=(SysctlGuard&& other) noexcept {
-  if (this != &other) {
-    restore();
-    changes_ = std::exchange(other.changes_, {});
-  }
-  return *this;
-}
-
-SysctlGuard::~SysctlGuard() { restore(); }
-
-std::error_code SysctlGuard::set(const SysctlKey& key, std::string_view value) {
-  auto current = read_sysctl(key);
-  if (!current) return current.error();
-  if (same_sysctl_value(*current, value)) return {};
-  if (const auto ec = write_sysctl(key, value)) return ec;
-  const bool recorded = std::any_of(changes_.begin(), changes_.end(),
-                                    [&](const Change& change) { return change.key == key; });
-  if (!recorded) changes_.push_back({key, std::move(*current)});
-  return {};
-}
-
-std::error_code SysctlGuard::set(std::string_view key, std::string_view value) {
-  auto parsed = SysctlKey::parse(key);
-  if (!parsed) return parsed.error();
-  return set(*parsed, value);
-}
-
-std::error_code SysctlGuard::restore() {
-  std::error_code first;
-  for (auto it = changes_.rbegin(); it != changes_.rend(); ++it) {
-    if (const auto ec = write_sysctl(it->key, it->previous)) {
-      spdlog::warn("cannot restore sysctl {} to '{}': {}", it->key.name(), it->previous,
-                   ec.message());
-      if (!first) first = ec;
-    }
-  }
-  changes_.clear();
-  return first;
 }
 
 }  // namespace mixlb

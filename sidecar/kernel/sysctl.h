@@ -1,7 +1,7 @@
 #pragma once
-// Kernel parameters under /proc/sys, and SysctlGuard, which puts back every
-// parameter the daemon changed when it stops: a sidecar shares its node with
-// the application, so it must leave the node's settings as it found them.
+// Kernel parameters under /proc/sys: keys, reading and writing, and the
+// SysctlOps seam HostSetup changes them through (it records the previous
+// values, so a leave puts the node's settings back as it found them).
 //
 // Keys are written the way sysctl(8) writes them, "net.ipv4.conf.all.arp_ignore".
 // A dotted key cannot name an interface whose own name has a dot
@@ -73,36 +73,5 @@ class ProcSysctls final : public SysctlOps {
 // read back with tabs ("4096\t131072\t6291456") but may be written with
 // spaces, so they are compared word by word.
 bool same_sysctl_value(std::string_view a, std::string_view b);
-
-// Records the previous value of each key the first time set() changes it;
-// restore() (and the destructor) writes them back in reverse order, so keys
-// whose writes interact (conf.all.* propagating to conf.default.*) end up as
-// they were. A set() that would not change the value records nothing.
-class SysctlGuard {
- public:
-  SysctlGuard() = default;
-  SysctlGuard(SysctlGuard&& other) noexcept;
-  SysctlGuard& operator=(SysctlGuard&& other) noexcept;
-  SysctlGuard(const SysctlGuard&) = delete;
-  SysctlGuard& operator=(const SysctlGuard&) = delete;
-  ~SysctlGuard();  // restore(); failures are logged
-
-  std::error_code set(const SysctlKey& key, std::string_view value);
-  // Parses `key` first (EINVAL if malformed).
-  std::error_code set(std::string_view key, std::string_view value);
-
-  // Writes every recorded key back, newest first, and forgets them. Keeps
-  // going past failures (each is logged) and returns the first one.
-  std::error_code restore();
-
-  std::size_t changed() const { return changes_.size(); }
-
- private:
-  struct Change {
-    SysctlKey key;
-    std::string previous;
-  };
-  std::vector<Change> changes_;
-};
 
 }  // namespace mixlb

@@ -6,6 +6,8 @@
 //   nothing touched), a start that fails after a restart (the data path it
 //   found stays), and a leave (everything goes, the host as before).
 #include <doctest/doctest.h>
+#include <bpf/bpf.h>
+#include <net/if.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -31,19 +33,26 @@ using namespace std::chrono_literals;
 struct DaemonHost {
   test::FakeSysctls sysctls;
   test::FakeRtnl netlink;
+  std::string uplink;
   std::string dir = std::filesystem::temp_directory_path() / ("mixlb-daemon-" + std::to_string(::getpid()));
   std::string bpffs = "/sys/fs/bpf/mixlb-daemon-" + std::to_string(::getpid());
 
-  DaemonHost() {
-    netlink.links = {{"lo", 1}, {"dp0", test_net().dp0}};
-    netlink.macs = {{test_net().dp0, test_net().dp0_mac}};
-    for (const char* k : {"net.ipv4.conf.all.arp_ignore", "net.ipv4.conf.all.arp_announce",
-                          "net.ipv4.conf.dp0.arp_ignore", "net.ipv4.conf.dp0.arp_announce",
-                          "net.ipv4.conf.dp0.forwarding"})
-      sysctls.values[k] = "0";
+  // The uplink is a veth of the test namespace; the fakes know it by name.
+  explicit DaemonHost(std::string uplink_name = "dp0", int ifindex = test_net().dp0)
+      : uplink(std::move(uplink_name)) {
+    netlink.links = {{"lo", 1}};
+    show_uplink(ifindex);
+    for (const std::string& k : std::vector<std::string>{"all.arp_ignore", "all.arp_announce",
+                                                         uplink + ".arp_ignore", uplink + ".arp_announce",
+                                                         uplink + ".forwarding"})
+      sysctls.values["net.ipv4.conf." + k] = "0";
     std::filesystem::create_directories(dir);
     auto ready = ensure_bpffs(bpffs);
     REQUIRE_MESSAGE(ready.has_value(), (ready ? "" : ready.error()));
+  }
+  void show_uplink(int ifindex) {
+    netlink.links[uplink] = ifindex;
+    netlink.macs[ifindex] = read_mac(uplink);
   }
   ~DaemonHost() {
     std::error_code ec;
@@ -54,7 +63,7 @@ struct DaemonHost {
   Config config() const {
     Config c;
     c.node_name = "mix1";
-    c.interface = "dp0";
+    c.interface = uplink;
     c.node_address = *Address::parse("10.0.0.1");
     c.run_dir = dir;
     c.admin_socket = dir + "/mix1.sock";
@@ -119,6 +128,18 @@ struct Running {
     return exit.get();
   }
 };
+
+int ifindex_of(const std::string& name) { return static_cast<int>(if_nametoindex(name.c_str())); }
+
+// Polls the daemon's status until `done` holds, at most 5 s.
+template <typename Done>
+bool eventually(Running& daemon, Done done) {
+  for (int i = 0; i < 100; ++i) {
+    if (done(daemon.ask("status"))) return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return false;
+}
 
 bool pinned(const DaemonHost& h, const char* name) {
   return std::filesystem::exists(h.bpffs + "/mix1/" + name);
@@ -211,6 +232,62 @@ TEST_SUITE("daemon" * doctest::skip(cannot_run())) {
     CHECK_FALSE(host.netlink.has_address(1, "10.100.0.1"));
     CHECK_FALSE(host.netlink.neighbours.contains({dp0, *Address::parse("10.0.0.2")}));
     CHECK_FALSE(std::filesystem::exists(host.record_path()));
+  }
+  TEST_CASE("an uplink that is detached or vanishes is reported and attached again; SIGTERM may mean leave") {
+    sh("ip link add upl0 type veth peer name upl0p");
+    sh("ip link set upl0 up");
+    DaemonHost host("upl0", ifindex_of("upl0"));
+    Config config = host.config();
+    config.on_stop = StopAction::kLeave;
+    Running daemon(host, config);
+    REQUIRE(daemon.ask("status")["uplink"] == "attached");
+
+    // Someone detaches the program (bpftool link detach): it comes back.
+    {
+      const int link = bpf_obj_get((host.bpffs + "/mix1/xdp_link").c_str());
+      REQUIRE(link >= 0);
+      bpf_link_info before{};
+      std::uint32_t len = sizeof(before);
+      REQUIRE(bpf_obj_get_info_by_fd(link, &before, &len) == 0);
+      REQUIRE(bpf_link_detach(link) == 0);
+      ::close(link);
+      CHECK_FALSE(query_xdp_mode(ifindex_of("upl0")).has_value());
+      CHECK(eventually(daemon, [](const nlohmann::json&) {
+        return query_xdp_mode(ifindex_of("upl0")) == AttachMode::kNative;
+      }));
+      const int again = bpf_obj_get((host.bpffs + "/mix1/xdp_link").c_str());
+      REQUIRE(again >= 0);
+      bpf_link_info after{};
+      len = sizeof(after);
+      REQUIRE(bpf_obj_get_info_by_fd(again, &after, &len) == 0);
+      ::close(again);
+      CHECK(after.id != before.id);  // a new link, pinned in the old one's place
+      CHECK(daemon.ask("status")["uplink"] == "attached");
+    }
+
+    // The interface goes away: status says so.
+    sh("ip link del upl0");
+    host.netlink.links.erase("upl0");
+    CHECK(eventually(daemon, [](const nlohmann::json& st) { return st["uplink"] == "missing"; }));
+
+    // It comes back, with another index: the program is attached to it.
+    sh("ip link add upl0 type veth peer name upl0p");
+    sh("ip link set upl0 up");
+    const int reborn = ifindex_of("upl0");
+    host.show_uplink(reborn);
+    CHECK(eventually(daemon, [&](const nlohmann::json& st) {
+      return st["uplink"] == "attached" && st["ifindex"] == reborn;
+    }));
+    CHECK(query_xdp_mode(reborn) == AttachMode::kNative);
+
+    // node.on_stop = "leave": SIGTERM leaves and removes everything.
+    ::kill(::getpid(), SIGTERM);
+    CHECK(daemon.wait() == 0);
+    CHECK_FALSE(query_xdp_mode(reborn).has_value());
+    CHECK_FALSE(std::filesystem::exists(host.bpffs + "/mix1"));
+    for (const auto& [key, value] : host.sysctls.values) CHECK_MESSAGE(value == "0", key);
+    CHECK_FALSE(std::filesystem::exists(host.record_path()));
+    sh("ip link del upl0");
   }
 }
 

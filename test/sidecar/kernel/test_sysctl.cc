@@ -1,5 +1,6 @@
 // Tests for sidecar/sysctl: key parsing (including interface names with
-// dots), reading, writing, and SysctlGuard's restore order. Writes happen
+// dots), reading, writing, and — on the real /proc/sys — the order in which
+// HostSetup and restore_host put parameters back. Writes happen
 // only to net.* parameters inside a private network namespace that the test
 // makes and that vanishes with its thread, so the host is never touched;
 // without the privilege to make one, those cases report skipped.
@@ -14,6 +15,8 @@
 #include <string>
 #include <thread>
 
+#include "kernel/host_record.h"
+#include "kernel/host_setup.h"
 #include "kernel/netlink.h"
 #include "kernel/sysctl.h"
 #include "netns_probe.h"
@@ -91,10 +94,6 @@ TEST_SUITE("sysctl") {
     CHECK(SysctlKey::interface_conf("ipv4", "..", "forwarding").error() ==
           std::errc::invalid_argument);
     CHECK(SysctlKey::from_components({}).error() == std::errc::invalid_argument);
-
-    SysctlGuard guard;
-    CHECK(guard.set("net..x", "1") == std::errc::invalid_argument);
-    CHECK(guard.changed() == 0);
   }
 
   TEST_CASE("reading: the value without its newline, ENOENT for no such key") {
@@ -120,55 +119,49 @@ TEST_SUITE("sysctl") {
     });
   }
 
-  TEST_CASE("SysctlGuard keeps the first previous value and restores it" *
-            doctest::skip(!can_unshare_netns())) {
-    in_private_netns([] {
-      const std::string ignore = read("net.ipv4.conf.all.arp_ignore");
-      const std::string announce = read("net.ipv4.conf.all.arp_announce");
-      {
-        SysctlGuard guard;
-        REQUIRE_FALSE(guard.set("net.ipv4.conf.all.arp_ignore", ignore == "1" ? "2" : "1"));
-        REQUIRE_FALSE(guard.set("net.ipv4.conf.all.arp_announce", announce == "2" ? "1" : "2"));
-        REQUIRE_FALSE(guard.set("net.ipv4.conf.all.arp_ignore", "8"));
-        CHECK(guard.changed() == 2);
-        CHECK(read("net.ipv4.conf.all.arp_ignore") == "8");
-
-        CHECK_FALSE(guard.restore());
-        CHECK(guard.changed() == 0);
-        CHECK(read("net.ipv4.conf.all.arp_ignore") == ignore);
-        CHECK(read("net.ipv4.conf.all.arp_announce") == announce);
-
-        // Setting what is already there changes nothing and records nothing.
-        REQUIRE_FALSE(guard.set("net.ipv4.conf.all.arp_ignore", ignore + "\n"));
-        CHECK(guard.changed() == 0);
-        // A failed set records nothing either.
-        CHECK(guard.set("net.ipv4.conf.all.arp_ignore", "banana") == std::errc::invalid_argument);
-        CHECK(guard.set("net.ipv4.no_such_parameter", "1") == std::errc::no_such_file_or_directory);
-        CHECK(guard.changed() == 0);
-
-        // The destructor restores too.
-        REQUIRE_FALSE(guard.set("net.ipv4.conf.all.arp_announce", announce == "2" ? "1" : "2"));
-      }
-      CHECK(read("net.ipv4.conf.all.arp_announce") == announce);
-    });
-  }
-
-  TEST_CASE("SysctlGuard restores newest first, so interacting keys end as they were" *
+  TEST_CASE("a failed start and a leave restore the real parameters, interacting keys included" *
             doctest::skip(!can_unshare_netns())) {
     in_private_netns([] {
       // Writing conf.all.forwarding also writes conf.default.forwarding (and
       // every interface's). Restoring oldest-first would leave default wrong.
       REQUIRE_FALSE(write_sysctl(key("net.ipv4.conf.all.forwarding"), "0"));
       REQUIRE(read("net.ipv4.conf.default.forwarding") == "0");
-      {
-        SysctlGuard guard;
-        REQUIRE_FALSE(guard.set("net.ipv4.conf.all.forwarding", "1"));
-        REQUIRE(read("net.ipv4.conf.default.forwarding") == "1");  // the side effect
-        REQUIRE_FALSE(guard.set("net.ipv4.conf.default.forwarding", "0"));
-        CHECK(guard.changed() == 2);
+      const std::string ignore = read("net.ipv4.conf.all.arp_ignore");
+      HostPlan plan;
+      plan.sysctls = {{key("net.ipv4.conf.all.forwarding"), "1"},
+                      {key("net.ipv4.conf.default.forwarding"), "0"},
+                      {key("net.ipv4.conf.all.arp_ignore"), ignore == "1" ? "2" : "1"}};
+      ProcSysctls sysctls;
+      auto nl = RtNetlink::open();
+      REQUIRE(nl.has_value());
+      for (const bool leave : {false, true}) {
+        CAPTURE(leave);
+        HostRecord record;
+        HostSetup setup(sysctls, *nl, record, [] {});
+        setup.apply(plan);
+        REQUIRE(read("net.ipv4.conf.all.forwarding") == "1");
+        REQUIRE(read("net.ipv4.conf.default.forwarding") == "0");
+        CHECK(record.sysctls.size() == 3);
+        if (leave)
+          CHECK(restore_host(record, sysctls, *nl, [] {}).empty());
+        else
+          setup.undo_own();
+        CHECK(record.host_clean());
+        CHECK(read("net.ipv4.conf.all.forwarding") == "0");
+        CHECK(read("net.ipv4.conf.default.forwarding") == "0");
+        CHECK(read("net.ipv4.conf.all.arp_ignore") == ignore);
       }
+      // A bad value is the kernel's refusal, and nothing stays changed.
+      HostRecord record;
+      HostSetup setup(sysctls, *nl, record, [] {});
+      HostPlan bad;
+      bad.sysctls = {{key("net.ipv4.conf.all.forwarding"), "1"},
+                     {key("net.ipv4.conf.all.arp_ignore"), "banana"}};
+      CHECK_THROWS_WITH_AS(setup.apply(bad),
+                           "setting sysctl net.ipv4.conf.all.arp_ignore to banana: Invalid argument",
+                           HostSetupError);
       CHECK(read("net.ipv4.conf.all.forwarding") == "0");
-      CHECK(read("net.ipv4.conf.default.forwarding") == "0");
+      CHECK(record.host_clean());
     });
   }
 
@@ -179,31 +172,18 @@ TEST_SUITE("sysctl") {
       REQUIRE_FALSE(nl->create_veth("mx.10", "mx.11"));
       const auto k = SysctlKey::interface_conf("ipv4", "mx.10", "forwarding");
       REQUIRE(k.has_value());
+      CHECK(k->name() == "net/ipv4/conf/mx.10/forwarding");
       const std::string before = read_sysctl(*k).value();
-      {
-        SysctlGuard guard;
-        REQUIRE_FALSE(guard.set("net/ipv4/conf/mx.10/forwarding", before == "1" ? "0" : "1"));
-        CHECK(read_sysctl(*k).value() != before);
-        CHECK(read("net/ipv4/conf/mx.11/forwarding") == before);  // the peer is untouched
-      }
+      ProcSysctls sysctls;
+      HostRecord record;
+      HostPlan plan;
+      plan.sysctls = {{*k, before == "1" ? "0" : "1"}};
+      HostSetup(sysctls, *nl, record, [] {}).apply(plan);
+      CHECK(read_sysctl(*k).value() != before);
+      CHECK(read("net/ipv4/conf/mx.11/forwarding") == before);  // the peer is untouched
+      // The record names it so that it parses back to the same key.
+      CHECK(restore_host(record, sysctls, *nl, [] {}).empty());
       CHECK(read_sysctl(*k).value() == before);
-    });
-  }
-
-  TEST_CASE("moving a guard moves the duty to restore" * doctest::skip(!can_unshare_netns())) {
-    in_private_netns([] {
-      const std::string before = read("net.ipv4.conf.all.arp_ignore");
-      const std::string changed = before == "1" ? "2" : "1";
-      SysctlGuard outer;
-      {
-        SysctlGuard inner;
-        REQUIRE_FALSE(inner.set("net.ipv4.conf.all.arp_ignore", changed));
-        outer = std::move(inner);
-      }
-      CHECK(read("net.ipv4.conf.all.arp_ignore") == changed);  // inner had nothing left
-      CHECK(outer.changed() == 1);
-      CHECK_FALSE(outer.restore());
-      CHECK(read("net.ipv4.conf.all.arp_ignore") == before);
     });
   }
 
