@@ -627,3 +627,200 @@ mixlb_teardown() {
 		fi
 	fi
 }
+
+# ---------------------------------------------------------------- for the TAP tests
+# integration/lifecycle.sh uses these; integration/run.sh still has its own
+# tap, fail, now_ms and wait_backends.
+
+MIXLB_TAP_NO=0
+MIXLB_TAP_FAILED=0
+
+# mixlb_tap RC DESCRIPTION: one TAP result line; counts the failures.
+mixlb_tap() {
+	MIXLB_TAP_NO=$((MIXLB_TAP_NO + 1))
+	if [ "$1" -eq 0 ]; then
+		echo "ok $MIXLB_TAP_NO - $2"
+	else
+		echo "not ok $MIXLB_TAP_NO - $2"
+		MIXLB_TAP_FAILED=$((MIXLB_TAP_FAILED + 1))
+	fi
+}
+
+# mixlb_tap_start PLAN BUILD_DIR [TOOL...]: the start of a TAP test: checks
+# the build (mixlb_init), the machine (mixlb_probe, and each TOOL installed)
+# and claims a run (mixlb_claim); prints the plan and returns 0. Otherwise it
+# prints the usage, a skip ("1..0 # SKIP reason") or a bail-out, returns 1
+# and sets MIXLB_TAP_EXIT to the status the script should exit with.
+# shellcheck disable=SC2034 # MIXLB_TAP_EXIT is read by the caller
+mixlb_tap_start() {
+	local plan=$1 build=$2 tool reason
+	shift 2
+	MIXLB_TAP_EXIT=1
+	if [ -z "$build" ]; then
+		echo "usage: $0 BUILD_DIR" >&2
+		MIXLB_TAP_EXIT=2
+		return 1
+	fi
+	if ! mixlb_init "$build"; then
+		echo "1..$plan"
+		echo "Bail out! the build is incomplete"
+		return 1
+	fi
+	reason=$(mixlb_probe)
+	for tool in "$@"; do
+		[ -n "$reason" ] || command -v "$tool" >/dev/null || reason="$tool is not installed"
+	done
+	if [ -n "$reason" ]; then
+		echo "1..0 # SKIP $reason"
+		MIXLB_TAP_EXIT=0
+		return 1
+	fi
+	if ! mixlb_claim; then
+		echo "1..$plan"
+		echo "Bail out! cannot prepare the run"
+		return 1
+	fi
+	echo "1..$plan"
+}
+
+# mixlb_tap_end START_MS: the end of a TAP test: after a failure, the end of
+# every sidecar's log; how long the run took; returns 1 if a test failed.
+mixlb_tap_end() {
+	local n
+	if [ "$MIXLB_TAP_FAILED" -gt 0 ]; then
+		for n in "${MIXLB_NODES[@]}"; do
+			mixlb_log "the end of $n's sidecar log:"
+			mixlb_log_file "$(mixlb_sidecar_log "$n")" 15
+		done
+	fi
+	mixlb_log "run took $((($(mixlb_now_ms) - $1) / 1000)) s"
+	[ "$MIXLB_TAP_FAILED" -eq 0 ]
+}
+
+# mixlb_fail MESSAGE: logs why a check fails and returns 1.
+mixlb_fail() {
+	mixlb_log "FAIL: $*"
+	return 1
+}
+
+mixlb_now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# mixlb_backends NODE: every VIP's backends on NODE, one "label a,b,c" per line.
+mixlb_backends() {
+	mixlb_status_get "$1" '"\n".join(v["vip"] + " " + ",".join(sorted(v["backends"])) for v in d["vips"])'
+}
+
+# mixlb_wait_backends WANT TIMEOUT_S NODE...: waits until every VIP on every
+# NODE has exactly the backends WANT (comma-separated, sorted). Sets
+# MIXLB_WAITED_MS (empty when it timed out).
+# shellcheck disable=SC2034 # MIXLB_WAITED_MS is read by the caller
+mixlb_wait_backends() {
+	local want=$1 timeout=$2 start n ok
+	shift 2
+	start=$(mixlb_now_ms)
+	MIXLB_WAITED_MS=""
+	while [ $(($(mixlb_now_ms) - start)) -lt $((timeout * 1000)) ]; do
+		ok=1
+		for n in "$@"; do
+			mixlb_backends "$n" >"$MIXLB_TMP/backends.$n" 2>&1 || { ok=0; continue; }
+			awk -v w="$want" '$2 != w { bad = 1 } END { exit bad }' "$MIXLB_TMP/backends.$n" || ok=0
+		done
+		if [ $ok = 1 ]; then
+			MIXLB_WAITED_MS=$(($(mixlb_now_ms) - start))
+			return 0
+		fi
+		sleep 0.1
+	done
+	for n in "$@"; do mixlb_log "$n's backends: $(tr '\n' ';' <"$MIXLB_TMP/backends.$n")"; done
+	mixlb_fail "the backends did not become '$want' on $* within ${timeout} s"
+}
+
+# mixlb_suspicion_bound_s: how long gossip may take to declare a silent node
+# dead: at most 6 x 3 probe intervals (n = 3) after a failed probe, which can
+# take two probe rounds to reach the node; plus 2 s.
+mixlb_suspicion_bound_s() { echo $(((MIXLB_PROBE_MS * 18 + MIXLB_PROBE_MS * 6 + 999) / 1000 + 2)); }
+
+# mixlb_xdp_prog_id NODE: the id of the XDP program on NODE's uplink, or nothing.
+mixlb_xdp_prog_id() {
+	ip -n "$(mixlb_ns "$1")" link show dev "$(mixlb_if "$1")" | awk '$1 == "prog/xdp" { print $3 }'
+}
+
+# mixlb_xdp_link_id NODE: the id of the BPF link pinned at <bpffs>/NODE/xdp_link, or nothing.
+mixlb_xdp_link_id() {
+	bpftool -j link show pinned "$MIXLB_BPFFS/$1/xdp_link" 2>/dev/null | mixlb_json 'd["id"]' 2>/dev/null
+}
+
+# mixlb_ct_flows NODE: NODE's pinned connection table, read with bpftool (no
+# sidecar needed), one entry a line: "proto src sport dport node_id flags
+# age_ms" (age: since the data path last refreshed the entry, which it does
+# at most every 100 ms while the flow sends).
+mixlb_ct_flows() {
+	bpftool -j map dump pinned "$MIXLB_BPFFS/$1/mixlb_ct" | "$MIXLB_PYTHON" -c '
+import json, socket, struct, sys, time
+# last_seen_ns is bpf_ktime_get_coarse_ns(): CLOCK_MONOTONIC_COARSE (6).
+now = time.clock_gettime_ns(getattr(time, "CLOCK_MONOTONIC_COARSE", 6))
+for e in json.load(sys.stdin):
+    k = bytes(int(x, 16) for x in e["key"])    # struct mixlb_flow_key
+    v = bytes(int(x, 16) for x in e["value"])  # struct mixlb_ct_value
+    proto, family = k[36], k[37]
+    if family == socket.AF_INET:
+        src = socket.inet_ntop(socket.AF_INET, k[0:4])
+    else:
+        src = socket.inet_ntop(socket.AF_INET6, k[0:16])
+    sport, dport = struct.unpack_from("!HH", k, 32)
+    last_seen, node_id = struct.unpack_from("<QI", v, 0)
+    flags = struct.unpack_from("<I", v, 16)[0]
+    print(proto, src, sport, dport, node_id, flags, max(0, now - last_seen) // 1000000)
+'
+}
+
+# mixlb_pinned_vip_pkts NODE: the VIP packets NODE's data path has counted
+# (served, forwarded and received from peers, over every VIP and CPU), read
+# from the pinned mixlb_vip_stats with bpftool: no sidecar needed.
+mixlb_pinned_vip_pkts() {
+	bpftool -j map dump pinned "$MIXLB_BPFFS/$1/mixlb_vip_stats" | "$MIXLB_PYTHON" -c '
+import json, struct, sys
+total = 0
+for e in json.load(sys.stdin):
+    for cpu in e["values"]:
+        # struct mixlb_vip_stats: local, fwd and from_peer, packets and bytes each
+        local, _, fwd, _, from_peer, _ = struct.unpack_from("<6Q", bytes(int(x, 16) for x in cpu["value"]))
+        total += local + fwd + from_peer
+print(total)
+'
+}
+
+# mixlb_on_lo NODE ADDR: true if ADDR sits on NODE's lo. The list is read
+# whole first: under pipefail, `ip ... | grep -q` fails when grep's early exit
+# gets ip a SIGPIPE.
+mixlb_on_lo() {
+	local addrs
+	addrs=$(ip -n "$(mixlb_ns "$1")" -o addr show dev lo) || return 2
+	grep -qF " $2/" <<<"$addrs"
+}
+
+# mixlb_check_removed NODE: nothing mixlb adds is left on NODE: no XDP
+# program on the uplink, no pins, no VIP on lo, no managed neighbour entry,
+# no host record, and the sysctls as before its first sidecar. Logs every
+# leftover; returns 1 if there is one.
+mixlb_check_removed() {
+	local n=$1 rc=0 prog vip left
+	prog=$(mixlb_xdp_prog "$n" "$(mixlb_if "$n")")
+	[ -z "$prog" ] || { mixlb_fail "$(mixlb_if "$n") still has an XDP program ($prog)"; rc=1; }
+	for vip in "$MIXLB_VIP" "$MIXLB_VIP6"; do
+		if mixlb_on_lo "$n" "$vip"; then
+			mixlb_fail "the VIP $vip is still on $n's lo"
+			rc=1
+		fi
+	done
+	[ ! -e "$MIXLB_BPFFS/$n" ] || { mixlb_fail "$MIXLB_BPFFS/$n is left: $(find "$MIXLB_BPFFS/$n" -mindepth 1 -printf '%f ')"; rc=1; }
+	[ ! -e "$MIXLB_RUN_DIR/$n.host.json" ] || { mixlb_fail "the host record $MIXLB_RUN_DIR/$n.host.json is left"; rc=1; }
+	left=$(ip -n "$(mixlb_ns "$n")" neigh show | grep -w managed)
+	[ -z "$left" ] || { mixlb_fail "managed neighbour entries are left: ${left//$'\n'/; }"; rc=1; }
+	if ! diff -u "$MIXLB_TMP/$n.sysctl.before" <(mixlb_sysctls "$n") >"$MIXLB_TMP/$n.sysctl.diff"; then
+		mixlb_fail "$n's sysctls are not as before its first sidecar:"
+		mixlb_log_file "$MIXLB_TMP/$n.sysctl.diff"
+		rc=1
+	fi
+	return $rc
+}

@@ -3,6 +3,8 @@
 //
 //   mixlb-testnode serve --name NODE [--http-port 80] [--line-port 7000] [--udp-port 0]
 //   mixlb-testnode hold --connect ADDR:PORT --seconds S --interval-ms I
+//   mixlb-testnode hold-many --connect ADDR:PORT --connections N --seconds S --interval-ms I
+//   mixlb-testnode load --to ADDR:PORT --workers W --seconds S [--pause-ms 0]
 //   mixlb-testnode udp --to ADDR:PORT --count N [--sport P] [--timeout-ms 1000]
 //
 // ADDR is an IPv4 address or an IPv6 address in brackets ([fd00:100::1]:80).
@@ -33,7 +35,17 @@
 //
 // `hold` is the client that proves a connection survives while the router
 // reshuffles ECMP paths: one connection, one numbered line every interval,
-// every reply within 2 s and from the node that answered first.
+// every reply within 2 s and from the node that answered first. `hold-many`
+// holds N such connections in one process (a thread each) and reports each
+// one's source port and node as it opens and as it breaks, so the test can
+// find every connection's ingress node (its 5-tuple in that node's
+// connection table) and count breaks exactly; it prints one line per
+// connection at the end. `load` is the request loop that runs through a
+// sidecar's restart: W workers, each opening one new connection per HTTP GET,
+// one line per request (when, how long, source port, node or why it failed)
+// and a summary. All three run for --seconds at most and stop early, cleanly,
+// on SIGTERM or SIGINT: the held connections close with a FIN (the client
+// waits for the server's), and the report is printed.
 //
 // `udp` is the datagram client: one socket (bound to --sport when given, so
 // the test controls the flow's 5-tuple), connected to the VIP, N requests
@@ -44,12 +56,14 @@
 // the wrong source address counts as no answer.
 //
 // Plain POSIX sockets and one thread per connection: the test opens a few
-// hundred short connections, and a thread per connection keeps each handler
-// a straight-line function that a bad client can only ever end for itself.
+// thousand short connections, a handful at a time, and a thread per
+// connection keeps each handler a straight-line function that a bad client
+// can only ever end for itself.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -58,9 +72,13 @@
 #include <cerrno>
 #include <charconv>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -83,6 +101,9 @@ constexpr std::size_t kMaxDatagramBytes = 2048;  // UDP payloads beyond this are
 const char* const kUsage =
     "usage: mixlb-testnode serve --name NODE [--http-port 80] [--line-port 7000] [--udp-port 0]\n"
     "       mixlb-testnode hold --connect ADDR:PORT --seconds S --interval-ms I\n"
+    "       mixlb-testnode hold-many --connect ADDR:PORT --connections N --seconds S "
+    "--interval-ms I\n"
+    "       mixlb-testnode load --to ADDR:PORT --workers W --seconds S [--pause-ms 0]\n"
     "       mixlb-testnode udp --to ADDR:PORT --count N [--sport P] [--timeout-ms 1000]\n"
     "ADDR is an IPv4 address or an IPv6 address in brackets; --udp-port 0 serves no UDP.\n";
 
@@ -521,6 +542,62 @@ int run_serve(Flags flags) {
   return 0;
 }
 
+// ---------------------------------------------------------------- stopping
+
+// SIGINT and SIGTERM end `hold`, `hold-many` and `load` early but cleanly:
+// the connections close with a FIN and the report is printed, so the test can
+// run a client for as long as a scenario lasts and stop it when the scenario
+// is over. The signals are blocked in every thread and taken by one thread
+// with sigwait, which wakes the sleepers through a condition variable (a
+// signal handler could not). Built once, before any other thread, and never
+// destroyed: the sigwait thread lives until the process ends.
+class StopSignal {
+ public:
+  static StopSignal& instance() {
+    static auto* stop = new StopSignal;
+    return *stop;
+  }
+
+  // Sleeps until `deadline`; true when a stop came (before or meanwhile).
+  bool wait_until(Clock::time_point deadline) {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_until(lock, deadline, [this] { return stopped_; });
+  }
+
+  bool stopped() {
+    std::lock_guard lock(mutex_);
+    return stopped_;
+  }
+
+ private:
+  StopSignal() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    ::pthread_sigmask(SIG_BLOCK, &set, nullptr);  // threads started later inherit it
+    std::thread([this, set] {
+      int signal = 0;
+      ::sigwait(&set, &signal);
+      {
+        std::lock_guard lock(mutex_);
+        stopped_ = true;
+      }
+      cv_.notify_all();
+    }).detach();
+  }
+
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool stopped_ = false;
+};
+
+std::int64_t epoch_ms() {
+  return std::chrono::duration_cast<milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 // ---------------------------------------------------------------- hold
 
 int ms_until(Clock::time_point deadline) {
@@ -528,8 +605,16 @@ int ms_until(Clock::time_point deadline) {
   return left < 0 ? 0 : static_cast<int>(left);
 }
 
-// Connects within kConnectDeadline; the socket stays non-blocking.
-Fd connect_to(const Endpoint& addr, std::string& error) {
+std::uint16_t local_port(int fd) {
+  Endpoint local;
+  local.length = sizeof local.storage;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local.storage), &local.length) < 0) return 0;
+  return local.port();
+}
+
+// Connects within kConnectDeadline; the socket stays non-blocking. `sport`
+// gets the source port the kernel chose, also when the connection fails.
+Fd connect_to(const Endpoint& addr, std::string& error, std::uint16_t* sport = nullptr) {
   Fd fd(::socket(addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd) {
     error = "socket: " + errno_text(errno);
@@ -541,6 +626,7 @@ Fd connect_to(const Endpoint& addr, std::string& error) {
     error = "connect: " + errno_text(errno);
     return {};
   }
+  if (sport != nullptr) *sport = local_port(fd.get());
   pollfd pfd{fd.get(), POLLOUT, 0};
   int ready = ::poll(&pfd, 1, static_cast<int>(kConnectDeadline.count()));
   if (ready == 0) {
@@ -586,57 +672,269 @@ std::optional<std::string> read_line(int fd, std::string& pending, Clock::time_p
   }
 }
 
+// Closes our side first and waits (within kReplyDeadline) for the server's
+// FIN, so that once the client has exited the server has seen every held
+// connection end. False if the server's FIN did not come.
+bool close_gracefully(Fd fd) {
+  ::shutdown(fd.get(), SHUT_WR);
+  const auto deadline = Clock::now() + kReplyDeadline;
+  char buf[4096];
+  for (;;) {
+    pollfd pfd{fd.get(), POLLIN, 0};
+    int ready = ::poll(&pfd, 1, ms_until(deadline));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) return false;
+    ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    return n == 0;
+  }
+}
+
+// What became of one held connection.
+struct HoldResult {
+  std::uint16_t sport = 0;
+  std::string node;  // the node of the first answer; empty before it
+  unsigned round_trips = 0;
+  milliseconds slowest{0};
+  std::string error;             // empty: it worked until the end (time or a stop)
+  std::int64_t broke_at_ms = 0;  // epoch ms of the failure
+};
+
+// One connection, one numbered line every `interval` until `end` or a stop;
+// every reply within kReplyDeadline, echoing the line, from the node that
+// answered first. `on_open` runs once, after the first good round trip.
+HoldResult hold_connection(const Endpoint& addr, milliseconds interval, Clock::time_point end,
+                           const std::function<void(const HoldResult&)>& on_open) {
+  HoldResult r;
+  Fd fd = connect_to(addr, r.error, &r.sport);
+  if (fd) {
+    std::string pending;
+    for (auto next = Clock::now(); next < end; next += interval) {
+      if (StopSignal::instance().wait_until(next)) break;
+      std::string payload = "seq " + std::to_string(r.round_trips + 1);
+      if (!send_all(fd.get(), payload + "\n")) {
+        r.error = "send: " + errno_text(errno);
+        break;
+      }
+      auto sent = Clock::now();
+      auto reply = read_line(fd.get(), pending, sent + kReplyDeadline, r.error);
+      if (!reply) break;
+      r.slowest =
+          std::max(r.slowest, std::chrono::duration_cast<milliseconds>(Clock::now() - sent));
+      auto space = reply->find(' ');
+      if (space == std::string::npos || reply->substr(space + 1) != payload) {
+        r.error = "reply '" + *reply + "' does not echo '" + payload + "'";
+        break;
+      }
+      std::string from = reply->substr(0, space);
+      if (r.node.empty()) {
+        r.node = from;
+      } else if (from != r.node) {
+        r.error = "round trip " + std::to_string(r.round_trips + 1) + " answered by " + from +
+                  ", the connection started on " + r.node;
+        break;
+      }
+      if (++r.round_trips == 1 && on_open) on_open(r);
+    }
+    if (r.error.empty() && r.round_trips > 0 && !close_gracefully(std::move(fd))) {
+      r.error = "the server did not close within " + std::to_string(kReplyDeadline.count()) +
+                " ms of the client's FIN";
+    }
+  }
+  if (r.error.empty() && r.round_trips == 0) r.error = "stopped before the first round trip";
+  if (!r.error.empty()) r.broke_at_ms = epoch_ms();
+  return r;
+}
+
 int run_hold(Flags flags) {
   Endpoint addr = parse_endpoint(flags.require("connect"), "connect");
   auto seconds = flags.number<unsigned>("seconds", std::nullopt, 1, 3600);
   auto interval = milliseconds(flags.number<unsigned>("interval-ms", std::nullopt, 1, 60000));
   flags.finish();
 
-  std::string error;
-  Fd fd = connect_to(addr, error);
-  std::string node;
-  unsigned round_trips = 0;
-  milliseconds slowest{0};
-  if (fd) {
-    std::string pending;
-    const auto start = Clock::now();
-    const auto end = start + std::chrono::seconds(seconds);
-    for (auto next = start; next < end; next += interval) {
-      std::this_thread::sleep_until(next);
-      std::string payload = "seq " + std::to_string(round_trips + 1);
-      if (!send_all(fd.get(), payload + "\n")) {
-        error = "send: " + errno_text(errno);
-        break;
-      }
-      auto sent = Clock::now();
-      auto reply = read_line(fd.get(), pending, sent + kReplyDeadline, error);
-      if (!reply) break;
-      slowest = std::max(slowest, std::chrono::duration_cast<milliseconds>(Clock::now() - sent));
-      auto space = reply->find(' ');
-      if (space == std::string::npos || reply->substr(space + 1) != payload) {
-        error = "reply '" + *reply + "' does not echo '" + payload + "'";
-        break;
-      }
-      std::string from = reply->substr(0, space);
-      if (node.empty()) {
-        node = from;
-      } else if (from != node) {
-        error = "round trip " + std::to_string(round_trips + 1) + " answered by " + from +
-                ", the connection started on " + node;
-        break;
-      }
-      ++round_trips;
-    }
-  }
-
-  std::printf("node %s round_trips %u slowest_ms %lld\n", node.empty() ? "-" : node.c_str(),
-              round_trips, static_cast<long long>(slowest.count()));
-  if (!error.empty()) {
-    std::fprintf(stderr, "mixlb-testnode hold: after %u round trips: %s\n", round_trips,
-                 error.c_str());
+  HoldResult r = hold_connection(addr, interval, Clock::now() + std::chrono::seconds(seconds), {});
+  std::printf("node %s round_trips %u slowest_ms %lld\n", r.node.empty() ? "-" : r.node.c_str(),
+              r.round_trips, static_cast<long long>(r.slowest.count()));
+  if (!r.error.empty()) {
+    std::fprintf(stderr, "mixlb-testnode hold: after %u round trips: %s\n", r.round_trips,
+                 r.error.c_str());
     return 1;
   }
-  return round_trips > 0 ? 0 : 1;
+  return 0;
+}
+
+// N connections at once, one thread each. Reports as it goes, flushed, so
+// the test can act on them while they are held:
+//   open I sport P node NODE                  (after the first round trip)
+//   broken I sport P node NODE at EPOCH_MS after R round trips: REASON
+// and when all have ended (time or SIGTERM), one line per connection and a
+// summary:
+//   conn I sport P node NODE round_trips R slowest_ms M ok|broken
+//   held N ok K broken B stopped_by signal|time|breaks
+int run_hold_many(Flags flags) {
+  Endpoint addr = parse_endpoint(flags.require("connect"), "connect");
+  auto count = flags.number<unsigned>("connections", std::nullopt, 1, 1000);
+  auto seconds = flags.number<unsigned>("seconds", std::nullopt, 1, 3600);
+  auto interval = milliseconds(flags.number<unsigned>("interval-ms", std::nullopt, 1, 60000));
+  flags.finish();
+
+  const auto end = Clock::now() + std::chrono::seconds(seconds);
+  std::mutex out;
+  std::vector<HoldResult> results(count);
+  std::vector<std::thread> threads;
+  for (unsigned i = 0; i < count; ++i) {
+    threads.emplace_back([&, i] {
+      auto opened = [&](const HoldResult& r) {
+        std::lock_guard lock(out);
+        std::printf("open %u sport %u node %s\n", i, unsigned{r.sport}, r.node.c_str());
+        std::fflush(stdout);
+      };
+      HoldResult r = hold_connection(addr, interval, end, opened);
+      std::lock_guard lock(out);
+      if (!r.error.empty()) {
+        std::printf("broken %u sport %u node %s at %lld after %u round trips: %s\n", i,
+                    unsigned{r.sport}, r.node.empty() ? "-" : r.node.c_str(),
+                    static_cast<long long>(r.broke_at_ms), r.round_trips, r.error.c_str());
+        std::fflush(stdout);
+      }
+      results[i] = std::move(r);
+    });
+  }
+  for (auto& t : threads) t.join();
+
+  unsigned broken = 0;
+  for (unsigned i = 0; i < count; ++i) {
+    const auto& r = results[i];
+    broken += !r.error.empty();
+    std::printf("conn %u sport %u node %s round_trips %u slowest_ms %lld %s\n", i,
+                unsigned{r.sport}, r.node.empty() ? "-" : r.node.c_str(), r.round_trips,
+                static_cast<long long>(r.slowest.count()), r.error.empty() ? "ok" : "broken");
+  }
+  const char* stopped_by = StopSignal::instance().stopped() ? "signal"
+                           : Clock::now() >= end            ? "time"
+                                                            : "breaks";
+  std::printf("held %u ok %u broken %u stopped_by %s\n", count, count - broken, broken, stopped_by);
+  return broken == 0 ? 0 : 1;
+}
+
+// ---------------------------------------------------------------- load
+
+// One HTTP GET on a new connection; the node that answered, or why not.
+struct GetResult {
+  std::uint16_t sport = 0;
+  std::string node;
+  std::string error;
+};
+
+GetResult http_get(const Endpoint& to) {
+  GetResult r;
+  Fd fd = connect_to(to, r.error, &r.sport);
+  if (!fd) return r;
+  if (!send_all(fd.get(), "GET / HTTP/1.0\r\nHost: mixlb\r\n\r\n")) {
+    r.error = "send: " + errno_text(errno);
+    return r;
+  }
+  // The server closes first (no Content-Length): the answer ends at its FIN.
+  const auto deadline = Clock::now() + kReplyDeadline;
+  std::string answer;
+  char buf[4096];
+  for (;;) {
+    pollfd pfd{fd.get(), POLLIN, 0};
+    int ready = ::poll(&pfd, 1, ms_until(deadline));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) {
+      r.error = ready == 0 ? "no complete answer within " + std::to_string(kReplyDeadline.count()) +
+                                 " ms (got " + std::to_string(answer.size()) + " bytes)"
+                           : "poll: " + errno_text(errno);
+      return r;
+    }
+    ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n < 0) {
+      r.error =
+          "recv: " + errno_text(errno) + " (after " + std::to_string(answer.size()) + " bytes)";
+      return r;
+    }
+    if (n == 0) break;
+    answer.append(buf, static_cast<std::size_t>(n));
+    if (answer.size() > kMaxRequestBytes) {
+      r.error = "answer longer than " + std::to_string(kMaxRequestBytes) + " bytes";
+      return r;
+    }
+  }
+  auto head_end = answer.find("\r\n\r\n");
+  if (!answer.starts_with("HTTP/1.0 200 ") || head_end == std::string::npos) {
+    r.error = "answer '" + answer.substr(0, std::min<std::size_t>(answer.find('\r'), 60)) +
+              "' is not a 200";
+    return r;
+  }
+  std::string body = answer.substr(head_end + 4);
+  if (body.ends_with('\n')) body.pop_back();
+  if (body.empty() || body.find_first_of(" \r\n") != std::string::npos) {
+    r.error = "body '" + body.substr(0, 60) + "' is not a node name";
+    return r;
+  }
+  r.node = std::move(body);
+  return r;
+}
+
+// W workers, each a loop of GETs on new connections (with --pause-ms between
+// its requests) for S seconds or until SIGTERM. One line per request,
+//   req EPOCH_MS LATENCY_MS SPORT NODE
+//   req EPOCH_MS LATENCY_MS SPORT - REASON
+// (EPOCH_MS: when it started), and a summary:
+//   load requests N ok K failed F slowest_ms M over_1s C stopped_by signal|time served NODE=K...
+// A request slower than 1 s has usually had a SYN retransmitted.
+int run_load(Flags flags) {
+  Endpoint to = parse_endpoint(flags.require("to"), "to");
+  auto workers = flags.number<unsigned>("workers", std::nullopt, 1, 64);
+  auto seconds = flags.number<unsigned>("seconds", std::nullopt, 1, 3600);
+  auto pause = milliseconds(flags.number<unsigned>("pause-ms", 0, 0, 10000));
+  flags.finish();
+
+  const auto end = Clock::now() + std::chrono::seconds(seconds);
+  std::mutex out;
+  unsigned total = 0;
+  unsigned failed = 0;
+  unsigned over_1s = 0;
+  milliseconds slowest{0};
+  std::map<std::string, unsigned> served;
+  std::vector<std::thread> threads;
+  for (unsigned w = 0; w < workers; ++w) {
+    threads.emplace_back([&] {
+      auto& stop = StopSignal::instance();
+      while (Clock::now() < end && !stop.stopped()) {
+        const auto started = Clock::now();
+        const auto started_ms = epoch_ms();
+        GetResult r = http_get(to);
+        const auto took = std::chrono::duration_cast<milliseconds>(Clock::now() - started);
+        {
+          std::lock_guard lock(out);
+          ++total;
+          slowest = std::max(slowest, took);
+          over_1s += took >= std::chrono::seconds(1);
+          if (r.error.empty()) {
+            ++served[r.node];
+            std::printf("req %lld %lld %u %s\n", static_cast<long long>(started_ms),
+                        static_cast<long long>(took.count()), unsigned{r.sport}, r.node.c_str());
+          } else {
+            ++failed;
+            std::printf("req %lld %lld %u - %s\n", static_cast<long long>(started_ms),
+                        static_cast<long long>(took.count()), unsigned{r.sport}, r.error.c_str());
+          }
+        }
+        if (pause.count() > 0 && stop.wait_until(std::min(Clock::now() + pause, end))) break;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+
+  std::printf("load requests %u ok %u failed %u slowest_ms %lld over_1s %u stopped_by %s served",
+              total, total - failed, failed, static_cast<long long>(slowest.count()), over_1s,
+              StopSignal::instance().stopped() ? "signal" : "time");
+  for (const auto& [node, n] : served) std::printf(" %s=%u", node.c_str(), n);
+  std::printf("\n");
+  return failed == 0 && total > 0 ? 0 : 1;
 }
 
 // ---------------------------------------------------------------- udp
@@ -694,9 +992,7 @@ int run_udp(Flags flags) {
   if (::connect(fd.get(), to.get(), to.length) < 0) {
     throw std::system_error(errno, std::system_category(), "connect");
   }
-  Endpoint local;
-  local.length = sizeof local.storage;
-  ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&local.storage), &local.length);
+  const unsigned local = local_port(fd.get());
 
   std::string nodes;
   std::string first_error;
@@ -721,8 +1017,7 @@ int run_udp(Flags flags) {
     }
   }
 
-  std::printf("sport %u answered %u/%u nodes%s\n", unsigned{local.port()}, answered, count,
-              nodes.c_str());
+  std::printf("sport %u answered %u/%u nodes%s\n", local, answered, count, nodes.c_str());
   if (answered != count) {
     std::fprintf(stderr, "mixlb-testnode udp: %u of %u requests unanswered (%s)\n",
                  count - answered, count, first_error.c_str());
@@ -739,7 +1034,12 @@ int main(int argc, char** argv) {
   std::string_view command = argv[1];
   try {
     if (command == "serve") return run_serve(Flags(argc, argv, 2));
-    if (command == "hold") return run_hold(Flags(argc, argv, 2));
+    if (command == "hold" || command == "hold-many" || command == "load") {
+      StopSignal::instance();  // before any thread: they must inherit the blocked signals
+      if (command == "hold") return run_hold(Flags(argc, argv, 2));
+      if (command == "hold-many") return run_hold_many(Flags(argc, argv, 2));
+      return run_load(Flags(argc, argv, 2));
+    }
     if (command == "udp") return run_udp(Flags(argc, argv, 2));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mixlb-testnode: %s\n", e.what());
