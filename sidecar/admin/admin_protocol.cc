@@ -424,8 +424,24 @@ std::string render_status(const json& status) {
   }
   std::string out;
   out += fmt::format("mixlb node {} (id {})\n", field(status, "node"), field(status, "node_id"));
-  out += fmt::format("  interface  {} (ifindex {}), xdp {}\n", field(status, "interface"),
-                     field(status, "ifindex"), field(status, "xdp_mode"));
+  const std::string uplink = field(status, "uplink");
+  out += fmt::format("  interface  {} (ifindex {}), xdp {}{}\n", field(status, "interface"),
+                     field(status, "ifindex"), field(status, "xdp_mode"),
+                     uplink == "missing"    ? ", UPLINK MISSING: nothing is balanced here"
+                     : uplink == "detached" ? ", PROGRAM DETACHED: attaching it again"
+                                            : "");
+  if (field(status, "phase") == "leaving")
+    out += fmt::format("  LEAVING    {}\n", field(status, "leave"));
+  if (const json& instance = member(status, "instance"); instance.is_object()) {
+    const bool adopted = member(instance, "adopted_maps") == true || member(instance, "adopted_link") == true;
+    out += fmt::format("  instance   pid {}, on SIGTERM: {}{}\n", field(instance, "pid"),
+                       field(instance, "on_stop"),
+                       adopted ? fmt::format(" (adopted the data path of an earlier mixlb: maps {}, "
+                                             "link {})",
+                                             member(instance, "adopted_maps") == true ? "yes" : "no",
+                                             member(instance, "adopted_link") == true ? "yes" : "no")
+                               : "");
+  }
   out += fmt::format("  address    {}, mac {}\n", field(status, "address"), field(status, "mac"));
   out += fmt::format("  maglev     {} slots per VIP\n", field(status, "maglev_table_size"));
   const json& health = member(status, "health");
@@ -458,8 +474,9 @@ std::string render_status(const json& status) {
   } else {
     std::vector<std::vector<std::string>> rows;
     for (const auto& node : nodes) {
-      rows.push_back({field(node, "name"), field(node, "id"), field(node, "address"),
-                      field(node, "weight"), field(node, "mac"), field(node, "neighbour")});
+      rows.push_back({field(node, "name") + (member(node, "departed") == true ? " (departed)" : ""),
+                      field(node, "id"), field(node, "address"), field(node, "weight"),
+                      field(node, "mac"), field(node, "neighbour")});
     }
     out += render_table(
         {{"NAME"}, {"ID", true}, {"ADDRESS"}, {"WEIGHT", true}, {"MAC"}, {"NEIGHBOUR"}}, rows);
@@ -545,13 +562,19 @@ std::string render_members(const json& members) {
         for (const auto& label : v) vips += (vips.empty() ? "" : ",") + text_of(label);
       }
       const json& healthy = member(m, "app_healthy");
-      const std::string app = healthy.is_boolean() ? (healthy.get<bool>() ? "ok" : "FAILING") : "-";
+      std::string app = healthy.is_boolean() ? (healthy.get<bool>() ? "ok" : "FAILING") : "-";
+      if (member(m, "restarting") == true) app += ", restarting";
       const json& in_tables = member(m, "in_tables");
+      // A departed member is in no table but still gets its established flows.
+      std::string tables = in_tables == true ? "yes" : "no";
+      if (member(m, "departed") == true)
+        tables = fmt::format("flows only, {:.0f} s left",
+                             member(m, "flows_kept_s").is_number() ? member(m, "flows_kept_s").get<double>() : 0.0);
       std::string name = field(m, "name");
       if (member(m, "self") == true) name += " (self)";
       rows.push_back({name, field(m, "state"), field(m, "incarnation"), field(m, "gossip_address"),
-                      field(m, "address"), field(m, "weight"), app,
-                      in_tables == true ? "yes" : "no", vips.empty() ? "-" : vips});
+                      field(m, "address"), field(m, "weight"), app, tables,
+                      vips.empty() ? "-" : vips});
       if (member(m, "problem").is_string())
         problems.push_back(fmt::format("  {}: {}\n", field(m, "name"), field(m, "problem")));
     }

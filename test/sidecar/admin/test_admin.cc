@@ -600,6 +600,27 @@ TEST_SUITE("admin") {
     CHECK(render_status(status).find("  app        not checked\n") != std::string::npos);
   }
 
+  TEST_CASE("render_status shows the life cycle: a lost uplink, a leave, an adopted data path, departed nodes") {
+    json status = kStatus;
+    CHECK(render_status(status).find("UPLINK") == std::string::npos);
+    status["uplink"] = "missing";
+    CHECK(render_status(status).find(", xdp native, UPLINK MISSING: nothing is balanced here\n") !=
+          std::string::npos);
+    status["uplink"] = "detached";
+    CHECK(render_status(status).find(", PROGRAM DETACHED: attaching it again\n") != std::string::npos);
+    status["phase"] = "leaving";
+    status["leave"] = "2 connection(s) on VIPs, last VIP packet 0.1 s ago";
+    CHECK(render_status(status).find("  LEAVING    2 connection(s) on VIPs, last VIP packet 0.1 s ago\n") !=
+          std::string::npos);
+    status["instance"] = {{"pid", 42}, {"on_stop", "restart"}, {"adopted_maps", true}, {"adopted_link", false}};
+    CHECK(render_status(status).find("  instance   pid 42, on SIGTERM: restart (adopted the data path of an "
+                                     "earlier mixlb: maps yes, link no)\n") != std::string::npos);
+    status["instance"]["adopted_maps"] = false;
+    CHECK(render_status(status).find("  instance   pid 42, on SIGTERM: restart\n") != std::string::npos);
+    status["nodes"][1]["departed"] = true;
+    CHECK(render_status(status).find("mix2 (departed)") != std::string::npos);
+  }
+
   TEST_CASE("render_status shows gossip: address, cluster, encryption, members, drain, sync errors") {
     json status = kStatus;
     status["gossip"] = {{"enabled", true},         {"address", "10.0.0.11:7946"},
@@ -657,6 +678,29 @@ TEST_SUITE("admin") {
     stuck["gossip"] = {{"error", "the gossip thread did not answer: timed out"}};
     CHECK(render_members(stuck).ends_with("\ngossip  the gossip thread did not answer: timed out\n"));
     CHECK(render_members(json::array()).starts_with("unexpected members result: []"));
+
+    // A member that died keeps its flows for a while; one restarting its
+    // sidecar gets no new flows.
+    json life = members;
+    life["members"][1]["state"] = "dead";
+    life["members"][1]["in_tables"] = false;
+    life["members"][1]["departed"] = true;
+    life["members"][1]["flows_kept_s"] = 41.6;
+    life["members"][0]["restarting"] = true;
+    const std::string text = render_members(life);
+    INFO(text);
+    CHECK(text.find("  mix2         dead    12  10.0.0.12:7946  10.0.0.12       0  FAILING         "
+                    "flows only, 42 s left  -\n") != std::string::npos);
+    CHECK(text.find("  mix1 (self)  alive    3  10.0.0.11:7946  10.0.0.11       1  ok, restarting  yes ") !=
+          std::string::npos);
+  }
+
+  TEST_CASE("render_leave says what the leave will do") {
+    CHECK(render_leave({{"node", "mix3"}, {"leaving", true}, {"timeout_ms", 30000}}) ==
+          "mix3 is leaving: no new flows from now on; established connections are served until "
+          "they end (at most 30000 ms), then mixlb removes the data path and exits\n");
+    CHECK(render_leave({{"node", "mix3"}, {"leaving", true}, {"state", "1 connection(s) on VIPs"}}) ==
+          "mix3 is already leaving: 1 connection(s) on VIPs\n");
   }
 
   TEST_CASE("render_drain says what a drain and an undrain did") {
