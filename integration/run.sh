@@ -38,29 +38,8 @@ source "$here/lib.sh"
 
 MIXLB_LOG_PREFIX="# "
 plan=15
-test_no=0
-failed=0
-
-# tap RC DESCRIPTION: one TAP result line.
-tap() {
-	test_no=$((test_no + 1))
-	if [ "$1" -eq 0 ]; then
-		echo "ok $test_no - $2"
-	else
-		echo "not ok $test_no - $2"
-		failed=$((failed + 1))
-	fi
-}
 
 diag() { mixlb_log "$@"; }
-
-# fail MESSAGE: logs why a scenario fails and returns 1 (use as `fail ...; return`).
-fail() {
-	diag "FAIL: $*"
-	return 1
-}
-
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 # ---------------------------------------------------------------- helpers
 
@@ -93,9 +72,9 @@ forwarded_check() {
 		drops=$((drops + d_drops))
 	done
 	diag "$3 counter deltas: $line"
-	[ "$drops" -eq 0 ] || { fail "$3: $drops packets dropped"; return; }
-	[ "$fwd" -gt 0 ] || { fail "$3: no node forwarded a packet to a peer"; return; }
-	[ "$from" -gt 0 ] || fail "$3: no node received a forwarded packet"
+	[ "$drops" -eq 0 ] || { mixlb_fail "$3: $drops packets dropped"; return; }
+	[ "$fwd" -gt 0 ] || { mixlb_fail "$3: no node forwarded a packet to a peer"; return; }
+	[ "$from" -gt 0 ] || mixlb_fail "$3: no node received a forwarded packet"
 }
 
 # counter FILE NODE COLUMN (local|fwd|from_peer|drops)
@@ -142,38 +121,10 @@ fixed_port_requests() {
 
 # ---------------------------------------------------------------- scenarios
 
-# backends_all NODE: every VIP's backends on NODE, one "label a,b,c" per line.
-backends_all() {
-	mixlb_status_get "$1" '"\n".join(v["vip"] + " " + ",".join(sorted(v["backends"])) for v in d["vips"])'
-}
-
-# wait_backends WANT TIMEOUT_S NODE...: waits until every VIP on every NODE
-# has exactly the backends WANT (comma-separated, sorted). Sets WAITED_MS.
-wait_backends() {
-	local want=$1 timeout=$2 start n ok
-	shift 2
-	start=$(now_ms)
-	WAITED_MS=""
-	while [ $(($(now_ms) - start)) -lt $((timeout * 1000)) ]; do
-		ok=1
-		for n in "$@"; do
-			backends_all "$n" >"$MIXLB_TMP/backends.$n" 2>&1 || { ok=0; continue; }
-			awk -v w="$want" '$2 != w { bad = 1 } END { exit bad }' "$MIXLB_TMP/backends.$n" || ok=0
-		done
-		if [ $ok = 1 ]; then
-			WAITED_MS=$(($(now_ms) - start))
-			return 0
-		fi
-		sleep 0.1
-	done
-	for n in "$@"; do diag "$n's backends: $(tr '\n' ';' <"$MIXLB_TMP/backends.$n")"; done
-	fail "the backends did not become '$want' on $* within ${timeout} s"
-}
-
 # 1: the cluster comes up, in which XDP mode.
 scenario_up() {
 	local start n modes="" mode
-	start=$(now_ms)
+	start=$(mixlb_now_ms)
 	mixlb_cluster_up || return 1
 	for n in "${MIXLB_NODES[@]}"; do
 		mode=$(mixlb_status_get "$n" 'd["xdp_mode"]') || return 1
@@ -181,26 +132,26 @@ scenario_up() {
 		case $mode in
 		native) ;;
 		generic) diag "WARNING: $n fell back to generic XDP (native attach failed)" ;;
-		*) fail "$n reports xdp_mode '$mode'"; return ;;
+		*) mixlb_fail "$n reports xdp_mode '$mode'"; return ;;
 		esac
 		# The kernel must agree: a program on the uplink, in that mode
 		# (ip link's XDP modes: 1 = driver/native, 2 = skb/generic).
 		local prog kernel_mode
 		prog=$(mixlb_xdp_prog "$n" "$(mixlb_if "$n")")
 		if [ -z "$prog" ]; then
-			fail "$n: no XDP program on $(mixlb_if "$n") although the sidecar is ready"
+			mixlb_fail "$n: no XDP program on $(mixlb_if "$n") although the sidecar is ready"
 			return
 		fi
 		case ${prog%% *} in 1) kernel_mode=native ;; 2) kernel_mode=generic ;; *) kernel_mode="mode ${prog%% *}" ;; esac
 		diag "$n: XDP program ${prog#* } on $(mixlb_if "$n") in $kernel_mode mode"
-		[ "$kernel_mode" = "$mode" ] || { fail "$n: status says $mode, the kernel says $kernel_mode"; return; }
+		[ "$kernel_mode" = "$mode" ] || { mixlb_fail "$n: status says $mode, the kernel says $kernel_mode"; return; }
 	done
 	if [[ "$modes" == *generic* ]]; then
 		diag "xdp mode: generic (fallback; per node: $modes)"
 	else
 		diag "xdp mode: native"
 	fi
-	diag "cluster up in $(($(now_ms) - start)) ms (run prefix $MIXLB_P)"
+	diag "cluster up in $(($(mixlb_now_ms) - start)) ms (run prefix $MIXLB_P)"
 }
 
 # a, f: 300 requests to HOST (an address, IPv6 in brackets) with varied
@@ -233,15 +184,15 @@ scenario_spread() {
 	for n in "${MIXLB_NODES[@]}"; do dist+="$n=${served[$n]:-0} "; done
 	diag "300 requests to http://$host/: $ok answered, $bad failed; served by: $dist;" \
 		"${#ports[@]} distinct source ports"
-	[ $ok -eq 300 ] || { fail "$((300 - ok)) of 300 requests failed"; return; }
+	[ $ok -eq 300 ] || { mixlb_fail "$((300 - ok)) of 300 requests failed"; return; }
 	for n in "${MIXLB_NODES[@]}"; do
 		if [[ " $expect " == *" $n "* ]]; then
-			[ "${served[$n]:-0}" -gt 0 ] || { fail "$n served none of 300 requests"; return; }
+			[ "${served[$n]:-0}" -gt 0 ] || { mixlb_fail "$n served none of 300 requests"; return; }
 		else
-			[ "${served[$n]:-0}" -eq 0 ] || { fail "$n served ${served[$n]} requests, expected none"; return; }
+			[ "${served[$n]:-0}" -eq 0 ] || { mixlb_fail "$n served ${served[$n]} requests, expected none"; return; }
 		fi
 	done
-	[ ${#ports[@]} -ge 100 ] || { fail "only ${#ports[@]} distinct source ports"; return; }
+	[ ${#ports[@]} -ge 100 ] || { mixlb_fail "only ${#ports[@]} distinct source ports"; return; }
 	if [ -n "$label" ]; then
 		counters_snapshot "$dir/counters.1" "$label" || return 1
 		forwarded_check "$dir/counters.0" "$dir/counters.1" "$label"
@@ -288,10 +239,10 @@ scenario_udp() {
 	for n in "${MIXLB_NODES[@]}"; do dist+="$n=${sockets[$n]:-0} "; done
 	diag "${#udp_ports[@]} UDP sockets x $count requests to $endpoint: $bad with a missing" \
 		"answer, $mixed answered by more than one node; sockets per node: $dist"
-	[ $bad -eq 0 ] || { fail "$bad sockets missed answers"; rc=1; }
-	[ $mixed -eq 0 ] || { fail "$mixed sockets were answered by more than one node"; rc=1; }
+	[ $bad -eq 0 ] || { mixlb_fail "$bad sockets missed answers"; rc=1; }
+	[ $mixed -eq 0 ] || { mixlb_fail "$mixed sockets were answered by more than one node"; rc=1; }
 	for n in "${MIXLB_NODES[@]}"; do
-		[ "${sockets[$n]:-0}" -gt 0 ] || { fail "$n answered none of the sockets"; rc=1; }
+		[ "${sockets[$n]:-0}" -gt 0 ] || { mixlb_fail "$n answered none of the sockets"; rc=1; }
 	done
 	counters_snapshot "$dir/counters.1" "$label" || return 1
 	forwarded_check "$dir/counters.0" "$dir/counters.1" "$label" || rc=1
@@ -304,17 +255,17 @@ scenario_counters() {
 	counters_snapshot "$snap" || return 1
 	print_counters "$snap"
 	for n in "${MIXLB_NODES[@]}"; do
-		[ "$(counter "$snap" "$n" local)" -gt 0 ] || { fail "$n: local_pkts is 0"; rc=1; }
+		[ "$(counter "$snap" "$n" local)" -gt 0 ] || { mixlb_fail "$n: local_pkts is 0"; rc=1; }
 		[ "$(counter "$snap" "$n" drops)" -eq 0 ] || {
-			fail "$n drops packets: $(mixlb_status_get "$n" '[v["counters"]["drops"] for v in d["vips"]]')"
+			mixlb_fail "$n drops packets: $(mixlb_status_get "$n" '[v["counters"]["drops"] for v in d["vips"]]')"
 			rc=1
 		}
 		fwd=$((fwd + $(counter "$snap" "$n" fwd)))
 		from=$((from + $(counter "$snap" "$n" from_peer)))
 	done
 	diag "across nodes: fwd_pkts $fwd, from_peer_pkts $from"
-	[ $fwd -gt 0 ] || { fail "no node forwarded a packet"; rc=1; }
-	[ $from -gt 0 ] || { fail "no node received a forwarded packet"; rc=1; }
+	[ $fwd -gt 0 ] || { mixlb_fail "no node forwarded a packet"; rc=1; }
+	[ $from -gt 0 ] || { mixlb_fail "no node received a forwarded packet"; rc=1; }
 	return $rc
 }
 
@@ -341,9 +292,9 @@ scenario_shuffle() {
 	rc=$?
 	mixlb_route_via "${MIXLB_NODES[@]}" || return 1
 	diag "hold $endpoint: $(head -c 400 "$out" | tr '\n' ' ')(exit $rc); ingress order: ${order[*]}"
-	[ $rc -eq 0 ] || { fail "the held connection broke while its ingress moved"; return; }
+	[ $rc -eq 0 ] || { mixlb_fail "the held connection broke while its ingress moved"; return; }
 	node=$(awk '$1 == "node" { print $2 }' "$out")
-	[[ " ${MIXLB_NODES[*]} " == *" $node "* ]] || { fail "hold named no known node"; return; }
+	[[ " ${MIXLB_NODES[*]} " == *" $node "* ]] || { mixlb_fail "hold named no known node"; return; }
 
 	counters_snapshot "$after" "$label" || return 1
 	local forwarded=0 line=""
@@ -355,13 +306,13 @@ scenario_shuffle() {
 		line+="$n fwd+$d_fwd from_peer+$d_from drops+$d_drops; "
 		if [ "$n" != "$node" ] && [ $d_fwd -gt 0 ]; then forwarded=$((forwarded + 1)); fi
 		if [ "$n" = "$node" ] && [ $d_from -le 0 ]; then
-			fail "$node served the connection but received no forwarded packet"
+			mixlb_fail "$node served the connection but received no forwarded packet"
 			return
 		fi
-		[ $d_drops -eq 0 ] || { fail "$n dropped $d_drops packets of $label"; return; }
+		[ $d_drops -eq 0 ] || { mixlb_fail "$n dropped $d_drops packets of $label"; return; }
 	done
 	diag "served by $node; $label counter deltas: $line"
-	[ $forwarded -gt 0 ] || fail "no non-serving node forwarded the connection's packets"
+	[ $forwarded -gt 0 ] || mixlb_fail "no non-serving node forwarded the connection's packets"
 }
 
 # e: malformed admin requests are refused with {"ok":false,...}, the
@@ -425,10 +376,10 @@ except Exception as e:
 sys.exit(1 if failures else 0)
 PY
 	rc=${PIPESTATUS[0]}
-	mixlb_alive "${MIXLB_SIDECAR_PID[$n]}" || { fail "$n's sidecar died"; return; }
+	mixlb_alive "${MIXLB_SIDECAR_PID[$n]}" || { mixlb_fail "$n's sidecar died"; return; }
 	reply=$(mixlb_status_get "$n" 'd["node"]')
-	[ "$reply" = "$n" ] || { fail "$n no longer answers status"; rc=1; }
-	return $rc
+	[ "$reply" = "$n" ] || { mixlb_fail "$n no longer answers status"; rc=1; }
+	return "$rc"
 }
 
 # j: every node sees the same three members: alive, app healthy, in its
@@ -437,7 +388,7 @@ scenario_members() {
 	local n rc=0 out
 	for n in "${MIXLB_NODES[@]}"; do
 		if ! out=$(mixlb_ctl "$n" members --json 2>&1); then
-			fail "$n: mixlbctl members: $out"
+			mixlb_fail "$n: mixlbctl members: $out"
 			rc=1
 			continue
 		fi
@@ -447,13 +398,13 @@ scenario_members() {
 			        and m["weight"] == 1 and len(m["vips"]) == 6
 			        and not any(v.startswith("#") for v in m["vips"]) for m in d["members"])
 			else json.dumps(d["members"])' "${MIXLB_NODES[@]}" <<<"$out") || verdict="unreadable: $out"
-		[ "$verdict" = ok ] || { fail "$n: members: $verdict"; rc=1; }
+		[ "$verdict" = ok ] || { mixlb_fail "$n: members: $verdict"; rc=1; }
 		[ "$(mixlb_status_get "$n" 'd["gossip"]["encrypted"]')" = True ] ||
-			{ fail "$n: gossip is not encrypted"; rc=1; }
+			{ mixlb_fail "$n: gossip is not encrypted"; rc=1; }
 	done
 	out=$(mixlb_ctl mix1 members 2>&1)
 	while IFS= read -r line; do diag "$line"; done <<<"$out"
-	grep -Eq '^  mix2 +alive ' <<<"$out" || { fail "mixlbctl members (text) does not show mix2 alive"; rc=1; }
+	grep -Eq '^  mix2 +alive ' <<<"$out" || { mixlb_fail "mixlbctl members (text) does not show mix2 alive"; rc=1; }
 	return $rc
 }
 
@@ -478,13 +429,13 @@ scenario_drain() {
 	hold_many 24 10 drain
 	sleep 1.5
 	if ! out=$(mixlb_ctl "$n" drain 2>&1); then
-		fail "mixlbctl drain: $out"
+		mixlb_fail "mixlbctl drain: $out"
 		return
 	fi
 	diag "mixlbctl drain: $out"
-	wait_backends mix1,mix3 5 "${MIXLB_NODES[@]}" || rc=1
-	[ -n "$WAITED_MS" ] && diag "every node took $n out of its backends within $WAITED_MS ms of the drain"
-	[ "$(mixlb_status_get "$n" 'd["gossip"]["drained"]')" = True ] || { fail "status does not say drained"; rc=1; }
+	mixlb_wait_backends mix1,mix3 5 "${MIXLB_NODES[@]}" || rc=1
+	[ -n "$MIXLB_WAITED_MS" ] && diag "every node took $n out of its backends within $MIXLB_WAITED_MS ms of the drain"
+	[ "$(mixlb_status_get "$n" 'd["gossip"]["drained"]')" = True ] || { mixlb_fail "status does not say drained"; rc=1; }
 	scenario_spread "$MIXLB_VIP" "" drain.spread "mix1 mix3" || rc=1
 	for i in "${!HOLD_PIDS[@]}"; do
 		pid=${HOLD_PIDS[$i]}
@@ -498,15 +449,15 @@ scenario_drain() {
 		[ "$node" = "$n" ] && held_on=$((held_on + 1))
 	done
 	diag "24 connections held through the drain: $held kept working ($held_on of them on $n), $broken broke"
-	[ $broken -eq 0 ] || { fail "$broken established connections broke"; rc=1; }
-	[ $held_on -gt 0 ] || { fail "none of the held connections was on $n: the drain was not put to the test"; rc=1; }
+	[ $broken -eq 0 ] || { mixlb_fail "$broken established connections broke"; rc=1; }
+	[ $held_on -gt 0 ] || { mixlb_fail "none of the held connections was on $n: the drain was not put to the test"; rc=1; }
 
 	if ! out=$(mixlb_ctl "$n" undrain 2>&1); then
-		fail "mixlbctl undrain: $out"
+		mixlb_fail "mixlbctl undrain: $out"
 		return
 	fi
 	diag "mixlbctl undrain: $out"
-	wait_backends mix1,mix2,mix3 5 "${MIXLB_NODES[@]}" || rc=1
+	mixlb_wait_backends mix1,mix2,mix3 5 "${MIXLB_NODES[@]}" || rc=1
 	scenario_spread "$MIXLB_VIP" "" undrain.spread || rc=1
 	return $rc
 }
@@ -519,12 +470,12 @@ scenario_app_down() {
 	kill -KILL "${MIXLB_SERVER_PID[$n]}" 2>/dev/null
 	wait "${MIXLB_SERVER_PID[$n]}" 2>/dev/null
 	unset "MIXLB_SERVER_PID[$n]"
-	wait_backends mix2,mix3 10 "${MIXLB_NODES[@]}" || return 1
-	diag "$n's app killed: every node took $n out of its backends within $WAITED_MS ms"
+	mixlb_wait_backends mix2,mix3 10 "${MIXLB_NODES[@]}" || return 1
+	diag "$n's app killed: every node took $n out of its backends within $MIXLB_WAITED_MS ms"
 	scenario_spread "$MIXLB_VIP" "" appdown.spread "mix2 mix3" || rc=1
 	mixlb_start_server "$n" || return 1
-	wait_backends mix1,mix2,mix3 10 "${MIXLB_NODES[@]}" || return 1
-	diag "$n's app restarted: back in every node's backends within $WAITED_MS ms"
+	mixlb_wait_backends mix1,mix2,mix3 10 "${MIXLB_NODES[@]}" || return 1
+	diag "$n's app restarted: back in every node's backends within $MIXLB_WAITED_MS ms"
 	return $rc
 }
 
@@ -533,38 +484,35 @@ scenario_app_down() {
 # it dead and drop it. A new sidecar adopts the pins and rejoins.
 scenario_sigkill() {
 	local n=mix2 rc=0 limit
-	# Suspicion: at most 6 x 3 probe intervals (n = 3), after a failed probe,
-	# which can take two probe rounds to reach the dead node.
-	limit=$(((MIXLB_PROBE_MS * 18 + MIXLB_PROBE_MS * 6 + 999) / 1000 + 2))
+	limit=$(mixlb_suspicion_bound_s)
 	kill -KILL "${MIXLB_SIDECAR_PID[$n]}"
 	wait "${MIXLB_SIDECAR_PID[$n]}" 2>/dev/null
 	unset "MIXLB_SIDECAR_PID[$n]"
-	wait_backends mix1,mix3 "$limit" mix1 mix3 || return 1
-	diag "$n's sidecar SIGKILLed: mix1 and mix3 dropped it within $WAITED_MS ms (bound ${limit} s)"
+	mixlb_wait_backends mix1,mix3 "$limit" mix1 mix3 || return 1
+	diag "$n's sidecar SIGKILLed: mix1 and mix3 dropped it within $MIXLB_WAITED_MS ms (bound ${limit} s)"
 	local states
 	states=$(mixlb_ctl mix1 members --json | mixlb_json '[m["name"] + "=" + m["state"] for m in d["members"]]')
 	diag "mix1 sees: $states"
-	[[ " $states " == *" $n=dead "* ]] || { fail "mix1 does not hold $n dead"; rc=1; }
+	[[ " $states " == *" $n=dead "* ]] || { mixlb_fail "mix1 does not hold $n dead"; rc=1; }
 	scenario_spread "$MIXLB_VIP" "" sigkill.spread || rc=1
 
 	mixlb_start_sidecar "$n" || return 1
 	mixlb_wait_ready "$n" || return 1
-	wait_backends mix1,mix2,mix3 10 "${MIXLB_NODES[@]}" || return 1
+	mixlb_wait_backends mix1,mix2,mix3 10 "${MIXLB_NODES[@]}" || return 1
 	diag "restarted $n's sidecar: back in every node's backends"
-	grep -q "adopted pinned maps" "$(mixlb_sidecar_log "$n")" || { fail "the new sidecar did not adopt the pinned maps"; rc=1; }
+	grep -q "adopted pinned maps" "$(mixlb_sidecar_log "$n")" || { mixlb_fail "the new sidecar did not adopt the pinned maps"; rc=1; }
 	return $rc
 }
 
 # d (part 1): `mixlbctl leave` of mix3: the sidecar drains, leaves, waits
 # until the node is quiet, removes everything it added and exits.
 scenario_stop() {
-	local n=mix3 rc=0 ifname prog other out pid start
-	ifname=$(mixlb_if "$n")
+	local n=mix3 rc=0 other out pid start
 	fixed_port_requests "$MIXLB_TMP/ports.before" "${fixed_ports[@]}" || return 1
 
 	pid=${MIXLB_SIDECAR_PID[$n]}
-	start=$(now_ms)
-	out=$(mixlb_ctl "$n" leave 2>&1) || { fail "mixlbctl leave: $out"; return 1; }
+	start=$(mixlb_now_ms)
+	out=$(mixlb_ctl "$n" leave 2>&1) || { mixlb_fail "mixlbctl leave: $out"; return 1; }
 	diag "mixlbctl leave: $out"
 	local i
 	for ((i = 0; i < 200; i++)); do
@@ -572,33 +520,18 @@ scenario_stop() {
 		sleep 0.05
 	done
 	if mixlb_alive "$pid"; then
-		fail "$n's sidecar did not exit within 10 s of the leave"
+		mixlb_fail "$n's sidecar did not exit within 10 s of the leave"
 		mixlb_log_file "$(mixlb_sidecar_log "$n")" 20
 		return 1
 	fi
 	wait "$pid"
 	local status=$?
 	unset "MIXLB_SIDECAR_PID[$n]"
-	diag "$n's sidecar exited with status $status, $(($(now_ms) - start)) ms after mixlbctl leave"
-	[ "$status" -eq 0 ] || { fail "exit status $status"; rc=1; }
+	diag "$n's sidecar exited with status $status, $(($(mixlb_now_ms) - start)) ms after mixlbctl leave"
+	[ "$status" -eq 0 ] || { mixlb_fail "exit status $status"; rc=1; }
 
-	prog=$(mixlb_xdp_prog "$n" "$ifname")
-	[ -z "$prog" ] || { fail "$ifname still has an XDP program ($prog)"; rc=1; }
-	if ip -n "$(mixlb_ns "$n")" -4 -o addr show dev lo | grep -qF " $MIXLB_VIP/"; then
-		fail "the VIP $MIXLB_VIP is still on $n's lo"
-		rc=1
-	fi
-	if ip -n "$(mixlb_ns "$n")" -6 -o addr show dev lo | grep -qF " $MIXLB_VIP6/"; then
-		fail "the VIP $MIXLB_VIP6 is still on $n's lo"
-		rc=1
-	fi
-	[ ! -e "$MIXLB_BPFFS/$n" ] || { fail "$MIXLB_BPFFS/$n still exists: $(ls "$MIXLB_BPFFS/$n")"; rc=1; }
-	[ ! -e "$MIXLB_RUN_DIR/$n.host.json" ] || { fail "the host record $MIXLB_RUN_DIR/$n.host.json is left"; rc=1; }
-	if ! diff -u "$MIXLB_TMP/$n.sysctl.before" <(mixlb_sysctls "$n") >"$MIXLB_TMP/sysctl.diff"; then
-		fail "sysctls not restored:"
-		mixlb_log_file "$MIXLB_TMP/sysctl.diff"
-		rc=1
-	fi
+	# Nothing left behind (mixlb_check_removed logs each leftover).
+	mixlb_check_removed "$n" || rc=1
 	[ ! -e "$(mixlb_socket "$n")" ] || diag "note: the admin socket file $(mixlb_socket "$n") is left behind"
 	[ $rc -eq 0 ] || mixlb_log_file "$(mixlb_sidecar_log "$n")" 20
 
@@ -606,12 +539,12 @@ scenario_stop() {
 	mixlb_route_via mix1 mix2 || rc=1
 	# Its leave reached the others, which moved its share to themselves (its
 	# established flows, were there any, would stay for the flow grace).
-	wait_backends mix1,mix2 5 mix1 mix2 || rc=1
-	[ -n "$WAITED_MS" ] && diag "mix1 and mix2 dropped $n within $WAITED_MS ms of its exit"
+	mixlb_wait_backends mix1,mix2 5 mix1 mix2 || rc=1
+	[ -n "$MIXLB_WAITED_MS" ] && diag "mix1 and mix2 dropped $n within $MIXLB_WAITED_MS ms of its exit"
 	for other in mix1 mix2; do
-		mixlb_alive "${MIXLB_SIDECAR_PID[$other]}" || { fail "$other's sidecar is gone"; rc=1; continue; }
+		mixlb_alive "${MIXLB_SIDECAR_PID[$other]}" || { mixlb_fail "$other's sidecar is gone"; rc=1; continue; }
 		[ "$(mixlb_status_get "$other" 'd["node"]')" = "$other" ] ||
-			{ fail "$other does not answer status"; rc=1; }
+			{ mixlb_fail "$other does not answer status"; rc=1; }
 	done
 	return $rc
 }
@@ -619,7 +552,7 @@ scenario_stop() {
 # d (part 2): with mix3 gone, flows of mix1 and mix2 keep their node.
 scenario_consistency() {
 	local before=$MIXLB_TMP/ports.before after=$MIXLB_TMP/ports.after
-	[ -s "$before" ] || { fail "no requests were recorded before the stop"; return; }
+	[ -s "$before" ] || { mixlb_fail "no requests were recorded before the stop"; return; }
 	fixed_port_requests "$after" "${fixed_ports[@]}" || return 1
 	local -A was=() now=() count=()
 	local p node kept=0 moved=0 lost=0 lost3=0 moved3=0 still3=0 failed_before=0
@@ -655,93 +588,68 @@ scenario_consistency() {
 		"mix3's $((lost3 + moved3 + still3)) flows: $lost3 failed, $moved3 answered by another" \
 		"node, $still3 still by mix3"
 	# mix3 has no sidecar and no VIP any more: nothing may still answer as mix3.
-	[ $still3 -eq 0 ] || { fail "$still3 requests were still served by the stopped mix3"; return; }
-	[ $lost3 -eq 0 ] || { mixlb_log_file "$after.err" 5; fail "$lost3 of mix3's flows failed"; return; }
+	[ $still3 -eq 0 ] || { mixlb_fail "$still3 requests were still served by the stopped mix3"; return; }
+	[ $lost3 -eq 0 ] || { mixlb_log_file "$after.err" 5; mixlb_fail "$lost3 of mix3's flows failed"; return; }
 	if [ $failed_before -ne 0 ]; then
 		mixlb_log_file "$before.err" 10
-		fail "$failed_before requests failed before the stop"
+		mixlb_fail "$failed_before requests failed before the stop"
 		return
 	fi
 	if [ "${count[mix1]:-0}" -eq 0 ] || [ "${count[mix2]:-0}" -eq 0 ]; then
-		fail "mix1 or mix2 served none of the fixed ports before the stop"
+		mixlb_fail "mix1 or mix2 served none of the fixed ports before the stop"
 		return
 	fi
 	if [ $moved -ne 0 ] || [ $lost -ne 0 ]; then
-		fail "mix1/mix2 flows did not keep their node"
+		mixlb_fail "mix1/mix2 flows did not keep their node"
 	fi
 }
 
 # ---------------------------------------------------------------- main
 
-build=${1:-}
-if [ -z "$build" ]; then
-	echo "usage: $0 BUILD_DIR" >&2
-	exit 2
-fi
-start_ms=$(now_ms)
-if ! mixlb_init "$build"; then
-	echo "1..$plan"
-	echo "Bail out! the build is incomplete"
-	exit 1
-fi
-if ! reason=$(mixlb_probe); then
-	echo "# would run $plan cases"
-	echo "1..0 # SKIP $reason"
-	exit 0
-fi
-if ! mixlb_claim; then
-	echo "1..$plan"
-	echo "Bail out! cannot prepare the run"
-	exit 1
-fi
+start_ms=$(mixlb_now_ms)
+# For tools/run_tests.py: the cases a skip ("1..0 # SKIP ...") stands for.
+echo "# would run $plan cases"
+mixlb_tap_start "$plan" "${1:-}" || exit "$MIXLB_TAP_EXIT"
 
 fixed_ports=()
 for ((p = 20001; p <= 20060; p++)); do fixed_ports+=("$p"); done
 udp_ports=()
 for ((p = 21001; p <= 21060; p++)); do udp_ports+=("$p"); done
 
-echo "1..$plan"
 scenario_up
 rc=$?
-tap $rc "cluster of ${#MIXLB_NODES[@]} mix nodes up, sidecars ready"
+mixlb_tap $rc "cluster of ${#MIXLB_NODES[@]} mix nodes up, sidecars ready"
 if [ $rc -ne 0 ]; then
 	echo "Bail out! the cluster did not come up"
 	exit 1
 fi
 scenario_spread "$MIXLB_VIP"
-tap $? "a: 300 requests to the VIP all answered, by every node"
+mixlb_tap $? "a: 300 requests to the VIP all answered, by every node"
 scenario_counters
-tap $? "c: counters: local on every node, forwarded across nodes, no drops"
+mixlb_tap $? "c: counters: local on every node, forwarded across nodes, no drops"
 scenario_shuffle "$MIXLB_VIP:$MIXLB_LINE_PORT" "$MIXLB_VIP:$MIXLB_LINE_PORT/tcp" shuffle4
-tap $? "b: a connection survives ECMP moving its ingress, and was forwarded"
+mixlb_tap $? "b: a connection survives ECMP moving its ingress, and was forwarded"
 scenario_spread "[$MIXLB_VIP6]" "[$MIXLB_VIP6]:$MIXLB_HTTP_PORT/tcp" spread6
-tap $? "f: 300 requests to the IPv6 VIP all answered, by every node, forwarded by peers"
+mixlb_tap $? "f: 300 requests to the IPv6 VIP all answered, by every node, forwarded by peers"
 scenario_udp "$MIXLB_VIP:$MIXLB_UDP_PORT" "$MIXLB_VIP:$MIXLB_UDP_PORT/udp" udp4
-tap $? "g: UDP: each socket answered by one node from the VIP, all nodes answer, forwarded"
+mixlb_tap $? "g: UDP: each socket answered by one node from the VIP, all nodes answer, forwarded"
 scenario_udp "[$MIXLB_VIP6]:$MIXLB_UDP_PORT" "[$MIXLB_VIP6]:$MIXLB_UDP_PORT/udp" udp6
-tap $? "h: IPv6 UDP: each socket answered by one node from the VIP, all nodes answer, forwarded"
+mixlb_tap $? "h: IPv6 UDP: each socket answered by one node from the VIP, all nodes answer, forwarded"
 scenario_shuffle "[$MIXLB_VIP6]:$MIXLB_LINE_PORT" "[$MIXLB_VIP6]:$MIXLB_LINE_PORT/tcp" shuffle6
-tap $? "i: an IPv6 connection survives ECMP moving its ingress, and was forwarded"
+mixlb_tap $? "i: an IPv6 connection survives ECMP moving its ingress, and was forwarded"
 scenario_members
-tap $? "j: every node lists the 3 members alive, healthy, in its tables, with 6 VIP ports"
+mixlb_tap $? "j: every node lists the 3 members alive, healthy, in its tables, with 6 VIP ports"
 scenario_drain
-tap $? "k: drain: new flows avoid mix2 everywhere, its established connections keep working; undrain"
+mixlb_tap $? "k: drain: new flows avoid mix2 everywhere, its established connections keep working; undrain"
 scenario_app_down
-tap $? "l: mix1's app dies: every node drops mix1, requests keep succeeding; it returns with its app"
+mixlb_tap $? "l: mix1's app dies: every node drops mix1, requests keep succeeding; it returns with its app"
 scenario_sigkill
-tap $? "m: SIGKILL of mix2's sidecar: mix1/mix3 drop it once it is dead, requests succeed; it rejoins"
+mixlb_tap $? "m: SIGKILL of mix2's sidecar: mix1/mix3 drop it once it is dead, requests succeed; it rejoins"
 scenario_bad_admin
-tap $? "e: malformed admin requests get ok:false, the daemon keeps serving"
+mixlb_tap $? "e: malformed admin requests get ok:false, the daemon keeps serving"
 scenario_stop
-tap $? "d: mixlbctl leave of mix3: it leaves, cleans up and exits; the others keep running"
+mixlb_tap $? "d: mixlbctl leave of mix3: it leaves, cleans up and exits; the others keep running"
 scenario_consistency
-tap $? "d: after mix3 stops, its flows move to mix1/mix2, theirs keep their node"
+mixlb_tap $? "d: after mix3 stops, its flows move to mix1/mix2, theirs keep their node"
 
-if [ $failed -gt 0 ]; then
-	for n in "${MIXLB_NODES[@]}"; do
-		diag "the end of $n's sidecar log:"
-		mixlb_log_file "$(mixlb_sidecar_log "$n")" 15
-	done
-fi
-diag "run took $((($(now_ms) - start_ms) / 1000)) s"
-[ $failed -eq 0 ]
+mixlb_tap_end "$start_ms"
