@@ -29,6 +29,7 @@
 #include <utility>
 
 #include "cluster/maglev.h"
+#include "common/quote.h"
 #include "cluster/node_id.h"
 
 namespace mixlb {
@@ -135,6 +136,25 @@ constexpr std::string_view kTopKeys =
 
 constexpr std::string_view kLogLevels[] = {"trace", "debug", "info", "warn", "error"};
 
+// Text from the file or the command line, shown back in an error: as it
+// is, in single quotes, when it is short and plain; otherwise cut, escaped
+// and in double quotes (common/quote.h), so a 5 MB value or a NUL byte
+// still makes a one-line message.
+std::string shown(std::string_view text) {
+  const bool plain = text.size() <= 128 && std::all_of(text.begin(), text.end(), [](char c) {
+                       return c >= 0x20 && c < 0x7f && c != '\'';
+                     });
+  return plain ? "'" + std::string(text) + "'" : quote_input(text, 128);
+}
+
+// A key path in an error: quoted TOML keys may hold anything.
+std::string shown_key(std::string_view key) {
+  const bool plain = key.size() <= 128 && std::all_of(key.begin(), key.end(), [](char c) {
+                       return c > 0x20 && c < 0x7f;
+                     });
+  return plain ? std::string(key) : quote_input(key, 128);
+}
+
 std::optional<std::string> range_problem(std::int64_t value, std::uint32_t min, std::uint32_t max) {
   if (value < min || value > max) return fmt::format("{} is out of range {}..{}", value, min, max);
   return std::nullopt;
@@ -154,15 +174,15 @@ std::optional<StopAction> parse_stop_action(std::string_view text) {
 }
 
 std::string stop_action_problem(std::string_view text) {
-  return fmt::format("expected restart or leave, got '{}'", text);
+  return fmt::format("expected restart or leave, got {}", shown(text));
 }
 
 std::string xdp_mode_problem(std::string_view text) {
-  return fmt::format("expected auto, native or generic, got '{}'", text);
+  return fmt::format("expected auto, native or generic, got {}", shown(text));
 }
 
 std::string address_problem(std::string_view text) {
-  return fmt::format("'{}' is not an IP address", text);
+  return fmt::format("{} is not an IP address", shown(text));
 }
 
 std::string_view type_name(const toml::node& node) {
@@ -219,7 +239,7 @@ class FileReader {
  private:
   [[noreturn]] void fail(const toml::source_region& where, std::string_view key,
                          std::string_view what) const {
-    throw ConfigError(fmt::format("{}:{}: {}: {}", file_, where.begin.line, key, what));
+    throw ConfigError(fmt::format("{}:{}: {}: {}", file_, where.begin.line, shown_key(key), what));
   }
 
   [[noreturn]] void fail(const toml::node& node, std::string_view key,
@@ -390,7 +410,7 @@ class FileReader {
     const std::string text = expect_string(value, path);
     if (text == "tcp") return kProtoTcp;
     if (text == "udp") return kProtoUdp;
-    fail(value, path, fmt::format("expected tcp or udp, got '{}'", text));
+    fail(value, path, fmt::format("expected tcp or udp, got {}", shown(text)));
   }
 
   // The names of the nodes serving a VIP; whether they exist is judged by
@@ -660,19 +680,19 @@ class Checker {
   void check_node() {
     require("node.name", "--name", config_.node_name);
     if (!valid_node_name(config_.node_name)) {
-      fail("node.name", fmt::format("'{}' is not a valid node name: use 1..{} characters of A-Z, "
+      fail("node.name", fmt::format("{} is not a valid node name: use 1..{} characters of A-Z, "
                                     "a-z, 0-9, '.', '_' and '-'",
-                                    config_.node_name, kMaxNodeNameLength));
+                                    shown(config_.node_name), kMaxNodeNameLength));
     }
     require("node.interface", "--interface", config_.interface);
     if (!valid_interface_name(config_.interface)) {
-      fail("node.interface", fmt::format("'{}' is not a valid interface name: 1..{} bytes, not '.' "
+      fail("node.interface", fmt::format("{} is not a valid interface name: 1..{} bytes, not '.' "
                                          "or '..', without '/', ':' or whitespace",
-                                         config_.interface, kMaxInterfaceNameLength));
+                                         shown(config_.interface), kMaxInterfaceNameLength));
     }
     if (config_.node_address) check_host_address("node.address", *config_.node_address);
     if (config_.run_dir.empty() || config_.run_dir.front() != '/') {
-      fail("node.run_dir", fmt::format("'{}' is not an absolute path", config_.run_dir));
+      fail("node.run_dir", fmt::format("{} is not an absolute path", shown(config_.run_dir)));
     }
     if (config_.admin_socket.empty()) {
       if (is_set("node.admin_socket")) fail("node.admin_socket", "must not be empty");
@@ -680,16 +700,16 @@ class Checker {
     }
     if (config_.admin_socket.size() > kMaxSocketPathLength) {
       fail("node.admin_socket",
-           fmt::format("'{}' is {} bytes long; a unix socket path holds at most {}",
-                       config_.admin_socket, config_.admin_socket.size(), kMaxSocketPathLength));
+           fmt::format("{} is {} bytes long; a unix socket path holds at most {}",
+                       shown(config_.admin_socket), config_.admin_socket.size(), kMaxSocketPathLength));
     }
     if (config_.bpffs_dir.empty() || config_.bpffs_dir.front() != '/') {
-      fail("node.bpffs_dir", fmt::format("'{}' is not an absolute path", config_.bpffs_dir));
+      fail("node.bpffs_dir", fmt::format("{} is not an absolute path", shown(config_.bpffs_dir)));
     }
     if (std::find(std::begin(kLogLevels), std::end(kLogLevels), config_.log_level) ==
         std::end(kLogLevels)) {
       fail("node.log_level",
-           fmt::format("expected trace, debug, info, warn or error, got '{}'", config_.log_level));
+           fmt::format("expected trace, debug, info, warn or error, got {}", shown(config_.log_level)));
     }
   }
 
@@ -699,7 +719,7 @@ class Checker {
   void check_health() {
     const std::string& kind = config_.health_kind;
     if (kind != "tcp" && kind != "http" && kind != "none")
-      fail("health.kind", fmt::format("expected tcp, http or none, got '{}'", kind));
+      fail("health.kind", fmt::format("expected tcp, http or none, got {}", shown(kind)));
     if (kind == "none") return;
     if (config_.health_timeout_ms >= config_.health_interval_ms) {
       fail("health.timeout_ms",
@@ -708,7 +728,7 @@ class Checker {
     }
     if (kind == "http" && (config_.health_path.empty() || config_.health_path.front() != '/' ||
                            config_.health_path.find_first_of(" \r\n") != std::string::npos)) {
-      fail("health.path", fmt::format("'{}' is not an absolute HTTP path", config_.health_path));
+      fail("health.path", fmt::format("{} is not an absolute HTTP path", shown(config_.health_path)));
     }
     const VipConfig* tcp_vip = nullptr;
     for (const auto& v : config_.vips)
@@ -743,9 +763,9 @@ class Checker {
   void check_gossip() const {
     if (!valid_cluster_name(config_.cluster_name)) {
       fail("gossip.cluster",
-           fmt::format("'{}' is not a valid cluster name: use 1..{} characters of A-Z, a-z, 0-9, "
+           fmt::format("{} is not a valid cluster name: use 1..{} characters of A-Z, a-z, 0-9, "
                        "'.', '_' and '-'",
-                       config_.cluster_name, kMaxClusterNameLength));
+                       shown(config_.cluster_name), kMaxClusterNameLength));
     }
     if (config_.keyring_file.empty() && is_set("gossip.keyring")) {
       fail("gossip.keyring", "must not be empty (leave it out for plaintext gossip)");
@@ -896,7 +916,7 @@ class Checker {
         const std::string key = indexed(nodes_key, j);
         const std::string& name = nodes[j];
         if (!known.contains(name)) {
-          fail(key, fmt::format("'{}' is neither this node ('{}') nor one of its peers", name,
+          fail(key, fmt::format("{} is neither this node ('{}') nor one of its peers", shown(name),
                                 config_.node_name));
         }
         if (const auto it = listed.find(name); it != listed.end()) {
@@ -920,9 +940,9 @@ class Checker {
       const std::string address_key = entry + ".address";
       if (peer.name.empty() && !is_set(name_key)) fail(name_key, "required key is missing");
       if (!valid_node_name(peer.name)) {
-        fail(name_key, fmt::format("'{}' is not a valid node name: use 1..{} characters of A-Z, "
+        fail(name_key, fmt::format("{} is not a valid node name: use 1..{} characters of A-Z, "
                                    "a-z, 0-9, '.', '_' and '-'",
-                                   peer.name, kMaxNodeNameLength));
+                                   shown(peer.name), kMaxNodeNameLength));
       }
       check_host_address(address_key, peer.address);
       if (auto problem = range_problem(peer.weight, 0, kMaxMaglevWeight)) {
@@ -1073,7 +1093,7 @@ std::uint32_t parse_flag_int(const Flag& flag, const IntKey& key) {
   const char* end = flag.value.data() + flag.value.size();
   const auto [ptr, ec] = std::from_chars(flag.value.data(), end, value);
   if (ec != std::errc() || ptr != end || flag.value.empty()) {
-    throw ConfigError(fmt::format("{}: expected an integer, got '{}'", flag.name, flag.value));
+    throw ConfigError(fmt::format("{}: expected an integer, got {}", flag.name, shown(flag.value)));
   }
   if (auto problem = range_problem(value, key.min, key.max)) {
     throw ConfigError(fmt::format("{}: {}", flag.name, *problem));
@@ -1091,7 +1111,7 @@ struct PeerFlag {
 PeerFlag parse_peer_flag(const Flag& flag) {
   const auto malformed = [&] {
     return ConfigError(
-        fmt::format("{}: expected NAME=ADDRESS[@WEIGHT], got '{}'", flag.name, flag.value));
+        fmt::format("{}: expected NAME=ADDRESS[@WEIGHT], got {}", flag.name, shown(flag.value)));
   };
   const std::size_t eq = flag.value.find('=');
   if (eq == std::string::npos || eq == 0) throw malformed();
@@ -1124,8 +1144,8 @@ VipConfig parse_vip_flag(const Flag& flag) {
   const auto malformed = [&] {
     return ConfigError(
         fmt::format("{}: expected ADDRESS:PORT, ADDRESS:* or either with /tcp or "
-                    "/udp after it, got '{}'",
-                    flag.name, flag.value));
+                    "/udp after it, got {}",
+                    flag.name, shown(flag.value)));
   };
   std::string_view text = flag.value;
   VipConfig vip;
@@ -1136,7 +1156,7 @@ VipConfig parse_vip_flag(const Flag& flag) {
       vip.protocol = kProtoUdp;
     } else if (protocol != "tcp") {
       throw ConfigError(
-          fmt::format("{}: expected tcp or udp after '/', got '{}'", flag.name, protocol));
+          fmt::format("{}: expected tcp or udp after '/', got {}", flag.name, shown(protocol)));
     }
     text = text.substr(0, slash);
   }
@@ -1266,7 +1286,7 @@ std::optional<Config> config_from_args(int argc, const char* const* argv, std::o
       flag.name = std::string(arg.substr(0, eq));
       if (eq != std::string_view::npos) inline_value = std::string(arg.substr(eq + 1));
     } else {
-      throw ConfigError(fmt::format("unexpected argument '{}' (see --help)", arg));
+      throw ConfigError(fmt::format("unexpected argument {} (see --help)", shown(arg)));
     }
     if (flag.name == "--help" || flag.name == "--version") {
       if (inline_value) throw ConfigError(fmt::format("{}: takes no value", flag.name));
@@ -1283,7 +1303,7 @@ std::optional<Config> config_from_args(int argc, const char* const* argv, std::o
       continue;
     }
     if (!takes_value(flag.name)) {
-      throw ConfigError(fmt::format("unknown flag '{}' (see --help)", flag.name));
+      throw ConfigError(fmt::format("unknown flag {} (see --help)", shown(flag.name)));
     }
     if (inline_value) {
       flag.value = *inline_value;

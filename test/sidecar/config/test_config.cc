@@ -518,6 +518,24 @@ rejoin_interval_ms = 120000
           "--on-stop: expected restart or leave, got 'later'");
   }
 
+  TEST_CASE("echoed values are cut and escaped: a 5 MB value or a NUL byte makes a one-line error") {
+    const std::string huge(5 * 1024 * 1024, 'x');
+    const std::string big = parse_error("[node]\nname = \"" + huge + "\"\ninterface = \"eth0\"\n");
+    CHECK(big.size() < 300);
+    CHECK(big.starts_with("mix1.toml:2: node.name: \"xxxx"));
+    CHECK(big.find("(5242752 more bytes) is not a valid node name") != std::string::npos);
+    const std::string nul = parse_error("[node]\nname = \"a\\u0000b\"\ninterface = \"eth0\"\n");
+    CHECK(nul.starts_with("mix1.toml:2: node.name: \"a\\x00b\" is not a valid node name"));
+    CHECK(nul.find('\0') == std::string::npos);
+    // A quoted key holds anything too.
+    const std::string key = parse_error("[node]\nname = \"mix1\"\ninterface = \"eth0\"\n\"a\\nb\" = 1\n");
+    CHECK(key == "mix1.toml:4: \"node.a\\nb\": unknown key ([node] takes name, interface, address, weight, "
+                 "admin_socket, run_dir, bpffs_dir, log_level, on_stop, leave_timeout_ms)");
+    // Plain short values keep their single quotes.
+    CHECK(args_error({"--name", "mix1", "--interface", "eth0", "--xdp-mode", "fast"}) ==
+          "--xdp-mode: expected auto, native or generic, got 'fast'");
+  }
+
   TEST_CASE("accepted variants") {
     SUBCASE("inline tables, a single port, protocol left out, the node in its own peer list") {
       const Config c = parse_config(R"(vip = [{ address = "10.100.0.9", port = 8080 }]
