@@ -671,6 +671,8 @@ mixlb_tap_start() {
 		[ -n "$reason" ] || command -v "$tool" >/dev/null || reason="$tool is not installed"
 	done
 	if [ -n "$reason" ]; then
+		# tools/run_tests.py counts a skipped run as this many skipped cases.
+		echo "# would run $plan cases"
 		echo "1..0 # SKIP $reason"
 		MIXLB_TAP_EXIT=0
 		return 1
@@ -681,6 +683,18 @@ mixlb_tap_start() {
 		return 1
 	fi
 	echo "1..$plan"
+}
+
+# mixlb_tap_up UP_FUNCTION: brings the cluster up with UP_FUNCTION as the
+# first TAP case; when it does not come up, bails out of the whole test.
+mixlb_tap_up() {
+	"$1"
+	local rc=$?
+	mixlb_tap $rc "cluster of ${#MIXLB_NODES[@]} mix nodes up, sidecars ready"
+	if [ $rc -ne 0 ]; then
+		echo "Bail out! the cluster did not come up"
+		exit 1
+	fi
 }
 
 # mixlb_tap_end START_MS: the end of a TAP test: after a failure, the end of
@@ -808,10 +822,12 @@ mixlb_check_removed() {
 	prog=$(mixlb_xdp_prog "$n" "$(mixlb_if "$n")")
 	[ -z "$prog" ] || { mixlb_fail "$(mixlb_if "$n") still has an XDP program ($prog)"; rc=1; }
 	for vip in "$MIXLB_VIP" "$MIXLB_VIP6"; do
-		if mixlb_on_lo "$n" "$vip"; then
-			mixlb_fail "the VIP $vip is still on $n's lo"
-			rc=1
-		fi
+		mixlb_on_lo "$n" "$vip"
+		case $? in
+		0) mixlb_fail "the VIP $vip is still on $n's lo"; rc=1 ;;
+		1) ;;
+		*) mixlb_fail "cannot list the addresses on $n's lo"; rc=1 ;;
+		esac
 	done
 	[ ! -e "$MIXLB_BPFFS/$n" ] || { mixlb_fail "$MIXLB_BPFFS/$n is left: $(find "$MIXLB_BPFFS/$n" -mindepth 1 -printf '%f ')"; rc=1; }
 	[ ! -e "$MIXLB_RUN_DIR/$n.host.json" ] || { mixlb_fail "the host record $MIXLB_RUN_DIR/$n.host.json is left"; rc=1; }

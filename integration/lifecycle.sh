@@ -771,13 +771,7 @@ run() {
 start_ms=$(now_ms)
 # bpftool reads the pinned maps of a stopped sidecar.
 mixlb_tap_start "$plan" "${1:-}" bpftool || exit "$MIXLB_TAP_EXIT"
-scenario_up
-rc=$?
-mixlb_tap $rc "cluster of ${#MIXLB_NODES[@]} mix nodes up, sidecars ready"
-if [ $rc -ne 0 ]; then
-	echo "Bail out! the cluster did not come up"
-	exit 1
-fi
+mixlb_tap_up scenario_up
 run mix1 "1: SIGTERM + start of mix1's sidecar under load: no request failed, no held connection broke" \
 	scenario_sigterm
 run mix2 "2: SIGKILL + start within 10 s of mix2's sidecar under load: no request failed, no held connection broke" \

@@ -608,7 +608,6 @@ scenario_consistency() {
 
 start_ms=$(mixlb_now_ms)
 # For tools/run_tests.py: the cases a skip ("1..0 # SKIP ...") stands for.
-echo "# would run $plan cases"
 mixlb_tap_start "$plan" "${1:-}" || exit "$MIXLB_TAP_EXIT"
 
 fixed_ports=()
@@ -616,13 +615,7 @@ for ((p = 20001; p <= 20060; p++)); do fixed_ports+=("$p"); done
 udp_ports=()
 for ((p = 21001; p <= 21060; p++)); do udp_ports+=("$p"); done
 
-scenario_up
-rc=$?
-mixlb_tap $rc "cluster of ${#MIXLB_NODES[@]} mix nodes up, sidecars ready"
-if [ $rc -ne 0 ]; then
-	echo "Bail out! the cluster did not come up"
-	exit 1
-fi
+mixlb_tap_up scenario_up
 scenario_spread "$MIXLB_VIP"
 mixlb_tap $? "a: 300 requests to the VIP all answered, by every node"
 scenario_counters

@@ -1018,10 +1018,14 @@ class Checker {
 // --- flags -----------------------------------------------------------------
 
 constexpr std::string_view kUsage = R"(Usage: mixlb [--config FILE] [flags]
+       mixlb cleanup --name NODE [--run-dir DIR] [--bpffs-dir DIR]
 
 mixlb is the per-node sidecar of the mixlb layer-4 load balancer. Settings come
 from the TOML file given with --config; the flags below override it. Without
---config, the flags alone must name the node and its interface.
+--config, the flags alone must name the node and its interface. SIGTERM stops
+it for a restart (the data path stays for the next sidecar); `mixlbctl leave`
+leaves the cluster and removes everything; `mixlb cleanup` (see its --help)
+removes what a sidecar that is gone left on the host.
 
   -c, --config FILE            configuration file (see docs/configuration.md)
       --name NAME              node name ([node] name)

@@ -233,7 +233,7 @@ TEST_SUITE("daemon" * doctest::skip(cannot_run())) {
     CHECK_FALSE(host.netlink.neighbours.contains({dp0, *Address::parse("10.0.0.2")}));
     CHECK_FALSE(std::filesystem::exists(host.record_path()));
   }
-  TEST_CASE("an uplink that is detached or vanishes is reported and attached again; SIGTERM may mean leave") {
+  TEST_CASE("an uplink that is detached or vanishes is reported and attached again; SIGHUP is ignored; SIGTERM may mean leave") {
     sh("ip link add upl0 type veth peer name upl0p");
     sh("ip link set upl0 up");
     DaemonHost host("upl0", ifindex_of("upl0"));
@@ -241,6 +241,12 @@ TEST_SUITE("daemon" * doctest::skip(cannot_run())) {
     config.on_stop = StopAction::kLeave;
     Running daemon(host, config);
     REQUIRE(daemon.ask("status")["uplink"] == "attached");
+
+    // SIGHUP changes nothing: no reload yet, and no death either.
+    ::kill(::getpid(), SIGHUP);
+    std::this_thread::sleep_for(200ms);
+    CHECK(daemon.exit.wait_for(0s) == std::future_status::timeout);
+    CHECK(daemon.ask("status")["phase"] == "serving");
 
     // Someone detaches the program (bpftool link detach): it comes back.
     {
