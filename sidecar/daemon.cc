@@ -10,6 +10,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <filesystem>
 #include <set>
+#include <thread>
 
 #include "admin/admin_protocol.h"
 #include "admin/admin_server.h"
@@ -23,6 +24,7 @@
 #include "kernel/bpffs.h"
 #include "kernel/capabilities.h"
 #include "kernel/vip_sockets.h"
+#include "leave_wait.h"
 #include "settings.h"
 #include "status.h"
 
@@ -34,8 +36,6 @@ namespace {
 
 // How often the uplink and the program's link are checked.
 constexpr std::chrono::seconds kUplinkCheck{1};
-// A leave ends once the node has been quiet this long.
-constexpr std::chrono::seconds kLeaveQuiet{2};
 
 [[noreturn]] void startup_failed(const std::string& what, std::error_code ec) {
   throw StartupError(what + ": " + ec.message());
@@ -249,6 +249,12 @@ void Daemon::validate_and_probe() {
   record_.node = config_.node_name;
   record_.interface = config_.interface;
   record_.netns = netns;
+  // Undone last: a first start that fails leaves no record of nothing.
+  on_undo("remove an empty host record", [this, existed = loaded->has_value()] {
+    if (!existed && record_.host_clean() && program_ && !program_->adopted_maps())
+      if (auto ec = remove_host_record(record_path_))
+        spdlog::warn("removing {}: {}", record_path_, ec.message());
+  });
 
   if (config_.gossip_enabled) {
     std::optional<gossip::Keyring> keyring;
@@ -528,7 +534,30 @@ void Daemon::begin_leave(std::string why) {
                why, config_.leave_timeout_ms);
   phase_ = Phase::kLeaving;
   leave_started_ = std::chrono::steady_clock::now();
+  leave_state_ = "draining and announcing the leave";
   asio::co_spawn(io_, leave(), log_failure("leave"));
+}
+
+// Runs `work` on a thread of its own and resumes when it is done, so a
+// blocking call (joining the gossip thread) does not stall the daemon.
+asio::awaitable<void> Daemon::off_thread(std::function<void()> work) {
+  struct Wait {
+    explicit Wait(asio::io_context& io) : timer(io) {}
+    asio::steady_timer timer;
+    bool done = false;
+  };
+  auto wait = std::make_shared<Wait>(io_);
+  wait->timer.expires_at(asio::steady_timer::time_point::max());
+  std::thread worker([this, wait, work = std::move(work)] {
+    work();
+    asio::post(io_, [wait] {
+      wait->done = true;
+      wait->timer.cancel();
+    });
+  });
+  boost::system::error_code ec;
+  while (!wait->done) co_await wait->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  worker.join();
 }
 
 // Drain (weight 0: this node's own tables and its peers' send it no new
@@ -537,12 +566,11 @@ void Daemon::begin_leave(std::string why) {
 // timeout, and remove everything.
 asio::awaitable<void> Daemon::leave() {
   publish_self();
+  // The drain takes effect here at once; peers learn it from the leave.
+  resync();
   if (gossip_) {
-    // The drain takes effect here at once; peers learn it from the leave.
-    resync();
-    gossip_->stop(gossip::StopMode::kLeave);
-  } else {
-    resync();
+    // Stopping lingers while the leave spreads; the io_context serves on.
+    co_await off_thread([this] { gossip_->stop(gossip::StopMode::kLeave); });
   }
   std::vector<VipPort> ports;
   for (const auto& v : config_.vips) {
@@ -550,24 +578,19 @@ asio::awaitable<void> Daemon::leave() {
     if (v.ports.empty()) ports.push_back({v.address, 0});
     for (auto p : v.ports) ports.push_back({v.address, p});
   }
-  const auto deadline = leave_started_ + std::chrono::milliseconds(config_.leave_timeout_ms);
-  auto quiet_since = std::chrono::steady_clock::now();
-  std::uint64_t last_packets = vip_packets(program_->maps(), *sync_, table_vips_);
+  LeaveWait wait(leave_started_, std::chrono::milliseconds(config_.leave_timeout_ms));
   asio::steady_timer tick(io_);
   for (;;) {
     auto connections = count_vip_connections(ports);
-    const std::uint64_t packets = vip_packets(program_->maps(), *sync_, table_vips_);
-    const auto now = std::chrono::steady_clock::now();
-    if (packets != last_packets || !connections || *connections != 0) quiet_since = now;
-    last_packets = packets;
-    leave_state_ = fmt::format("{} connection(s) on VIPs, last VIP packet {:.1f} s ago",
-                               connections ? std::to_string(*connections) : std::string("?"),
-                               std::chrono::duration<double>(now - quiet_since).count());
-    if (now - quiet_since >= kLeaveQuiet) {
+    const auto verdict = wait.sample(std::chrono::steady_clock::now(),
+                                     connections ? std::optional(*connections) : std::nullopt,
+                                     vip_packets(program_->maps(), *sync_, table_vips_));
+    leave_state_ = wait.state();
+    if (verdict == LeaveWait::Verdict::kQuiet) {
       spdlog::info("leave: the node is quiet ({})", leave_state_);
       break;
     }
-    if (now >= deadline) {
+    if (verdict == LeaveWait::Verdict::kTimedOut) {
       spdlog::warn("leave: {} ms passed with {}; removing the data path anyway",
                    config_.leave_timeout_ms, leave_state_);
       break;

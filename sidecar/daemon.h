@@ -107,6 +107,7 @@ class Daemon {
   void stop_for_restart();
   void begin_leave(std::string why);
   boost::asio::awaitable<void> leave();
+  boost::asio::awaitable<void> off_thread(std::function<void()> work);
   void remove_everything();
   void finish();
 

@@ -233,6 +233,21 @@ TEST_SUITE("daemon" * doctest::skip(cannot_run())) {
     CHECK_FALSE(host.netlink.neighbours.contains({dp0, *Address::parse("10.0.0.2")}));
     CHECK_FALSE(std::filesystem::exists(host.record_path()));
   }
+  TEST_CASE("a first start that fails half-way leaves the host as it found it") {
+    DaemonHost host;
+    host.sysctls.refuse["net.ipv4.conf.dp0.forwarding"] = std::errc::operation_not_permitted;
+    Daemon daemon(host.config(), DaemonSeams{&host.netlink, &host.sysctls});
+    CHECK_THROWS_WITH_AS(daemon.run(),
+                         "setting sysctl net.ipv4.conf.dp0.forwarding to 1: Operation not permitted",
+                         StartupError);
+    CHECK_FALSE(query_xdp_mode(test_net().dp0).has_value());
+    CHECK_FALSE(std::filesystem::exists(host.bpffs + "/mix1"));
+    CHECK_FALSE(std::filesystem::exists(host.record_path()));
+    CHECK_FALSE(std::filesystem::exists(host.dir + "/mix1.sock"));
+    for (const auto& [key, value] : host.sysctls.values) CHECK_MESSAGE(value == "0", key);
+    CHECK(host.netlink.addresses.empty());
+  }
+
   TEST_CASE("an uplink that is detached or vanishes is reported and attached again; SIGHUP is ignored; SIGTERM may mean leave") {
     sh("ip link add upl0 type veth peer name upl0p");
     sh("ip link set upl0 up");
