@@ -10,6 +10,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <filesystem>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "admin/admin_protocol.h"
@@ -18,13 +19,16 @@
 #include "cluster/node_id.h"
 #include "common/log_failure.h"
 #include "common/quote.h"
+#include "config/diff.h"
 #include "config/keyring_file.h"
+#include "config/keys.h"
 #include "gossip_bridge.h"
 #include "health.h"
 #include "kernel/bpffs.h"
 #include "kernel/capabilities.h"
 #include "kernel/vip_sockets.h"
 #include "leave_wait.h"
+#include "logging.h"
 #include "settings.h"
 #include "status.h"
 
@@ -56,9 +60,10 @@ std::uint64_t vip_packets(const DatapathMaps& maps, const ClusterSync& sync,
 
 }  // namespace
 
-Daemon::Daemon(Config config, DaemonSeams seams)
+Daemon::Daemon(Config config, DaemonSeams seams, std::vector<std::string> args)
     : config_(std::move(config)),
       seams_(seams),
+      args_(std::move(args)),
       signals_(io_, SIGTERM, SIGINT, SIGHUP),
       grace_timer_(io_),
       uplink_timer_(io_) {}
@@ -104,7 +109,7 @@ int Daemon::run() {
   phase_ = Phase::kServing;
   watch_signals();
   asio::co_spawn(io_, watch_uplink(), log_failure("uplink watch"));
-  spdlog::info("serving; admin socket {}", config_.admin_socket);
+  spdlog::info("serving; admin socket {}", config_.node.admin_socket);
   io_.run();
   return exit_code_;
 }
@@ -113,8 +118,12 @@ void Daemon::watch_signals() {
   signals_.async_wait([this](const boost::system::error_code& ec, int signo) {
     if (ec) return;
     if (signo == SIGHUP) {
-      spdlog::warn("SIGHUP: this mixlb cannot reload its configuration; ignored (restart it to "
-                   "apply a new one: SIGTERM keeps the data path)");
+      try {
+        const auto result = reload();
+        spdlog::info("SIGHUP: {}", result.dump());
+      } catch (const std::exception& e) {
+        spdlog::error("SIGHUP: the configuration was not reloaded: {}", e.what());
+      }
       watch_signals();
       return;
     }
@@ -123,7 +132,7 @@ void Daemon::watch_signals() {
       watch_signals();
       return;
     }
-    if (config_.on_stop == StopAction::kLeave) {
+    if (config_.node.on_stop == StopAction::kLeave) {
       begin_leave(fmt::format("signal {} (node.on_stop = leave)", signo));
       watch_signals();
       return;
@@ -140,23 +149,23 @@ void Daemon::start() {
   setup_datapath();
   setup_host();
 
-  sync_ = std::make_unique<ClusterSync>(program_->maps(), config_.max_vips);
+  sync_ = std::make_unique<ClusterSync>(program_->maps(), config_.datapath.max_vips);
   // With gossip the first tables wait for the join (gossip_bridge.h).
-  if (!config_.gossip_enabled) {
+  if (!config_.gossip.enabled) {
     if (auto r = sync_->apply(static_members_, vips_); !r) throw StartupError(r.error().message());
     joined_ = true;
   }
 
-  auto mode = program_->attach(ifindex_, config_.xdp_mode);
-  if (!mode) throw StartupError(mode.error().message() + " on " + config_.interface);
+  auto mode = program_->attach(ifindex_, config_.datapath.xdp_mode);
+  if (!mode) throw StartupError(mode.error().message() + " on " + config_.node.interface);
   if (*mode == AttachMode::kGeneric)
-    spdlog::warn("XDP runs in generic mode on {}: correct but slower than native", config_.interface);
+    spdlog::warn("XDP runs in generic mode on {}: correct but slower than native", config_.node.interface);
   spdlog::info("XDP {} {} in {} mode", program_->adopted_link() ? "kept on (adopted the pinned link of)" : "attached to",
-               config_.interface, to_string(*mode));
+               config_.node.interface, to_string(*mode));
 
   keeper_ = std::make_unique<NeighbourKeeper>(
       io_, *netlink_, *sync_, record_, [this] { persist_record(); }, ifindex_,
-      std::chrono::milliseconds(config_.neighbour_refresh_ms));
+      std::chrono::milliseconds(config_.neighbours.refresh_ms));
   on_undo("stop the neighbour keeper", [this] { keeper_->stop(); });
   keeper_->sync(desired_members(), mac_);
   keeper_->refresh();
@@ -170,13 +179,13 @@ void Daemon::start() {
 // cannot work stops here: nothing of a running sidecar or of the data path a
 // crashed one left is touched.
 void Daemon::validate_and_probe() {
-  auto lock = InstanceLock::acquire(config_.run_dir, config_.node_name);
+  auto lock = InstanceLock::acquire(config_.node.run_dir, config_.node.name);
   if (!lock) throw StartupError(lock.error().message);
   lock_.emplace(std::move(*lock));
 
   if (!seams_.netlink) {
     if (auto problem = capability_problem(); !problem.empty()) throw StartupError(problem);
-    auto bpffs = ensure_bpffs(config_.bpffs_dir);
+    auto bpffs = ensure_bpffs(config_.node.bpffs_dir);
     if (!bpffs) throw StartupError(bpffs.error());
     if (bpffs->mounted)
       spdlog::info("mounted a bpffs on {}: nothing was mounted there (pins on it last until "
@@ -189,43 +198,42 @@ void Daemon::validate_and_probe() {
   netlink_ = seams_.netlink ? seams_.netlink : own_netlink_.get();
   sysctls_ = seams_.sysctls ? seams_.sysctls : &own_sysctls_;
 
-  auto ifindex = netlink_->link_index(config_.interface);
-  if (!ifindex) startup_failed("interface " + config_.interface, ifindex.error());
+  auto ifindex = netlink_->link_index(config_.node.interface);
+  if (!ifindex) startup_failed("interface " + config_.node.interface, ifindex.error());
   ifindex_ = *ifindex;
   auto lo = netlink_->link_index("lo");
   if (!lo) startup_failed("interface lo", lo.error());
   lo_ifindex_ = *lo;
   auto mac = netlink_->link_mac(ifindex_);
-  if (!mac) startup_failed("MAC address of " + config_.interface, mac.error());
+  if (!mac) startup_failed("MAC address of " + config_.node.interface, mac.error());
   mac_ = *mac;
 
   // The node's address: configured, else its own entry in the shared peer
   // list, else the interface's first IPv4 address.
   auto own_entry = std::find_if(config_.peers.begin(), config_.peers.end(),
-                                [&](const PeerConfig& p) { return p.name == config_.node_name; });
-  if (config_.node_address) {
-    address_ = *config_.node_address;
+                                [&](const PeerConfig& p) { return p.name == config_.node.name; });
+  if (config_.node.address) {
+    address_ = *config_.node.address;
   } else if (own_entry != config_.peers.end()) {
     address_ = own_entry->address;
   } else {
     auto addrs = netlink_->ipv4_addresses(ifindex_);
-    if (!addrs) startup_failed("addresses of " + config_.interface, addrs.error());
+    if (!addrs) startup_failed("addresses of " + config_.node.interface, addrs.error());
     if (addrs->empty())
-      throw StartupError("interface " + config_.interface +
+      throw StartupError("interface " + config_.node.interface +
                          " has no IPv4 address; set node.address in the configuration");
     address_ = addrs->front().address;
   }
   static_members_ = static_members(config_, address_);
   vips_ = expand_vips(config_.vips);
   table_vips_ = vips_;
-  drained_ = config_.node_weight == 0;
-  spdlog::info("node {} (id {}) on {} ({}, {}), {} peer(s) {}, {} VIP port(s)", config_.node_name,
-               node_id_for(config_.node_name), config_.interface, address_.to_string(),
+  spdlog::info("node {} (id {}) on {} ({}, {}), {} peer(s) {}, {} VIP port(s)", config_.node.name,
+               node_id_for(config_.node.name), config_.node.interface, address_.to_string(),
                format_mac(mac_), static_members_.size() - 1,
-               config_.gossip_enabled ? "as gossip seeds" : "as static members", vips_.size());
+               config_.gossip.enabled ? "as gossip seeds" : "as static members", vips_.size());
 
   // What a predecessor left: a record of what mixlb changed on this host.
-  record_path_ = host_record_path(config_.run_dir, config_.node_name);
+  record_path_ = host_record_path(config_.node.run_dir, config_.node.name);
   auto loaded = load_host_record(record_path_);
   if (!loaded)
     throw StartupError(loaded.error() +
@@ -246,8 +254,8 @@ void Daemon::validate_and_probe() {
                  "entr(ies) are mixlb's)",
                  record_.sysctls.size(), record_.vips.size(), record_.neighbours.size());
   }
-  record_.node = config_.node_name;
-  record_.interface = config_.interface;
+  record_.node = config_.node.name;
+  record_.interface = config_.node.interface;
   record_.netns = netns;
   // Undone last: a first start that fails leaves no record of nothing.
   on_undo("remove an empty host record", [this, existed = loaded->has_value()] {
@@ -256,20 +264,29 @@ void Daemon::validate_and_probe() {
         spdlog::warn("removing {}: {}", record_path_, ec.message());
   });
 
-  if (config_.gossip_enabled) {
+  if (config_.gossip.enabled) {
     std::optional<gossip::Keyring> keyring;
-    if (!config_.keyring_file.empty()) {
+    if (!config_.gossip.keyring.empty()) {
       std::vector<gossip::Key> keys;
       try {
-        keys = read_keyring_file(config_.keyring_file);
+        keys = read_keyring_file(config_.gossip.keyring);
       } catch (const ConfigError& e) {
         throw StartupError(e.what());
       }
-      keyring.emplace(config_.cluster_name, keys.front());
+      keyring.emplace(config_.gossip.cluster, keys.front());
       for (std::size_t i = 1; i < keys.size(); ++i) keyring->add(keys[i]);
-      spdlog::info("gossip is encrypted with {} key(s) from {}", keys.size(), config_.keyring_file);
+      spdlog::info("gossip is encrypted with {} key(s) from {}", keys.size(), config_.gossip.keyring);
+    } else if (config_.gossip.insecure) {
+      spdlog::warn("gossip is not encrypted and not authenticated (gossip.insecure = true): anyone "
+                   "who can reach {} can change this cluster's membership",
+                   config_.gossip.port);
     } else {
-      spdlog::warn("gossip is not encrypted and not authenticated: set gossip.keyring");
+      // Secure by default: plaintext gossip takes an explicit choice.
+      throw StartupError(
+          "gossip has no keyring (gossip.keyring" +
+          (config_.source.empty() ? std::string() : " in " + config_.source) +
+          "): make one with `mixlb keygen FILE` and name it there, or set gossip.insecure = true "
+          "to run gossip unencrypted and unauthenticated on a closed lab network");
     }
     std::vector<std::uint8_t> metadata;
     try {
@@ -279,7 +296,7 @@ void Daemon::validate_and_probe() {
     }
     try {
       gossip_ = std::make_unique<GossipBridge>(
-          io_, config_.node_name, vips_,
+          io_, config_.node.name, vips_,
           gossip_settings(config_, address_, metadata, std::move(keyring)),
           [this] { schedule_resync(); });
       if (auto ec = gossip_->bind())
@@ -290,7 +307,7 @@ void Daemon::validate_and_probe() {
     on_undo("close the gossip sockets", [this] { gossip_->stop(gossip::StopMode::kQuiet); });
   }
 
-  admin_ = std::make_unique<AdminServer>(io_, config_.admin_socket,
+  admin_ = std::make_unique<AdminServer>(io_, config_.node.admin_socket,
                                          [this](std::string cmd, nlohmann::json args) {
                                            return handle_admin(std::move(cmd), std::move(args));
                                          });
@@ -357,7 +374,7 @@ void Daemon::setup_health() {
     if (gossip_) publish_self();
   });
   health_->start();
-  on_undo("stop the app check", [this] { health_->stop(); });
+  if (phase_ == Phase::kStarting) on_undo("stop the app check", [this] { health_->stop(); });
 }
 
 void Daemon::setup_gossip() {
@@ -377,13 +394,13 @@ void Daemon::setup_gossip() {
 // for a restart, and the VIP ports it serves.
 MemberMetadata Daemon::self_metadata() const {
   MemberMetadata m;
-  m.weight = drained_ || phase_ == Phase::kLeaving ? 0 : config_.node_weight;
+  m.weight = drained_ || phase_ == Phase::kLeaving ? 0 : config_.node.weight;
   m.mac = mac_;
   m.address = address_;
   m.app_healthy = !health_ || health_->healthy();
   m.restarting = restarting_;
   for (const auto& v : vips_) {
-    if (!v.serving || std::find(v.serving->begin(), v.serving->end(), config_.node_name) !=
+    if (!v.serving || std::find(v.serving->begin(), v.serving->end(), config_.node.name) !=
                           v.serving->end())
       m.vips.push_back(vip_tag(v.key));
   }
@@ -465,27 +482,27 @@ asio::awaitable<void> Daemon::watch_uplink() {
 // more. Say it loudly, show it in status, and attach again once the
 // interface is back.
 void Daemon::check_uplink() {
-  auto ifindex = netlink_->link_index(config_.interface);
+  auto ifindex = netlink_->link_index(config_.node.interface);
   if (!ifindex) {
     if (uplink_state_ != "missing")
       spdlog::error("uplink {} is gone ({}): this node balances nothing until it is back",
-                    config_.interface, ifindex.error().message());
+                    config_.node.interface, ifindex.error().message());
     uplink_state_ = "missing";
     return;
   }
   if (program_->link_state() == XdpProgram::LinkState::kAttached && *ifindex == ifindex_) {
-    if (uplink_state_ != "attached") spdlog::info("XDP is attached to {} again", config_.interface);
+    if (uplink_state_ != "attached") spdlog::info("XDP is attached to {} again", config_.node.interface);
     uplink_state_ = "attached";
     return;
   }
   if (uplink_state_ == "attached")
     spdlog::error("the XDP program is no longer attached to {} (interface re-created or program "
                   "detached by someone else); attaching it again",
-                  config_.interface);
+                  config_.node.interface);
   uplink_state_ = "detached";
-  auto mode = program_->attach(*ifindex, config_.xdp_mode);
+  auto mode = program_->attach(*ifindex, config_.datapath.xdp_mode);
   if (!mode) {
-    spdlog::error("re-attaching XDP to {}: {}", config_.interface, mode.error().message());
+    spdlog::error("re-attaching XDP to {}: {}", config_.node.interface, mode.error().message());
     return;
   }
   const int old = ifindex_;
@@ -500,7 +517,7 @@ void Daemon::check_uplink() {
     }
     keeper_->sync(desired_members(), mac_);
   }
-  spdlog::info("XDP attached to {} again in {} mode", config_.interface, to_string(*mode));
+  spdlog::info("XDP attached to {} again in {} mode", config_.node.interface, to_string(*mode));
   uplink_state_ = "attached";
 }
 
@@ -523,7 +540,7 @@ void Daemon::stop_for_restart() {
   spdlog::info("stopped for a restart: XDP stays on {} through its pinned link, the maps and "
                "the connection table stay pinned under {}, VIPs and sysctls stay; the next mixlb "
                "adopts them (`mixlbctl leave` or `mixlb cleanup` removes them)",
-               config_.interface, record_.pin_dir);
+               config_.node.interface, record_.pin_dir);
   finish();
 }
 
@@ -531,7 +548,7 @@ void Daemon::begin_leave(std::string why) {
   if (phase_ != Phase::kServing) return;
   spdlog::info("leaving the cluster ({}): new flows go to other nodes now; established ones are "
                "served until they end, at most {} ms",
-               why, config_.leave_timeout_ms);
+               why, config_.node.leave_timeout_ms);
   phase_ = Phase::kLeaving;
   leave_started_ = std::chrono::steady_clock::now();
   leave_state_ = "draining and announcing the leave";
@@ -578,7 +595,7 @@ asio::awaitable<void> Daemon::leave() {
     if (v.ports.empty()) ports.push_back({v.address, 0});
     for (auto p : v.ports) ports.push_back({v.address, p});
   }
-  LeaveWait wait(leave_started_, std::chrono::milliseconds(config_.leave_timeout_ms));
+  LeaveWait wait(leave_started_, std::chrono::milliseconds(config_.node.leave_timeout_ms));
   asio::steady_timer tick(io_);
   for (;;) {
     auto connections = count_vip_connections(ports);
@@ -592,7 +609,7 @@ asio::awaitable<void> Daemon::leave() {
     }
     if (verdict == LeaveWait::Verdict::kTimedOut) {
       spdlog::warn("leave: {} ms passed with {}; removing the data path anyway",
-                   config_.leave_timeout_ms, leave_state_);
+                   config_.node.leave_timeout_ms, leave_state_);
       break;
     }
     tick.expires_after(std::chrono::milliseconds(250));
@@ -636,17 +653,115 @@ void Daemon::finish() {
   io_.stop();
 }
 
+// --- reload ------------------------------------------------------------------
+
+// Reads the file and the flags again, validates the whole, and applies
+// what may change while running; what needs a restart keeps its running
+// value and is named in the answer. A file that does not validate changes
+// nothing and the error says where.
+nlohmann::json Daemon::reload() {
+  if (phase_ != Phase::kServing) throw AdminError("the node is leaving; nothing to reload");
+  if (config_.source.empty())
+    throw AdminError("this sidecar was started without --config: there is no file to reload");
+  std::vector<const char*> argv{"mixlb"};
+  for (const auto& a : args_) argv.push_back(a.c_str());
+  std::optional<Config> loaded;
+  try {
+    std::ostringstream ignored;
+    loaded = config_from_args(static_cast<int>(argv.size()), argv.data(), ignored);
+  } catch (const ConfigError& e) {
+    throw AdminError(std::string("the configuration was not reloaded: ") + e.what());
+  }
+  if (!loaded) throw AdminError("the command line only asks for --help or --version");
+  Config next = std::move(*loaded);
+  const ConfigDiff diff = diff_configs(config_, next);
+
+  // What needs a restart keeps its running value.
+  for (const std::string& path : diff.restart) {
+    if (path == "peer") {
+      next.peers = config_.peers;
+      continue;
+    }
+    const KeySpec& k = *find_key(path);
+    switch (k.type) {
+      case KeyType::kString: k.string(next) = k.string(config_); break;
+      case KeyType::kInteger: k.integer(next) = k.integer(config_); break;
+      case KeyType::kBoolean: k.boolean(next) = k.boolean(config_); break;
+      case KeyType::kAddress: k.address(next) = k.address(config_); break;
+      case KeyType::kChoice: k.choose(next, k.chosen(config_)); break;
+    }
+  }
+
+  // The host first: the one step the kernel may refuse, before anything
+  // else has changed.
+  if (diff.vips) apply_vips(next);
+  if (diff.logging) configure_logging(next.node.name, next.node.log_level, next.node.log_format);
+  if (diff.health) {
+    auto check = health_settings(next);
+    if (!check) {
+      health_.reset();
+    } else if (health_) {
+      health_->reconfigure(*check);
+    } else {
+      config_.health = next.health;
+      setup_health();
+    }
+  }
+  if (next.neighbours.refresh_ms != config_.neighbours.refresh_ms)
+    keeper_->set_refresh(std::chrono::milliseconds(next.neighbours.refresh_ms));
+  if (gossip_ && next.gossip.flow_grace_ms != config_.gossip.flow_grace_ms)
+    gossip_->membership().set_flow_grace(std::chrono::milliseconds(next.gossip.flow_grace_ms));
+  const bool weight = next.node.weight != config_.node.weight;
+  const bool static_peers = !next.gossip.enabled && diff.peers;
+  config_ = std::move(next);
+  if (static_peers || (weight && !gossip_)) static_members_ = static_members(config_, address_);
+  publish_self();
+  schedule_resync();
+
+  if (!diff.empty())
+    spdlog::info("reloaded {}: applied {}; needs a restart: {}", config_.source,
+                 diff.live.empty() ? "nothing" : fmt::format("{}", fmt::join(diff.live, ", ")),
+                 diff.restart.empty() ? "nothing" : fmt::format("{}", fmt::join(diff.restart, ", ")));
+  return {{"file", config_.source},
+          {"changed", !diff.empty()},
+          {"applied", diff.live},
+          {"needs_restart", diff.restart}};
+}
+
+// A reload's new VIP list: new addresses onto lo, gone ones off it (if mixlb
+// put them there), the serving sets and the published tags, then the
+// tables (ClusterSync drops a gone VIP's entry and its connections; the
+// others keep their ids, tables and connections).
+void Daemon::apply_vips(const Config& next) {
+  std::set<Address> before, after;
+  for (const auto& v : config_.vips) before.insert(v.address);
+  for (const auto& v : next.vips) after.insert(v.address);
+  std::vector<Address> added;
+  for (const auto& a : after)
+    if (!before.contains(a)) added.push_back(a);
+  try {
+    host_->add_vips(lo_ifindex_, added);
+    for (const auto& a : before)
+      if (!after.contains(a)) host_->remove_vip(lo_ifindex_, a);
+  } catch (const HostSetupError& e) {
+    throw AdminError(std::string("the VIPs were not changed: ") + e.what());
+  }
+  vips_ = expand_vips(next.vips);
+  table_vips_ = vips_;
+  if (gossip_) gossip_->membership().set_vips(vips_);
+}
+
 // --- admin -------------------------------------------------------------------
 
 nlohmann::json Daemon::set_drained(bool drained) {
   if (!gossip_)
     throw AdminError("drain needs gossip membership (gossip.enabled is false): set this node's "
                      "weight to 0 in every node's peer list instead");
-  if (!drained && config_.node_weight == 0)
+  if (!drained && config_.node.weight == 0)
     throw AdminError("node.weight is 0 in the configuration: there is no weight to restore");
   drained_ = drained;
   publish_self();
-  return {{"node", config_.node_name}, {"drained", drained_}, {"weight", self_metadata().weight}};
+  return {{"node", config_.node.name}, {"drained", drained_}, {"weight", self_metadata().weight}};
 }
 
 asio::awaitable<nlohmann::json> Daemon::members_json() {
@@ -670,22 +785,22 @@ asio::awaitable<nlohmann::json> Daemon::members_json() {
   std::string error = "no answer within 1 s";
   if (wait->result && *wait->result) snapshot = std::move(**wait->result);
   if (wait->result && !*wait->result) error = wait->result->error().message();
-  co_return mixlb::members_json(MembersView{config_.node_name, config_.cluster_name,
+  co_return mixlb::members_json(MembersView{config_.node.name, config_.gossip.cluster,
                                             gossip_->address().to_string(), gossip_->membership(),
                                             snapshot, error});
 }
 
 nlohmann::json Daemon::status() {
-  nlohmann::json out = stats_json(NodeCountersView{config_.node_name, program_->maps(), *sync_,
+  nlohmann::json out = stats_json(NodeCountersView{config_.node.name, program_->maps(), *sync_,
                                                    table_vips_, keeper_->peers()});
-  out["interface"] = config_.interface;
+  out["interface"] = config_.node.interface;
   out["ifindex"] = ifindex_;
   const auto mode = query_xdp_mode(ifindex_);
   out["xdp_mode"] = mode ? std::string(to_string(*mode)) : std::string("detached");
   out["uplink"] = uplink_state_;
   out["address"] = address_.to_string();
   out["mac"] = format_mac(mac_);
-  out["maglev_table_size"] = config_.maglev_table_size;
+  out["maglev_table_size"] = config_.datapath.maglev_table_size;
   out["phase"] = phase_ == Phase::kLeaving ? "leaving" : "serving";
   if (phase_ == Phase::kLeaving) out["leave"] = leave_state_;
   out["instance"] = {{"pid", ::getpid()},
@@ -693,11 +808,11 @@ nlohmann::json Daemon::status() {
                      {"host_record", record_path_},
                      {"adopted_maps", program_->adopted_maps()},
                      {"adopted_link", program_->adopted_link()},
-                     {"on_stop", std::string(to_string(config_.on_stop))}};
+                     {"on_stop", std::string(to_string(config_.node.on_stop))}};
   if (health_) {
-    out["health"] = {{"kind", config_.health_kind},
-                     {"target", config_.health_address->to_string() + ":" +
-                                    std::to_string(config_.health_port)},
+    out["health"] = {{"kind", config_.health.kind},
+                     {"target", config_.health.address->to_string() + ":" +
+                                    std::to_string(config_.health.port)},
                      {"healthy", health_->healthy()},
                      {"last", health_->last_result()}};
   } else {
@@ -709,12 +824,12 @@ nlohmann::json Daemon::status() {
       alive += r.state == gossip::MemberState::kAlive || r.state == gossip::MemberState::kSuspect;
     out["gossip"] = {{"enabled", true},
                      {"address", gossip_->address().to_string()},
-                     {"cluster", config_.cluster_name},
-                     {"encrypted", !config_.keyring_file.empty()},
+                     {"cluster", config_.gossip.cluster},
+                     {"encrypted", !config_.gossip.keyring.empty()},
                      {"joined", joined_},
                      {"members_alive", alive},
-                     {"drained", drained_},
-                     {"flow_grace_ms", config_.gossip_flow_grace_ms},
+                     {"drained", drained_ || config_.node.weight == 0},
+                     {"flow_grace_ms", config_.gossip.flow_grace_ms},
                      {"table_rebuilds", resyncs_},
                      {"user_events", gossip_->user_events()},
                      {"last_sync_error", last_sync_error_}};
@@ -740,7 +855,7 @@ asio::awaitable<nlohmann::json> Daemon::handle_admin(std::string cmd, nlohmann::
   }
   if (cmd == "stats") {
     no_args();
-    co_return stats_json(NodeCountersView{config_.node_name, program_->maps(), *sync_, table_vips_,
+    co_return stats_json(NodeCountersView{config_.node.name, program_->maps(), *sync_, table_vips_,
                                           keeper_->peers()});
   }
   if (cmd == "which") {
@@ -763,17 +878,21 @@ asio::awaitable<nlohmann::json> Daemon::handle_admin(std::string cmd, nlohmann::
     if (phase_ != Phase::kServing) throw AdminError("the node is leaving");
     co_return set_drained(cmd == "drain");
   }
+  if (cmd == "reload") {
+    no_args();
+    co_return reload();
+  }
   if (cmd == "leave") {
     no_args();
     if (phase_ == Phase::kLeaving)
-      co_return nlohmann::json{{"node", config_.node_name}, {"leaving", true}, {"state", leave_state_}};
+      co_return nlohmann::json{{"node", config_.node.name}, {"leaving", true}, {"state", leave_state_}};
     begin_leave("mixlbctl leave");
-    co_return nlohmann::json{{"node", config_.node_name},
+    co_return nlohmann::json{{"node", config_.node.name},
                              {"leaving", true},
-                             {"timeout_ms", config_.leave_timeout_ms}};
+                             {"timeout_ms", config_.node.leave_timeout_ms}};
   }
   throw AdminError("unknown command " + quote_input(cmd) +
-                   " (known: status, stats, which, members, drain, undrain, leave)");
+                   " (known: status, stats, which, members, drain, undrain, leave, reload)");
 }
 
 }  // namespace mixlb

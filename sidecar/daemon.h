@@ -29,7 +29,8 @@
 //             announce the leave, serve established connections until they
 //             end or leave_timeout_ms, then remove everything;
 //   cleanup   `mixlb cleanup` (cleanup.h) for a node whose sidecar is gone.
-// SIGHUP is logged and ignored until configuration reload exists.
+// SIGHUP and `mixlbctl reload` read the configuration again and apply what
+// changed while running (config/diff.h says what can be).
 #include <utility>
 
 #include <boost/asio/awaitable.hpp>
@@ -79,7 +80,9 @@ struct DaemonSeams {
 
 class Daemon {
  public:
-  explicit Daemon(Config config, DaemonSeams seams = {});
+  // `args`: the command line after the program name, read again by a
+  // reload (the file it names, and the flags that override it).
+  explicit Daemon(Config config, DaemonSeams seams = {}, std::vector<std::string> args = {});
   ~Daemon();
 
   // Starts, serves until told to stop, stops as told. Returns the exit
@@ -104,6 +107,9 @@ class Daemon {
   void setup_gossip();
   void watch_signals();
 
+  nlohmann::json reload();
+  void apply_vips(const Config& next);
+
   void stop_for_restart();
   void begin_leave(std::string why);
   boost::asio::awaitable<void> leave();
@@ -127,6 +133,7 @@ class Daemon {
 
   Config config_;
   DaemonSeams seams_;
+  std::vector<std::string> args_;
   boost::asio::io_context io_;
   boost::asio::signal_set signals_;
   Phase phase_ = Phase::kStarting;

@@ -135,6 +135,14 @@ void HealthChecker::stop() {
   state_->ticker.cancel();
 }
 
+void HealthChecker::reconfigure(HealthCheckConfig config) {
+  // The verdict and the streaks stay: a reload that changes how the app is
+  // checked must not make it unhealthy until it has risen again.
+  state_->config = std::move(config);
+}
+
+const HealthCheckConfig& HealthChecker::config() const { return state_->config; }
+
 bool HealthChecker::healthy() const { return state_->healthy; }
 const std::string& HealthChecker::last_result() const { return state_->last; }
 std::uint64_t HealthChecker::probes() const { return state_->probes; }

@@ -44,6 +44,10 @@ class HealthChecker {
 
   void start();
   void stop();
+  // Checks from the next probe on with `config` (a reload), keeping the
+  // verdict and the streaks.
+  void reconfigure(HealthCheckConfig config);
+  const HealthCheckConfig& config() const;
 
   bool healthy() const;
   // The last probe's result: "ok" or why it failed.

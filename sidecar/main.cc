@@ -4,17 +4,18 @@
 //
 //   mixlb [--config FILE] [flags]      the sidecar
 //   mixlb cleanup --name NODE [...]    put a node's host back (cleanup.h)
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "cleanup.h"
 #include "config/config.h"
 #include "daemon.h"
+#include "logging.h"
 
 namespace {
 
@@ -29,11 +30,6 @@ network namespace. --config takes the three settings from a configuration
 file; the flags override it.
 )";
 
-void use_logger(const std::string& node) {
-  auto logger = spdlog::stderr_color_mt("mixlb");
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [" + node + "] %v");
-  spdlog::set_default_logger(logger);
-}
 
 int cleanup_main(int argc, char** argv) {
   mixlb::CleanupOptions options;
@@ -57,9 +53,9 @@ int cleanup_main(int argc, char** argv) {
     try {
       if (arg == "--config" || arg == "-c") {
         const mixlb::Config config = mixlb::load_config_file(value);
-        options.node = config.node_name;
-        options.run_dir = config.run_dir;
-        options.bpffs_dir = config.bpffs_dir;
+        options.node = config.node.name;
+        options.run_dir = config.node.run_dir;
+        options.bpffs_dir = config.node.bpffs_dir;
       } else if (arg == "--name") {
         name = value;
       } else if (arg == "--run-dir") {
@@ -84,7 +80,7 @@ int cleanup_main(int argc, char** argv) {
                  kCleanupUsage.data());
     return 2;
   }
-  use_logger(options.node);
+  mixlb::configure_logging(options.node, "info", mixlb::LogFormat::kText);
   return mixlb::run_cleanup(options);
 }
 
@@ -102,11 +98,10 @@ int main(int argc, char** argv) {
   }
   if (!config) return 0;  // --help or --version
 
-  use_logger(config->node_name);
-  spdlog::set_level(spdlog::level::from_str(config->log_level));
+  mixlb::configure_logging(config->node.name, config->node.log_level, config->node.log_format);
 
   try {
-    mixlb::Daemon daemon(std::move(*config));
+    mixlb::Daemon daemon(std::move(*config), {}, std::vector<std::string>(argv + 1, argv + argc));
     return daemon.run();
   } catch (const mixlb::StartupError& e) {
     spdlog::critical("start-up failed: {}", e.what());

@@ -26,26 +26,27 @@ std::vector<VipEntry> expand_vips(std::span<const VipConfig> vips) {
 
 DatapathSettings datapath_settings(const Config& config) {
   DatapathSettings s;
-  s.self_node_id = node_id_for(config.node_name);
-  s.ring_size = config.maglev_table_size;
-  s.max_vips = config.max_vips;
-  s.conntrack_entries = config.conntrack_entries;
-  s.max_nodes = config.max_nodes;
-  s.pin_dir = config.bpffs_dir + "/" + config.node_name;
+  s.self_node_id = node_id_for(config.node.name);
+  s.ring_size = config.datapath.maglev_table_size;
+  s.max_vips = config.datapath.max_vips;
+  s.conntrack_entries = config.datapath.conntrack_entries;
+  s.max_nodes = config.datapath.max_nodes;
+  s.pin_dir = config.node.bpffs_dir + "/" + config.node.name;
   return s;
 }
 
 std::optional<HealthCheckConfig> health_settings(const Config& config) {
-  if (config.health_kind == "none") return std::nullopt;
+  if (config.health.kind == HealthKind::kNone) return std::nullopt;
   HealthCheckConfig check;
-  check.kind = config.health_kind == "http" ? HealthCheckConfig::Kind::kHttp : HealthCheckConfig::Kind::kTcp;
-  check.host = config.health_address->to_string();
-  check.port = static_cast<std::uint16_t>(config.health_port);
-  check.path = config.health_path;
-  check.interval = std::chrono::milliseconds(config.health_interval_ms);
-  check.timeout = std::chrono::milliseconds(config.health_timeout_ms);
-  check.rise = config.health_rise;
-  check.fall = config.health_fall;
+  check.kind = config.health.kind == HealthKind::kHttp ? HealthCheckConfig::Kind::kHttp
+                                                      : HealthCheckConfig::Kind::kTcp;
+  check.host = config.health.address->to_string();
+  check.port = static_cast<std::uint16_t>(config.health.port);
+  check.path = config.health.path;
+  check.interval = std::chrono::milliseconds(config.health.interval_ms);
+  check.timeout = std::chrono::milliseconds(config.health.timeout_ms);
+  check.rise = config.health.rise;
+  check.fall = config.health.fall;
   return check;
 }
 
@@ -77,7 +78,7 @@ HostPlan host_plan(const Config& config, int lo_ifindex, bool v6_nodes) {
   plan.lo_ifindex = lo_ifindex;
   for (const auto& s : settings) {
     // The interface name passed validation, so the key is well formed.
-    auto key = SysctlKey::interface_conf(s.family, s.scope ? s.scope : config.interface, s.name);
+    auto key = SysctlKey::interface_conf(s.family, s.scope ? s.scope : config.node.interface, s.name);
     plan.sysctls.push_back({*key, s.value});
   }
   std::set<Address> seen;
@@ -88,10 +89,10 @@ HostPlan host_plan(const Config& config, int lo_ifindex, bool v6_nodes) {
 
 std::vector<Member> static_members(const Config& config, const Address& self_address) {
   std::vector<Member> out;
-  out.push_back(Member{config.node_name, node_id_for(config.node_name), self_address,
-                       config.node_weight, true});
+  out.push_back(Member{config.node.name, node_id_for(config.node.name), self_address,
+                       config.node.weight, true});
   for (const auto& p : config.peers)
-    if (p.name != config.node_name)
+    if (p.name != config.node.name)
       out.push_back(Member{p.name, node_id_for(p.name), p.address, p.weight, false});
   return out;
 }
@@ -107,28 +108,28 @@ gossip::Address gossip_address(const Address& address, std::uint16_t port) {
 GossipSettings gossip_settings(const Config& config, const Address& self_address,
                                const std::vector<std::uint8_t>& metadata,
                                std::optional<gossip::Keyring> keyring) {
-  const auto port = static_cast<std::uint16_t>(config.gossip_port);
-  const bool bind_any = config.gossip_bind &&
-                        std::all_of(config.gossip_bind->words.begin(), config.gossip_bind->words.end(),
+  const auto port = static_cast<std::uint16_t>(config.gossip.port);
+  const bool bind_any = config.gossip.bind &&
+                        std::all_of(config.gossip.bind->words.begin(), config.gossip.bind->words.end(),
                                     [](std::uint32_t w) { return w == 0; });
   GossipSettings s;
   auto& c = s.options.config;
-  c.name = config.node_name;
-  c.address = gossip_address(config.gossip_bind && !bind_any ? *config.gossip_bind : self_address, port);
-  c.probe_interval = std::chrono::milliseconds(config.gossip_probe_interval_ms);
-  c.probe_timeout = std::chrono::milliseconds(config.gossip_probe_timeout_ms);
-  c.gossip_interval = std::chrono::milliseconds(config.gossip_interval_ms);
-  c.suspicion_mult = static_cast<int>(config.gossip_suspicion_mult);
-  c.push_pull_interval = std::chrono::milliseconds(config.gossip_push_pull_interval_ms);
-  c.rejoin_interval = std::chrono::milliseconds(config.gossip_rejoin_interval_ms);
+  c.name = config.node.name;
+  c.address = gossip_address(config.gossip.bind && !bind_any ? *config.gossip.bind : self_address, port);
+  c.probe_interval = std::chrono::milliseconds(config.gossip.probe_interval_ms);
+  c.probe_timeout = std::chrono::milliseconds(config.gossip.probe_timeout_ms);
+  c.gossip_interval = std::chrono::milliseconds(config.gossip.interval_ms);
+  c.suspicion_mult = static_cast<int>(config.gossip.suspicion_mult);
+  c.push_pull_interval = std::chrono::milliseconds(config.gossip.push_pull_interval_ms);
+  c.rejoin_interval = std::chrono::milliseconds(config.gossip.rejoin_interval_ms);
   c.max_metadata_size = kMaxMetadataSize;
   c.metadata = metadata;
-  if (config.gossip_bind) s.options.bind = gossip_address(*config.gossip_bind, port);
+  if (config.gossip.bind) s.options.bind = gossip_address(*config.gossip.bind, port);
   s.options.keyring = std::move(keyring);
   for (const auto& p : config.peers)
-    if (p.name != config.node_name) s.seeds.push_back(gossip_address(p.address, port));
-  s.cluster = config.cluster_name;
-  s.flow_grace = std::chrono::milliseconds(config.gossip_flow_grace_ms);
+    if (p.name != config.node.name) s.seeds.push_back(gossip_address(p.address, port));
+  s.cluster = config.gossip.cluster;
+  s.flow_grace = std::chrono::milliseconds(config.gossip.flow_grace_ms);
   return s;
 }
 

@@ -45,6 +45,8 @@ constexpr std::string_view kUsage =
     "                       established connections until they end (at most\n"
     "                       node.leave_timeout_ms), then remove the data path,\n"
     "                       the VIPs and the host settings, and exit\n"
+    "  reload               read the configuration file again and apply what\n"
+    "                       changed (what needs a restart is named)\n"
     "  which PROTO SRC SPORT VIP VPORT\n"
     "                       which node would serve this flow now, as the data\n"
     "                       path decides it (PROTO tcp or udp; a dry run, it\n"
@@ -60,7 +62,7 @@ struct Command {
 };
 constexpr Command kCommands[] = {{"status", 0},  {"stats", 0}, {"which", 5},
                                  {"members", 0}, {"drain", 0}, {"undrain", 0},
-                                 {"leave", 0}};
+                                 {"leave", 0}, {"reload", 0}};
 
 struct Options {
   std::optional<std::string> socket;
@@ -186,6 +188,8 @@ int main(int argc, char** argv) {
     out = mixlb::render_drain(reply->result);
   } else if (options.command == "leave") {
     out = mixlb::render_leave(reply->result);
+  } else if (options.command == "reload") {
+    out = reply->result.dump() + "\n";
   } else {
     out = mixlb::render_which(reply->result);
   }

@@ -94,6 +94,13 @@ class Membership {
   std::optional<std::chrono::steady_clock::time_point> next_grace_end(
       std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now()) const;
   std::chrono::steady_clock::duration flow_grace() const { return flow_grace_; }
+  // A reload: the configured VIP ports, and the grace. True when the tables'
+  // inputs changed.
+  void set_vips(std::vector<VipEntry> vips) { vips_ = std::move(vips); }
+  void set_flow_grace(std::chrono::steady_clock::duration grace) {
+    flow_grace_ = grace;
+    forget_after_ = std::max(forget_after_, 2 * grace);
+  }
   // The configured VIP ports with their serving sets.
   std::vector<VipEntry> vip_entries() const;
 

@@ -63,6 +63,8 @@ class NeighbourKeeper {
 
   // The uplink came back with another index.
   void set_ifindex(int ifindex) { ifindex_ = ifindex; }
+  // A reload: from the next refresh on.
+  void set_refresh(std::chrono::milliseconds refresh) { refresh_ = refresh; }
 
   const std::vector<PeerState>& peers() const { return peers_; }
 

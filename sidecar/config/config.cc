@@ -6,9 +6,9 @@
 // same for argv, overriding what the file said. validate() then judges the
 // values and their combinations; it finds the location of the offending key
 // in that map, so a rule is written once and its error points at the file
-// line or the flag either way. Ranges live in one table (kIntKeys) used by all
-// three, so a file value, a flag and a Config built in code meet the same
-// limits.
+// line or the flag either way. Keys, flags, types and ranges come from the
+// key table (config/keys.h) in all three, so a file value, a flag and a
+// Config built in code meet the same limits.
 #include "config/config.h"
 
 #include <arpa/inet.h>
@@ -29,8 +29,9 @@
 #include <utility>
 
 #include "cluster/maglev.h"
-#include "common/quote.h"
 #include "cluster/node_id.h"
+#include "common/quote.h"
+#include "config/keys.h"
 
 namespace mixlb {
 namespace {
@@ -45,97 +46,7 @@ constexpr std::size_t kMaxClusterNameLength = 64;
 constexpr std::uint8_t kProtoTcp = 6;
 constexpr std::uint8_t kProtoUdp = 17;
 
-// An integer key: its path, its flag ("" when it has none), its range.
-struct IntKey {
-  std::string_view path;
-  std::string_view flag;
-  std::uint32_t min;
-  std::uint32_t max;
-  std::uint32_t Config::*member;
-};
-
-constexpr IntKey kIntKeys[] = {
-    {"datapath.maglev_table_size", "--maglev-table-size", 3, 1000003, &Config::maglev_table_size},
-    {"datapath.conntrack_entries", "--conntrack-entries", 1024, 67108864,
-     &Config::conntrack_entries},
-    {"datapath.max_vips", "", 1, 4096, &Config::max_vips},
-    {"datapath.max_nodes", "", 2, 65536, &Config::max_nodes},
-    {"neighbours.refresh_ms", "", 100, 60000, &Config::neighbour_refresh_ms},
-    {"health.port", "", 1, 65535, &Config::health_port},
-    {"health.interval_ms", "", 50, 600000, &Config::health_interval_ms},
-    {"health.timeout_ms", "", 10, 600000, &Config::health_timeout_ms},
-    {"health.rise", "", 1, 100, &Config::health_rise},
-    {"health.fall", "", 1, 100, &Config::health_fall},
-    {"node.weight", "--weight", 0, kMaxMaglevWeight, &Config::node_weight},
-    {"gossip.port", "--gossip-port", 1, 65535, &Config::gossip_port},
-    {"gossip.probe_interval_ms", "", 50, 60000, &Config::gossip_probe_interval_ms},
-    {"gossip.probe_timeout_ms", "", 10, 60000, &Config::gossip_probe_timeout_ms},
-    {"gossip.interval_ms", "", 10, 60000, &Config::gossip_interval_ms},
-    {"gossip.suspicion_mult", "", 1, 20, &Config::gossip_suspicion_mult},
-    {"gossip.push_pull_interval_ms", "", 1000, 3600000, &Config::gossip_push_pull_interval_ms},
-    {"gossip.rejoin_interval_ms", "", 1000, 3600000, &Config::gossip_rejoin_interval_ms},
-    {"gossip.flow_grace_ms", "", 0, 3600000, &Config::gossip_flow_grace_ms},
-    {"node.leave_timeout_ms", "--leave-timeout-ms", 0, 3600000, &Config::leave_timeout_ms},
-};
-
-// A string key kept as written (checked by validate()).
-struct StringKey {
-  std::string_view path;
-  std::string_view flag;
-  std::string Config::*member;
-};
-
-constexpr StringKey kStringKeys[] = {
-    {"node.name", "--name", &Config::node_name},
-    {"node.interface", "--interface", &Config::interface},
-    {"node.admin_socket", "--admin-socket", &Config::admin_socket},
-    {"node.run_dir", "--run-dir", &Config::run_dir},
-    {"node.bpffs_dir", "--bpffs-dir", &Config::bpffs_dir},
-    {"node.log_level", "--log-level", &Config::log_level},
-    {"health.kind", "", &Config::health_kind},
-    {"health.path", "", &Config::health_path},
-    {"gossip.cluster", "--cluster", &Config::cluster_name},
-    {"gossip.keyring", "--keyring", &Config::keyring_file},
-};
-
-// A boolean key. Its flag, when it has one, takes no value: it sets the key
-// to `flag_sets` ("--no-gossip" sets gossip.enabled to false).
-struct BoolKey {
-  std::string_view path;
-  std::string_view flag;
-  bool flag_sets;
-  bool Config::*member;
-};
-
-constexpr BoolKey kBoolKeys[] = {
-    {"gossip.enabled", "--no-gossip", false, &Config::gossip_enabled},
-};
-
-constexpr std::string_view kNodeAddressKey = "node.address";
-constexpr std::string_view kXdpModeKey = "datapath.xdp_mode";
 constexpr std::string_view kGossipBindKey = "gossip.bind";
-constexpr std::string_view kOnStopKey = "node.on_stop";
-
-// The keys each plain table accepts, for the unknown-key hint.
-constexpr std::string_view kNodeKeys =
-    "name, interface, address, weight, admin_socket, run_dir, bpffs_dir, log_level, on_stop, "
-    "leave_timeout_ms";
-constexpr std::string_view kDatapathKeys =
-    "xdp_mode, maglev_table_size, conntrack_entries, max_vips, max_nodes";
-constexpr std::string_view kNeighbourKeys = "refresh_ms";
-constexpr std::string_view kHealthKeys =
-    "kind, address, port, path, interval_ms, timeout_ms, rise, fall";
-constexpr std::string_view kHealthAddressKey = "health.address";
-constexpr std::string_view kGossipKeys =
-    "enabled, port, bind, cluster, keyring, probe_interval_ms, probe_timeout_ms, interval_ms, "
-    "suspicion_mult, push_pull_interval_ms, rejoin_interval_ms, flow_grace_ms";
-constexpr std::string_view kVipKeys = "address, protocol, port, ports, nodes";
-constexpr std::string_view kPeerKeys = "name, address, weight";
-constexpr std::string_view kTopKeys =
-    "[node], [datapath], [neighbours], [health], [gossip], [[vip]] or [[peer]]";
-
-constexpr std::string_view kLogLevels[] = {"trace", "debug", "info", "warn", "error"};
-
 // Text from the file or the command line, shown back in an error: as it
 // is, in single quotes, when it is short and plain; otherwise cut, escaped
 // and in double quotes (common/quote.h), so a 5 MB value or a NUL byte
@@ -160,25 +71,16 @@ std::optional<std::string> range_problem(std::int64_t value, std::uint32_t min, 
   return std::nullopt;
 }
 
-std::optional<XdpMode> parse_xdp_mode(std::string_view text) {
-  if (text == "auto") return XdpMode::kAuto;
-  if (text == "native") return XdpMode::kNative;
-  if (text == "generic") return XdpMode::kGeneric;
-  return std::nullopt;
+
+std::string choice_problem(const KeySpec& key, std::string_view text) {
+  return fmt::format("expected {}, got {}", key.choices, shown(text));
 }
 
-std::optional<StopAction> parse_stop_action(std::string_view text) {
-  if (text == "restart") return StopAction::kRestart;
-  if (text == "leave") return StopAction::kLeave;
-  return std::nullopt;
-}
-
-std::string stop_action_problem(std::string_view text) {
-  return fmt::format("expected restart or leave, got {}", shown(text));
-}
-
-std::string xdp_mode_problem(std::string_view text) {
-  return fmt::format("expected auto, native or generic, got {}", shown(text));
+// "[node], [datapath], ..., [[vip]] or [[peer]]": the top-level keys.
+std::string top_keys() {
+  std::string out;
+  for (std::string_view s : config_sections()) out += fmt::format("[{}], ", s);
+  return out + "[[vip]] or [[peer]]";
 }
 
 std::string address_problem(std::string_view text) {
@@ -221,17 +123,17 @@ class FileReader {
   FileReader(std::string_view file, Config& config) : file_(file), config_(config) {}
 
   void read(const toml::table& root) {
+    const auto sections = config_sections();
     for (auto&& [key, node] : root) {
       const std::string name(key.str());
-      if (name == "node" || name == "datapath" || name == "neighbours" || name == "health" ||
-          name == "gossip") {
+      if (std::find(sections.begin(), sections.end(), name) != sections.end()) {
         read_plain_table(name, node);
       } else if (name == "vip") {
         read_vips(node);
       } else if (name == "peer") {
         read_peers(node);
       } else {
-        fail(key.source(), name, fmt::format("unknown key (expected {})", kTopKeys));
+        fail(key.source(), name, fmt::format("unknown key (expected {})", top_keys()));
       }
     }
   }
@@ -289,72 +191,43 @@ class FileReader {
     return static_cast<std::uint16_t>(expect_int_in(node, key, 1, 65535));
   }
 
-  // [node], [datapath], [neighbours], [health] and [gossip]: scalar keys only.
+  // A section: scalar keys only, each a row of the key table.
   void read_plain_table(const std::string& table_name, const toml::node& node) {
     const toml::table& table = expect_table(node, table_name);
     note(table_name, node);
-    const std::string_view allowed = table_name == "node"         ? kNodeKeys
-                                     : table_name == "datapath"   ? kDatapathKeys
-                                     : table_name == "neighbours" ? kNeighbourKeys
-                                     : table_name == "health"     ? kHealthKeys
-                                                                  : kGossipKeys;
     for (auto&& [key, value] : table) {
       const std::string path = table_name + "." + std::string(key.str());
-      if (read_scalar(path, value)) {
-        note(path, value);
-      } else {
-        fail(key.source(), path, fmt::format("unknown key ([{}] takes {})", table_name, allowed));
+      const KeySpec* spec = find_key(path);
+      if (!spec) {
+        fail(key.source(), path,
+             fmt::format("unknown key ([{}] takes {})", table_name, section_key_names(table_name)));
       }
+      read_scalar(*spec, value);
+      note(path, value);
     }
   }
 
-  // Reads one known scalar key; false when `path` is not one.
-  bool read_scalar(const std::string& path, const toml::node& value) {
-    for (const StringKey& key : kStringKeys) {
-      if (key.path == path) {
-        config_.*key.member = expect_string(value, path);
-        return true;
+  void read_scalar(const KeySpec& key, const toml::node& value) {
+    const std::string_view path = key.path;
+    switch (key.type) {
+      case KeyType::kString:
+        key.string(config_) = expect_string(value, path);
+        return;
+      case KeyType::kInteger:
+        key.integer(config_) = expect_int_in(value, path, key.min, key.max);
+        return;
+      case KeyType::kBoolean:
+        key.boolean(config_) = expect_boolean(value, path);
+        return;
+      case KeyType::kAddress:
+        key.address(config_) = expect_address(value, path);
+        return;
+      case KeyType::kChoice: {
+        const std::string text = expect_string(value, path);
+        if (!key.choose(config_, text)) fail(value, path, choice_problem(key, text));
+        return;
       }
     }
-    for (const IntKey& key : kIntKeys) {
-      if (key.path == path) {
-        config_.*key.member = expect_int_in(value, path, key.min, key.max);
-        return true;
-      }
-    }
-    for (const BoolKey& key : kBoolKeys) {
-      if (key.path == path) {
-        config_.*key.member = expect_boolean(value, path);
-        return true;
-      }
-    }
-    if (path == kNodeAddressKey) {
-      config_.node_address = expect_address(value, path);
-      return true;
-    }
-    if (path == kHealthAddressKey) {
-      config_.health_address = expect_address(value, path);
-      return true;
-    }
-    if (path == kGossipBindKey) {
-      config_.gossip_bind = expect_address(value, path);
-      return true;
-    }
-    if (path == kXdpModeKey) {
-      const std::string text = expect_string(value, path);
-      const auto mode = parse_xdp_mode(text);
-      if (!mode) fail(value, path, xdp_mode_problem(text));
-      config_.xdp_mode = *mode;
-      return true;
-    }
-    if (path == kOnStopKey) {
-      const std::string text = expect_string(value, path);
-      const auto action = parse_stop_action(text);
-      if (!action) fail(value, path, stop_action_problem(text));
-      config_.on_stop = *action;
-      return true;
-    }
-    return false;
   }
 
   const toml::array& expect_table_array(const toml::node& node, std::string_view key) const {
@@ -398,7 +271,8 @@ class FileReader {
         } else if (name == "nodes") {
           vip.nodes = read_nodes(path, value);
         } else {
-          fail(key.source(), path, fmt::format("unknown key ([[vip]] takes {})", kVipKeys));
+          fail(key.source(), path,
+               fmt::format("unknown key ([[vip]] takes {})", entry_key_names("vip")));
         }
       }
       // Neither port nor ports: the VIP takes every port of its address.
@@ -476,7 +350,8 @@ class FileReader {
         } else if (name == "weight") {
           peer.weight = expect_int_in(value, path, 0, kMaxMaglevWeight);
         } else {
-          fail(key.source(), path, fmt::format("unknown key ([[peer]] takes {})", kPeerKeys));
+          fail(key.source(), path,
+               fmt::format("unknown key ([[peer]] takes {})", entry_key_names("peer")));
         }
         note(path, value);
       }
@@ -626,6 +501,7 @@ class Checker {
     check_vip_nodes();
     check_health();
     check_gossip();
+    check_metrics();
   }
 
  private:
@@ -678,57 +554,55 @@ class Checker {
   }
 
   void check_node() {
-    require("node.name", "--name", config_.node_name);
-    if (!valid_node_name(config_.node_name)) {
+    require("node.name", "--name", config_.node.name);
+    if (!valid_node_name(config_.node.name)) {
       fail("node.name", fmt::format("{} is not a valid node name: use 1..{} characters of A-Z, "
                                     "a-z, 0-9, '.', '_' and '-'",
-                                    shown(config_.node_name), kMaxNodeNameLength));
+                                    shown(config_.node.name), kMaxNodeNameLength));
     }
-    require("node.interface", "--interface", config_.interface);
-    if (!valid_interface_name(config_.interface)) {
+    require("node.interface", "--interface", config_.node.interface);
+    if (!valid_interface_name(config_.node.interface)) {
       fail("node.interface", fmt::format("{} is not a valid interface name: 1..{} bytes, not '.' "
                                          "or '..', without '/', ':' or whitespace",
-                                         shown(config_.interface), kMaxInterfaceNameLength));
+                                         shown(config_.node.interface), kMaxInterfaceNameLength));
     }
-    if (config_.node_address) check_host_address("node.address", *config_.node_address);
-    if (config_.run_dir.empty() || config_.run_dir.front() != '/') {
-      fail("node.run_dir", fmt::format("{} is not an absolute path", shown(config_.run_dir)));
+    if (config_.node.address) check_host_address("node.address", *config_.node.address);
+    if (config_.node.run_dir.empty() || config_.node.run_dir.front() != '/') {
+      fail("node.run_dir", fmt::format("{} is not an absolute path", shown(config_.node.run_dir)));
     }
-    if (config_.admin_socket.empty()) {
+    if (config_.node.admin_socket.empty()) {
       if (is_set("node.admin_socket")) fail("node.admin_socket", "must not be empty");
-      config_.admin_socket = fmt::format("{}/{}.sock", config_.run_dir, config_.node_name);
+      config_.node.admin_socket = fmt::format("{}/{}.sock", config_.node.run_dir, config_.node.name);
     }
-    if (config_.admin_socket.size() > kMaxSocketPathLength) {
+    if (config_.node.admin_socket.size() > kMaxSocketPathLength) {
       fail("node.admin_socket",
            fmt::format("{} is {} bytes long; a unix socket path holds at most {}",
-                       shown(config_.admin_socket), config_.admin_socket.size(), kMaxSocketPathLength));
+                       shown(config_.node.admin_socket), config_.node.admin_socket.size(), kMaxSocketPathLength));
     }
-    if (config_.bpffs_dir.empty() || config_.bpffs_dir.front() != '/') {
-      fail("node.bpffs_dir", fmt::format("{} is not an absolute path", shown(config_.bpffs_dir)));
+    if (config_.node.bpffs_dir.empty() || config_.node.bpffs_dir.front() != '/') {
+      fail("node.bpffs_dir", fmt::format("{} is not an absolute path", shown(config_.node.bpffs_dir)));
     }
-    if (std::find(std::begin(kLogLevels), std::end(kLogLevels), config_.log_level) ==
-        std::end(kLogLevels)) {
-      fail("node.log_level",
-           fmt::format("expected trace, debug, info, warn or error, got {}", shown(config_.log_level)));
-    }
+    // A Config built in code may hold any word; the file and flags hold
+    // only the choices.
+    const KeySpec& level = *find_key("node.log_level");
+    if (Config probe; !level.choose(probe, config_.node.log_level))
+      fail("node.log_level", choice_problem(level, config_.node.log_level));
   }
 
   // The app check: a known kind, a timeout shorter than the interval, an
   // absolute path, and something to connect to (defaults: the first TCP
   // VIP's address and first port, which the app serves on this node).
   void check_health() {
-    const std::string& kind = config_.health_kind;
-    if (kind != "tcp" && kind != "http" && kind != "none")
-      fail("health.kind", fmt::format("expected tcp, http or none, got {}", shown(kind)));
-    if (kind == "none") return;
-    if (config_.health_timeout_ms >= config_.health_interval_ms) {
+    const HealthKind kind = config_.health.kind;
+    if (kind == HealthKind::kNone) return;
+    if (config_.health.timeout_ms >= config_.health.interval_ms) {
       fail("health.timeout_ms",
            fmt::format("{} ms is not shorter than health.interval_ms = {} ms",
-                       config_.health_timeout_ms, config_.health_interval_ms));
+                       config_.health.timeout_ms, config_.health.interval_ms));
     }
-    if (kind == "http" && (config_.health_path.empty() || config_.health_path.front() != '/' ||
-                           config_.health_path.find_first_of(" \r\n") != std::string::npos)) {
-      fail("health.path", fmt::format("{} is not an absolute HTTP path", shown(config_.health_path)));
+    if (kind == HealthKind::kHttp && (config_.health.path.empty() || config_.health.path.front() != '/' ||
+                           config_.health.path.find_first_of(" \r\n") != std::string::npos)) {
+      fail("health.path", fmt::format("{} is not an absolute HTTP path", shown(config_.health.path)));
     }
     const VipConfig* tcp_vip = nullptr;
     for (const auto& v : config_.vips)
@@ -739,20 +613,20 @@ class Checker {
     // Nothing said about the check and nothing to check by default (no TCP
     // VIP with a port): no check, which status reports as kind "none".
     if (!tcp_vip && !is_set("health") && !is_set("health.kind")) {
-      config_.health_kind = "none";
+      config_.health.kind = HealthKind::kNone;
       return;
     }
-    if (!config_.health_address) {
+    if (!config_.health.address) {
       if (!tcp_vip)
         fail("health.address", "no TCP VIP with a port to check by default; set health.address "
                                "and health.port, or kind = \"none\"");
-      config_.health_address = tcp_vip->address;
+      config_.health.address = tcp_vip->address;
     }
-    if (config_.health_port == 0) {
+    if (config_.health.port == 0) {
       if (!tcp_vip)
         fail("health.port", "no TCP VIP with a port to check by default; set health.port, or "
                             "kind = \"none\"");
-      config_.health_port = tcp_vip->ports.front();
+      config_.health.port = tcp_vip->ports.front();
     }
   }
 
@@ -761,40 +635,41 @@ class Checker {
   // family, which depends on which address the node uses, is judged only
   // when gossip will run. The keyring file is read by the daemon at start.
   void check_gossip() const {
-    if (!valid_cluster_name(config_.cluster_name)) {
+    if (!valid_cluster_name(config_.gossip.cluster)) {
       fail("gossip.cluster",
            fmt::format("{} is not a valid cluster name: use 1..{} characters of A-Z, a-z, 0-9, "
                        "'.', '_' and '-'",
-                       shown(config_.cluster_name), kMaxClusterNameLength));
+                       shown(config_.gossip.cluster), kMaxClusterNameLength));
     }
-    if (config_.keyring_file.empty() && is_set("gossip.keyring")) {
-      fail("gossip.keyring", "must not be empty (leave it out for plaintext gossip)");
+    if (config_.gossip.keyring.empty() && is_set("gossip.keyring")) {
+      fail("gossip.keyring", "must not be empty");
     }
-    if (config_.gossip_probe_timeout_ms >= config_.gossip_probe_interval_ms) {
+
+    if (config_.gossip.probe_timeout_ms >= config_.gossip.probe_interval_ms) {
       fail("gossip.probe_timeout_ms",
            fmt::format("{} ms is not shorter than gossip.probe_interval_ms = {} ms",
-                       config_.gossip_probe_timeout_ms, config_.gossip_probe_interval_ms));
+                       config_.gossip.probe_timeout_ms, config_.gossip.probe_interval_ms));
     }
-    if (config_.gossip_enabled && config_.leave_timeout_ms > config_.gossip_flow_grace_ms) {
+    if (config_.gossip.enabled && config_.node.leave_timeout_ms > config_.gossip.flow_grace_ms) {
       fail("node.leave_timeout_ms",
            fmt::format("{} ms is longer than gossip.flow_grace_ms = {} ms: the other nodes would "
                        "stop forwarding this node's established flows before its leave ends",
-                       config_.leave_timeout_ms, config_.gossip_flow_grace_ms));
+                       config_.node.leave_timeout_ms, config_.gossip.flow_grace_ms));
     }
-    if (config_.gossip_enabled) check_seed_families();
-    if (!config_.gossip_bind) return;
-    const Address& bind = *config_.gossip_bind;
+    if (config_.gossip.enabled) check_seed_families();
+    if (!config_.gossip.bind) return;
+    const Address& bind = *config_.gossip.bind;
     if (bind.family == 0) fail(kGossipBindKey, "holds no address (leave it unset for the default)");
     // The unspecified address (0.0.0.0, ::) binds every local address of its
     // family; members still reach this node at node.address.
     if (!is_unspecified(bind)) check_host_address(kGossipBindKey, bind);
-    if (config_.gossip_enabled && config_.node_address &&
-        bind.family != config_.node_address->family) {
+    if (config_.gossip.enabled && config_.node.address &&
+        bind.family != config_.node.address->family) {
       fail(kGossipBindKey,
            fmt::format("{} is {} but node.address {} is {}; gossip binds in the family of the "
                        "node's address",
-                       bind.to_string(), family_name(bind), config_.node_address->to_string(),
-                       family_name(*config_.node_address)));
+                       bind.to_string(), family_name(bind), config_.node.address->to_string(),
+                       family_name(*config_.node.address)));
     }
   }
 
@@ -805,15 +680,15 @@ class Checker {
   void check_seed_families() const {
     std::string source;
     const Address* own = nullptr;
-    if (config_.gossip_bind) {
-      own = &*config_.gossip_bind;
+    if (config_.gossip.bind) {
+      own = &*config_.gossip.bind;
       source = "gossip.bind";
-    } else if (config_.node_address) {
-      own = &*config_.node_address;
+    } else if (config_.node.address) {
+      own = &*config_.node.address;
       source = "node.address";
     } else {
       for (const PeerConfig& p : config_.peers)
-        if (p.name == config_.node_name) {
+        if (p.name == config_.node.name) {
           own = &p.address;
           source = "this node's [[peer]] entry";
         }
@@ -824,7 +699,7 @@ class Checker {
             : std::string("its address comes from the interface's first IPv4 address");
     for (std::size_t i = 0; i < config_.peers.size(); ++i) {
       const PeerConfig& p = config_.peers[i];
-      if (p.name == config_.node_name || p.address.family == 0 || p.address.family == family) continue;
+      if (p.name == config_.node.name || p.address.family == 0 || p.address.family == family) continue;
       fail(indexed("peer", i) + ".address",
            fmt::format("{} is {} but this node gossips over {} ({}); a gossip seed must be in the "
                        "node's family",
@@ -833,32 +708,63 @@ class Checker {
     }
   }
 
+  // "off", or ADDRESS:PORT with an IPv6 address in brackets; the parts go
+  // to metrics.address and metrics.port.
+  void check_metrics() {
+    MetricsSection& m = config_.metrics;
+    m.address.reset();
+    m.port = 0;
+    const std::string_view text = m.listen;
+    if (text == "off") return;
+    const auto bad = [&] {
+      fail("metrics.listen", fmt::format("expected ADDRESS:PORT ([ADDRESS]:PORT for IPv6) or off, "
+                                         "got {}", shown(text)));
+    };
+    const std::size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos || colon == 0) bad();
+    std::string_view host = text.substr(0, colon);
+    if (host.starts_with('[') != host.ends_with(']')) bad();
+    if (host.starts_with('[')) host = host.substr(1, host.size() - 2);
+    else if (host.find(':') != std::string_view::npos) bad();
+    const auto address = Address::parse(host);
+    if (!address) bad();
+    std::uint32_t port = 0;
+    const std::string_view port_text = text.substr(colon + 1);
+    const auto [ptr, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+    if (ec != std::errc() || ptr != port_text.data() + port_text.size() || port == 0 || port > 65535)
+      bad();
+    m.address = *address;
+    m.port = static_cast<std::uint16_t>(port);
+  }
+
   void check_host_address(std::string_view key, const Address& address) const {
     if (address.family == 0) fail(key, "required key is missing");
     if (auto problem = unicast_problem(address)) fail(key, *problem);
   }
 
+  // Every integer key's range, from the key table: a Config built in code
+  // meets the same limits as the file and the flags.
   void check_sizes() const {
-    for (const IntKey& key : kIntKeys) {
+    for (const KeySpec& key : config_keys()) {
+      if (key.type != KeyType::kInteger) continue;
+      const std::uint32_t value = key.integer(config_);
       // An unset health.port (0) is derived from the VIPs by check_health().
-      if (key.member == &Config::health_port && config_.health_port == 0) continue;
-      if (auto problem = range_problem(config_.*key.member, key.min, key.max)) {
-        fail(key.path, *problem);
-      }
+      if (key.path == "health.port" && value == 0) continue;
+      if (auto problem = range_problem(value, key.min, key.max)) fail(key.path, *problem);
     }
-    if (!is_prime(config_.maglev_table_size)) {
+    if (!is_prime(config_.datapath.maglev_table_size)) {
       fail("datapath.maglev_table_size",
            fmt::format("{} is not a prime (Maglev needs a prime table size; 65537 is one)",
-                       config_.maglev_table_size));
+                       config_.datapath.maglev_table_size));
     }
     const std::uint64_t slots =
-        std::uint64_t{config_.max_vips} * 2 * std::uint64_t{config_.maglev_table_size};
+        std::uint64_t{config_.datapath.max_vips} * 2 * std::uint64_t{config_.datapath.maglev_table_size};
     if (slots > std::numeric_limits<std::uint32_t>::max()) {
       // Within their ranges only a large max_vips can overflow, so blame it.
       fail("datapath.max_vips",
            fmt::format("max_vips * 2 * maglev_table_size = {} * 2 * {} = {} Maglev slots do "
                        "not fit in 32 bits; lower one of them",
-                       config_.max_vips, config_.maglev_table_size, slots));
+                       config_.datapath.max_vips, config_.datapath.maglev_table_size, slots));
     }
   }
 
@@ -877,11 +783,11 @@ class Checker {
              fmt::format("{} is already configured by {}",
                          vip_entry_name(vip.address, port, vip.protocol), describe(it->second)));
       }
-      if (++entries > config_.max_vips) {
+      if (++entries > config_.datapath.max_vips) {
         fail(key, fmt::format("this is VIP entry {}, more than datapath.max_vips = {} (each "
                               "address and port is one entry, and so is an address with all "
                               "ports)",
-                              entries, config_.max_vips));
+                              entries, config_.datapath.max_vips));
       }
     };
     for (std::size_t i = 0; i < config_.vips.size(); ++i) {
@@ -906,7 +812,7 @@ class Checker {
   // A VIP's serving nodes are this node or peers, each named once. Runs after
   // check_peers(), so the names it compares with are valid.
   void check_vip_nodes() const {
-    std::set<std::string, std::less<>> known{config_.node_name};
+    std::set<std::string, std::less<>> known{config_.node.name};
     for (const PeerConfig& peer : config_.peers) known.insert(peer.name);
     for (std::size_t i = 0; i < config_.vips.size(); ++i) {
       const std::vector<std::string>& nodes = config_.vips[i].nodes;
@@ -917,7 +823,7 @@ class Checker {
         const std::string& name = nodes[j];
         if (!known.contains(name)) {
           fail(key, fmt::format("{} is neither this node ('{}') nor one of its peers", shown(name),
-                                config_.node_name));
+                                config_.node.name));
         }
         if (const auto it = listed.find(name); it != listed.end()) {
           fail(key, fmt::format("'{}' is already listed as {}", name, describe(it->second)));
@@ -931,7 +837,7 @@ class Checker {
     std::map<std::string, std::string, std::less<>> names;  // name -> entry
     std::map<Address, std::size_t> addresses;               // address -> peer index
     std::map<std::uint32_t, std::string> ids;               // node id -> name
-    ids.emplace(node_id_for(config_.node_name), config_.node_name);
+    ids.emplace(node_id_for(config_.node.name), config_.node.name);
     std::uint32_t nodes = 1;  // this one
     for (std::size_t i = 0; i < config_.peers.size(); ++i) {
       const PeerConfig& peer = config_.peers[i];
@@ -959,17 +865,17 @@ class Checker {
       }
       addresses.emplace(peer.address, i);
 
-      const bool self = peer.name == config_.node_name;
-      if (self && config_.node_address && peer.address != *config_.node_address) {
+      const bool self = peer.name == config_.node.name;
+      if (self && config_.node.address && peer.address != *config_.node.address) {
         fail(address_key,
              fmt::format("this is the entry of this node ('{}') but its address {} "
                          "differs from node.address {}",
-                         peer.name, peer.address.to_string(), config_.node_address->to_string()));
+                         peer.name, peer.address.to_string(), config_.node.address->to_string()));
       }
-      if (!self && config_.node_address && peer.address == *config_.node_address) {
+      if (!self && config_.node.address && peer.address == *config_.node.address) {
         fail(address_key, fmt::format("{} is node.address, the address of this node ('{}'), but "
                                       "this entry is named '{}'",
-                                      peer.address.to_string(), config_.node_name, peer.name));
+                                      peer.address.to_string(), config_.node.name, peer.name));
       }
       if (self) {
         check_own_weight(entry, peer);
@@ -982,17 +888,17 @@ class Checker {
                                    peer.name, it->second, id));
       }
       ids.emplace(id, peer.name);
-      if (++nodes > config_.max_nodes) {
+      if (++nodes > config_.datapath.max_nodes) {
         fail(entry, fmt::format("{} nodes (this one and its peers) are more than "
                                 "datapath.max_nodes = {}",
-                                nodes, config_.max_nodes));
+                                nodes, config_.datapath.max_nodes));
       }
     }
-    if (config_.maglev_table_size <= nodes) {
+    if (config_.datapath.maglev_table_size <= nodes) {
       fail("datapath.maglev_table_size",
            fmt::format("{} slots are too few for {} nodes; the table must be larger than the "
                        "number of nodes",
-                       config_.maglev_table_size, nodes));
+                       config_.datapath.maglev_table_size, nodes));
     }
   }
 
@@ -1003,13 +909,13 @@ class Checker {
   void check_own_weight(const std::string& entry, const PeerConfig& peer) {
     const bool in_code = config_.locations.empty();
     if (!in_code && !is_set(entry + ".weight")) return;
-    if ((in_code || is_set("node.weight")) && peer.weight != config_.node_weight) {
+    if ((in_code || is_set("node.weight")) && peer.weight != config_.node.weight) {
       fail(entry + ".weight",
            fmt::format("this is the entry of this node ('{}') but its weight {} differs from "
                        "node.weight {}",
-                       peer.name, peer.weight, config_.node_weight));
+                       peer.name, peer.weight, config_.node.weight));
     }
-    config_.node_weight = peer.weight;
+    config_.node.weight = peer.weight;
   }
 
   Config& config_;
@@ -1017,7 +923,7 @@ class Checker {
 
 // --- flags -----------------------------------------------------------------
 
-constexpr std::string_view kUsage = R"(Usage: mixlb [--config FILE] [flags]
+constexpr std::string_view kUsageHead = R"(Usage: mixlb [--config FILE] [flags]
        mixlb cleanup --name NODE [--run-dir DIR] [--bpffs-dir DIR]
 
 mixlb is the per-node sidecar of the mixlb layer-4 load balancer. Settings come
@@ -1028,23 +934,9 @@ leaves the cluster and removes everything; `mixlb cleanup` (see its --help)
 removes what a sidecar that is gone left on the host.
 
   -c, --config FILE            configuration file (see docs/configuration.md)
-      --name NAME              node name ([node] name)
-      --interface IFNAME       uplink interface ([node] interface)
-      --address ADDR           this node's IPv4 or IPv6 address ([node] address)
-      --weight N               this node's Maglev weight, 0..100; 0 drains it
-                               ([node] weight)
-      --admin-socket PATH      admin socket ([node] admin_socket)
-      --run-dir DIR            instance lock and host record ([node] run_dir)
-      --on-stop ACTION         what SIGTERM does: restart (keep the data path
-                               for the next sidecar) or leave ([node] on_stop)
-      --leave-timeout-ms N     how long a leave serves established connections
-                               at most ([node] leave_timeout_ms)
-      --bpffs-dir DIR          bpffs directory for pinned maps ([node] bpffs_dir)
-      --xdp-mode MODE          auto, native or generic ([datapath] xdp_mode)
-      --log-level LEVEL        trace, debug, info, warn or error ([node] log_level)
-      --maglev-table-size N    prime Maglev table size ([datapath] maglev_table_size)
-      --conntrack-entries N    connection table size ([datapath] conntrack_entries)
-      --peer NAME=ADDR[@WEIGHT]
+)";
+
+constexpr std::string_view kUsageTail = R"(      --peer NAME=ADDR[@WEIGHT]
                                a cluster member, with its Maglev weight (default
                                1); repeat for each. Together the --peer flags
                                replace the file's [[peer]] list. With gossip
@@ -1055,15 +947,6 @@ removes what a sidecar that is gone left on the host.
                                brackets ([fd00::1]:443/tcp). Repeat for each.
                                Together the --vip flags replace the file's
                                [[vip]] list.
-      --gossip-port N          gossip UDP and TCP port, 1..65535, the same on
-                               every node ([gossip] port)
-      --cluster NAME           cluster name, the same on every node ([gossip]
-                               cluster)
-      --keyring FILE           cluster keyring file, one key of 64 hex digits
-                               a line, the first one the primary ([gossip]
-                               keyring)
-      --no-gossip              static membership from the peer list instead of
-                               gossip ([gossip] enabled = false)
   -h, --help                   print this help and exit
       --version                print the version and exit
 
@@ -1075,24 +958,20 @@ struct Flag {
   std::string value;
 };
 
-constexpr std::string_view kValueFlags[] = {
-    "--config",    "--name",     "--interface", "--address",           "--admin-socket",
-    "--bpffs-dir", "--xdp-mode", "--log-level", "--maglev-table-size", "--conntrack-entries",
-    "--peer",      "--vip",      "--weight",    "--gossip-port",       "--cluster",
-    "--keyring",   "--run-dir",  "--on-stop",   "--leave-timeout-ms",
-};
-
+// A flag that takes a value: one of a key (but a boolean's), or a list's.
 bool takes_value(std::string_view flag) {
-  return std::find(std::begin(kValueFlags), std::end(kValueFlags), flag) != std::end(kValueFlags);
+  if (flag == "--config" || flag == "--peer" || flag == "--vip") return true;
+  const KeySpec* key = find_flag(flag);
+  return key && key->type != KeyType::kBoolean;
 }
 
-// A flag without a value: the flag of a boolean key (kBoolKeys).
+// A flag without a value: the flag of a boolean key ("--no-gossip").
 bool is_switch(std::string_view flag) {
-  return std::any_of(std::begin(kBoolKeys), std::end(kBoolKeys),
-                     [&](const BoolKey& key) { return !key.flag.empty() && key.flag == flag; });
+  const KeySpec* key = find_flag(flag);
+  return key && key->type == KeyType::kBoolean;
 }
 
-std::uint32_t parse_flag_int(const Flag& flag, const IntKey& key) {
+std::uint32_t parse_flag_int(const Flag& flag, const KeySpec& key) {
   std::int64_t value = 0;
   const char* end = flag.value.data() + flag.value.size();
   const auto [ptr, ec] = std::from_chars(flag.value.data(), end, value);
@@ -1103,6 +982,33 @@ std::uint32_t parse_flag_int(const Flag& flag, const IntKey& key) {
     throw ConfigError(fmt::format("{}: {}", flag.name, *problem));
   }
   return static_cast<std::uint32_t>(value);
+}
+
+// The help of a key, as short as --help wants it: its first sentence.
+std::string_view first_sentence(std::string_view help) {
+  const auto end = help.find(". ");
+  return end == std::string_view::npos ? help : help.substr(0, end + 1);
+}
+
+// Wraps `text` to lines of at most `width`, each after `indent` spaces.
+std::string wrap(std::string_view text, std::size_t indent, std::size_t width) {
+  std::string out, line;
+  std::size_t at = 0;
+  while (at < text.size()) {
+    const std::size_t space = text.find(' ', at);
+    const std::string_view word =
+        text.substr(at, space == std::string_view::npos ? std::string_view::npos : space - at);
+    if (!line.empty() && indent + line.size() + 1 + word.size() > width) {
+      out += std::string(indent, ' ') + line + "\n";
+      line.clear();
+    }
+    if (!line.empty()) line += ' ';
+    line += word;
+    if (space == std::string_view::npos) break;
+    at = space + 1;
+  }
+  if (!line.empty()) out += std::string(indent, ' ') + line + "\n";
+  return out;
 }
 
 // A --peer flag's member, and whether it gave a weight.
@@ -1209,52 +1115,52 @@ void forget_locations(Config& config, std::string_view list) {
 }
 
 void apply_flag(Config& config, const Flag& flag) {
-  const SourceLocation from_flag{"", 0, flag.name, ""};
-  for (const StringKey& key : kStringKeys) {
-    if (key.flag == flag.name) {
-      config.*key.member = flag.value;
-      config.locations[std::string(key.path)] = from_flag;
-      return;
+  const KeySpec* key = find_flag(flag.name);
+  if (!key) return;
+  switch (key->type) {
+    case KeyType::kString:
+      key->string(config) = flag.value;
+      break;
+    case KeyType::kInteger:
+      key->integer(config) = parse_flag_int(flag, *key);
+      break;
+    case KeyType::kBoolean:
+      key->boolean(config) = key->flag_sets;
+      break;
+    case KeyType::kAddress: {
+      const auto address = Address::parse(flag.value);
+      if (!address) throw ConfigError(fmt::format("{}: {}", flag.name, address_problem(flag.value)));
+      key->address(config) = *address;
+      break;
     }
+    case KeyType::kChoice:
+      if (!key->choose(config, flag.value))
+        throw ConfigError(fmt::format("{}: {}", flag.name, choice_problem(*key, flag.value)));
+      break;
   }
-  for (const IntKey& key : kIntKeys) {
-    if (!key.flag.empty() && key.flag == flag.name) {
-      config.*key.member = parse_flag_int(flag, key);
-      config.locations[std::string(key.path)] = from_flag;
-      return;
-    }
-  }
-  for (const BoolKey& key : kBoolKeys) {
-    if (!key.flag.empty() && key.flag == flag.name) {
-      config.*key.member = key.flag_sets;
-      config.locations[std::string(key.path)] = from_flag;
-      return;
-    }
-  }
-  if (flag.name == "--address") {
-    const auto address = Address::parse(flag.value);
-    if (!address) throw ConfigError(fmt::format("{}: {}", flag.name, address_problem(flag.value)));
-    config.node_address = *address;
-    config.locations[std::string(kNodeAddressKey)] = from_flag;
-  } else if (flag.name == "--xdp-mode") {
-    const auto mode = parse_xdp_mode(flag.value);
-    if (!mode) throw ConfigError(fmt::format("{}: {}", flag.name, xdp_mode_problem(flag.value)));
-    config.xdp_mode = *mode;
-    config.locations[std::string(kXdpModeKey)] = from_flag;
-  } else if (flag.name == "--on-stop") {
-    const auto action = parse_stop_action(flag.value);
-    if (!action) throw ConfigError(fmt::format("{}: {}", flag.name, stop_action_problem(flag.value)));
-    config.on_stop = *action;
-    config.locations[std::string(kOnStopKey)] = from_flag;
-  }
+  config.locations[std::string(key->path)] = SourceLocation{"", 0, flag.name, ""};
 }
 
 }  // namespace
 
 std::string_view mixlb_version() { return kVersion; }
 
-std::string_view to_string(StopAction action) {
-  return action == StopAction::kLeave ? "leave" : "restart";
+std::string usage_text() {
+  std::string out(kUsageHead);
+  for (const KeySpec& key : config_keys()) {
+    if (key.flag.empty()) continue;
+    std::string left = "      " + std::string(key.flag);
+    if (key.type != KeyType::kBoolean) left += " " + std::string(key.flag_value);
+    const std::string text = fmt::format("{} ([{}] {})", first_sentence(key.help), key.section(), key.name());
+    std::string body = wrap(text, 31, 80);
+    if (left.size() < 31) {
+      body.replace(0, left.size(), left);
+    } else {
+      body = left + "\n" + body;
+    }
+    out += body;
+  }
+  return out + std::string(kUsageTail);
 }
 
 Config parse_config(std::string_view text, std::string_view path) {
@@ -1295,7 +1201,7 @@ std::optional<Config> config_from_args(int argc, const char* const* argv, std::o
     if (flag.name == "--help" || flag.name == "--version") {
       if (inline_value) throw ConfigError(fmt::format("{}: takes no value", flag.name));
       if (flag.name == "--help") {
-        out << kUsage;
+        out << usage_text();
       } else {
         out << "mixlb " << kVersion << "\n";
       }

@@ -5,6 +5,13 @@
 // ConfigError whose message names the file, the line and the key, so the
 // daemon can refuse to start with one clear sentence.
 //
+// Config is nested the way the file is: one struct per [section], then the
+// [[vip]] and [[peer]] lists. Every scalar key of a section is one row of the
+// key table (config/keys.h) — its flag, type, range, default and help — and
+// that table alone drives reading the file, the flags, the unknown-key
+// hints, --help and the reference in docs/configuration.md (a test keeps
+// the document equal to what the table generates).
+//
 // Reading and checking are separate steps so that flags can fill in what the
 // file leaves out before anything is judged: the reader records where each
 // key came from (Config::locations), and validate() uses that to point its
@@ -33,6 +40,86 @@ class ConfigError : public std::runtime_error {
 enum class StopAction { kRestart, kLeave };
 std::string_view to_string(StopAction action);
 
+// How the sidecar checks its own app.
+enum class HealthKind { kTcp, kHttp, kNone };
+std::string_view to_string(HealthKind kind);
+
+// How the sidecar writes its log lines: for people, or one JSON object per
+// line for log shippers.
+enum class LogFormat { kText, kJson };
+std::string_view to_string(LogFormat format);
+
+struct NodeSection {
+  std::string name;
+  std::string interface;
+  std::optional<Address> address;  // default: the interface's first IPv4 address
+  std::uint32_t weight = 1;        // this node's Maglev weight, 0 = drained
+  std::string admin_socket;        // default: <run_dir>/<name>.sock
+  // The instance lock (<run_dir>/<node>.lock) and the record of what the
+  // sidecar changed on the host (<run_dir>/<node>.host.json) live here.
+  std::string run_dir = "/run/mixlb";
+  std::string bpffs_dir = "/sys/fs/bpf/mixlb";  // maps pinned under <bpffs_dir>/<name>/
+  std::string log_level = "info";
+  LogFormat log_format = LogFormat::kText;
+  // What SIGTERM means: kRestart keeps the data path for the next sidecar,
+  // kLeave leaves the cluster and removes everything (as `mixlbctl leave`).
+  StopAction on_stop = StopAction::kRestart;
+  std::uint32_t leave_timeout_ms = 30000;  // how long a leave serves established connections
+};
+
+struct DatapathSection {
+  XdpMode xdp_mode = XdpMode::kAuto;
+  std::uint32_t maglev_table_size = MIXLB_DEFAULT_RING_SIZE;  // prime
+  std::uint32_t conntrack_entries = MIXLB_DEFAULT_CT_ENTRIES;
+  // The Maglev array holds max_vips * 2 * maglev_table_size ids.
+  std::uint32_t max_vips = MIXLB_DEFAULT_MAX_VIPS;
+  std::uint32_t max_nodes = MIXLB_DEFAULT_MAX_NODES;
+};
+
+struct NeighboursSection {
+  std::uint32_t refresh_ms = 1000;
+};
+
+// How the sidecar checks its own app (sidecar/health.h).
+struct HealthSection {
+  HealthKind kind = HealthKind::kTcp;
+  std::optional<Address> address;  // default: the first TCP VIP's address
+  std::uint32_t port = 0;          // default (0): the first TCP VIP's first port
+  std::string path = "/";          // http only
+  std::uint32_t interval_ms = 1000;
+  std::uint32_t timeout_ms = 500;
+  std::uint32_t rise = 2;
+  std::uint32_t fall = 3;
+};
+
+// Cluster membership (gossip/). Off: static membership from [[peer]].
+struct GossipSection {
+  bool enabled = true;
+  std::uint32_t port = 7946;      // UDP and TCP, the same on every node
+  std::optional<Address> bind;    // default: the node's address; 0.0.0.0 or :: = any
+  std::string cluster = "mixlb";  // 1..64 bytes of [A-Za-z0-9._-]; in every packet's AEAD
+  std::string keyring;            // "" = plaintext gossip, only with `insecure`
+  bool insecure = false;          // allow gossip without a keyring (warned at start)
+  std::uint32_t probe_interval_ms = 1000;
+  std::uint32_t probe_timeout_ms = 500;
+  std::uint32_t interval_ms = 200;
+  std::uint32_t suspicion_mult = 3;
+  std::uint32_t push_pull_interval_ms = 30000;
+  std::uint32_t rejoin_interval_ms = 30000;
+  // How long this node keeps forwarding established flows to a member that
+  // died or left (new flows go elsewhere at once).
+  std::uint32_t flow_grace_ms = 60000;
+};
+
+// The Prometheus endpoint (sidecar/metrics/).
+struct MetricsSection {
+  // "127.0.0.1:9650", "[::1]:9650", or "off".
+  std::string listen = "127.0.0.1:9650";
+  // Derived by validate(): nullopt when off.
+  std::optional<Address> address;
+  std::uint16_t port = 0;
+};
+
 struct VipConfig {
   Address address;
   std::uint8_t protocol = 6;          // IPPROTO_TCP or IPPROTO_UDP
@@ -58,64 +145,17 @@ struct SourceLocation {
 struct Config {
   std::string source;  // the config file's path ("" when flags only)
 
-  // [node]
-  std::string node_name;
-  std::string interface;
-  std::optional<Address> node_address;          // default: the interface's first IPv4 address
-  // The instance lock (<run_dir>/<node>.lock) and the record of what the
-  // sidecar changed on the host (<run_dir>/<node>.host.json) live here.
-  std::string run_dir = "/run/mixlb";
-  std::string admin_socket;                     // default: <run_dir>/<node_name>.sock
-  std::string bpffs_dir = "/sys/fs/bpf/mixlb";  // maps pinned under <bpffs_dir>/<node_name>/
-  std::string log_level = "info";
-  std::uint32_t node_weight = 1;  // this node's Maglev weight, 0 = drained
-  // What SIGTERM means: kRestart keeps the data path for the next sidecar,
-  // kLeave leaves the cluster and removes everything (as `mixlbctl leave`).
-  StopAction on_stop = StopAction::kRestart;
-  // How long a leave keeps serving established connections at most.
-  std::uint32_t leave_timeout_ms = 30000;
-
-  // [datapath]
-  XdpMode xdp_mode = XdpMode::kAuto;
-  std::uint32_t maglev_table_size = MIXLB_DEFAULT_RING_SIZE;  // prime
-  std::uint32_t conntrack_entries = MIXLB_DEFAULT_CT_ENTRIES;
-  // The Maglev array holds max_vips * 2 * maglev_table_size ids.
-  std::uint32_t max_vips = MIXLB_DEFAULT_MAX_VIPS;
-  std::uint32_t max_nodes = MIXLB_DEFAULT_MAX_NODES;
-
-  // [neighbours]
-  std::uint32_t neighbour_refresh_ms = 1000;
-
-  // [health]: how the sidecar checks its own app (sidecar/health.h).
-  std::string health_kind = "tcp";        // tcp | http | none
-  std::optional<Address> health_address;  // default: the first TCP VIP's address
-  std::uint32_t health_port = 0;          // default (0): the first TCP VIP's first port
-  std::string health_path = "/";          // http only
-  std::uint32_t health_interval_ms = 1000;
-  std::uint32_t health_timeout_ms = 500;
-  std::uint32_t health_rise = 2;
-  std::uint32_t health_fall = 3;
-
-  // [gossip]: cluster membership (gossip/). Off: static membership from [[peer]].
-  bool gossip_enabled = true;
-  std::uint32_t gossip_port = 7946;    // UDP and TCP, the same on every node
-  std::optional<Address> gossip_bind;  // default: the node's address; 0.0.0.0 or :: = any
-  std::string cluster_name = "mixlb";  // 1..64 bytes of [A-Za-z0-9._-]; in every packet's AEAD
-  std::string keyring_file;            // "" = plaintext gossip (the daemon warns)
-  std::uint32_t gossip_probe_interval_ms = 1000;
-  std::uint32_t gossip_probe_timeout_ms = 500;
-  std::uint32_t gossip_interval_ms = 200;
-  std::uint32_t gossip_suspicion_mult = 3;
-  std::uint32_t gossip_push_pull_interval_ms = 30000;
-  std::uint32_t gossip_rejoin_interval_ms = 30000;
-  // How long this node keeps forwarding established flows to a member that
-  // died or left (new flows go elsewhere at once).
-  std::uint32_t gossip_flow_grace_ms = 60000;
+  NodeSection node;
+  DatapathSection datapath;
+  NeighboursSection neighbours;
+  HealthSection health;
+  GossipSection gossip;
+  MetricsSection metrics;
 
   std::vector<VipConfig> vips;
   // May include this node itself: its address and weight must agree. With
-  // gossip enabled these are the seeds (address:gossip_port) and their
-  // weights are not used (each node publishes its own node_weight).
+  // gossip enabled these are the seeds (address:gossip.port) and their
+  // weights are not used (each node publishes its own node.weight).
   std::vector<PeerConfig> peers;
 
   // Key path ("node.name", "vip[1].ports[0]", "peer[2]"; indices from 0) to
@@ -141,6 +181,9 @@ std::optional<Config> config_from_args(int argc, const char* const* argv, std::o
 // ports, sizes) and fills defaults that depend on other fields. Called by the
 // functions above.
 void validate(Config& config);
+
+// The --help text: the fixed part and one line per flag of the key table.
+std::string usage_text();
 
 // The version --version prints; it matches meson.build's project version.
 std::string_view mixlb_version();

@@ -89,6 +89,28 @@ void HostSetup::add_vip(int lo_ifindex, const Address& vip) {
 
 void HostSetup::undo_own() { undo_to(0); }
 
+void HostSetup::add_vips(int lo_ifindex, const std::vector<Address>& vips) {
+  HostPlan plan;
+  plan.lo_ifindex = lo_ifindex;
+  plan.vips = vips;
+  apply(plan);
+}
+
+void HostSetup::remove_vip(int lo_ifindex, const Address& vip) {
+  const std::string name = vip_record_name(vip);
+  if (!record_.has_vip(name)) {
+    spdlog::info("VIP {} is no longer configured; it was on lo before mixlb and stays", vip.to_string());
+    return;
+  }
+  if (auto ec = netlink_.delete_address(lo_ifindex, vip, host_prefix(vip));
+      ec && ec != std::errc::address_not_available)
+    throw HostSetupError(fmt::format("removing VIP {} from lo: {}", vip.to_string(), ec.message()));
+  record_.remove_vip(name);
+  persist_();
+  // Not this instance's to undo any more.
+  std::erase_if(own_, [&](const Change& c) { return c.kind == Change::Kind::kVip && c.vip == vip; });
+}
+
 void HostSetup::undo_to(std::size_t keep) {
   while (own_.size() > keep) {
     Change c = std::move(own_.back());

@@ -64,6 +64,11 @@ class HostSetup {
   // made or what was there before stays. For a start that failed.
   void undo_own();
 
+  // A reload: VIP addresses to put on lo (as apply() does), and one to take
+  // off — only if mixlb put it there. Throw HostSetupError like apply().
+  void add_vips(int lo_ifindex, const std::vector<Address>& vips);
+  void remove_vip(int lo_ifindex, const Address& vip);
+
   // What this instance changed itself (for logs and tests).
   std::size_t own_changes() const { return own_.size(); }
 

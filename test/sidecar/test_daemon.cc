@@ -62,20 +62,20 @@ struct DaemonHost {
 
   Config config() const {
     Config c;
-    c.node_name = "mix1";
-    c.interface = uplink;
-    c.node_address = *Address::parse("10.0.0.1");
-    c.run_dir = dir;
-    c.admin_socket = dir + "/mix1.sock";
-    c.bpffs_dir = bpffs;
-    c.xdp_mode = XdpMode::kNative;
-    c.maglev_table_size = 251;
-    c.max_vips = 4;
-    c.max_nodes = 16;
-    c.conntrack_entries = 1024;
-    c.gossip_enabled = false;
-    c.health_kind = "none";
-    c.leave_timeout_ms = 5000;
+    c.node.name = "mix1";
+    c.node.interface = uplink;
+    c.node.address = *Address::parse("10.0.0.1");
+    c.node.run_dir = dir;
+    c.node.admin_socket = dir + "/mix1.sock";
+    c.node.bpffs_dir = bpffs;
+    c.datapath.xdp_mode = XdpMode::kNative;
+    c.datapath.maglev_table_size = 251;
+    c.datapath.max_vips = 4;
+    c.datapath.max_nodes = 16;
+    c.datapath.conntrack_entries = 1024;
+    c.gossip.enabled = false;
+    c.health.kind = HealthKind::kNone;
+    c.node.leave_timeout_ms = 5000;
     VipConfig vip;
     vip.address = *Address::parse("10.100.0.1");
     vip.ports = {80};
@@ -92,7 +92,7 @@ struct Running {
   std::future<int> exit;
   std::string socket;
 
-  Running(const DaemonHost& host, const Config& config) : socket(config.admin_socket) {
+  Running(const DaemonHost& host, const Config& config) : socket(config.node.admin_socket) {
     std::promise<int> done;
     exit = done.get_future();
     std::thread([&host, config, done = std::move(done)]() mutable {
@@ -198,7 +198,7 @@ TEST_SUITE("daemon" * doctest::skip(cannot_run())) {
     // 4. A start that fails after the restart (its admin socket path is
     // taken by a file) leaves the data path it found.
     {
-      std::ofstream(config.admin_socket) << "not a socket";
+      std::ofstream(config.node.admin_socket) << "not a socket";
       const auto writes = host.sysctls.writes.size();
       Daemon failing(config, DaemonSeams{&host.netlink, &host.sysctls});
       CHECK_THROWS_WITH_AS(failing.run(), doctest::Contains("exists and is not a socket"), StartupError);
@@ -207,7 +207,7 @@ TEST_SUITE("daemon" * doctest::skip(cannot_run())) {
       CHECK(host.sysctls.writes.size() == writes);
       CHECK(host.netlink.has_address(1, "10.100.0.1"));
       CHECK(load_host_record(host.record_path()).value() == *record_after_stop);
-      std::filesystem::remove(config.admin_socket);
+      std::filesystem::remove(config.node.admin_socket);
     }
 
     // 5. The next start adopts it all, changing nothing on the host.
@@ -253,7 +253,7 @@ TEST_SUITE("daemon" * doctest::skip(cannot_run())) {
     sh("ip link set upl0 up");
     DaemonHost host("upl0", ifindex_of("upl0"));
     Config config = host.config();
-    config.on_stop = StopAction::kLeave;
+    config.node.on_stop = StopAction::kLeave;
     Running daemon(host, config);
     REQUIRE(daemon.ask("status")["uplink"] == "attached");
 

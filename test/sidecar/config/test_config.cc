@@ -102,20 +102,20 @@ TEST_SUITE("config") {
   TEST_CASE("the example file parses and holds what it says") {
     const Config c = load_config_file(kExample);
     CHECK(c.source == kExample);
-    CHECK(c.node_name == "mix1");
-    CHECK(c.interface == "eth0");
-    REQUIRE(c.node_address);
-    CHECK(*c.node_address == addr("10.0.0.11"));
-    CHECK(c.admin_socket == "/run/mixlb/mix1.sock");
-    CHECK(c.bpffs_dir == "/sys/fs/bpf/mixlb");
-    CHECK(c.log_level == "info");
-    CHECK(c.xdp_mode == XdpMode::kAuto);
-    CHECK(c.maglev_table_size == 65537);
-    CHECK(c.conntrack_entries == 65536);
-    CHECK(c.max_vips == 16);
-    CHECK(c.max_nodes == 1024);
-    CHECK(c.neighbour_refresh_ms == 1000);
-    CHECK(c.node_weight == 1);
+    CHECK(c.node.name == "mix1");
+    CHECK(c.node.interface == "eth0");
+    REQUIRE(c.node.address);
+    CHECK(*c.node.address == addr("10.0.0.11"));
+    CHECK(c.node.admin_socket == "/run/mixlb/mix1.sock");
+    CHECK(c.node.bpffs_dir == "/sys/fs/bpf/mixlb");
+    CHECK(c.node.log_level == "info");
+    CHECK(c.datapath.xdp_mode == XdpMode::kAuto);
+    CHECK(c.datapath.maglev_table_size == 65537);
+    CHECK(c.datapath.conntrack_entries == 65536);
+    CHECK(c.datapath.max_vips == 16);
+    CHECK(c.datapath.max_nodes == 1024);
+    CHECK(c.neighbours.refresh_ms == 1000);
+    CHECK(c.node.weight == 1);
     REQUIRE(c.vips.size() == 4);
     CHECK(c.vips[0].address == addr("10.100.0.1"));
     CHECK(c.vips[0].protocol == 6);
@@ -138,18 +138,18 @@ TEST_SUITE("config") {
     CHECK(c.peers[1].weight == 1);
     CHECK(c.peers[2].name == "mix3");
     CHECK(c.peers[2].weight == 2);
-    CHECK(c.gossip_enabled);
-    CHECK(c.gossip_port == 7946);
-    REQUIRE(c.gossip_bind);
-    CHECK(*c.gossip_bind == addr("10.0.0.11"));
-    CHECK(c.cluster_name == "mixlb");
-    CHECK(c.keyring_file == "/etc/mixlb/keyring");
-    CHECK(c.gossip_probe_interval_ms == 1000);
-    CHECK(c.gossip_probe_timeout_ms == 500);
-    CHECK(c.gossip_interval_ms == 200);
-    CHECK(c.gossip_suspicion_mult == 3);
-    CHECK(c.gossip_push_pull_interval_ms == 30000);
-    CHECK(c.gossip_rejoin_interval_ms == 30000);
+    CHECK(c.gossip.enabled);
+    CHECK(c.gossip.port == 7946);
+    REQUIRE(c.gossip.bind);
+    CHECK(*c.gossip.bind == addr("10.0.0.11"));
+    CHECK(c.gossip.cluster == "mixlb");
+    CHECK(c.gossip.keyring == "/etc/mixlb/keyring");
+    CHECK(c.gossip.probe_interval_ms == 1000);
+    CHECK(c.gossip.probe_timeout_ms == 500);
+    CHECK(c.gossip.interval_ms == 200);
+    CHECK(c.gossip.suspicion_mult == 3);
+    CHECK(c.gossip.push_pull_interval_ms == 30000);
+    CHECK(c.gossip.rejoin_interval_ms == 30000);
   }
 
   TEST_CASE("the example sets every key and the reference documents each") {
@@ -220,21 +220,21 @@ TEST_SUITE("config") {
   TEST_CASE("a minimal file gets the defaults") {
     const Config c = parse_config("[node]\nname = \"edge-7\"\ninterface = \"ens3\"\n", "m.toml");
     CHECK(c.source == "m.toml");
-    CHECK_FALSE(c.node_address);
-    CHECK(c.admin_socket == "/run/mixlb/edge-7.sock");
-    CHECK(c.bpffs_dir == "/sys/fs/bpf/mixlb");
-    CHECK(c.log_level == "info");
-    CHECK(c.xdp_mode == XdpMode::kAuto);
-    CHECK(c.maglev_table_size == 65537);
-    CHECK(c.conntrack_entries == 65536);
-    CHECK(c.max_vips == 16);
-    CHECK(c.max_nodes == 1024);
-    CHECK(c.neighbour_refresh_ms == 1000);
-    CHECK(c.node_weight == 1);
+    CHECK_FALSE(c.node.address);
+    CHECK(c.node.admin_socket == "/run/mixlb/edge-7.sock");
+    CHECK(c.node.bpffs_dir == "/sys/fs/bpf/mixlb");
+    CHECK(c.node.log_level == "info");
+    CHECK(c.datapath.xdp_mode == XdpMode::kAuto);
+    CHECK(c.datapath.maglev_table_size == 65537);
+    CHECK(c.datapath.conntrack_entries == 65536);
+    CHECK(c.datapath.max_vips == 16);
+    CHECK(c.datapath.max_nodes == 1024);
+    CHECK(c.neighbours.refresh_ms == 1000);
+    CHECK(c.node.weight == 1);
     CHECK(c.vips.empty());
     CHECK(c.peers.empty());
     // Nothing to check by default without a TCP VIP port.
-    CHECK(c.health_kind == "none");
+    CHECK(c.health.kind == HealthKind::kNone);
   }
 
   TEST_CASE("the app check defaults to the first TCP VIP's address and port") {
@@ -242,14 +242,14 @@ TEST_SUITE("config") {
         "[node]\nname = \"m\"\ninterface = \"eth0\"\n[[vip]]\naddress = \"10.100.0.5\"\n"
         "protocol = \"udp\"\nport = 53\n[[vip]]\naddress = \"10.100.0.6\"\nports = [8443, 80]\n",
         "m.toml");
-    CHECK(c.health_kind == "tcp");
-    REQUIRE(c.health_address.has_value());
-    CHECK(c.health_address->to_string() == "10.100.0.6");
-    CHECK(c.health_port == 8443);
-    CHECK(c.health_interval_ms == 1000);
-    CHECK(c.health_timeout_ms == 500);
-    CHECK(c.health_rise == 2);
-    CHECK(c.health_fall == 3);
+    CHECK(c.health.kind == HealthKind::kTcp);
+    REQUIRE(c.health.address.has_value());
+    CHECK(c.health.address->to_string() == "10.100.0.6");
+    CHECK(c.health.port == 8443);
+    CHECK(c.health.interval_ms == 1000);
+    CHECK(c.health.timeout_ms == 500);
+    CHECK(c.health.rise == 2);
+    CHECK(c.health.fall == 3);
   }
 
   TEST_CASE("bad [health] settings name the line and the key") {
@@ -279,24 +279,24 @@ TEST_SUITE("config") {
 
   TEST_CASE("[gossip] defaults") {
     const Config c = parse_config("[node]\nname = \"mix1\"\ninterface = \"eth0\"\n", "m.toml");
-    CHECK(c.gossip_enabled);
-    CHECK(c.gossip_port == 7946);
-    CHECK_FALSE(c.gossip_bind);
-    CHECK(c.cluster_name == "mixlb");
-    CHECK(c.keyring_file.empty());
-    CHECK(c.gossip_probe_interval_ms == 1000);
-    CHECK(c.gossip_probe_timeout_ms == 500);
-    CHECK(c.gossip_interval_ms == 200);
-    CHECK(c.gossip_suspicion_mult == 3);
-    CHECK(c.gossip_push_pull_interval_ms == 30000);
-    CHECK(c.gossip_rejoin_interval_ms == 30000);
+    CHECK(c.gossip.enabled);
+    CHECK(c.gossip.port == 7946);
+    CHECK_FALSE(c.gossip.bind);
+    CHECK(c.gossip.cluster == "mixlb");
+    CHECK(c.gossip.keyring.empty());
+    CHECK(c.gossip.probe_interval_ms == 1000);
+    CHECK(c.gossip.probe_timeout_ms == 500);
+    CHECK(c.gossip.interval_ms == 200);
+    CHECK(c.gossip.suspicion_mult == 3);
+    CHECK(c.gossip.push_pull_interval_ms == 30000);
+    CHECK(c.gossip.rejoin_interval_ms == 30000);
     // A Config built in code has the same defaults and passes as it is.
     Config in_code;
-    in_code.node_name = "mix1";
-    in_code.interface = "eth0";
+    in_code.node.name = "mix1";
+    in_code.node.interface = "eth0";
     validate(in_code);
-    CHECK(in_code.gossip_enabled);
-    CHECK(in_code.cluster_name == "mixlb");
+    CHECK(in_code.gossip.enabled);
+    CHECK(in_code.gossip.cluster == "mixlb");
   }
 
   TEST_CASE("every [gossip] key is read from the file") {
@@ -318,25 +318,25 @@ push_pull_interval_ms = 60000
 rejoin_interval_ms = 120000
 )",
                                   "m.toml");
-    CHECK_FALSE(c.gossip_enabled);
-    CHECK(c.gossip_port == 17946);
-    REQUIRE(c.gossip_bind);
-    CHECK(*c.gossip_bind == addr("fd00::11"));
-    CHECK(c.cluster_name == "prod-eu.1_a");
-    CHECK(c.keyring_file == "keys/mixlb.keyring");  // relative paths are kept as written
-    CHECK(c.gossip_probe_interval_ms == 2000);
-    CHECK(c.gossip_probe_timeout_ms == 1999);
-    CHECK(c.gossip_interval_ms == 50);
-    CHECK(c.gossip_suspicion_mult == 5);
-    CHECK(c.gossip_push_pull_interval_ms == 60000);
-    CHECK(c.gossip_rejoin_interval_ms == 120000);
+    CHECK_FALSE(c.gossip.enabled);
+    CHECK(c.gossip.port == 17946);
+    REQUIRE(c.gossip.bind);
+    CHECK(*c.gossip.bind == addr("fd00::11"));
+    CHECK(c.gossip.cluster == "prod-eu.1_a");
+    CHECK(c.gossip.keyring == "keys/mixlb.keyring");  // relative paths are kept as written
+    CHECK(c.gossip.probe_interval_ms == 2000);
+    CHECK(c.gossip.probe_timeout_ms == 1999);
+    CHECK(c.gossip.interval_ms == 50);
+    CHECK(c.gossip.suspicion_mult == 5);
+    CHECK(c.gossip.push_pull_interval_ms == 60000);
+    CHECK(c.gossip.rejoin_interval_ms == 120000);
     CHECK(c.locations.at("gossip").line == 5);
     CHECK(c.locations.at("gossip.enabled").line == 6);
     CHECK(c.locations.at("gossip.rejoin_interval_ms").line == 16);
     // enabled = true is read too, not just its absence.
     const Config on = parse_config(
         "[node]\nname = \"mix1\"\ninterface = \"eth0\"\n[gossip]\nenabled = true\n", "m.toml");
-    CHECK(on.gossip_enabled);
+    CHECK(on.gossip.enabled);
     CHECK(on.locations.contains("gossip.enabled"));
   }
 
@@ -372,8 +372,8 @@ rejoin_interval_ms = 120000
       CHECK(parse_error(c.text) == "");
     }
     const Config any = parse_config(node_v6 + "[gossip]\nbind = \"::\"\n", "m.toml");
-    REQUIRE(any.gossip_bind);
-    CHECK(any.gossip_bind->is_v6());
+    REQUIRE(any.gossip.bind);
+    CHECK(any.gossip.bind->is_v6());
   }
 
   TEST_CASE("bad [gossip] values name the line and the key") {
@@ -437,7 +437,7 @@ rejoin_interval_ms = 120000
          "'ccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc' is not a valid "
          "cluster name: use 1..64 characters of A-Z, a-z, 0-9, '.', '_' and '-'"},
         {"empty keyring path", "[gossip]\nkeyring = \"\"\n",
-         "mix1.toml:6: gossip.keyring: must not be empty (leave it out for plaintext gossip)"},
+         "mix1.toml:6: gossip.keyring: must not be empty"},
         {"bind not an address", "[gossip]\nbind = \"eth0\"\n",
          "mix1.toml:6: gossip.bind: 'eth0' is not an IP address"},
         {"multicast bind", "[gossip]\nbind = \"239.0.0.1\"\n",
@@ -455,7 +455,7 @@ rejoin_interval_ms = 120000
          "in the family of the node's address"},
         {"unknown key", "[gossip]\nseeds = [\"10.0.0.12\"]\n",
          "mix1.toml:6: gossip.seeds: unknown key ([gossip] takes enabled, port, bind, cluster, "
-         "keyring, probe_interval_ms, probe_timeout_ms, interval_ms, suspicion_mult, "
+         "keyring, insecure, probe_interval_ms, probe_timeout_ms, interval_ms, suspicion_mult, "
          "push_pull_interval_ms, rejoin_interval_ms, flow_grace_ms)"},
     };
     for (const BadInput& c : cases) {
@@ -469,20 +469,20 @@ rejoin_interval_ms = 120000
     const std::string node =
         "[node]\nname = \"mix1\"\ninterface = \"eth0\"\naddress = \"10.0.0.11\"\n";
     const Config defaults = parse_config(node, "mix1.toml");
-    CHECK(defaults.run_dir == "/run/mixlb");
-    CHECK(defaults.admin_socket == "/run/mixlb/mix1.sock");
-    CHECK(defaults.on_stop == StopAction::kRestart);
-    CHECK(defaults.leave_timeout_ms == 30000);
-    CHECK(defaults.gossip_flow_grace_ms == 60000);
+    CHECK(defaults.node.run_dir == "/run/mixlb");
+    CHECK(defaults.node.admin_socket == "/run/mixlb/mix1.sock");
+    CHECK(defaults.node.on_stop == StopAction::kRestart);
+    CHECK(defaults.node.leave_timeout_ms == 30000);
+    CHECK(defaults.gossip.flow_grace_ms == 60000);
 
     const Config set = parse_config(node +
                                         "run_dir = \"/run/lb\"\non_stop = \"leave\"\n"
                                         "leave_timeout_ms = 5000\n[gossip]\nflow_grace_ms = 5000\n",
                                     "mix1.toml");
-    CHECK(set.admin_socket == "/run/lb/mix1.sock");
-    CHECK(set.on_stop == StopAction::kLeave);
-    CHECK(set.leave_timeout_ms == 5000);
-    CHECK(set.gossip_flow_grace_ms == 5000);
+    CHECK(set.node.admin_socket == "/run/lb/mix1.sock");
+    CHECK(set.node.on_stop == StopAction::kLeave);
+    CHECK(set.node.leave_timeout_ms == 5000);
+    CHECK(set.gossip.flow_grace_ms == 5000);
 
     const BadInput cases[] = {
         {"on_stop unknown", "on_stop = \"reboot\"\n",
@@ -530,7 +530,7 @@ rejoin_interval_ms = 120000
     // A quoted key holds anything too.
     const std::string key = parse_error("[node]\nname = \"mix1\"\ninterface = \"eth0\"\n\"a\\nb\" = 1\n");
     CHECK(key == "mix1.toml:4: \"node.a\\nb\": unknown key ([node] takes name, interface, address, weight, "
-                 "admin_socket, run_dir, bpffs_dir, log_level, on_stop, leave_timeout_ms)");
+                 "admin_socket, run_dir, bpffs_dir, log_level, log_format, on_stop, leave_timeout_ms)");
     // Plain short values keep their single quotes.
     CHECK(args_error({"--name", "mix1", "--interface", "eth0", "--xdp-mode", "fast"}) ==
           "--xdp-mode: expected auto, native or generic, got 'fast'");
@@ -549,8 +549,8 @@ xdp_mode = "generic"
 maglev_table_size = 13
 )",
                                     "m.toml");
-      CHECK(c.xdp_mode == XdpMode::kGeneric);
-      CHECK(c.maglev_table_size == 13);
+      CHECK(c.datapath.xdp_mode == XdpMode::kGeneric);
+      CHECK(c.datapath.maglev_table_size == 13);
       REQUIRE(c.vips.size() == 1);
       CHECK(c.vips[0].protocol == 6);
       CHECK(c.vips[0].ports == std::vector<std::uint16_t>{8080});
@@ -599,8 +599,8 @@ name = "mix2"
 address = "fd00::12"
 )",
                                     "m.toml");
-      REQUIRE(c.node_address);
-      CHECK(c.node_address->is_v6());
+      REQUIRE(c.node.address);
+      CHECK(c.node.address->is_v6());
       REQUIRE(c.vips.size() == 4);
       CHECK(c.vips[0].protocol == 17);
       CHECK(c.vips[0].ports.empty());
@@ -616,14 +616,14 @@ address = "fd00::12"
           "[[peer]]\nname = \"mix1\"\naddress = \"10.0.0.11\"\nweight = 0\n"
           "[[peer]]\nname = \"mix2\"\naddress = \"10.0.0.12\"\nweight = 100\n";
       const Config set_by_entry = parse_config(node + peers, "m.toml");
-      CHECK(set_by_entry.node_weight == 0);
+      CHECK(set_by_entry.node.weight == 0);
       CHECK(set_by_entry.peers[1].weight == 100);
       const Config agreeing = parse_config(node + "weight = 0\n" + peers, "m.toml");
-      CHECK(agreeing.node_weight == 0);
+      CHECK(agreeing.node.weight == 0);
       // An own entry without a weight leaves node.weight alone.
       const Config unweighted = parse_config(
           node + "weight = 7\n[[peer]]\nname = \"mix1\"\naddress = \"10.0.0.11\"\n", "m.toml");
-      CHECK(unweighted.node_weight == 7);
+      CHECK(unweighted.node.weight == 7);
     }
     SUBCASE("own entry without node.address") {
       CHECK(parse_error(R"([node]
@@ -661,13 +661,13 @@ address = "10.0.0.99"
     const BadInput cases[] = {
         {"unknown table", "[node]\nname = \"mix1\"\ninterface = \"eth0\"\n\n[nodes]\nx = 1\n",
          "mix1.toml:5: nodes: unknown key (expected [node], [datapath], [neighbours], [health], "
-         "[gossip], [[vip]] or [[peer]])"},
+         "[gossip], [metrics], [[vip]] or [[peer]])"},
         {"unknown top-level key", "name = \"mix1\"\n",
          "mix1.toml:1: name: unknown key (expected [node], [datapath], [neighbours], [health], "
-         "[gossip], [[vip]] or [[peer]])"},
+         "[gossip], [metrics], [[vip]] or [[peer]])"},
         {"typo in [node]", "[node]\nname = \"mix1\"\ninterfce = \"eth0\"\n",
          "mix1.toml:3: node.interfce: unknown key ([node] takes name, interface, address, weight, "
-         "admin_socket, run_dir, bpffs_dir, log_level, on_stop, leave_timeout_ms)"},
+         "admin_socket, run_dir, bpffs_dir, log_level, log_format, on_stop, leave_timeout_ms)"},
         {"typo in [datapath]",
          "[node]\nname = \"mix1\"\ninterface = \"eth0\"\n[datapath]\nmode = 1\n",
          "mix1.toml:5: datapath.mode: unknown key ([datapath] takes xdp_mode, maglev_table_size, "
@@ -1008,10 +1008,10 @@ address = "10.0.0.99"
 
   TEST_CASE("validate() on a Config built in code") {
     Config c;
-    c.node_name = "mix1";
-    c.interface = "eth0";
+    c.node.name = "mix1";
+    c.node.interface = "eth0";
     validate(c);
-    CHECK(c.admin_socket == "/run/mixlb/mix1.sock");
+    CHECK(c.node.admin_socket == "/run/mixlb/mix1.sock");
     c.vips.push_back(VipConfig{addr("10.100.0.1"), 6, {}, {}});
     validate(c);  // every port
     c.vips[0].ports = {0};
@@ -1029,21 +1029,21 @@ address = "10.0.0.99"
                          ConfigError);
     c.vips[0].nodes = {"mix1"};
     validate(c);
-    c.node_weight = 101;
+    c.node.weight = 101;
     CHECK_THROWS_WITH_AS(validate(c), "node.weight: 101 is out of range 0..100", ConfigError);
-    c.node_weight = 1;
+    c.node.weight = 1;
     // Built in code, the own entry's weight and node.weight both count as set.
     c.peers.push_back(PeerConfig{"mix1", addr("10.0.0.11"), 4});
     CHECK_THROWS_WITH_AS(validate(c),
                          "peer[0].weight: this is the entry of this node ('mix1') but its weight 4 "
                          "differs from node.weight 1",
                          ConfigError);
-    c.node_weight = 4;
+    c.node.weight = 4;
     validate(c);
     c.peers.clear();
-    c.max_vips = 0;
+    c.datapath.max_vips = 0;
     CHECK_THROWS_WITH_AS(validate(c), "datapath.max_vips: 0 is out of range 1..4096", ConfigError);
-    c.max_vips = 16;
+    c.datapath.max_vips = 16;
     c.peers.push_back(PeerConfig{"mix2", Address{}});
     CHECK_THROWS_WITH_AS(validate(c), "peer[0].address: required key is missing", ConfigError);
     c.peers[0].address = addr("fd00::12");
@@ -1051,35 +1051,35 @@ address = "10.0.0.99"
     CHECK_THROWS_WITH_AS(validate(c), "peer[0].weight: 1000 is out of range 0..100", ConfigError);
     c.peers.clear();
     // [gossip] values set in code meet the same limits.
-    c.gossip_suspicion_mult = 0;
+    c.gossip.suspicion_mult = 0;
     CHECK_THROWS_WITH_AS(validate(c), "gossip.suspicion_mult: 0 is out of range 1..20",
                          ConfigError);
-    c.gossip_suspicion_mult = 3;
-    c.gossip_probe_timeout_ms = 1000;
+    c.gossip.suspicion_mult = 3;
+    c.gossip.probe_timeout_ms = 1000;
     CHECK_THROWS_WITH_AS(validate(c),
                          "gossip.probe_timeout_ms: 1000 ms is not shorter than "
                          "gossip.probe_interval_ms = 1000 ms",
                          ConfigError);
-    c.gossip_probe_timeout_ms = 500;
-    c.cluster_name = "a/b";
+    c.gossip.probe_timeout_ms = 500;
+    c.gossip.cluster = "a/b";
     CHECK_THROWS_WITH_AS(validate(c),
                          "gossip.cluster: 'a/b' is not a valid cluster name: use 1..64 characters "
                          "of A-Z, a-z, 0-9, '.', '_' and '-'",
                          ConfigError);
-    c.cluster_name = "mixlb";
+    c.gossip.cluster = "mixlb";
     // Built in code, an empty keyring path is plaintext gossip, not an error.
-    c.keyring_file.clear();
-    c.gossip_bind = Address{};
+    c.gossip.keyring.clear();
+    c.gossip.bind = Address{};
     CHECK_THROWS_WITH_AS(validate(c),
                          "gossip.bind: holds no address (leave it unset for the default)",
                          ConfigError);
-    c.gossip_bind = addr("0.0.0.0");
-    c.node_address = addr("fd00::11");
+    c.gossip.bind = addr("0.0.0.0");
+    c.node.address = addr("fd00::11");
     CHECK_THROWS_WITH_AS(validate(c),
                          "gossip.bind: 0.0.0.0 is IPv4 but node.address fd00::11 is IPv6; gossip "
                          "binds in the family of the node's address",
                          ConfigError);
-    c.gossip_enabled = false;
+    c.gossip.enabled = false;
     validate(c);
   }
 
@@ -1090,40 +1090,47 @@ address = "10.0.0.99"
                               "--maglev-table-size", "251", "--conntrack-entries=2048"});
     REQUIRE(c);
     CHECK(c->source == kExample);
-    CHECK(c->node_name == "mix2");
-    CHECK(c->node_address == addr("10.0.0.12"));
-    CHECK(c->interface == "ens5");
-    CHECK(c->admin_socket == "/tmp/m.sock");
-    CHECK(c->bpffs_dir == "/sys/fs/bpf/other");
-    CHECK(c->xdp_mode == XdpMode::kNative);
-    CHECK(c->log_level == "debug");
-    CHECK(c->maglev_table_size == 251);
-    CHECK(c->conntrack_entries == 2048);
+    CHECK(c->node.name == "mix2");
+    CHECK(c->node.address == addr("10.0.0.12"));
+    CHECK(c->node.interface == "ens5");
+    CHECK(c->node.admin_socket == "/tmp/m.sock");
+    CHECK(c->node.bpffs_dir == "/sys/fs/bpf/other");
+    CHECK(c->datapath.xdp_mode == XdpMode::kNative);
+    CHECK(c->node.log_level == "debug");
+    CHECK(c->datapath.maglev_table_size == 251);
+    CHECK(c->datapath.conntrack_entries == 2048);
     // What no flag touched stays as the file says.
-    CHECK(c->max_vips == 16);
+    CHECK(c->datapath.max_vips == 16);
     CHECK(c->vips.size() == 4);
     CHECK(c->peers.size() == 3);
     // -c is --config; the last of a repeated flag wins.
     const auto d = from_args({"-c", kExample, "--xdp-mode", "native", "--xdp-mode", "generic"});
     REQUIRE(d);
-    CHECK(d->xdp_mode == XdpMode::kGeneric);
-    CHECK(d->node_name == "mix1");
+    CHECK(d->datapath.xdp_mode == XdpMode::kGeneric);
+    CHECK(d->node.name == "mix1");
   }
 
   TEST_CASE("flags are applied before validation") {
-    // The file alone is invalid (no interface, bad log level); the flags fix it.
-    TempFile file("[node]\nname = \"mix1\"\nlog_level = \"loud\"\n");
+    // The file alone is invalid (no interface, a table size that is not a
+    // prime); the flags fix it.
+    TempFile file("[node]\nname = \"mix1\"\n[datapath]\nmaglev_table_size = 65536\n");
     const auto c =
-        from_args({"--config", file.path(), "--interface", "eth1", "--log-level", "warn"});
+        from_args({"--config", file.path(), "--interface", "eth1", "--maglev-table-size", "251"});
     REQUIRE(c);
-    CHECK(c->interface == "eth1");
-    CHECK(c->log_level == "warn");
+    CHECK(c->node.interface == "eth1");
+    CHECK(c->datapath.maglev_table_size == 251);
     // Without them the file's own lines are reported.
     CHECK(args_error({"--config", file.path(), "--interface", "eth1"}) ==
           file.path() +
-              ":3: node.log_level: expected trace, debug, info, warn or error, got 'loud'");
-    CHECK(args_error({"--config", file.path(), "--log-level", "warn"}) ==
+              ":4: datapath.maglev_table_size: 65536 is not a prime (Maglev needs a prime table "
+              "size; 65537 is one)");
+    CHECK(args_error({"--config", file.path(), "--maglev-table-size", "251"}) ==
           file.path() + ":1: node.interface: required key is missing (or give --interface)");
+    // A word a choice key does not take is refused where the file says it,
+    // as any other type error is: a flag cannot make that line right.
+    TempFile loud("[node]\nname = \"mix1\"\nlog_level = \"loud\"\n");
+    CHECK(args_error({"--config", loud.path(), "--interface", "eth1", "--log-level", "warn"}) ==
+          loud.path() + ":3: node.log_level: expected trace, debug, info, warn or error, got 'loud'");
   }
 
   TEST_CASE("--peer and --vip replace the file's lists") {
@@ -1176,8 +1183,8 @@ address = "10.0.0.99"
                               "--weight",    "5",
                               "--no-gossip"});
     REQUIRE(c);
-    CHECK(c->node_address == addr("fd00::11"));
-    CHECK(c->node_weight == 5);
+    CHECK(c->node.address == addr("fd00::11"));
+    CHECK(c->node.weight == 5);
     REQUIRE(c->vips.size() == 5);
     CHECK(c->vips[0].address == addr("10.100.0.1"));
     CHECK(c->vips[0].protocol == 17);
@@ -1202,7 +1209,7 @@ address = "10.0.0.99"
     const auto own = from_args({"--name", "mix1", "--interface", "eth0", "--peer",
                                 "mix1=10.0.0.11@3", "--peer", "mix2=10.0.0.12"});
     REQUIRE(own);
-    CHECK(own->node_weight == 3);
+    CHECK(own->node.weight == 3);
     CHECK(args_error({"--name", "mix1", "--interface", "eth0", "--weight", "2", "--peer",
                       "mix1=10.0.0.11@3"}) ==
           "--peer: this is the entry of this node ('mix1') but its weight 3 differs from "
@@ -1211,15 +1218,15 @@ address = "10.0.0.99"
     const auto flag_only = from_args(
         {"--name", "mix1", "--interface", "eth0", "--weight", "0", "--peer", "mix1=10.0.0.11"});
     REQUIRE(flag_only);
-    CHECK(flag_only->node_weight == 0);
+    CHECK(flag_only->node.weight == 0);
   }
 
   TEST_CASE("flags alone make a config") {
     const auto c = from_args({"--name", "solo", "--interface", "eth0", "--vip", "10.100.0.1:80"});
     REQUIRE(c);
     CHECK(c->source.empty());
-    CHECK(c->node_name == "solo");
-    CHECK(c->admin_socket == "/run/mixlb/solo.sock");
+    CHECK(c->node.name == "solo");
+    CHECK(c->node.admin_socket == "/run/mixlb/solo.sock");
     REQUIRE(c->vips.size() == 1);
     CHECK(args_error({"--interface", "eth0"}) == "--name: required when no --config file is given");
     CHECK(args_error({"--name", "solo"}) == "--interface: required when no --config file is given");
@@ -1231,18 +1238,18 @@ address = "10.0.0.99"
         "\"blue\"\nkeyring = \"/etc/mixlb/blue.keys\"\n");
     const auto file_only = from_args({"--config", file.path()});
     REQUIRE(file_only);
-    CHECK(file_only->gossip_enabled);
-    CHECK(file_only->gossip_port == 7000);
-    CHECK(file_only->cluster_name == "blue");
-    CHECK(file_only->keyring_file == "/etc/mixlb/blue.keys");
+    CHECK(file_only->gossip.enabled);
+    CHECK(file_only->gossip.port == 7000);
+    CHECK(file_only->gossip.cluster == "blue");
+    CHECK(file_only->gossip.keyring == "/etc/mixlb/blue.keys");
 
     const auto c = from_args({"--config", file.path(), "--gossip-port", "7947", "--cluster=green",
                               "--keyring", "green.keys", "--no-gossip"});
     REQUIRE(c);
-    CHECK_FALSE(c->gossip_enabled);
-    CHECK(c->gossip_port == 7947);
-    CHECK(c->cluster_name == "green");
-    CHECK(c->keyring_file == "green.keys");
+    CHECK_FALSE(c->gossip.enabled);
+    CHECK(c->gossip.port == 7947);
+    CHECK(c->gossip.cluster == "green");
+    CHECK(c->gossip.keyring == "green.keys");
     CHECK(c->locations.at("gossip.enabled").flag == "--no-gossip");
     CHECK(c->locations.at("gossip.port").flag == "--gossip-port");
     CHECK(c->locations.at("gossip.cluster").flag == "--cluster");
@@ -1252,11 +1259,11 @@ address = "10.0.0.99"
     TempFile enabled("[node]\nname = \"mix1\"\ninterface = \"eth0\"\n[gossip]\nenabled = true\n");
     const auto off = from_args({"--config", enabled.path(), "--no-gossip"});
     REQUIRE(off);
-    CHECK_FALSE(off->gossip_enabled);
+    CHECK_FALSE(off->gossip.enabled);
     const auto flags_only = from_args({"--no-gossip", "--name", "solo", "--interface", "eth0"});
     REQUIRE(flags_only);
-    CHECK_FALSE(flags_only->gossip_enabled);
-    CHECK(flags_only->node_name == "solo");  // the flag after it was not taken as its value
+    CHECK_FALSE(flags_only->gossip.enabled);
+    CHECK(flags_only->node.name == "solo");  // the flag after it was not taken as its value
 
     // A flag's value is judged, and its error names the flag, not the file.
     TempFile bad_file(
@@ -1267,7 +1274,7 @@ address = "10.0.0.99"
               "A-Z, a-z, 0-9, '.', '_' and '-'");
     const auto fixed = from_args({"--config", bad_file.path(), "--cluster", "ab"});
     REQUIRE(fixed);
-    CHECK(fixed->cluster_name == "ab");
+    CHECK(fixed->gossip.cluster == "ab");
   }
 
   TEST_CASE("bad flags name the flag") {
@@ -1356,7 +1363,7 @@ address = "10.0.0.99"
         {{"--cluster="},
          "--cluster: '' is not a valid cluster name: use 1..64 characters of A-Z, a-z, 0-9, '.', "
          "'_' and '-'"},
-        {{"--keyring="}, "--keyring: must not be empty (leave it out for plaintext gossip)"},
+        {{"--keyring="}, "--keyring: must not be empty"},
         {{"--keyring"}, "--keyring: missing value"},
         {{"--name"}, "--name: missing value"},
         {{"--config", "/nonexistent/m.toml"},
