@@ -144,10 +144,29 @@ void Daemon::watch_signals() {
 
 // --- start-up ----------------------------------------------------------------
 
+namespace {
+
+// Each start-up step, timed: every step is logged at debug with its
+// duration, and one that takes longer than a second at info, so a start that
+// hangs (attaching under load took 24 s once) says where.
+template <typename Step>
+void timed_step(std::string_view name, Step&& step) {
+  const auto begin = std::chrono::steady_clock::now();
+  step();
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - begin)
+                      .count();
+  spdlog::log(ms >= 1000 ? spdlog::level::info : spdlog::level::debug, "start-up: {} took {} ms",
+              name, ms);
+}
+
+}  // namespace
+
 void Daemon::start() {
-  validate_and_probe();
-  setup_datapath();
-  setup_host();
+  timed_step("checks (lock, privileges, bpffs, interface, record, keyring, sockets)",
+             [this] { validate_and_probe(); });
+  timed_step("loading the XDP program", [this] { setup_datapath(); });
+  timed_step("host settings (sysctls, VIPs on lo)", [this] { setup_host(); });
 
   sync_ = std::make_unique<ClusterSync>(program_->maps(), config_.datapath.max_vips);
   // With gossip the first tables wait for the join (gossip_bridge.h).
@@ -156,7 +175,8 @@ void Daemon::start() {
     joined_ = true;
   }
 
-  auto mode = program_->attach(ifindex_, config_.datapath.xdp_mode);
+  DpResult<AttachMode> mode = std::unexpected(DatapathError{});
+  timed_step("attaching XDP", [&] { mode = program_->attach(ifindex_, config_.datapath.xdp_mode); });
   if (!mode) throw StartupError(mode.error().message() + " on " + config_.node.interface);
   if (*mode == AttachMode::kGeneric)
     spdlog::warn("XDP runs in generic mode on {}: correct but slower than native", config_.node.interface);
@@ -167,12 +187,14 @@ void Daemon::start() {
       io_, *netlink_, *sync_, record_, [this] { persist_record(); }, ifindex_,
       std::chrono::milliseconds(config_.neighbours.refresh_ms));
   on_undo("stop the neighbour keeper", [this] { keeper_->stop(); });
-  keeper_->sync(desired_members(), mac_);
-  keeper_->refresh();
+  timed_step("neighbour entries", [this] {
+    keeper_->sync(desired_members(), mac_);
+    keeper_->refresh();
+  });
   keeper_->start();
 
   setup_health();
-  setup_gossip();
+  timed_step("joining gossip", [this] { setup_gossip(); });
 }
 
 // Everything that can fail without changing anything, so that a start that

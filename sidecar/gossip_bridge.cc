@@ -107,12 +107,17 @@ void GossipBridge::on_event(const gossip::Event& event) {
                                  e.payload.size());
                  },
                  [&](const gossip::SyncResult& r) {
+                   // The periodic state sync is routine (every 30 s or so); a
+                   // join, a re-join and a failed sync are not.
+                   const bool routine = r.purpose == gossip::SyncPurpose::kPeriodic;
                    if (r.error)
-                     spdlog::warn("gossip: {} sync with {} failed: {}", gossip::to_string(r.purpose),
-                                  r.peer.to_string(), r.error.message());
+                     spdlog::log(routine ? spdlog::level::debug : spdlog::level::warn,
+                                 "gossip: {} sync with {} failed: {}", gossip::to_string(r.purpose),
+                                 r.peer.to_string(), r.error.message());
                    else
-                     spdlog::info("gossip: {} sync with {} done", gossip::to_string(r.purpose),
-                                  r.peer.to_string());
+                     spdlog::log(routine ? spdlog::level::debug : spdlog::level::info,
+                                 "gossip: {} sync with {} done", gossip::to_string(r.purpose),
+                                 r.peer.to_string());
                    if (!joined_ && r.purpose == gossip::SyncPurpose::kJoin &&
                        join_wait_.on_result(!r.error)) {
                      if (join_wait_.alone())
