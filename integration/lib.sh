@@ -339,22 +339,36 @@ fall = 2
 [[vip]]
 address = "$MIXLB_VIP"
 protocol = "tcp"
-ports = [$MIXLB_HTTP_PORT, $MIXLB_LINE_PORT]
+ports = [$MIXLB_HTTP_PORT]
+
+[[vip]]
+address = "$MIXLB_VIP"
+protocol = "tcp"
+ports = [$MIXLB_LINE_PORT]
+health = "tcp"
 
 [[vip]]
 address = "$MIXLB_VIP6"
 protocol = "tcp"
-ports = [$MIXLB_HTTP_PORT, $MIXLB_LINE_PORT]
+ports = [$MIXLB_HTTP_PORT]
+
+[[vip]]
+address = "$MIXLB_VIP6"
+protocol = "tcp"
+ports = [$MIXLB_LINE_PORT]
+health = "tcp"
 
 [[vip]]
 address = "$MIXLB_VIP"
 protocol = "udp"
 ports = [$MIXLB_UDP_PORT]
+health_port = $MIXLB_HTTP_PORT
 
 [[vip]]
 address = "$MIXLB_VIP6"
 protocol = "udp"
 ports = [$MIXLB_UDP_PORT]
+health_port = $MIXLB_HTTP_PORT
 EOF
 		for peer in "${MIXLB_NODES[@]}"; do
 			printf '\n[[peer]]\nname = "%s"\naddress = "%s"\n' "$peer" "$(mixlb_addr "$peer")"
@@ -727,17 +741,22 @@ mixlb_backends() {
 # mixlb_wait_backends WANT TIMEOUT_S NODE...: waits until every VIP on every
 # NODE has exactly the backends WANT (comma-separated, sorted). Sets
 # MIXLB_WAITED_MS (empty when it timed out).
+mixlb_wait_backends() { mixlb_wait_backends_of . "$@"; }
+
+# mixlb_wait_backends_of REGEX WANT TIMEOUT_S NODE...: the same for the VIPs
+# whose label matches REGEX (awk), e.g. ':7000/tcp$'.
 # shellcheck disable=SC2034 # MIXLB_WAITED_MS is read by the caller
-mixlb_wait_backends() {
-	local want=$1 timeout=$2 start n ok
-	shift 2
+mixlb_wait_backends_of() {
+	local only=$1 want=$2 timeout=$3 start n ok
+	shift 3
 	start=$(mixlb_now_ms)
 	MIXLB_WAITED_MS=""
 	while [ $(($(mixlb_now_ms) - start)) -lt $((timeout * 1000)) ]; do
 		ok=1
 		for n in "$@"; do
 			mixlb_backends "$n" >"$MIXLB_TMP/backends.$n" 2>&1 || { ok=0; continue; }
-			awk -v w="$want" '$2 != w { bad = 1 } END { exit bad }' "$MIXLB_TMP/backends.$n" || ok=0
+			awk -v w="$want" -v p="$only" '$1 ~ p && $2 != w { bad = 1 } END { exit bad }' \
+				"$MIXLB_TMP/backends.$n" || ok=0
 		done
 		if [ $ok = 1 ]; then
 			MIXLB_WAITED_MS=$(($(mixlb_now_ms) - start))
@@ -746,7 +765,7 @@ mixlb_wait_backends() {
 		sleep 0.1
 	done
 	for n in "$@"; do mixlb_log "$n's backends: $(tr '\n' ';' <"$MIXLB_TMP/backends.$n")"; done
-	mixlb_fail "the backends did not become '$want' on $* within ${timeout} s"
+	mixlb_fail "the backends of VIPs matching '$only' did not become '$want' on $* within ${timeout} s"
 }
 
 # mixlb_suspicion_bound_s: how long gossip may take to declare a silent node

@@ -43,7 +43,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
 source "$here/lib.sh"
 
-plan=8
+plan=9
 HOLD_COUNT=36
 LOAD_WORKERS=3
 LOAD_PAUSE_MS=20
@@ -721,6 +721,109 @@ scenario_leave() {
 	return $rc
 }
 
+# 7: reloads under load, on every node: a VIP added (its address onto lo,
+# its table built everywhere, requests to it served), a weight changed, a
+# broken file refused with its line and nothing changed, the VIP removed
+# again. The held connections (line port) and the request loop (HTTP) are on
+# VIPs no reload touches: none may fail.
+RELOAD_VIP=10.100.0.2
+reload_all() {
+	local n out rc=0
+	for n in "${MIXLB_NODES[@]}"; do
+		out=$(mixlb_ctl "$n" reload --json 2>&1) || { fail "$n: mixlbctl reload failed: $out"; rc=1; continue; }
+		RELOAD_APPLIED[$n]=$(mixlb_json '",".join(d["applied"])' <<<"$out")
+	done
+	return $rc
+}
+reload_route() {
+	local args=() n
+	for n in "${MIXLB_NODES[@]}"; do args+=(nexthop via "$(mixlb_addr "$n")" dev "$MIXLB_P-rs"); done
+	mixlb_do ip -n "$(mixlb_ns router)" route "$1" "$RELOAD_VIP/32" "${args[@]}"
+}
+scenario_reload() {
+	local n rc=0 t0 out code ok=0 lo weights config
+	declare -gA RELOAD_APPLIED=()
+	clients_start r1 mix1 || return 1
+	# 1. a VIP added
+	t0=$(now_ms)
+	for n in "${MIXLB_NODES[@]}"; do
+		printf '\n[[vip]]\naddress = "%s"\nports = [%s]\n' "$RELOAD_VIP" "$MIXLB_HTTP_PORT" >>"$(mixlb_config_path "$n")"
+	done
+	reload_all || rc=1
+	[ "${RELOAD_APPLIED[mix1]}" = "vip" ] || { fail "mix1's reload applied '${RELOAD_APPLIED[mix1]}', not 'vip'"; rc=1; }
+	reload_route replace || rc=1
+	mixlb_wait_backends_of "^$RELOAD_VIP:" mix1,mix2,mix3 10 "${MIXLB_NODES[@]}" || rc=1
+	lo=$(mixlb_in mix2 ip -br addr show dev lo)
+	[[ $lo == *"$RELOAD_VIP/32"* ]] || { fail "$RELOAD_VIP is not on mix2's lo: $lo"; rc=1; }
+	for ((code = 0; code < 30; code++)); do
+		[ "$(mixlb_in client curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://$RELOAD_VIP/")" = 200 ] && ok=$((ok + 1))
+	done
+	diag "VIP $RELOAD_VIP added by reload on every node: in every table within $(($(now_ms) - t0)) ms, $ok/30 requests to it answered"
+	[ $ok -eq 30 ] || { fail "only $ok of 30 requests to the added VIP were answered"; rc=1; }
+	# 2. a weight changed (mix3: 3)
+	config=$(mixlb_config_path mix3)
+	sed -i 's/^\[node\]$/[node]\nweight = 3/' "$config"
+	out=$(mixlb_ctl mix3 reload --json 2>&1) || { fail "mix3: reload: $out"; rc=1; }
+	t0=$(now_ms)
+	weights=""
+	while [ $(($(now_ms) - t0)) -lt 5000 ]; do
+		weights=$(mixlb_status_get mix1 '",".join(sorted({f"{k}:{w}" for x in d["vips"] if x["vip"].startswith("'"$MIXLB_VIP"':") for k, w in x.get("weights", {}).items()}))')
+		[[ $weights == *"mix3:3"* ]] && break
+		sleep 0.1
+	done
+	[[ $weights == *"mix3:3"* ]] || { fail "mix1 does not see mix3's weight 3: $weights"; rc=1; }
+	diag "mix3's weight 3 by reload: in mix1's tables within $(($(now_ms) - t0)) ms"
+	# 3. a broken file: refused with file:line:key, nothing changed
+	config=$(mixlb_config_path mix2)
+	cp "$config" "$config.good"
+	printf '\n[[vip]]\naddress = "10.100.0.300"\n' >>"$config"
+	if out=$(mixlb_ctl mix2 reload 2>&1); then
+		fail "mix2 accepted a broken file: $out"
+		rc=1
+	elif [[ $out != *"mix2.toml:"*"vip["*"].address"* ]]; then
+		fail "the refusal does not say file:line:key: $out"
+		rc=1
+	else
+		diag "a broken file is refused: $out"
+	fi
+	mv "$config.good" "$config"
+	mixlb_wait_backends_of "^$RELOAD_VIP:" mix1,mix2,mix3 1 mix2 || rc=1
+	# 4. the VIP removed again, the weight back
+	for n in "${MIXLB_NODES[@]}"; do
+		config=$(mixlb_config_path "$n")
+		python3 - "$config" "$RELOAD_VIP" <<'PY'
+import sys
+path, vip = sys.argv[1], sys.argv[2]
+text = open(path).read().replace('\n[[vip]]\naddress = "%s"\n' % vip, '\n#removed\n').replace('[node]\nweight = 3\n', '[node]\n')
+lines = text.split('\n')
+out = []
+skip = False
+for line in lines:
+    if line == '#removed':
+        skip = True
+        continue
+    if skip and line.startswith('ports = '):
+        skip = False
+        continue
+    out.append(line)
+open(path, 'w').write('\n'.join(out))
+PY
+	done
+	t0=$(now_ms)
+	reload_all || rc=1
+	reload_route del || rc=1
+	for n in "${MIXLB_NODES[@]}"; do
+		out=$(mixlb_status_get "$n" '" ".join(v["vip"] for v in d["vips"])') || rc=1
+		[[ $out == *"$RELOAD_VIP"* ]] && { fail "$n still has $RELOAD_VIP: $out"; rc=1; }
+	done
+	lo=$(mixlb_in mix2 ip -br addr show dev lo)
+	[[ $lo == *"$RELOAD_VIP/32"* ]] && { fail "$RELOAD_VIP is still on mix2's lo: $lo"; rc=1; }
+	diag "VIP $RELOAD_VIP removed by reload: gone from every node in $(($(now_ms) - t0)) ms"
+	clients_stop r1 || rc=1
+	diag "figures: reloads under load: $LOAD_TOTAL requests, $LOAD_FAILED failed; $HELD_BROKEN of $HOLD_COUNT held connections broke"
+	return $rc
+}
+
 # The end: the cluster is whole again (mix2 rejoins after its leave).
 scenario_whole() {
 	local start
@@ -784,6 +887,8 @@ run mix3 "5: mixlb cleanup is refused while mix3's sidecar runs and removes ever
 	scenario_cleanup
 run mix2 "6: mixlbctl leave of mix2: new flows gone within the suspicion timeout, its connections served until closed, exit 0, nothing left" \
 	scenario_leave
+run mix2 "7: reloads under load: a VIP added and served, a weight changed, a broken file refused with its line, the VIP removed; nothing failed on the other VIPs" \
+	scenario_reload
 scenario_whole
 mixlb_tap $? "the cluster is whole again: mix2 rejoins after its leave"
 mixlb_tap_end "$start_ms"

@@ -37,7 +37,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/lib.sh"
 
 MIXLB_LOG_PREFIX="# "
-plan=15
+plan=16
 
 diag() { mixlb_log "$@"; }
 
@@ -479,6 +479,26 @@ scenario_app_down() {
 	return $rc
 }
 
+# l2: one service of mix1's app fails its check (its line port; an nftables
+# rule in mix1's namespace refuses the sidecar's own connections to it):
+# every node takes mix1 out of the line port's tables only; HTTP and UDP keep
+# mix1, and HTTP keeps spreading over all three. The rule goes: mix1 is back.
+scenario_service_down() {
+	local n=mix1 rc=0 ns
+	ns=$(mixlb_netns "$n")
+	printf 'table inet mixlb_test_check {\n chain out {\n  type filter hook output priority 0;\n  tcp dport %s reject with tcp reset\n }\n}\n' \
+		"$MIXLB_LINE_PORT" | nsenter --net="$ns" -- nft -f - || return 1
+	mixlb_wait_backends_of ":$MIXLB_LINE_PORT/tcp\$" mix2,mix3 10 "${MIXLB_NODES[@]}" || rc=1
+	[ $rc = 0 ] && diag "$n's line service failed its check: out of the line port's tables within $MIXLB_WAITED_MS ms"
+	mixlb_wait_backends_of ":($MIXLB_HTTP_PORT/tcp|$MIXLB_UDP_PORT/udp)\$" mix1,mix2,mix3 1 "${MIXLB_NODES[@]}" || rc=1
+	[ $rc = 0 ] && diag "its HTTP and UDP ports keep it"
+	scenario_spread "$MIXLB_VIP" "" servicedown.spread "mix1 mix2 mix3" || rc=1
+	nsenter --net="$ns" -- nft delete table inet mixlb_test_check || rc=1
+	mixlb_wait_backends mix1,mix2,mix3 10 "${MIXLB_NODES[@]}" || return 1
+	diag "the rule removed: $n serves the line port again within $MIXLB_WAITED_MS ms"
+	return $rc
+}
+
 # m: SIGKILL of mix2's sidecar: its XDP program stays (pinned link) and its
 # app keeps serving, but gossip hears nothing from it; mix1 and mix3 declare
 # it dead and drop it. A new sidecar adopts the pins and rejoins.
@@ -636,6 +656,8 @@ scenario_drain
 mixlb_tap $? "k: drain: new flows avoid mix2 everywhere, its established connections keep working; undrain"
 scenario_app_down
 mixlb_tap $? "l: mix1's app dies: every node drops mix1, requests keep succeeding; it returns with its app"
+scenario_service_down
+mixlb_tap $? "l2: one failing service (mix1's line port) takes mix1 out of that port only; it returns"
 scenario_sigkill
 mixlb_tap $? "m: SIGKILL of mix2's sidecar: mix1/mix3 drop it once it is dead, requests succeed; it rejoins"
 scenario_bad_admin

@@ -15,6 +15,8 @@
 
 #include "admin/admin_protocol.h"
 #include "admin/admin_server.h"
+#include "admin/handlers.h"
+#include "admin/log_tap.h"
 #include "cluster/member_metadata.h"
 #include "cluster/node_id.h"
 #include "common/log_failure.h"
@@ -65,8 +67,11 @@ Daemon::Daemon(Config config, DaemonSeams seams, std::vector<std::string> args)
       seams_(seams),
       args_(std::move(args)),
       signals_(io_, SIGTERM, SIGINT, SIGHUP),
+      monitor_(std::make_shared<MonitorHub>()),
+      log_tap_(std::make_unique<LogTap>(monitor_)),
       grace_timer_(io_),
-      uplink_timer_(io_) {}
+      uplink_timer_(io_),
+      sample_timer_(io_) {}
 
 Daemon::~Daemon() {
   // Destroyed without run() finishing (an exception from run()): what this
@@ -109,6 +114,7 @@ int Daemon::run() {
   phase_ = Phase::kServing;
   watch_signals();
   asio::co_spawn(io_, watch_uplink(), log_failure("uplink watch"));
+  asio::co_spawn(io_, sample_loop(), log_failure("counter sampling"));
   spdlog::info("serving; admin socket {}", config_.node.admin_socket);
   io_.run();
   return exit_code_;
@@ -119,7 +125,7 @@ void Daemon::watch_signals() {
     if (ec) return;
     if (signo == SIGHUP) {
       try {
-        const auto result = reload();
+        const nlohmann::json result = reload();
         spdlog::info("SIGHUP: {}", result.dump());
       } catch (const std::exception& e) {
         spdlog::error("SIGHUP: the configuration was not reloaded: {}", e.what());
@@ -250,7 +256,7 @@ void Daemon::validate_and_probe() {
   vips_ = expand_vips(config_.vips);
   table_vips_ = vips_;
   spdlog::info("node {} (id {}) on {} ({}, {}), {} peer(s) {}, {} VIP port(s)", config_.node.name,
-               node_id_for(config_.node.name), config_.node.interface, address_.to_string(),
+               node_id_text(node_id_for(config_.node.name)), config_.node.interface, address_.to_string(),
                format_mac(mac_), static_members_.size() - 1,
                config_.gossip.enabled ? "as gossip seeds" : "as static members", vips_.size());
 
@@ -329,10 +335,8 @@ void Daemon::validate_and_probe() {
     on_undo("close the gossip sockets", [this] { gossip_->stop(gossip::StopMode::kQuiet); });
   }
 
-  admin_ = std::make_unique<AdminServer>(io_, config_.node.admin_socket,
-                                         [this](std::string cmd, nlohmann::json args) {
-                                           return handle_admin(std::move(cmd), std::move(args));
-                                         });
+  commands_ = make_admin_commands();
+  admin_ = std::make_unique<AdminServer>(io_, config_.node.admin_socket, commands_->handler());
   try {
     admin_->start();
   } catch (const std::runtime_error& e) {
@@ -382,21 +386,24 @@ void Daemon::setup_host() {
   on_undo("put back the host settings this instance changed", [this] { host_->undo_own(); });
 }
 
-// Checks the node's own app. With gossip its verdict is published: a node
-// whose app fails its check serves no VIP (in every node's tables,
-// including its own). Without gossip it is reported in status and the log.
+// Checks the app's services, each on its own. With gossip the verdicts are
+// published: a node serves a VIP port only while that port's service passes
+// its check (in every node's tables, including its own), so one failing
+// service takes the node out of its ports only. Without gossip they are
+// reported in status and the log.
 void Daemon::setup_health() {
-  auto check = health_settings(config_);
-  if (!check) return;
-  health_ = std::make_unique<HealthChecker>(io_, *check, [this](bool healthy, const std::string& why) {
-    if (healthy)
-      spdlog::info("app is healthy ({})", why);
-    else
-      spdlog::warn("app is unhealthy: {}", why);
-    if (gossip_) publish_self();
-  });
-  health_->start();
-  if (phase_ == Phase::kStarting) on_undo("stop the app check", [this] { health_->stop(); });
+  health_ = std::make_unique<HealthChecks>(
+      io_, [this](const ServiceCheck& check, bool healthy, const std::string& why) {
+        const std::string services = fmt::format("{}", fmt::join(check.services, ", "));
+        if (healthy)
+          spdlog::info("{} healthy ({}: {})", services, check_target(check.config), why);
+        else
+          spdlog::warn("{} unhealthy ({}: {})", services, check_target(check.config), why);
+        if (gossip_) publish_self();
+        watch_changes();
+      });
+  health_->set(service_checks(config_));
+  if (phase_ == Phase::kStarting) on_undo("stop the app checks", [this] { health_->stop(); });
 }
 
 void Daemon::setup_gossip() {
@@ -419,13 +426,17 @@ MemberMetadata Daemon::self_metadata() const {
   m.weight = drained_ || phase_ == Phase::kLeaving ? 0 : config_.node.weight;
   m.mac = mac_;
   m.address = address_;
-  m.app_healthy = !health_ || health_->healthy();
   m.restarting = restarting_;
+  bool configured = false;
   for (const auto& v : vips_) {
-    if (!v.serving || std::find(v.serving->begin(), v.serving->end(), config_.node.name) !=
-                          v.serving->end())
-      m.vips.push_back(vip_tag(v.key));
+    const bool mine = !v.serving || std::find(v.serving->begin(), v.serving->end(),
+                                              config_.node.name) != v.serving->end();
+    configured |= mine;
+    // Before the checks exist (validate_and_probe sizes the metadata):
+    // every port configured here, the most it will ever list.
+    if (mine && (!health_ || health_->healthy(v.label))) m.vips.push_back(vip_tag(v.key));
   }
+  m.app_healthy = !m.vips.empty() || !configured;
   return m;
 }
 
@@ -472,6 +483,7 @@ void Daemon::resync() {
                    now.empty() ? "none" : fmt::format("{}", fmt::join(now, ", ")));
   }
   arm_grace_timer();
+  watch_changes();
 }
 
 // A departed member leaves the node map (and its connections are forgotten)
@@ -670,6 +682,7 @@ void Daemon::remove_everything() {
 void Daemon::finish() {
   grace_timer_.cancel();
   uplink_timer_.cancel();
+  sample_timer_.cancel();
   signals_.cancel();
   if (admin_) admin_->stop();
   io_.stop();
@@ -681,7 +694,7 @@ void Daemon::finish() {
 // what may change while running; what needs a restart keeps its running
 // value and is named in the answer. A file that does not validate changes
 // nothing and the error says where.
-nlohmann::json Daemon::reload() {
+ReloadResult Daemon::reload() {
   if (phase_ != Phase::kServing) throw AdminError("the node is leaving; nothing to reload");
   if (config_.source.empty())
     throw AdminError("this sidecar was started without --config: there is no file to reload");
@@ -718,17 +731,8 @@ nlohmann::json Daemon::reload() {
   // else has changed.
   if (diff.vips) apply_vips(next);
   if (diff.logging) configure_logging(next.node.name, next.node.log_level, next.node.log_format);
-  if (diff.health) {
-    auto check = health_settings(next);
-    if (!check) {
-      health_.reset();
-    } else if (health_) {
-      health_->reconfigure(*check);
-    } else {
-      config_.health = next.health;
-      setup_health();
-    }
-  }
+  // A check whose target is unchanged keeps its verdict (health.h).
+  if (diff.health || diff.vips) health_->set(service_checks(next));
   if (next.neighbours.refresh_ms != config_.neighbours.refresh_ms)
     keeper_->set_refresh(std::chrono::milliseconds(next.neighbours.refresh_ms));
   if (gossip_ && next.gossip.flow_grace_ms != config_.gossip.flow_grace_ms)
@@ -744,10 +748,7 @@ nlohmann::json Daemon::reload() {
     spdlog::info("reloaded {}: applied {}; needs a restart: {}", config_.source,
                  diff.live.empty() ? "nothing" : fmt::format("{}", fmt::join(diff.live, ", ")),
                  diff.restart.empty() ? "nothing" : fmt::format("{}", fmt::join(diff.restart, ", ")));
-  return {{"file", config_.source},
-          {"changed", !diff.empty()},
-          {"applied", diff.live},
-          {"needs_restart", diff.restart}};
+  return ReloadResult{config_.source, !diff.empty(), diff.live, diff.restart};
 }
 
 // A reload's new VIP list: new addresses onto lo, gone ones off it (if mixlb
@@ -775,18 +776,25 @@ void Daemon::apply_vips(const Config& next) {
 
 // --- admin -------------------------------------------------------------------
 
-nlohmann::json Daemon::set_drained(bool drained) {
+DrainResult Daemon::set_drained(bool drained) {
   if (!gossip_)
     throw AdminError("drain needs gossip membership (gossip.enabled is false): set this node's "
                      "weight to 0 in every node's peer list instead");
+  if (phase_ != Phase::kServing) throw AdminError("the node is leaving");
   if (!drained && config_.node.weight == 0)
     throw AdminError("node.weight is 0 in the configuration: there is no weight to restore");
   drained_ = drained;
   publish_self();
-  return {{"node", config_.node.name}, {"drained", drained_}, {"weight", self_metadata().weight}};
+  return {config_.node.name, drained_, self_metadata().weight};
 }
 
-asio::awaitable<nlohmann::json> Daemon::members_json() {
+LeaveResult Daemon::leave_command() {
+  if (phase_ == Phase::kLeaving) return {config_.node.name, true, std::nullopt, leave_state_};
+  begin_leave("mixlbctl leave");
+  return {config_.node.name, true, config_.node.leave_timeout_ms, std::nullopt};
+}
+
+asio::awaitable<MembersResult> Daemon::members(std::vector<std::string> states) {
   if (!gossip_)
     throw AdminError("gossip is off (gossip.enabled = false): status lists the static members");
   // The gossip thread answers by posting back; a timer bounds the wait.
@@ -807,80 +815,137 @@ asio::awaitable<nlohmann::json> Daemon::members_json() {
   std::string error = "no answer within 1 s";
   if (wait->result && *wait->result) snapshot = std::move(**wait->result);
   if (wait->result && !*wait->result) error = wait->result->error().message();
-  co_return mixlb::members_json(MembersView{config_.node.name, config_.gossip.cluster,
-                                            gossip_->address().to_string(), gossip_->membership(),
-                                            snapshot, error});
+  MembersResult out =
+      members_result(MembersView{config_.node.name, config_.gossip.cluster,
+                                 gossip_->address().to_string(), gossip_->membership(), snapshot, error});
+  if (!states.empty()) keep_member_states(out, std::move(states));
+  co_return out;
 }
 
-nlohmann::json Daemon::status() {
-  nlohmann::json out = stats_json(NodeCountersView{config_.node.name, program_->maps(), *sync_,
-                                                   table_vips_, keeper_->peers()});
-  out["interface"] = config_.node.interface;
-  out["ifindex"] = ifindex_;
+StatsResult Daemon::stats() {
+  return stats_result(
+      NodeCountersView{config_.node.name, program_->maps(), *sync_, table_vips_, keeper_->peers()});
+}
+
+StatusResult Daemon::status() {
+  StatusResult out;
+  static_cast<StatsResult&>(out) = stats();
+  out.interface = config_.node.interface;
+  out.ifindex = ifindex_;
   const auto mode = query_xdp_mode(ifindex_);
-  out["xdp_mode"] = mode ? std::string(to_string(*mode)) : std::string("detached");
-  out["uplink"] = uplink_state_;
-  out["address"] = address_.to_string();
-  out["mac"] = format_mac(mac_);
-  out["maglev_table_size"] = config_.datapath.maglev_table_size;
-  out["phase"] = phase_ == Phase::kLeaving ? "leaving" : "serving";
-  if (phase_ == Phase::kLeaving) out["leave"] = leave_state_;
-  out["instance"] = {{"pid", ::getpid()},
-                     {"lock", lock_ ? lock_->path() : std::string()},
-                     {"host_record", record_path_},
-                     {"adopted_maps", program_->adopted_maps()},
-                     {"adopted_link", program_->adopted_link()},
-                     {"on_stop", std::string(to_string(config_.node.on_stop))}};
-  if (health_) {
-    out["health"] = {{"kind", config_.health.kind},
-                     {"target", config_.health.address->to_string() + ":" +
-                                    std::to_string(config_.health.port)},
-                     {"healthy", health_->healthy()},
-                     {"last", health_->last_result()}};
-  } else {
-    out["health"] = {{"kind", "none"}};
+  out.xdp_mode = mode ? std::string(to_string(*mode)) : std::string("detached");
+  out.uplink = uplink_state_;
+  out.address = address_.to_string();
+  out.mac = format_mac(mac_);
+  out.maglev_table_size = config_.datapath.maglev_table_size;
+  out.phase = phase_ == Phase::kLeaving ? "leaving" : "serving";
+  if (phase_ == Phase::kLeaving) out.leave = leave_state_;
+  out.instance = InstanceInfo{::getpid(),
+                              lock_ ? lock_->path() : std::string(),
+                              record_path_,
+                              program_->adopted_maps(),
+                              program_->adopted_link(),
+                              std::string(to_string(config_.node.on_stop))};
+  AppCheckInfo& health = out.health.emplace();
+  for (const auto& c : health_->view())
+    health.checks.push_back({check_target(c.check.config), c.check.services, c.checker.healthy(),
+                             c.checker.last_result()});
+  if (!health.checks.empty()) {
+    health.kind = std::string(to_string(config_.health.kind));
+    health.target = fmt::format("{} check(s)", health.checks.size());
+    health.healthy = health_->healthy();
+    health.last = health_->last_result();
   }
+  GossipInfo& g = out.gossip.emplace();
   if (gossip_) {
     std::size_t alive = 0;
     for (const auto& [name, r] : gossip_->membership().records())
       alive += r.state == gossip::MemberState::kAlive || r.state == gossip::MemberState::kSuspect;
-    out["gossip"] = {{"enabled", true},
-                     {"address", gossip_->address().to_string()},
-                     {"cluster", config_.gossip.cluster},
-                     {"encrypted", !config_.gossip.keyring.empty()},
-                     {"joined", joined_},
-                     {"members_alive", alive},
-                     {"drained", drained_ || config_.node.weight == 0},
-                     {"flow_grace_ms", config_.gossip.flow_grace_ms},
-                     {"table_rebuilds", resyncs_},
-                     {"user_events", gossip_->user_events()},
-                     {"last_sync_error", last_sync_error_}};
-  } else {
-    out["gossip"] = {{"enabled", false}};
+    g.enabled = true;
+    g.address = gossip_->address().to_string();
+    g.cluster = config_.gossip.cluster;
+    g.encrypted = !config_.gossip.keyring.empty();
+    g.joined = joined_;
+    g.members_alive = alive;
+    g.drained = drained_ || config_.node.weight == 0;
+    g.flow_grace_ms = config_.gossip.flow_grace_ms;
+    g.table_rebuilds = resyncs_;
+    g.user_events = gossip_->user_events();
+    g.last_sync_error = last_sync_error_;
   }
-  out["nodes"] = nodes_json(keeper_->peers());
-  const auto& events = out["counters"]["events"];
-  out["conntrack"] = {{"hit", events["ct_hit"]},
-                      {"miss", events["ct_miss"]},
-                      {"insert", events["ct_insert"]},
-                      {"insert_fail", events["ct_insert_fail"]}};
+  out.nodes = node_rows(keeper_->peers());
+  const auto& events = out.counters.events;
+  auto event = [&](const char* name) {
+    const auto it = events.find(name);
+    return it == events.end() ? std::uint64_t{0} : it->second;
+  };
+  out.conntrack = ConntrackCounts{event("ct_hit"), event("ct_miss"), event("ct_insert"),
+                                  event("ct_insert_fail")};
   return out;
 }
 
-asio::awaitable<nlohmann::json> Daemon::handle_admin(std::string cmd, nlohmann::json args) {
-  auto no_args = [&] {
-    if (!args.empty()) throw AdminError(cmd + " takes no arguments");
+AdminAnswer Daemon::monitor(const std::string& level) {
+  const auto rank = log_level_rank(level);  // the command table allows only kLogLevels
+  auto stream = monitor_->subscribe(rank.value_or(2));
+  return AdminAnswer(nlohmann::json(MonitorStarted{config_.node.name, level}), std::move(stream));
+}
+
+// The view ChangeWatch compares; gossip's records, or only this node's check.
+void Daemon::watch_changes() {
+  ClusterView view;
+  view.self = config_.node.name;
+  if (gossip_) {
+    for (const auto& [name, r] : gossip_->membership().records()) {
+      WatchedMember m;
+      m.state = std::string(gossip::to_string(r.state));
+      if (r.metadata) {
+        m.weight = r.metadata->weight;
+        m.app_healthy = r.metadata->app_healthy;
+        m.restarting = r.metadata->restarting;
+      }
+      view.members.emplace(name, std::move(m));
+    }
+  }
+  if (!health_->view().empty()) {
+    view.self_app_healthy = health_->healthy();
+    view.self_app_reason = health_->last_result();
+  }
+  for (const auto& e : changes_.update(std::move(view), event_time(std::chrono::system_clock::now())))
+    monitor_->publish(e);
+}
+
+asio::awaitable<void> Daemon::sample_loop() {
+  while (phase_ == Phase::kServing || phase_ == Phase::kLeaving) {
+    try {
+      rates_.record(CounterRates::Clock::now(), rate_sample(stats()));
+    } catch (const std::exception& e) {
+      spdlog::debug("sampling the counters for `vips`: {}", e.what());
+    }
+    watch_changes();
+    sample_timer_.expires_after(std::chrono::seconds(1));
+    boost::system::error_code ec;
+    co_await sample_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return;
+  }
+}
+
+// One handler per row of the command table (admin/commands.h);
+// AdminCommands checks that at start-up and checks each request's
+// arguments against the row before a handler runs.
+std::unique_ptr<AdminCommands> Daemon::make_admin_commands() {
+  using Json = nlohmann::json;
+  std::vector<AdminCommands::Handler> handlers;
+  auto reply = [&](std::string name, AdminCommands::Reply run) {
+    handlers.push_back({std::move(name), std::move(run)});
   };
-  if (cmd == "status") {
-    no_args();
-    co_return status();
-  }
-  if (cmd == "stats") {
-    no_args();
-    co_return stats_json(NodeCountersView{config_.node.name, program_->maps(), *sync_, table_vips_,
-                                          keeper_->peers()});
-  }
-  if (cmd == "which") {
+  reply("status", [this](const Json&) { return Json(status()); });
+  reply("stats", [this](const Json&) { return Json(stats()); });
+  reply("vips", [this](const Json&) { return Json(vips_result(stats(), rates_)); });
+  reply("drain", [this](const Json&) { return Json(set_drained(true)); });
+  reply("undrain", [this](const Json&) { return Json(set_drained(false)); });
+  reply("leave", [this](const Json&) { return Json(leave_command()); });
+  reply("reload", [this](const Json&) { return Json(reload()); });
+  reply("which", [this](const Json& args) {
     ProbeFlow flow;
     try {
       flow = parse_which_args(args);
@@ -889,32 +954,20 @@ asio::awaitable<nlohmann::json> Daemon::handle_admin(std::string cmd, nlohmann::
     }
     std::vector<Member> members;
     for (const auto& p : keeper_->peers()) members.push_back(p.member);
-    co_return oracle_->which(flow, members, table_vips_, *sync_);
-  }
-  if (cmd == "members") {
-    no_args();
-    co_return co_await members_json();
-  }
-  if (cmd == "drain" || cmd == "undrain") {
-    no_args();
-    if (phase_ != Phase::kServing) throw AdminError("the node is leaving");
-    co_return set_drained(cmd == "drain");
-  }
-  if (cmd == "reload") {
-    no_args();
-    co_return reload();
-  }
-  if (cmd == "leave") {
-    no_args();
-    if (phase_ == Phase::kLeaving)
-      co_return nlohmann::json{{"node", config_.node.name}, {"leaving", true}, {"state", leave_state_}};
-    begin_leave("mixlbctl leave");
-    co_return nlohmann::json{{"node", config_.node.name},
-                             {"leaving", true},
-                             {"timeout_ms", config_.node.leave_timeout_ms}};
-  }
-  throw AdminError("unknown command " + quote_input(cmd) +
-                   " (known: status, stats, which, members, drain, undrain, leave, reload)");
+    return oracle_->which(flow, members, table_vips_, *sync_);
+  });
+  handlers.push_back({"members", AdminCommands::AsyncReply([this](Json args) -> asio::awaitable<Json> {
+                        co_return Json(co_await members(option_words(args, "status")));
+                      })});
+  handlers.push_back({"monitor", AdminCommands::Stream([this](const Json& args) {
+                        const auto level = option_words(args, "level");
+                        return monitor(level.empty() ? "info" : level.front());
+                      })});
+  return std::make_unique<AdminCommands>(std::move(handlers));
+}
+
+asio::awaitable<AdminAnswer> Daemon::handle_admin(std::string cmd, nlohmann::json args) {
+  co_return co_await commands_->handle(std::move(cmd), std::move(args));
 }
 
 }  // namespace mixlb

@@ -9,8 +9,10 @@
 //   ClusterSync      the only writer of the maps (cluster/cluster_sync.h)
 //   NeighbourKeeper  peers' neighbour entries and MACs (cluster/)
 //   GossipBridge     membership by gossip, posted to this thread
-//   HealthChecker    the app's check
-//   AdminServer      the admin socket; status.h renders what it answers
+//   HealthChecks     the app's checks, one per service
+//   AdminServer      the admin socket, answering through AdminCommands (the
+//                    command table's handlers, below); status.h builds the
+//                    results; MonitorHub streams events to `mixlbctl monitor`
 //
 // Start-up. First everything that can fail without changing anything: the
 // instance lock, privileges, a bpffs, the interface, the host record of a
@@ -47,6 +49,10 @@
 #include <string>
 #include <vector>
 
+#include "admin/admin_server.h"
+#include "admin/monitor.h"
+#include "admin/rates.h"
+#include "admin/results.h"
 #include "cluster/cluster_sync.h"
 #include "cluster/neighbour_keeper.h"
 #include "cluster/which.h"
@@ -60,9 +66,10 @@
 
 namespace mixlb {
 
-class AdminServer;
+class AdminCommands;
 class GossipBridge;
-class HealthChecker;
+class LogTap;
+class HealthChecks;
 struct MemberMetadata;
 
 // A start-up step failed; the message says which and why.
@@ -90,7 +97,7 @@ class Daemon {
   int run();
 
   // The admin request handler (public for tests of the admin surface).
-  boost::asio::awaitable<nlohmann::json> handle_admin(std::string cmd, nlohmann::json args);
+  boost::asio::awaitable<AdminAnswer> handle_admin(std::string cmd, nlohmann::json args);
 
  private:
   enum class Phase { kStarting, kServing, kLeaving, kStopping };
@@ -107,7 +114,7 @@ class Daemon {
   void setup_gossip();
   void watch_signals();
 
-  nlohmann::json reload();
+  ReloadResult reload();
   void apply_vips(const Config& next);
 
   void stop_for_restart();
@@ -127,9 +134,17 @@ class Daemon {
   void resync();
   void arm_grace_timer();
 
-  nlohmann::json status();
-  nlohmann::json set_drained(bool drained);
-  boost::asio::awaitable<nlohmann::json> members_json();
+  std::unique_ptr<AdminCommands> make_admin_commands();
+  StatsResult stats();
+  StatusResult status();
+  DrainResult set_drained(bool drained);
+  LeaveResult leave_command();
+  boost::asio::awaitable<MembersResult> members(std::vector<std::string> states);
+  AdminAnswer monitor(const std::string& level);
+  // Once a second: a sample for the rates of `vips`, and the changes for
+  // `monitor`.
+  boost::asio::awaitable<void> sample_loop();
+  void watch_changes();
 
   Config config_;
   DaemonSeams seams_;
@@ -161,9 +176,14 @@ class Daemon {
   std::unique_ptr<FlowOracle> oracle_;
   std::unique_ptr<ClusterSync> sync_;
   std::unique_ptr<NeighbourKeeper> keeper_;
-  std::unique_ptr<HealthChecker> health_;
+  std::unique_ptr<HealthChecks> health_;
   std::unique_ptr<GossipBridge> gossip_;
+  std::unique_ptr<AdminCommands> commands_;
   std::unique_ptr<AdminServer> admin_;
+  std::shared_ptr<MonitorHub> monitor_;
+  std::unique_ptr<LogTap> log_tap_;  // made before any thread logs
+  CounterRates rates_;
+  ChangeWatch changes_;
 
   bool joined_ = false;          // the first tables may be published
   bool resync_pending_ = false;  // a resync() is posted
@@ -176,6 +196,7 @@ class Daemon {
   std::string leave_state_;  // what the leave waits for, for status
   boost::asio::steady_timer grace_timer_;
   boost::asio::steady_timer uplink_timer_;
+  boost::asio::steady_timer sample_timer_;
   std::vector<std::pair<std::string, std::function<void()>>> undo_;
 };
 

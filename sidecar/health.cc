@@ -12,6 +12,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include <algorithm>
 #include <charconv>
 
 #include <fmt/format.h>
@@ -175,5 +176,77 @@ asio::awaitable<void> check_loop(std::shared_ptr<HealthChecker::State> s) {
 }
 
 }  // namespace
+
+std::string check_target(const HealthCheckConfig& c) {
+  const std::string text = fmt::format("{} {}", c.kind == HealthCheckConfig::Kind::kHttp ? "http" : "tcp",
+                                       endpoint_text(c));
+  return c.kind == HealthCheckConfig::Kind::kHttp ? text + c.path : text;
+}
+
+bool same_target(const HealthCheckConfig& a, const HealthCheckConfig& b) {
+  return a.kind == b.kind && a.host == b.host && a.port == b.port &&
+         (a.kind != HealthCheckConfig::Kind::kHttp || a.path == b.path);
+}
+
+HealthChecks::HealthChecks(asio::io_context& io, OnChange on_change)
+    : io_(io), on_change_(std::move(on_change)) {}
+
+HealthChecks::~HealthChecks() { stop(); }
+
+void HealthChecks::set(std::vector<ServiceCheck> checks) {
+  std::vector<std::unique_ptr<Entry>> next;
+  for (auto& check : checks) {
+    auto kept = std::find_if(entries_.begin(), entries_.end(), [&](const std::unique_ptr<Entry>& e) {
+      return e && same_target(e->check.config, check.config);
+    });
+    if (kept != entries_.end()) {
+      (*kept)->checker->reconfigure(check.config);
+      (*kept)->check = std::move(check);
+      next.push_back(std::move(*kept));
+      continue;
+    }
+    auto entry = std::make_unique<Entry>();
+    entry->check = std::move(check);
+    Entry* raw = entry.get();
+    entry->checker = std::make_unique<HealthChecker>(
+        io_, entry->check.config,
+        [this, raw](bool healthy, const std::string& why) { on_change_(raw->check, healthy, why); });
+    entry->checker->start();
+    next.push_back(std::move(entry));
+  }
+  // What is left in entries_ is no longer wanted; its checkers stop here.
+  for (auto& e : entries_)
+    if (e) e->checker->stop();
+  entries_ = std::move(next);
+}
+
+void HealthChecks::stop() {
+  for (auto& e : entries_) e->checker->stop();
+}
+
+bool HealthChecks::healthy(std::string_view service) const {
+  for (const auto& e : entries_)
+    for (const auto& s : e->check.services)
+      if (s == service && !e->checker->healthy()) return false;
+  return true;
+}
+
+bool HealthChecks::healthy() const {
+  return std::all_of(entries_.begin(), entries_.end(),
+                     [](const std::unique_ptr<Entry>& e) { return e->checker->healthy(); });
+}
+
+std::string HealthChecks::last_result() const {
+  for (const auto& e : entries_)
+    if (!e->checker->healthy())
+      return fmt::format("{}: {}", check_target(e->check.config), e->checker->last_result());
+  return "ok";
+}
+
+std::vector<HealthChecks::View> HealthChecks::view() const {
+  std::vector<View> out;
+  for (const auto& e : entries_) out.push_back(View{e->check, *e->checker});
+  return out;
+}
 
 }  // namespace mixlb

@@ -35,19 +35,36 @@ DatapathSettings datapath_settings(const Config& config) {
   return s;
 }
 
-std::optional<HealthCheckConfig> health_settings(const Config& config) {
-  if (config.health.kind == HealthKind::kNone) return std::nullopt;
-  HealthCheckConfig check;
-  check.kind = config.health.kind == HealthKind::kHttp ? HealthCheckConfig::Kind::kHttp
-                                                      : HealthCheckConfig::Kind::kTcp;
-  check.host = config.health.address->to_string();
-  check.port = static_cast<std::uint16_t>(config.health.port);
-  check.path = config.health.path;
-  check.interval = std::chrono::milliseconds(config.health.interval_ms);
-  check.timeout = std::chrono::milliseconds(config.health.timeout_ms);
-  check.rise = config.health.rise;
-  check.fall = config.health.fall;
-  return check;
+std::vector<ServiceCheck> service_checks(const Config& config) {
+  std::vector<ServiceCheck> out;
+  for (const auto& v : config.vips) {
+    const HealthKind kind = v.health.value_or(config.health.kind);
+    const std::vector<std::uint16_t> every{0};
+    for (std::uint16_t port : v.ports.empty() ? every : v.ports) {
+      if (kind == HealthKind::kNone) continue;
+      // A UDP service or an every-port entry has no TCP port of its own to
+      // check: only its health_port says where.
+      const std::uint16_t target = v.health_port != 0 ? v.health_port : v.protocol == 6 ? port : 0;
+      if (target == 0) continue;
+      HealthCheckConfig c;
+      c.kind = kind == HealthKind::kHttp ? HealthCheckConfig::Kind::kHttp : HealthCheckConfig::Kind::kTcp;
+      c.host = v.address.to_string();
+      c.port = target;
+      c.path = v.health_path.value_or(config.health.path);
+      c.interval = std::chrono::milliseconds(config.health.interval_ms);
+      c.timeout = std::chrono::milliseconds(config.health.timeout_ms);
+      c.rise = config.health.rise;
+      c.fall = config.health.fall;
+      const std::string label = vip_label(make_vip_key(v.address, port, v.protocol));
+      auto same = std::find_if(out.begin(), out.end(),
+                               [&](const ServiceCheck& s) { return same_target(s.config, c); });
+      if (same != out.end())
+        same->services.push_back(label);
+      else
+        out.push_back(ServiceCheck{c, {label}});
+    }
+  }
+  return out;
 }
 
 HostPlan host_plan(const Config& config, int lo_ifindex, bool v6_nodes) {

@@ -22,8 +22,9 @@ std::vector<VipEntry> expand_vips(std::span<const VipConfig> vips);
 // The data path's sizes and pin directory (<bpffs_dir>/<node>).
 DatapathSettings datapath_settings(const Config& config);
 
-// The app check; nullopt when health.kind is none.
-std::optional<HealthCheckConfig> health_settings(const Config& config);
+// One check per service (VIP port) that has one, services with the same
+// target sharing it (health.h).
+std::vector<ServiceCheck> service_checks(const Config& config);
 
 // What the host needs: arp_ignore/arp_announce so the VIP on lo is neither
 // answered for nor used as a source on the uplink; forwarding on the uplink

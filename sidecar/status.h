@@ -1,14 +1,16 @@
 #pragma once
 // What `mixlbctl status`, `stats` and `members` answer, built from the
-// daemon's parts. Each function reads what it is given and renders JSON;
-// none changes anything, so the daemon only decides what to pass.
-#include <nlohmann/json.hpp>
+// daemon's parts into the result types of admin/results.h. Each function
+// reads what it is given; none changes anything, so the daemon only decides
+// what to pass.
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
+#include "admin/results.h"
 #include "cluster/cluster_sync.h"
 #include "cluster/membership.h"
 #include "cluster/neighbour_keeper.h"
@@ -27,10 +29,10 @@ struct NodeCountersView {
 
 // Counters: the global ones, and per VIP its totals and its (VIP, node) row.
 // Throws std::runtime_error when a map cannot be read.
-nlohmann::json stats_json(const NodeCountersView& view);
+StatsResult stats_result(const NodeCountersView& view);
 
 // The node table of status: every member with its neighbour state.
-nlohmann::json nodes_json(std::span<const PeerState> peers);
+std::vector<NodeRow> node_rows(std::span<const PeerState> peers);
 
 struct MembersView {
   std::string_view node;
@@ -45,6 +47,6 @@ struct MembersView {
 // `members`: every member gossip knows, whether it is in this node's tables
 // (or departed: kept for its flows, and until when), with the gossip
 // counters of this node.
-nlohmann::json members_json(const MembersView& view);
+MembersResult members_result(const MembersView& view);
 
 }  // namespace mixlb

@@ -9,6 +9,18 @@
 //   reply     {"ok":true,"result":<any JSON>}\n
 //          or {"ok":false,"error":"<what was wrong>"}\n
 //
+// A stream command (CommandKind::kStream in commands.h: `monitor`) is asked
+// the same way and answered by its ok reply, then one JSON line per event
+// until the client closes the connection; the connection is the stream's
+// from then on, and what the client sends on it is ignored:
+//
+//   request   {"cmd":"monitor","args":{"level":"info"}}\n
+//   reply     {"ok":true,"result":{"stream":"monitor",...}}\n
+//   events    {"event":"member",...}\n {"event":"log",...}\n ...
+//
+// A client that never asks for a stream sees one reply per request, as
+// before streams existed.
+//
 // A request line is at most kAdminMaxLine bytes, newline excluded; a
 // command name is a short word; no object in a request may repeat a key
 // (the JSON library would silently keep the last one, and a request would
@@ -18,13 +30,11 @@
 // any other exception becomes "internal error: ...". Wherever an error
 // repeats what the client sent, it goes through quote_input, so a reply
 // stays short and printable whatever the request held.
-//
-// render_status, render_stats and render_which turn the daemon's results
-// into the text mixlbctl prints, so their layouts are tested with canned
-// objects.
 #include <cstddef>
 #include <exception>
 #include <expected>
+#include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
@@ -66,48 +76,29 @@ struct AdminReply {
 // Parses a reply line (client side); the error says why it is not a reply.
 std::expected<AdminReply, std::string> parse_admin_reply(std::string_view line);
 
+// Where a stream answer's event lines come from. The server calls
+// on_ready once, then take() whenever it has been woken or has written what
+// it took, and close() when the client has gone or the server stops. The
+// callback given to on_ready may be called on any thread; it only says that
+// take() has lines.
+class AdminStream {
+ public:
+  virtual ~AdminStream() = default;
+  virtual void on_ready(std::function<void()> wake) = 0;
+  // The lines waiting, each with its newline; empty when none are.
+  virtual std::string take() = 0;
+  virtual void close() = 0;
+};
+
 struct AdminOutcome {
   std::string reply;           // the line to send back, newline included
   std::string internal_error;  // set when the handler failed unexpectedly; log it
+  std::shared_ptr<AdminStream> stream;  // a stream answer: its lines follow the reply
 };
 // The outcome for a handler that failed with `error` while serving `cmd`:
 // an AdminError's message is the reply's error as it is; anything else
 // becomes "internal error: <what>" with a line for the log naming the
 // command. Call it with std::current_exception() from a catch (...).
 AdminOutcome admin_failure_outcome(std::string_view cmd, std::exception_ptr error);
-
-// The human form of a `status` result: a header, then aligned tables of
-// nodes and VIPs, then the conntrack counters. Missing fields show as "-".
-// A VIP's backends show their weight when it is not 1 ("mix2:3"), and
-// serving nodes drained to weight 0 follow them as "name:0".
-std::string render_status(const nlohmann::json& status);
-
-// The human form of a `stats` (or `status`) result: the global counters
-// (events, drops by reason, bpf_fib_lookup results; non-zero ones only for
-// drops and results), then one row per (VIP, node): packets and bytes this
-// node served itself ("local") or forwarded to that node ("forwarded").
-std::string render_stats(const nlohmann::json& stats);
-
-// The arguments of a `which` request from mixlbctl's command line. Ports that
-// are decimal numbers become JSON numbers; anything else is passed on as a
-// string, for the daemon to refuse with its own message.
-nlohmann::json make_which_args(std::string_view proto, std::string_view src, std::string_view sport,
-                               std::string_view vip, std::string_view vport);
-
-// The human form of a `members` result: one row per member known to
-// gossip (state, incarnation, addresses, weight, app health, whether this
-// node's tables hold it, its VIP ports), the reason a live member is left
-// out, then this node's gossip counters.
-std::string render_members(const nlohmann::json& members);
-
-// A `leave` result in one line.
-std::string render_leave(const nlohmann::json& leave);
-
-// A `drain` / `undrain` result in one line.
-std::string render_drain(const nlohmann::json& drain);
-
-// A `which` result in one line, e.g.
-//   10.100.0.1:80/tcp from 192.0.2.1:40000 -> mix2 (forwarded, Maglev)
-std::string render_which(const nlohmann::json& which);
 
 }  // namespace mixlb

@@ -2,9 +2,7 @@
 
 #include <array>
 
-#include <dirent.h>
 #include <fmt/format.h>
-#include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -16,6 +14,7 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -46,23 +45,14 @@ std::string errno_text(int error) {
   return std::error_code(error, std::system_category()).message();
 }
 
-
-bool fill_address(const std::string& path, sockaddr_un& address) {
-  address = {};
-  address.sun_family = AF_UNIX;
-  if (path.empty() || path.size() >= sizeof(address.sun_path)) return false;
-  std::memcpy(address.sun_path, path.data(), path.size());
-  return true;
-}
-
 // Connects without blocking: 0 when something is listening (or its backlog
 // is full, which also means it is alive), otherwise the errno.
 int probe_socket(const std::string& path) {
-  sockaddr_un address;
-  if (!fill_address(path, address)) return ENAMETOOLONG;
+  const auto address = unix_socket_address(path);
+  if (!address) return ENAMETOOLONG;
   const UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (fd.get() < 0) return errno;
-  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0) {
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&*address), sizeof(*address)) == 0) {
     return 0;
   }
   return errno == EAGAIN ? 0 : errno;
@@ -93,10 +83,9 @@ void make_private_directories(const std::string& dir) {
 // Makes `path` free to bind: its directory exists, and a socket file that
 // nobody answers on any more is removed.
 void prepare_socket_path(const std::string& path) {
-  sockaddr_un address;
-  if (!fill_address(path, address)) {
+  if (!unix_socket_address(path)) {
     throw std::runtime_error(fmt::format("admin socket path '{}' is empty or longer than {} bytes",
-                                         path, sizeof(address.sun_path) - 1));
+                                         path, sizeof(sockaddr_un::sun_path) - 1));
   }
   if (const auto slash = path.rfind('/'); slash != std::string::npos && slash != 0) {
     make_private_directories(path.substr(0, slash));
@@ -138,8 +127,8 @@ void prepare_socket_path(const std::string& path) {
 // stopped waiting for it.
 asio::awaitable<AdminOutcome> answer(AdminRequest request, AdminHandler handler) {
   try {
-    const nlohmann::json result = co_await handler(request.cmd, std::move(request.args));
-    co_return AdminOutcome{encode_ok_reply(result), {}};
+    AdminAnswer answered = co_await handler(request.cmd, std::move(request.args));
+    co_return AdminOutcome{encode_ok_reply(answered.result), {}, std::move(answered.stream)};
   } catch (...) {
     co_return admin_failure_outcome(request.cmd, std::current_exception());
   }
@@ -172,6 +161,7 @@ AdminOutcome handle_admin_line(std::string_view line, const AdminHandler& handle
   // The spawned coroutine holds work on `io` until it has delivered, so run()
   // returns only with the outcome in place.
   io.run();
+  if (outcome.stream) std::exchange(outcome.stream, nullptr)->close();
   return outcome;
 }
 
@@ -205,7 +195,12 @@ struct AdminServer::State {
     }
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;
-    ~Connection() { state->live.erase(this); }
+    ~Connection() {
+      // A stream answer that no session took (it came after the session
+      // gave up on it) must still leave its source.
+      if (answer && answer->stream) answer->stream->close();
+      state->live.erase(this);
+    }
 
     void close() {
       closed = true;
@@ -219,11 +214,14 @@ struct AdminServer::State {
     // The deadline of the read or write under way; closes the socket.
     asio::steady_timer idle_timer;
     // The deadline of the handler under way; cancelled early by its answer.
+    // While streaming, the wait for lines, cancelled when some arrive.
     asio::steady_timer answer_timer;
     std::optional<AdminOutcome> answer;
     std::shared_ptr<State> state;
     bool timed_out = false;
     bool closed = false;
+    bool lines_ready = false;  // a stream's wake arrived since its last take()
+    bool hung_up = false;      // the client of a stream closed its end
   };
 
   State(asio::io_context& context, std::string socket_path, Handler request_handler,
@@ -267,7 +265,10 @@ struct AdminServer::State {
     spawn_answer(c->socket.get_executor(), std::move(request), c->state->handler,
                  [weak = std::weak_ptr<Connection>(c)](AdminOutcome outcome) {
                    const auto connection = weak.lock();
-                   if (!connection) return;
+                   if (!connection) {
+                     if (outcome.stream) outcome.stream->close();
+                     return;
+                   }
                    connection->answer = std::move(outcome);
                    connection->answer_timer.cancel();
                  });
@@ -357,9 +358,68 @@ struct AdminServer::State {
       arm_idle_timer(c, options.idle_timeout);
       co_await asio::async_write(c->socket, asio::buffer(outcome.reply),
                                  asio::redirect_error(asio::use_awaitable, ec));
+      if (outcome.stream) {
+        if (!ec) co_await stream_lines(c, outcome.stream);
+        outcome.stream->close();
+        break;
+      }
       if (ec || final_line) break;
     }
     c->close();
+  }
+
+  // Reads until the client of a stream closes its end (what it sends is of
+  // no use to the stream) and wakes the stream's writer to end.
+  static asio::awaitable<void> watch_hangup(std::shared_ptr<Connection> c) {
+    std::array<char, 512> scratch;
+    boost::system::error_code ec;
+    while (!ec) {
+      co_await c->socket.async_read_some(asio::buffer(scratch),
+                                         asio::redirect_error(asio::use_awaitable, ec));
+    }
+    c->hung_up = true;
+    c->answer_timer.cancel();
+  }
+
+  // Writes a stream's lines as it has them until the client hangs up, a
+  // write fails or times out, or the server stops. The stream's wake may
+  // come from any thread, so it is posted here, where it sets lines_ready
+  // before cancelling the wait: a wake that lands while the writer is busy
+  // is not lost, since the writer checks the flag before it waits again.
+  static asio::awaitable<void> stream_lines(std::shared_ptr<Connection> c,
+                                            std::shared_ptr<AdminStream> stream) {
+    const auto executor = c->socket.get_executor();
+    stream->on_ready([executor, weak = std::weak_ptr<Connection>(c)] {
+      asio::post(executor, [weak] {
+        if (const auto connection = weak.lock()) {
+          connection->lines_ready = true;
+          connection->answer_timer.cancel();
+        }
+      });
+    });
+    asio::co_spawn(executor, watch_hangup(c), log_failure("admin stream hang-up watch"));
+    boost::system::error_code ec;
+    while (!c->closed && !c->hung_up) {
+      c->lines_ready = false;
+      const std::string lines = stream->take();
+      if (lines.empty()) {
+        c->answer_timer.expires_at(asio::steady_timer::time_point::max());
+        if (!c->lines_ready && !c->hung_up) {
+          co_await c->answer_timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        }
+        continue;
+      }
+      arm_idle_timer(c, c->state->options.idle_timeout);
+      co_await asio::async_write(c->socket, asio::buffer(lines),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+      disarm_idle_timer(c);
+      if (ec) {
+        if (c->timed_out)
+          spdlog::debug("admin {}: closed a stream whose client read nothing for {} ms",
+                        c->state->path, c->state->options.idle_timeout.count());
+        break;
+      }
+    }
   }
 
   static asio::awaitable<void> refuse(Stream::socket socket, std::string message) {
@@ -519,146 +579,5 @@ void AdminServer::stop() {
 
 const std::string& AdminServer::path() const { return state_->path; }
 std::size_t AdminServer::connections() const { return state_->live.size(); }
-
-// ---------------------------------------------------------------------------
-// Client.
-
-std::string admin_socket_for_node(std::string_view node, std::string_view run_dir) {
-  return fmt::format("{}/{}.sock", run_dir, node);
-}
-
-std::expected<std::string, AdminSocketLookupError> find_admin_socket(std::string_view run_dir) {
-  const std::string dir(run_dir);
-  DIR* stream = ::opendir(dir.c_str());
-  if (stream == nullptr) {
-    const int error = errno;
-    if (error == ENOENT) {
-      return std::unexpected(AdminSocketLookupError{
-          false, fmt::format("no mixlb admin socket: {} does not exist — is mixlb running?", dir)});
-    }
-    return std::unexpected(
-        AdminSocketLookupError{false, fmt::format("cannot list {}: {}", dir, errno_text(error))});
-  }
-  std::vector<std::string> sockets;
-  while (const dirent* entry = ::readdir(stream)) {
-    const std::string_view name = entry->d_name;
-    if (name.size() <= 5 || !name.ends_with(".sock")) continue;
-    struct stat st {};
-    const std::string path = dir + "/" + std::string(name);
-    if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) sockets.emplace_back(name);
-  }
-  ::closedir(stream);
-  std::sort(sockets.begin(), sockets.end());
-  if (sockets.empty()) {
-    return std::unexpected(AdminSocketLookupError{
-        false, fmt::format("no mixlb admin socket in {} — is mixlb running?", dir)});
-  }
-  if (sockets.size() > 1) {
-    return std::unexpected(AdminSocketLookupError{
-        true,
-        fmt::format("several mixlb instances in {} ({}); choose one with -n NODE or -s SOCKET", dir,
-                    fmt::join(sockets, ", "))});
-  }
-  return dir + "/" + sockets.front();
-}
-
-std::expected<AdminReply, std::string> admin_call(const std::string& path, std::string_view cmd,
-                                                  const nlohmann::json& args,
-                                                  std::chrono::milliseconds timeout) {
-  using Clock = std::chrono::steady_clock;
-  const auto deadline = Clock::now() + timeout;
-  auto remaining_ms = [&]() -> int {
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    return static_cast<int>(std::max<std::int64_t>(0, left.count()));
-  };
-  const auto timed_out = [&] {
-    return std::unexpected(
-        fmt::format("no reply from {} within {} ms — is mixlb stuck?", path, timeout.count()));
-  };
-
-  sockaddr_un address;
-  if (!fill_address(path, address)) {
-    return std::unexpected(fmt::format("cannot connect to {}: path is empty or too long", path));
-  }
-  const UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (fd.get() < 0) {
-    return std::unexpected(fmt::format("cannot create a socket: {}", errno_text(errno)));
-  }
-  // A Unix socket connects at once or fails; EAGAIN means the daemon's
-  // backlog is full, so try again until the deadline.
-  while (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0) {
-    const int error = errno;
-    if (error == EINTR) continue;
-    if (error == EAGAIN && remaining_ms() > 0) {
-      ::poll(nullptr, 0, 10);
-      continue;
-    }
-    if (error == EAGAIN) return timed_out();
-    const char* hint =
-        error == EACCES || error == EPERM ? " — are you root?" : " — is mixlb running?";
-    return std::unexpected(
-        fmt::format("cannot connect to {}: {}{}", path, errno_text(error), hint));
-  }
-
-  const std::string request = encode_admin_request(cmd, args);
-  std::size_t sent = 0;
-  while (sent < request.size()) {
-    const ssize_t n = ::send(fd.get(), request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
-    if (n >= 0) {
-      sent += static_cast<std::size_t>(n);
-      continue;
-    }
-    if (errno == EINTR) continue;
-    if (errno != EAGAIN) {
-      return std::unexpected(fmt::format("cannot send to {}: {}", path, errno_text(errno)));
-    }
-    pollfd pfd{fd.get(), POLLOUT, 0};
-    if (::poll(&pfd, 1, remaining_ms()) == 0) return timed_out();
-  }
-
-  // Status replies grow with the cluster; anything past this is not a reply.
-  constexpr std::size_t kMaxReply = 64 * 1024 * 1024;
-  std::string reply;
-  char chunk[16 * 1024];
-  for (;;) {
-    if (const auto newline = reply.find('\n'); newline != std::string::npos) {
-      reply.resize(newline);
-      break;
-    }
-    if (reply.size() > kMaxReply) {
-      return std::unexpected(fmt::format("reply from {} exceeds {} bytes", path, kMaxReply));
-    }
-    pollfd pfd{fd.get(), POLLIN, 0};
-    const int ready = ::poll(&pfd, 1, remaining_ms());
-    if (ready < 0) {
-      if (errno == EINTR) continue;
-      return std::unexpected(fmt::format("cannot wait for {}: {}", path, errno_text(errno)));
-    }
-    if (ready == 0) return timed_out();
-    const ssize_t n = ::recv(fd.get(), chunk, sizeof(chunk), 0);
-    if (n < 0) {
-      if (errno == EINTR || errno == EAGAIN) continue;
-      return std::unexpected(fmt::format("cannot read from {}: {}", path, errno_text(errno)));
-    }
-    if (n == 0) {
-      return std::unexpected(fmt::format("{} closed the connection without a reply", path));
-    }
-    reply.append(chunk, static_cast<std::size_t>(n));
-  }
-  auto parsed = parse_admin_reply(reply);
-  if (!parsed) return std::unexpected(fmt::format("{} from {}", parsed.error(), path));
-  return parsed;
-}
-
-std::expected<nlohmann::json, std::string> admin_request(const std::string& path,
-                                                         std::string_view cmd,
-                                                         const nlohmann::json& args,
-                                                         std::chrono::milliseconds timeout) {
-  auto reply = admin_call(path, cmd, args, timeout);
-  if (!reply) return std::unexpected(std::move(reply.error()));
-  if (!reply->ok) return std::unexpected(std::move(reply->error));
-  return std::move(reply->result);
-}
 
 }  // namespace mixlb

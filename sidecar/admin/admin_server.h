@@ -1,6 +1,6 @@
 #pragma once
-// The daemon's admin endpoint (a Unix stream socket speaking the protocol in
-// admin_protocol.h) and the blocking client mixlbctl uses to talk to it.
+// The daemon's admin endpoint: a Unix stream socket speaking the protocol in
+// admin_protocol.h. The blocking client is admin_client.h.
 //
 // The server runs on the daemon's io_context: one accept coroutine and one
 // coroutine per connection, each spawned with a completion handler that logs
@@ -13,7 +13,11 @@
 // kept for root); the first request must arrive within 2 s, so silent
 // connections cannot hold the slots; after that a request, a handler and a
 // reply each get the idle time (30 s). A bad request costs the client an
-// error line, never the daemon anything. The peer's credentials are read at
+// error line, never the daemon anything. A stream answer keeps its
+// connection (and its slot) until the client closes it or the server
+// stops; its lines are written as the stream has them, each write within
+// the idle time, so a client that stops reading is closed, and the stream's
+// own queue (monitor.h) bounds what waits meanwhile. The peer's credentials are read at
 // accept: by default only root and the daemon's own user may talk.
 //
 // The socket file is the instance's identity on the node, so start() refuses
@@ -40,20 +44,32 @@
 #include <string_view>
 #include <vector>
 
+#include "admin/admin_client.h"
 #include "admin/admin_protocol.h"
 
 namespace mixlb {
+
+// What a handler answers: a result, sent as the ok reply, and for a stream
+// command the stream whose lines follow it.
+struct AdminAnswer {
+  AdminAnswer(nlohmann::json answer) : result(std::move(answer)) {}  // NOLINT: a plain result
+  AdminAnswer(nlohmann::json answer, std::shared_ptr<AdminStream> lines)
+      : result(std::move(answer)), stream(std::move(lines)) {}
+  nlohmann::json result;
+  std::shared_ptr<AdminStream> stream;
+};
 
 // Answers one request. A coroutine, so its arguments are taken by value: it
 // must own what it reads after it first suspends. It throws AdminError to
 // refuse a request (the message is the reply's error); anything else it
 // throws becomes "internal error: ..." and an error in the log.
 using AdminHandler =
-    std::function<boost::asio::awaitable<nlohmann::json>(std::string cmd, nlohmann::json args)>;
+    std::function<boost::asio::awaitable<AdminAnswer>(std::string cmd, nlohmann::json args)>;
 
 // Parses `line` and runs the handler on an io_context of its own until it
 // has finished: the server's rules without a socket, for tests and tools.
-// What the handler awaits (a timer, say) runs on that io_context too.
+// What the handler awaits (a timer, say) runs on that io_context too. A
+// stream answer gives its first reply, and the stream is closed.
 AdminOutcome handle_admin_line(std::string_view line, const AdminHandler& handler);
 
 // Who is at the other end of a Unix socket, as the kernel saw it connect.
@@ -111,36 +127,5 @@ class AdminServer {
   struct State;
   std::shared_ptr<State> state_;
 };
-
-// Client side.
-
-inline constexpr std::string_view kAdminRunDir = "/run/mixlb";
-
-// <run_dir>/<node>.sock, the daemon's default for node `node`.
-std::string admin_socket_for_node(std::string_view node, std::string_view run_dir = kAdminRunDir);
-
-struct AdminSocketLookupError {
-  bool ambiguous = false;  // several sockets: the user must choose (a usage error)
-  std::string message;
-};
-// The only *.sock socket in `run_dir`; otherwise an error that lists what
-// is there.
-std::expected<std::string, AdminSocketLookupError> find_admin_socket(
-    std::string_view run_dir = kAdminRunDir);
-
-// Sends one request on a fresh connection and waits for its reply line, all
-// within `timeout`. The expected value is the daemon's reply, ok or not; the
-// unexpected one says why there was no reply ("cannot connect to
-// /run/mixlb/mix1.sock: No such file or directory — is mixlb running?").
-std::expected<AdminReply, std::string> admin_call(const std::string& path, std::string_view cmd,
-                                                  const nlohmann::json& args,
-                                                  std::chrono::milliseconds timeout);
-
-// admin_call folded into one channel: the result, or a message that is either
-// why the daemon could not be reached or the daemon's own error.
-std::expected<nlohmann::json, std::string> admin_request(const std::string& path,
-                                                         std::string_view cmd,
-                                                         const nlohmann::json& args,
-                                                         std::chrono::milliseconds timeout);
 
 }  // namespace mixlb

@@ -1,8 +1,11 @@
 // mixlbctl: the operator's window into a running mixlb sidecar. It sends one
 // command over the admin socket and prints the result, as text for people or
-// as the raw JSON result (--json) for scripts. The exit code tells a script
-// what happened without parsing anything:
-//   0 ok, 1 the daemon answered with an error, 2 usage, 3 daemon unreachable.
+// as the raw JSON result (--json) for scripts; a stream command (monitor)
+// prints its events until interrupted. The commands, their arguments, the
+// usage text, the output and the exit codes all come from the command table
+// (admin/commands.h): this file reads the command line and talks to the
+// socket. It links the small mixlb_admin_client library, none of the
+// daemon's.
 #include <charconv>
 #include <chrono>
 #include <cstdio>
@@ -11,83 +14,50 @@
 #include <string_view>
 #include <vector>
 
-#include "admin/admin_protocol.h"
-#include "admin/admin_server.h"
+#include "admin/admin_client.h"
+#include "admin/commands.h"
 
 namespace {
 
-constexpr int kExitOk = 0;
-constexpr int kExitDaemonError = 1;
-constexpr int kExitUsage = 2;
-constexpr int kExitUnreachable = 3;
-
-constexpr std::string_view kUsage =
-    "usage: mixlbctl [-s SOCKET | -n NODE] [--json] [--timeout MS] <command> [args]\n"
-    "\n"
-    "options:\n"
-    "  -s, --socket SOCKET  admin socket of the daemon\n"
-    "  -n, --node NODE      the daemon of node NODE (/run/mixlb/NODE.sock)\n"
-    "                       without either: the only socket in /run/mixlb\n"
-    "      --json           print the raw JSON result\n"
-    "      --timeout MS     give up after MS milliseconds (default 5000)\n"
-    "  -h, --help           show this text\n"
-    "\n"
-    "commands:\n"
-    "  status               node, peers, VIPs, counters\n"
-    "  stats                global counters (events, drops, route lookups) and\n"
-    "                       packets per VIP and node\n"
-    "  members              the cluster as gossip sees it: state, incarnation,\n"
-    "                       addresses, weight, app health, VIP ports\n"
-    "  drain                publish weight 0: new flows go to other nodes,\n"
-    "                       established connections stay (until undrain)\n"
-    "  undrain              publish the configured weight again\n"
-    "  leave                leave the cluster: drain, announce the leave, serve\n"
-    "                       established connections until they end (at most\n"
-    "                       node.leave_timeout_ms), then remove the data path,\n"
-    "                       the VIPs and the host settings, and exit\n"
-    "  reload               read the configuration file again and apply what\n"
-    "                       changed (what needs a restart is named)\n"
-    "  which PROTO SRC SPORT VIP VPORT\n"
-    "                       which node would serve this flow now, as the data\n"
-    "                       path decides it (PROTO tcp or udp; a dry run, it\n"
-    "                       changes nothing), e.g.\n"
-    "                       which tcp 192.0.2.1 40000 10.100.0.1 80\n"
-    "\n"
-    "exit codes: 0 ok, 1 daemon error, 2 usage, 3 daemon unreachable\n";
-
-// Each command and the number of arguments it takes after its name.
-struct Command {
-  std::string_view name;
-  std::size_t args;
-};
-constexpr Command kCommands[] = {{"status", 0},  {"stats", 0}, {"which", 5},
-                                 {"members", 0}, {"drain", 0}, {"undrain", 0},
-                                 {"leave", 0}, {"reload", 0}};
+using mixlb::CommandSpec;
+using mixlb::kExitDaemonError;
+using mixlb::kExitOk;
+using mixlb::kExitUnreachable;
+using mixlb::kExitUsage;
+using nlohmann::json;
 
 struct Options {
   std::optional<std::string> socket;
   std::optional<std::string> node;
   bool json = false;
+  bool help = false;
   std::chrono::milliseconds timeout{5000};
   std::string command;
-  std::vector<std::string> args;
+  std::vector<std::string> words;  // after the command's name: its arguments
 };
 
-int usage_error(std::string_view message) {
-  std::fprintf(stderr, "mixlbctl: %.*s\n%.*s", static_cast<int>(message.size()), message.data(),
-               static_cast<int>(kUsage.size()), kUsage.data());
+void print(std::string_view text, std::FILE* to = stdout) {
+  std::fwrite(text.data(), 1, text.size(), to);
+}
+
+int usage_error(std::string_view message, const CommandSpec* command = nullptr) {
+  print("mixlbctl: " + std::string(message) + "\n", stderr);
+  print(command ? mixlb::command_help(*command) : mixlb::mixlbctl_usage(), stderr);
   return kExitUsage;
 }
 
-// Returns the exit code to stop with, or nullopt to go on.
+// Returns the exit code to stop with, or nullopt to go on. mixlbctl's own
+// options may come before or after the command; any other word after the
+// command is the command's.
 std::optional<int> parse_args(int argc, char** argv, Options& options) {
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
     std::optional<std::string_view> inline_value;
-    if (arg.starts_with("--")) {
-      if (const auto eq = arg.find('='); eq != std::string_view::npos) {
+    if (const auto eq = arg.find('='); arg.starts_with("--") && eq != std::string_view::npos) {
+      const std::string_view name = arg.substr(0, eq);
+      if (name == "--socket" || name == "--node" || name == "--timeout") {
         inline_value = arg.substr(eq + 1);
-        arg = arg.substr(0, eq);
+        arg = name;
       }
     }
     auto value = [&]() -> std::optional<std::string_view> {
@@ -97,10 +67,8 @@ std::optional<int> parse_args(int argc, char** argv, Options& options) {
     };
 
     if (arg == "-h" || arg == "--help") {
-      std::fwrite(kUsage.data(), 1, kUsage.size(), stdout);
-      return kExitOk;
-    }
-    if (arg == "--json") {
+      options.help = true;
+    } else if (arg == "--json") {
       options.json = true;
     } else if (arg == "-s" || arg == "--socket" || arg == "-n" || arg == "--node") {
       const auto v = value();
@@ -115,29 +83,83 @@ std::optional<int> parse_args(int argc, char** argv, Options& options) {
         return usage_error("--timeout needs a positive number of milliseconds");
       }
       options.timeout = std::chrono::milliseconds(ms);
+    } else if (!options.command.empty()) {
+      options.words.emplace_back(arg);
     } else if (arg.starts_with("-") && arg.size() > 1) {
       return usage_error("unknown option " + std::string(arg));
-    } else if (options.command.empty()) {
-      options.command = std::string(arg);
     } else {
-      options.args.emplace_back(arg);
+      options.command = std::string(arg);
     }
+  }
+  if (options.help) {
+    const CommandSpec* command = mixlb::find_command(options.command);
+    print(command ? mixlb::command_help(*command) : mixlb::mixlbctl_usage());
+    return kExitOk;
   }
   if (options.socket && options.node) return usage_error("give -s SOCKET or -n NODE, not both");
   if (options.command.empty()) return usage_error("no command given");
-  const Command* command = nullptr;
-  for (const Command& c : kCommands) {
-    if (c.name == options.command) command = &c;
-  }
-  if (command == nullptr) return usage_error("unknown command '" + options.command + "'");
-  if (options.args.size() > command->args) {
-    return usage_error("unexpected argument " + options.args[command->args]);
-  }
-  if (options.args.size() < command->args) {
-    return usage_error(options.command + " needs " + std::to_string(command->args) +
-                       " arguments, got " + std::to_string(options.args.size()));
-  }
   return std::nullopt;
+}
+
+// Prints a reply: an error (the exit code says whose), or the result as
+// JSON (`indent` -1 for one line, 2 for people; 0: as text, rendered). The
+// text goes to `text_to`; JSON always to stdout.
+int print_reply(const std::expected<mixlb::AdminReply, std::string>& reply, const CommandSpec& command,
+                int indent, std::FILE* text_to) {
+  if (!reply) {
+    print("mixlbctl: " + reply.error() + "\n", stderr);
+    return kExitUnreachable;
+  }
+  if (!reply->ok) {
+    print("mixlbctl: mixlb: " + reply->error + "\n", stderr);
+    return kExitDaemonError;
+  }
+  if (indent != 0) {
+    print(reply->result.dump(indent, ' ', false, json::error_handler_t::replace) + "\n");
+  } else {
+    print(mixlb::render_result(command, reply->result), text_to);
+  }
+  return kExitOk;
+}
+
+// Prints a stream's first reply, then each event, until the daemon closes
+// the stream. With --json the lines are the daemon's, one JSON value each.
+int run_stream(const std::string& socket, const CommandSpec& command, const json& args,
+               const Options& options) {
+  auto client = mixlb::AdminClient::connect(socket, options.timeout);
+  if (!client) {
+    print("mixlbctl: " + client.error() + "\n", stderr);
+    return kExitUnreachable;
+  }
+  // The first reply goes to stderr as text, so stdout holds only events.
+  if (const int failed = print_reply(client->call(command.name, args, options.timeout), command,
+                                     options.json ? -1 : 0, stderr)) {
+    return failed;
+  }
+  std::fflush(stdout);
+  for (;;) {
+    auto line = client->next_line();
+    if (!line) {
+      print("mixlbctl: " + line.error() + "\n", stderr);
+      return kExitUnreachable;
+    }
+    if (!*line) {
+      print("mixlbctl: " + socket + " ended the stream\n", stderr);
+      return kExitUnreachable;
+    }
+    if (options.json) {
+      print(**line + "\n");
+    } else {
+      json event;
+      try {
+        event = json::parse(**line);
+      } catch (const json::exception&) {
+        event = **line;  // shown as it came, by render_event's fallback
+      }
+      print(mixlb::render_event(command, event));
+    }
+    std::fflush(stdout);
+  }
 }
 
 }  // namespace
@@ -145,6 +167,14 @@ std::optional<int> parse_args(int argc, char** argv, Options& options) {
 int main(int argc, char** argv) {
   Options options;
   if (const auto exit_code = parse_args(argc, argv, options)) return *exit_code;
+
+  const CommandSpec* command = mixlb::find_command(options.command);
+  if (command == nullptr) {
+    return usage_error("unknown command '" + options.command + "' (known: " +
+                       mixlb::command_names() + ")");
+  }
+  auto args = mixlb::args_from_words(*command, options.words);
+  if (!args) return usage_error(args.error(), command);
 
   std::string socket;
   if (options.socket) {
@@ -154,45 +184,15 @@ int main(int argc, char** argv) {
   } else {
     auto found = mixlb::find_admin_socket();
     if (!found) {
-      std::fprintf(stderr, "mixlbctl: %s\n", found.error().message.c_str());
+      print("mixlbctl: " + found.error().message + "\n", stderr);
       return found.error().ambiguous ? kExitUsage : kExitUnreachable;
     }
     socket = std::move(*found);
   }
 
-  nlohmann::json args = nlohmann::json::object();
-  if (options.command == "which") {
-    args = mixlb::make_which_args(options.args[0], options.args[1], options.args[2],
-                                  options.args[3], options.args[4]);
-  }
-  auto reply = mixlb::admin_call(socket, options.command, args, options.timeout);
-  if (!reply) {
-    std::fprintf(stderr, "mixlbctl: %s\n", reply.error().c_str());
-    return kExitUnreachable;
-  }
-  if (!reply->ok) {
-    std::fprintf(stderr, "mixlbctl: mixlb: %s\n", reply->error.c_str());
-    return kExitDaemonError;
-  }
+  if (command->kind == mixlb::CommandKind::kStream)
+    return run_stream(socket, *command, *args, options);
 
-  std::string out;
-  if (options.json) {
-    out = reply->result.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-  } else if (options.command == "status") {
-    out = mixlb::render_status(reply->result);
-  } else if (options.command == "stats") {
-    out = mixlb::render_stats(reply->result);
-  } else if (options.command == "members") {
-    out = mixlb::render_members(reply->result);
-  } else if (options.command == "drain" || options.command == "undrain") {
-    out = mixlb::render_drain(reply->result);
-  } else if (options.command == "leave") {
-    out = mixlb::render_leave(reply->result);
-  } else if (options.command == "reload") {
-    out = reply->result.dump() + "\n";
-  } else {
-    out = mixlb::render_which(reply->result);
-  }
-  std::fwrite(out.data(), 1, out.size(), stdout);
-  return kExitOk;
+  return print_reply(mixlb::admin_call(socket, command->name, *args, options.timeout), *command,
+                     options.json ? 2 : 0, stdout);
 }

@@ -12,13 +12,19 @@
 //   | flags | count (u8) | count × VIP tag (u32) |
 //   +-------+------------+-----------------------+
 //
-// All integers are big-endian. `fam` is 4 or 6. flags bit 0: the app passes
-// its health check; bit 1: the sidecar is stopping for a restart (its data
+// All integers are big-endian. `fam` is 4 or 6. flags bit 0: the node's
+// app serves something (a service passes its check, or it has services
+// without checks); bit 1: the sidecar is stopping for a restart (its data
 // path stays and serves what it has; peers send it no new flows until its
-// successor publishes again). Nodes of mixlb 0.1.0 refuse bit 1 as unknown. The VIP tags name the VIP ports this node is configured
-// to serve (vip_tag() of each), so a node serves a VIP port exactly when it
-// is alive, its app is healthy and it lists the tag. The weight is the
-// node's Maglev weight, 0 when drained.
+// successor publishes again). Nodes of mixlb 0.1.0 refuse bit 1 as unknown.
+// The VIP tags name the VIP ports this node serves now (vip_tag() of each):
+// those it is configured to serve whose service passes its check. A node
+// serves a VIP port exactly when it is alive, its app serves something, it
+// is not restarting and it lists the tag, so one failing service takes it
+// out of that service's ports only. (0.1.0 nodes list every configured port
+// and clear bit 0 when their one check fails: both read the same under this
+// rule, so mixed clusters build the same tables.) The weight is the node's
+// Maglev weight, 0 when drained.
 #include <cstdint>
 #include <expected>
 #include <span>
@@ -42,9 +48,9 @@ struct MemberMetadata {
   std::uint32_t weight = 1;
   MacAddress mac{};
   Address address;  // where the data path forwards to this node
-  bool app_healthy = false;
+  bool app_healthy = false;  // its app serves something (bit 0 above)
   bool restarting = false;
-  std::vector<std::uint32_t> vips;  // tags of the VIP ports it is configured to serve
+  std::vector<std::uint32_t> vips;  // tags of the VIP ports it serves now
 
   friend bool operator==(const MemberMetadata&, const MemberMetadata&) = default;
 };

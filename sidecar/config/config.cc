@@ -270,6 +270,19 @@ class FileReader {
           vip.ports = read_ports(entry, name, value);
         } else if (name == "nodes") {
           vip.nodes = read_nodes(path, value);
+        } else if (name == "health") {
+          const std::string text = expect_string(value, path);
+          Config probe;
+          const KeySpec& kind = *find_key("health.kind");
+          if (!kind.choose(probe, text)) fail(value, path, choice_problem(kind, text));
+          vip.health = probe.health.kind;
+          note(path, value);
+        } else if (name == "health_port") {
+          vip.health_port = expect_port(value, path);
+          note(path, value);
+        } else if (name == "health_path") {
+          vip.health_path = expect_string(value, path);
+          note(path, value);
         } else {
           fail(key.source(), path,
                fmt::format("unknown key ([[vip]] takes {})", entry_key_names("vip")));
@@ -589,45 +602,34 @@ class Checker {
       fail("node.log_level", choice_problem(level, config_.node.log_level));
   }
 
-  // The app check: a known kind, a timeout shorter than the interval, an
-  // absolute path, and something to connect to (defaults: the first TCP
-  // VIP's address and first port, which the app serves on this node).
+  // The app's checks, one per service (settings.h: service_checks): a
+  // timeout shorter than the interval, absolute paths, and a port to check
+  // for every VIP entry that asks for a check by its own `health` key (a UDP
+  // or every-port entry has no TCP port of its own: health_port says where).
   void check_health() {
     const HealthKind kind = config_.health.kind;
-    if (kind == HealthKind::kNone) return;
     if (config_.health.timeout_ms >= config_.health.interval_ms) {
       fail("health.timeout_ms",
            fmt::format("{} ms is not shorter than health.interval_ms = {} ms",
                        config_.health.timeout_ms, config_.health.interval_ms));
     }
-    if (kind == HealthKind::kHttp && (config_.health.path.empty() || config_.health.path.front() != '/' ||
-                           config_.health.path.find_first_of(" \r\n") != std::string::npos)) {
-      fail("health.path", fmt::format("{} is not an absolute HTTP path", shown(config_.health.path)));
-    }
-    const VipConfig* tcp_vip = nullptr;
-    for (const auto& v : config_.vips)
-      if (v.protocol == kProtoTcp && !v.ports.empty()) {
-        tcp_vip = &v;
-        break;
+    if (kind == HealthKind::kHttp) check_http_path("health.path", config_.health.path);
+    for (std::size_t i = 0; i < config_.vips.size(); ++i) {
+      const VipConfig& v = config_.vips[i];
+      if (v.health_path) check_http_path(indexed("vip", i) + ".health_path", *v.health_path);
+      const bool own_port = v.protocol == kProtoTcp && !v.ports.empty();
+      if (v.health && *v.health != HealthKind::kNone && v.health_port == 0 && !own_port) {
+        fail(indexed("vip", i) + ".health",
+             fmt::format("a {} entry has no TCP port of its own to check: set health_port "
+                         "(the TCP port where the app answers for it)",
+                         v.ports.empty() ? "every-port" : "udp"));
       }
-    // Nothing said about the check and nothing to check by default (no TCP
-    // VIP with a port): no check, which status reports as kind "none".
-    if (!tcp_vip && !is_set("health") && !is_set("health.kind")) {
-      config_.health.kind = HealthKind::kNone;
-      return;
     }
-    if (!config_.health.address) {
-      if (!tcp_vip)
-        fail("health.address", "no TCP VIP with a port to check by default; set health.address "
-                               "and health.port, or kind = \"none\"");
-      config_.health.address = tcp_vip->address;
-    }
-    if (config_.health.port == 0) {
-      if (!tcp_vip)
-        fail("health.port", "no TCP VIP with a port to check by default; set health.port, or "
-                            "kind = \"none\"");
-      config_.health.port = tcp_vip->ports.front();
-    }
+  }
+
+  void check_http_path(const std::string& key, const std::string& path) const {
+    if (path.empty() || path.front() != '/' || path.find_first_of(" \r\n") != std::string::npos)
+      fail(key, fmt::format("{} is not an absolute HTTP path", shown(path)));
   }
 
   // [gossip]. Its values are checked whether gossip is on or off, so a file
@@ -748,8 +750,6 @@ class Checker {
     for (const KeySpec& key : config_keys()) {
       if (key.type != KeyType::kInteger) continue;
       const std::uint32_t value = key.integer(config_);
-      // An unset health.port (0) is derived from the VIPs by check_health().
-      if (key.path == "health.port" && value == 0) continue;
       if (auto problem = range_problem(value, key.min, key.max)) fail(key.path, *problem);
     }
     if (!is_prime(config_.datapath.maglev_table_size)) {

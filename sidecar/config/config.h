@@ -80,11 +80,10 @@ struct NeighboursSection {
   std::uint32_t refresh_ms = 1000;
 };
 
-// How the sidecar checks its own app (sidecar/health.h).
+// How the sidecar checks its app's services (sidecar/health.h): the
+// defaults of every [[vip]] entry's own check.
 struct HealthSection {
   HealthKind kind = HealthKind::kTcp;
-  std::optional<Address> address;  // default: the first TCP VIP's address
-  std::uint32_t port = 0;          // default (0): the first TCP VIP's first port
   std::string path = "/";          // http only
   std::uint32_t interval_ms = 1000;
   std::uint32_t timeout_ms = 500;
@@ -125,6 +124,13 @@ struct VipConfig {
   std::uint8_t protocol = 6;          // IPPROTO_TCP or IPPROTO_UDP
   std::vector<std::uint16_t> ports;   // host byte order; empty = every port
   std::vector<std::string> nodes;     // the nodes serving it; empty = every node
+  // Its service's check: health.kind when unset; over TCP to health_port
+  // (default: each listed port itself; required for UDP and for every-port
+  // entries, which have no port of their own to check); health_path for
+  // http (default health.path).
+  std::optional<HealthKind> health;
+  std::uint16_t health_port = 0;
+  std::optional<std::string> health_path;
 };
 
 struct PeerConfig {

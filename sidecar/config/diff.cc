@@ -13,10 +13,10 @@ namespace {
 // bpffs_dir, admin_socket), the data path's sizes and attach mode, or how
 // gossip runs — fixed while the process lives.
 constexpr std::string_view kLive[] = {
-    "node.weight",        "node.log_level",       "node.log_format",   "node.on_stop",
-    "node.leave_timeout_ms", "neighbours.refresh_ms", "health.kind",     "health.address",
-    "health.port",        "health.path",          "health.interval_ms", "health.timeout_ms",
-    "health.rise",        "health.fall",          "gossip.flow_grace_ms", "metrics.listen",
+    "node.weight",           "node.log_level",        "node.log_format",    "node.on_stop",
+    "node.leave_timeout_ms", "neighbours.refresh_ms", "health.kind",        "health.path",
+    "health.interval_ms",    "health.timeout_ms",     "health.rise",        "health.fall",
+    "gossip.flow_grace_ms",  "metrics.listen",
 };
 
 bool live(std::string_view path) {
@@ -26,7 +26,8 @@ bool live(std::string_view path) {
 bool same_vips(const std::vector<VipConfig>& a, const std::vector<VipConfig>& b) {
   return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](const VipConfig& x, const VipConfig& y) {
     return x.address == y.address && x.protocol == y.protocol && x.ports == y.ports &&
-           x.nodes == y.nodes;
+           x.nodes == y.nodes && x.health == y.health && x.health_port == y.health_port &&
+           x.health_path == y.health_path;
   });
 }
 

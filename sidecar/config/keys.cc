@@ -165,20 +165,15 @@ const KeySpec kKeys[] = {
      .min = 100, .max = 60000, .integer = MIXLB_INTEGER(neighbours.refresh_ms)},
 
     // [health]
-    {.path = "health.kind", .type = KeyType::kChoice,
-     .default_text = "`tcp`, or `none` without a TCP VIP port", .allowed = "`tcp`, `http`, `none`",
-     .help = "`tcp`: a connection must open; `http`: `GET path` must answer a 2xx or 3xx status "
-             "line; `none`: no check, the app counts as healthy.",
+    {.path = "health.kind", .type = KeyType::kChoice, .default_text = "`tcp`",
+     .allowed = "`tcp`, `http`, `none`",
+     .help = "How a service is checked unless its `[[vip]]` entry says otherwise. `tcp`: a "
+             "connection must open; `http`: `GET path` must answer a 2xx or 3xx status line; "
+             "`none`: no check, the service counts as healthy.",
      .choices = "tcp, http or none", MIXLB_CHOICE(kHealthKinds, health.kind)},
-    {.path = "health.address", .type = KeyType::kAddress,
-     .default_text = "the first TCP VIP's address", .allowed = "an IPv4 or IPv6 address",
-     .help = "Where the app answers (the VIP is on `lo`, so this reaches the local app).",
-     .address = MIXLB_ADDRESS(health.address)},
-    {.path = "health.port", .type = KeyType::kInteger, .default_text = "the first TCP VIP's first port",
-     .allowed = "1..65535", .help = "The port the check connects to.", .min = 1, .max = 65535,
-     .integer = MIXLB_INTEGER(health.port)},
     {.path = "health.path", .type = KeyType::kString, .default_text = "`/`",
-     .allowed = "an absolute HTTP path", .help = "The path `http` checks get.",
+     .allowed = "an absolute HTTP path",
+     .help = "The path `http` checks get unless a `[[vip]]` entry gives its own.",
      .string = MIXLB_STRING(health.path)},
     {.path = "health.interval_ms", .type = KeyType::kInteger, .default_text = "`1000`",
      .allowed = "50..600000", .help = "One probe per interval.", .min = 50, .max = 600000,
@@ -305,6 +300,13 @@ const EntryKey kVipKeys[] = {
      "the list decides only whether this node publishes the VIP's ports as served by it; the table "
      "is built from the members that publish them (and whose app is healthy), so ship the same "
      "list to every node."},
+    {"health", "string", "`health.kind`", "`tcp`, `http`, `none`",
+     "How this entry's service is checked. Each entry's ports are checked on their own, so a "
+     "failing service takes the node out of its ports only."},
+    {"health_port", "integer", "each listed port itself", "1..65535",
+     "The TCP port its check connects to; required to check a UDP entry or one that takes "
+     "every port (without it they are not checked and count as healthy)."},
+    {"health_path", "string", "`health.path`", "an absolute HTTP path", "The path an `http` check gets."},
 };
 
 const EntryKey kPeerKeys[] = {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include "health.h"
 
@@ -179,6 +180,61 @@ TEST_CASE("stop ends the checking: no more probes") {
   const auto probes = checker.probes();
   io.run_for(200ms);
   CHECK(checker.probes() <= probes + 1);  // one probe may have been in flight
+}
+
+
+TEST_CASE("HealthChecks: one failing service is unhealthy alone; others and unchecked ones are not") {
+  asio::io_context io;
+  Server up(io, std::nullopt);
+  const std::uint16_t down = closed_port(io);
+  std::vector<std::pair<std::vector<std::string>, bool>> seen;
+  HealthChecks checks(io, [&](const ServiceCheck& c, bool healthy, const std::string&) {
+    seen.emplace_back(c.services, healthy);
+  });
+  checks.set({ServiceCheck{fast(HealthCheckConfig::Kind::kTcp, up.port()), {"a:80/tcp", "a:53/udp"}},
+              ServiceCheck{fast(HealthCheckConfig::Kind::kTcp, down), {"a:7000/tcp"}}});
+  CHECK_FALSE(checks.healthy("a:80/tcp"));  // every check starts unhealthy
+  run_until(io, [&] { return checks.healthy("a:80/tcp"); });
+  CHECK(checks.healthy("a:80/tcp"));
+  CHECK(checks.healthy("a:53/udp"));
+  CHECK_FALSE(checks.healthy("a:7000/tcp"));
+  CHECK(checks.healthy("b:443/tcp"));  // no check stands for it
+  CHECK_FALSE(checks.healthy());
+  CHECK(checks.last_result().starts_with("tcp 127.0.0.1:" + std::to_string(down) + ": "));
+  REQUIRE(seen.size() == 1);
+  CHECK(seen[0].first == std::vector<std::string>{"a:80/tcp", "a:53/udp"});
+  CHECK(seen[0].second);
+  REQUIRE(checks.view().size() == 2);
+}
+
+TEST_CASE("HealthChecks::set keeps a kept target's verdict, starts new ones unhealthy, stops gone ones") {
+  asio::io_context io;
+  Server first(io, std::nullopt), fourth(io, std::nullopt);
+  std::vector<std::string> changed;  // the first service of each change
+  HealthChecks checks(io, [&](const ServiceCheck& c, bool, const std::string&) {
+    changed.push_back(c.services.front());
+  });
+  Server third(io, std::nullopt);
+  checks.set({ServiceCheck{fast(HealthCheckConfig::Kind::kTcp, first.port()), {"a:80/tcp"}},
+              ServiceCheck{fast(HealthCheckConfig::Kind::kTcp, third.port()), {"a:81/tcp"}}});
+  run_until(io, [&] { return checks.healthy(); });
+  REQUIRE(checks.healthy());
+  changed.clear();
+  // A reload: port 80's check stays (now for two services), port 81's goes,
+  // another port is a new target.
+  checks.set({ServiceCheck{fast(HealthCheckConfig::Kind::kTcp, first.port()), {"a:80/tcp", "a:90/tcp"}},
+              ServiceCheck{fast(HealthCheckConfig::Kind::kTcp, fourth.port()), {"a:82/tcp"}}});
+  CHECK(checks.healthy("a:80/tcp"));
+  CHECK(checks.healthy("a:90/tcp"));
+  CHECK_FALSE(checks.healthy("a:82/tcp"));
+  CHECK(checks.healthy("a:81/tcp"));  // no longer checked
+  REQUIRE(checks.view().size() == 2);
+  CHECK(checks.view()[0].check.services.size() == 2);
+  // The gone check no longer probes: its app going away changes nothing.
+  third.close();
+  run_until(io, [&] { return checks.healthy("a:82/tcp"); });
+  io.run_for(150ms);
+  CHECK(fmt::format("{}", fmt::join(changed, " ")) == "a:82/tcp");
 }
 
 }  // TEST_SUITE

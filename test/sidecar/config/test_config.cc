@@ -2,9 +2,11 @@
 // schema through table-driven bad inputs whose exact messages (file, line,
 // key, reason) are asserted, and the command-line flags that override a file.
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -13,6 +15,8 @@
 
 #include "cluster/node_id.h"
 #include "config/config.h"
+#include "health.h"
+#include "settings.h"
 
 #ifndef MIXLB_SOURCE_DIR
 #error "test/meson.build passes MIXLB_SOURCE_DIR"
@@ -233,23 +237,53 @@ TEST_SUITE("config") {
     CHECK(c.node.weight == 1);
     CHECK(c.vips.empty());
     CHECK(c.peers.empty());
-    // Nothing to check by default without a TCP VIP port.
-    CHECK(c.health.kind == HealthKind::kNone);
-  }
-
-  TEST_CASE("the app check defaults to the first TCP VIP's address and port") {
-    const Config c = parse_config(
-        "[node]\nname = \"m\"\ninterface = \"eth0\"\n[[vip]]\naddress = \"10.100.0.5\"\n"
-        "protocol = \"udp\"\nport = 53\n[[vip]]\naddress = \"10.100.0.6\"\nports = [8443, 80]\n",
-        "m.toml");
     CHECK(c.health.kind == HealthKind::kTcp);
-    REQUIRE(c.health.address.has_value());
-    CHECK(c.health.address->to_string() == "10.100.0.6");
-    CHECK(c.health.port == 8443);
     CHECK(c.health.interval_ms == 1000);
     CHECK(c.health.timeout_ms == 500);
     CHECK(c.health.rise == 2);
     CHECK(c.health.fall == 3);
+  }
+
+  TEST_CASE("each service gets its own check: TCP ports themselves, others only with health_port") {
+    const Config c = parse_config(
+        "[node]\nname = \"m\"\ninterface = \"eth0\"\n[health]\nkind = \"http\"\npath = \"/ok\"\n"
+        // Two TCP ports checked by http on themselves.
+        "[[vip]]\naddress = \"10.100.0.6\"\nports = [8443, 80]\n"
+        // A TCP port checked by tcp.
+        "[[vip]]\naddress = \"10.100.0.6\"\nports = [7000]\nhealth = \"tcp\"\n"
+        // UDP: only with health_port; it shares port 80's check (same target).
+        "[[vip]]\naddress = \"10.100.0.6\"\nprotocol = \"udp\"\nports = [53]\nhealth_port = 80\n"
+        // UDP without health_port: not checked.
+        "[[vip]]\naddress = \"10.100.0.6\"\nprotocol = \"udp\"\nports = [5353]\n"
+        // Not checked at all.
+        "[[vip]]\naddress = \"10.100.0.7\"\nports = [9000]\nhealth = \"none\"\n"
+        // Its own path.
+        "[[vip]]\naddress = \"10.100.0.8\"\nports = [80]\nhealth_path = \"/healthz\"\n",
+        "m.toml");
+    const auto checks = service_checks(c);
+    std::vector<std::string> shown;
+    for (const auto& check : checks)
+      shown.push_back(fmt::format("{} -> {}", check_target(check.config), fmt::join(check.services, " ")));
+    CHECK(shown == std::vector<std::string>{
+                       "http 10.100.0.6:8443/ok -> 10.100.0.6:8443/tcp",
+                       "http 10.100.0.6:80/ok -> 10.100.0.6:80/tcp 10.100.0.6:53/udp",
+                       "tcp 10.100.0.6:7000 -> 10.100.0.6:7000/tcp",
+                       "http 10.100.0.8:80/healthz -> 10.100.0.8:80/tcp",
+                   });
+    for (const auto& check : checks) {
+      CHECK(check.config.interval == std::chrono::milliseconds(1000));
+      CHECK(check.config.rise == 2);
+    }
+  }
+
+  TEST_CASE("health = none everywhere, or no VIPs: no checks") {
+    const Config none = parse_config(
+        "[node]\nname = \"m\"\ninterface = \"eth0\"\n[health]\nkind = \"none\"\n"
+        "[[vip]]\naddress = \"10.100.0.6\"\nports = [80]\n",
+        "m.toml");
+    CHECK(service_checks(none).empty());
+    const Config empty = parse_config("[node]\nname = \"m\"\ninterface = \"eth0\"\n", "m.toml");
+    CHECK(service_checks(empty).empty());
   }
 
   TEST_CASE("bad [health] settings name the line and the key") {
@@ -257,17 +291,22 @@ TEST_SUITE("config") {
     const BadInput cases[] = {
         {"unknown kind", "[health]\nkind = \"icmp\"\n",
          "mix1.toml:5: health.kind: expected tcp, http or none, got 'icmp'"},
-        {"timeout not below interval",
-         "[health]\naddress = \"127.0.0.1\"\nport = 80\ninterval_ms = 1000\ntimeout_ms = 1000\n",
-         "mix1.toml:8: health.timeout_ms: 1000 ms is not shorter than health.interval_ms = 1000 ms"},
-        {"relative path", "[health]\nkind = \"http\"\naddress = \"127.0.0.1\"\nport = 80\npath = \"healthz\"\n",
-         "mix1.toml:8: health.path: 'healthz' is not an absolute HTTP path"},
-        {"explicit check with nothing to check", "[health]\nkind = \"tcp\"\n",
-         "mix1.toml:4: health.address: no TCP VIP with a port to check by default; set "
-         "health.address and health.port, or kind = \"none\""},
-        {"port out of range", "[health]\nport = 0\n", "mix1.toml:5: health.port: 0 is out of range 1..65535"},
+        {"timeout not below interval", "[health]\ninterval_ms = 1000\ntimeout_ms = 1000\n",
+         "mix1.toml:6: health.timeout_ms: 1000 ms is not shorter than health.interval_ms = 1000 ms"},
+        {"relative path", "[health]\nkind = \"http\"\npath = \"healthz\"\n",
+         "mix1.toml:6: health.path: 'healthz' is not an absolute HTTP path"},
+        {"relative path of a VIP", "[[vip]]\naddress = \"10.100.0.1\"\nports = [80]\nhealth_path = \"x\"\n",
+         "mix1.toml:7: vip[0].health_path: 'x' is not an absolute HTTP path"},
+        {"a UDP VIP's check with nothing to check",
+         "[[vip]]\naddress = \"10.100.0.1\"\nprotocol = \"udp\"\nports = [53]\nhealth = \"tcp\"\n",
+         "mix1.toml:8: vip[0].health: a udp entry has no TCP port of its own to check: set "
+         "health_port (the TCP port where the app answers for it)"},
+        {"unknown kind of a VIP", "[[vip]]\naddress = \"10.100.0.1\"\nhealth = \"icmp\"\n",
+         "mix1.toml:6: vip[0].health: expected tcp, http or none, got 'icmp'"},
+        {"health_port out of range", "[[vip]]\naddress = \"10.100.0.1\"\nhealth_port = 0\n",
+         "mix1.toml:6: vip[0].health_port: 0 is out of range 1..65535"},
         {"unknown key", "[health]\nretries = 3\n",
-         "mix1.toml:5: health.retries: unknown key ([health] takes kind, address, port, path, interval_ms, "
+         "mix1.toml:5: health.retries: unknown key ([health] takes kind, path, interval_ms, "
          "timeout_ms, rise, fall)"},
     };
     for (const BadInput& c : cases) {
@@ -678,7 +717,7 @@ address = "10.0.0.99"
          "[node]\nname = \"mix1\"\ninterface = \"eth0\"\n[[vip]]\naddress = \"10.100.0.1\"\nport = "
          "80\n[[vip]]\nadress = \"10.100.0.2\"\n",
          "mix1.toml:8: vip[1].adress: unknown key ([[vip]] takes address, protocol, port, ports, "
-         "nodes)"},
+         "nodes, health, health_port, health_path)"},
         {"typo in [[peer]]", "[[peer]]\nname = \"mix2\"\naddr = \"10.0.0.12\"\n",
          "mix1.toml:3: peer[0].addr: unknown key ([[peer]] takes name, address, weight)"},
         {"string expected", "[node]\nname = 5\n",

@@ -56,6 +56,18 @@ TEST_SUITE("diff") {
     CHECK(d.logging);
   }
 
+  TEST_CASE("a VIP's own check (health, health_port, health_path) is a VIP change, applied live") {
+    std::string text = kBase;
+    for (const char* key : {"health = \"http\"\n", "health_port = 8080\n", "health_path = \"/ok\"\n"}) {
+      std::string changed = kBase;
+      changed.insert(changed.find("ports = [80]\n") + 13, key);
+      const ConfigDiff d = diff_configs(parse_config(text, "mix1.toml"), parse_config(changed, "mix1.toml"));
+      CAPTURE(key);
+      CHECK(d.vips);
+      CHECK(d.live == Paths{"vip"});
+    }
+  }
+
   TEST_CASE("identity, sizes, the data path and how gossip runs need a restart") {
     const Config before = with("");
     std::string text = kBase;

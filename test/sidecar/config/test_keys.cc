@@ -15,19 +15,10 @@
 
 #include "config/config.h"
 #include "config/keys.h"
+#include "generated_doc.h"
 
 namespace mixlb {
 namespace {
-
-const std::string kDoc = std::string(MIXLB_SOURCE_DIR) + "/docs/configuration.md";
-
-std::string read_doc() {
-  std::ifstream in(kDoc);
-  REQUIRE_MESSAGE(in.good(), "cannot read " << kDoc);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 // Every table the document holds between its markers.
 std::vector<std::string> table_names() {
@@ -40,30 +31,10 @@ std::vector<std::string> table_names() {
 
 TEST_SUITE("keys") {
   TEST_CASE("docs/configuration.md holds the tables the key table generates") {
-    std::string doc = read_doc();
-    bool changed = false;
-    for (const std::string& name : table_names()) {
-      CAPTURE(name);
-      const std::string open = "<!-- keys: " + name + " -->\n";
-      const std::string close = "<!-- end keys -->";
-      const auto start = doc.find(open);
-      REQUIRE_MESSAGE(start != std::string::npos, "the document has no " << open);
-      const auto body = start + open.size();
-      const auto end = doc.find(close, body);
-      REQUIRE(end != std::string::npos);
-      const std::string want = key_reference(name);
-      if (doc.substr(body, end - body) == want) continue;
-      if (std::getenv("MIXLB_UPDATE_DOCS")) {
-        doc.replace(body, end - body, want);
-        changed = true;
-        continue;
-      }
-      FAIL_CHECK("the [" << name << "] table of " << kDoc
-                         << " differs from the key table; regenerate it with MIXLB_UPDATE_DOCS=1 "
-                            "(see this test's comment). It should read:\n"
-                         << want);
-    }
-    if (changed) std::ofstream(kDoc) << doc;
+    GeneratedDoc doc("docs/configuration.md");
+    for (const std::string& name : table_names())
+      doc.check("<!-- keys: " + name + " -->\n", "<!-- end keys -->", key_reference(name),
+                "the [" + name + "] table");
   }
 
   TEST_CASE("every key has one row, a known section, help and an accessor of its type") {
