@@ -4,6 +4,7 @@
 // lists and the error still says exactly where the bytes went wrong.
 #include "codec.h"
 
+#include <iterator>
 #include <string>
 #include <type_traits>
 
@@ -52,11 +53,36 @@ void put_address(Bytes& out, const Address& a) {
 
 bool name_ok(std::string_view name) { return !name.empty() && name.size() <= kMaxNameSize; }
 
-// Body sizes, and whether the variable fields are within their bounds.
+// Body sizes, and whether the variable fields are within their bounds
+// (kTooLarge) and of the sizes their message calls for (kBadValue).
 struct BodyPlan {
   std::size_t size = 0;
   bool ok = true;
+  Errc error = Errc::kTooLarge;
 };
+
+// The size of a key request's key field, by operation.
+std::size_t key_field_size(KeyOp op) {
+  switch (op) {
+    case KeyOp::kList:
+      return 0;
+    case KeyOp::kInstall:
+      return kKeyBytes;
+    case KeyOp::kUse:
+    case KeyOp::kRemove:
+      return kKeyIdBytes;
+  }
+  return 0;
+}
+
+bool key_op_ok(std::uint8_t op) {
+  return op >= static_cast<std::uint8_t>(KeyOp::kList) &&
+         op <= static_cast<std::uint8_t>(KeyOp::kRemove);
+}
+
+bool key_status_ok(std::uint8_t status) {
+  return status <= static_cast<std::uint8_t>(KeyStatus::kKeyringFull);
+}
 
 BodyPlan plan(const Ping& m) {
   return {4 + 1 + m.target.size() + 1 + m.source.size(), name_ok(m.target) && name_ok(m.source)};
@@ -81,6 +107,22 @@ BodyPlan plan(const Leave& m) { return {4 + 1 + m.name.size(), name_ok(m.name)};
 BodyPlan plan(const UserEvent& m) {
   return {1 + m.origin.size() + 8 + 2 + m.payload.size(),
           name_ok(m.origin) && m.payload.size() <= kMaxBodySize};
+}
+BodyPlan plan(const KeyRequest& m) {
+  const std::size_t size = 1 + m.origin.size() + 8 + 1 + 1 + address_size(m.answer_to) +
+                           m.request_key.size() + m.key.size();
+  if (!name_ok(m.origin)) return {size, false};
+  const bool shaped = key_op_ok(static_cast<std::uint8_t>(m.op)) &&
+                      m.request_key.size() == kKeyIdBytes && m.key.size() == key_field_size(m.op);
+  return {size, shaped, Errc::kBadValue};
+}
+BodyPlan plan(const KeyResponse& m) {
+  const std::size_t size = 8 + 1 + m.member.size() + 1 + 1 + m.key_ids.size();
+  if (!name_ok(m.member)) return {size, false};
+  const bool shaped = key_status_ok(static_cast<std::uint8_t>(m.status)) &&
+                      m.key_ids.size() % kKeyIdBytes == 0 &&
+                      m.key_ids.size() / kKeyIdBytes <= UINT8_MAX;
+  return {size, shaped, Errc::kBadValue};
 }
 
 void put_body(Bytes& out, const Ping& m) {
@@ -121,6 +163,22 @@ void put_body(Bytes& out, const UserEvent& m) {
   put_name(out, m.origin);
   put_u64(out, m.seq);
   put_bytes16(out, m.payload);
+}
+void put_body(Bytes& out, const KeyRequest& m) {
+  put_name(out, m.origin);
+  put_u64(out, m.id);
+  put_u8(out, m.reask ? 1 : 0);
+  put_u8(out, static_cast<std::uint8_t>(m.op));
+  put_address(out, m.answer_to);
+  out.insert(out.end(), m.request_key.begin(), m.request_key.end());
+  out.insert(out.end(), m.key.begin(), m.key.end());
+}
+void put_body(Bytes& out, const KeyResponse& m) {
+  put_u64(out, m.id);
+  put_name(out, m.member);
+  put_u8(out, static_cast<std::uint8_t>(m.status));
+  put_u8(out, static_cast<std::uint8_t>(m.key_ids.size() / kKeyIdBytes));
+  out.insert(out.end(), m.key_ids.begin(), m.key_ids.end());
 }
 
 // ---- decoding ----
@@ -306,6 +364,56 @@ Message read_body(MessageType type, Reader& r) {
       m.payload = r.bytes16("payload");
       return m;
     }
+    case MessageType::kKeyRequest: {
+      KeyRequest m;
+      m.origin = r.name("origin");
+      m.id = r.u64("request id");
+      const std::size_t flags_at = r.offset();
+      const std::uint8_t flags = r.u8("flags");
+      if (r.ok() && flags > 1) {
+        r.fail_at(Errc::kBadValue, "flags", "unknown flag bits " + std::to_string(flags), flags_at);
+      }
+      m.reask = (flags & 1) != 0;
+      const std::size_t op_at = r.offset();
+      const std::uint8_t op = r.u8("op");
+      if (r.ok() && !key_op_ok(op)) {
+        r.fail_at(Errc::kBadValue, "op", "value " + std::to_string(op) + " is not a key operation",
+                  op_at);
+      }
+      m.op = static_cast<KeyOp>(op);
+      m.answer_to = r.address("answer address");
+      m.request_key = r.take(kKeyIdBytes, "request key", r.offset());
+      const std::size_t key_size = r.ok() ? key_field_size(m.op) : 0;
+      if (r.ok() && r.left() != key_size) {
+        r.fail(Errc::kBadValue, "key",
+               std::string(to_string(m.op)) + " takes " + std::to_string(key_size) +
+                   " bytes of key, " + std::to_string(r.left()) + " left");
+      }
+      m.key = r.take(key_size, "key", r.offset());
+      return m;
+    }
+    case MessageType::kKeyResponse: {
+      KeyResponse m;
+      m.id = r.u64("request id");
+      m.member = r.name("member");
+      const std::size_t status_at = r.offset();
+      const std::uint8_t status = r.u8("status");
+      if (r.ok() && !key_status_ok(status)) {
+        r.fail_at(Errc::kBadValue, "status",
+                  "value " + std::to_string(status) + " is not a key status", status_at);
+      }
+      m.status = static_cast<KeyStatus>(status);
+      const std::size_t count_at = r.offset();
+      const std::size_t count = r.u8("key count");
+      if (r.ok() && count * kKeyIdBytes > r.left()) {
+        r.fail_at(Errc::kTruncated, "key count",
+                  std::to_string(count) + " key ids need " + std::to_string(count * kKeyIdBytes) +
+                      " bytes, " + std::to_string(r.left()) + " left",
+                  count_at);
+      }
+      m.key_ids = r.take(count * kKeyIdBytes, "key ids", count_at);
+      return m;
+    }
     case MessageType::kPushPull:
       break;
   }
@@ -313,8 +421,10 @@ Message read_body(MessageType type, Reader& r) {
 }
 
 bool is_datagram_type(std::uint8_t type) {
-  return type >= static_cast<std::uint8_t>(MessageType::kPing) &&
-         type <= static_cast<std::uint8_t>(MessageType::kUserEvent);
+  return (type >= static_cast<std::uint8_t>(MessageType::kPing) &&
+          type <= static_cast<std::uint8_t>(MessageType::kUserEvent)) ||
+         type == static_cast<std::uint8_t>(MessageType::kKeyRequest) ||
+         type == static_cast<std::uint8_t>(MessageType::kKeyResponse);
 }
 
 bool check_version(Reader& r) {
@@ -350,6 +460,24 @@ std::string_view to_string(MessageType type) {
       return "user-event";
     case MessageType::kPushPull:
       return "push-pull";
+    case MessageType::kKeyRequest:
+      return "key-request";
+    case MessageType::kKeyResponse:
+      return "key-response";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(KeyOp op) {
+  switch (op) {
+    case KeyOp::kList:
+      return "list";
+    case KeyOp::kInstall:
+      return "install";
+    case KeyOp::kUse:
+      return "use";
+    case KeyOp::kRemove:
+      return "remove";
   }
   return "unknown";
 }
@@ -368,8 +496,17 @@ std::string_view to_string(MemberState state) {
   return "unknown";
 }
 
+// The wire type of each alternative of Message, in its order; push-pull (10)
+// is a stream frame, not a Message.
 MessageType type_of(const Message& message) {
-  return static_cast<MessageType>(message.index() + 1);
+  static constexpr MessageType kTypes[] = {
+      MessageType::kPing,       MessageType::kPingReq,     MessageType::kAck,
+      MessageType::kNack,       MessageType::kAlive,       MessageType::kSuspect,
+      MessageType::kDead,       MessageType::kLeave,       MessageType::kUserEvent,
+      MessageType::kKeyRequest, MessageType::kKeyResponse,
+  };
+  static_assert(std::size(kTypes) == std::variant_size_v<Message>);
+  return kTypes[message.index()];
 }
 
 std::size_t encoded_size(const Message& message) {
@@ -380,7 +517,8 @@ std::error_code append_message(Bytes& out, const Message& message) {
   return std::visit(
       [&](const auto& m) -> std::error_code {
         const BodyPlan p = plan(m);
-        if (!p.ok || p.size > kMaxBodySize) return Errc::kTooLarge;
+        if (!p.ok) return p.error;
+        if (p.size > kMaxBodySize) return Errc::kTooLarge;
         put_u8(out, static_cast<std::uint8_t>(type_of(Message{m})));
         put_u16(out, static_cast<std::uint16_t>(p.size));
         put_body(out, m);

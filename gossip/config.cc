@@ -39,6 +39,8 @@ void validate(const Config& c) {
   require(c.push_pull_scale_nodes >= 1, "push_pull_scale_nodes must be at least 1");
   require(c.rejoin_interval > Duration::zero(), "rejoin_interval must be positive");
   require(c.stream_timeout > Duration::zero(), "stream_timeout must be positive");
+  require(c.key_request_timeout > Duration::zero(), "key_request_timeout must be positive");
+  require(c.key_request_retry > Duration::zero(), "key_request_retry must be positive");
   // A user event of the largest size, from an origin with the longest name,
   // must fit in the user-event share of a gossip packet: events are never
   // left to state sync.

@@ -104,8 +104,21 @@ struct Config {
   // --- bounds ---
   std::size_t max_metadata_size = 512;
   std::size_t max_event_payload = 256;
-  // Received user-event ids are remembered this long for deduplication.
+  // Received user-event ids are remembered this long for deduplication, and
+  // so are the key requests this node has applied (with its answer).
   Duration event_dedup_window = 10min;
+
+  // --- key management (mixlb's; Serf's key queries) ---
+  // A key request's origin collects answers until every member that was
+  // alive when it started has answered (or died), or until this timeout.
+  // Serf's query timeout is gossip_interval × 16 × ceil(log10(n + 1)): 6.4 s
+  // for 10 to 99 members, 9.6 s for 100 to 999; mixlb waits a fixed 10 s but
+  // re-asks (below), so a lost answer costs a retry interval, not the whole
+  // timeout.
+  Duration key_request_timeout = 10s;
+  // The origin sends the request again, directly, to the members whose
+  // answer it lacks, this often.
+  Duration key_request_retry = 1s;
 };
 
 // Throws std::invalid_argument naming the offending field.

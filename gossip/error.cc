@@ -34,6 +34,12 @@ class Category final : public std::error_category {
         return "the primary key cannot be removed";
       case Errc::kLeft:
         return "this node has left the cluster";
+      case Errc::kKeyringFull:
+        return "the keyring is full";
+      case Errc::kNoKeyring:
+        return "this node has no keyring (gossip is not encrypted)";
+      case Errc::kBusy:
+        return "another key request of this node is still running";
     }
     return "unknown gossip error";
   }

@@ -24,6 +24,9 @@ enum class Errc {
   kKeyNotInstalled,       // keyring: the key is not in the ring
   kKeyIsPrimary,          // keyring: the primary key cannot be removed
   kLeft,                  // the node has left the cluster
+  kKeyringFull,           // keyring: it holds kMaxKeys keys already
+  kNoKeyring,             // key management at a node that sends plaintext
+  kBusy,                  // a key request of this node is still running
 };
 
 const std::error_category& gossip_category() noexcept;

@@ -27,6 +27,17 @@ Bytes associated_data(std::string_view cluster_name) {
   return ad;
 }
 
+std::string to_hex(ByteView bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * bytes.size());
+  for (auto byte : bytes) {
+    out.push_back(kDigits[byte >> 4]);
+    out.push_back(kDigits[byte & 15]);
+  }
+  return out;
+}
+
 }  // namespace
 
 void ensure_sodium() {
@@ -61,15 +72,27 @@ std::expected<Key, std::error_code> parse_key(std::string_view hex) {
   return key;
 }
 
-std::string key_to_hex(const Key& key) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (auto byte : key) {
-    out.push_back(kDigits[byte >> 4]);
-    out.push_back(kDigits[byte & 15]);
-  }
-  return out;
+std::string key_to_hex(const Key& key) { return to_hex(key); }
+
+KeyId key_id(const Key& key) {
+  ensure_sodium();
+  // A label of our own ahead of the key, so the id is no hash anyone else
+  // computes over the same key.
+  static constexpr std::string_view kLabel = "mixlb gossip key id v1";
+  crypto_generichash_state state;
+  crypto_generichash_init(&state, nullptr, 0, crypto_generichash_BYTES_MIN);
+  crypto_generichash_update(&state, reinterpret_cast<const unsigned char*>(kLabel.data()),
+                            kLabel.size());
+  crypto_generichash_update(&state, key.data(), key.size());
+  std::array<std::uint8_t, crypto_generichash_BYTES_MIN> hash{};
+  crypto_generichash_final(&state, hash.data(), hash.size());
+  sodium_memzero(&state, sizeof state);
+  KeyId id{};
+  std::copy_n(hash.begin(), id.size(), id.begin());
+  return id;
 }
+
+std::string key_id_to_hex(const KeyId& id) { return to_hex(id); }
 
 Keyring::Keyring(std::string cluster_name, const Key& primary)
     : cluster_name_(std::move(cluster_name)), keys_{primary} {
@@ -81,8 +104,11 @@ Keyring::~Keyring() {
   for (auto& key : keys_) sodium_memzero(key.data(), key.size());
 }
 
-void Keyring::add(const Key& key) {
-  if (std::find(keys_.begin(), keys_.end(), key) == keys_.end()) keys_.push_back(key);
+std::error_code Keyring::add(const Key& key) {
+  if (std::find(keys_.begin(), keys_.end(), key) != keys_.end()) return {};
+  if (keys_.size() >= kMaxKeys) return Errc::kKeyringFull;
+  keys_.push_back(key);
+  return {};
 }
 
 std::error_code Keyring::use(const Key& key) {
@@ -101,7 +127,33 @@ std::error_code Keyring::remove(const Key& key) {
   return {};
 }
 
-Bytes Keyring::seal(ByteView plaintext) {
+const Key* Keyring::find(const KeyId& id) const {
+  for (const auto& key : keys_) {
+    if (key_id(key) == id) return &key;
+  }
+  return nullptr;
+}
+
+Bytes Keyring::seal(ByteView plaintext) { return seal_with(keys_.front(), plaintext); }
+
+std::vector<Bytes> Keyring::seal_also(ByteView plaintext, const KeyId& also) {
+  std::vector<Bytes> out;
+  out.push_back(seal_with(keys_.front(), plaintext));
+  if (const Key* other = find(also); other != nullptr && other != &keys_.front()) {
+    out.push_back(seal_with(*other, plaintext));
+  }
+  return out;
+}
+
+std::vector<Bytes> Keyring::seal_each(ByteView plaintext, const std::optional<KeyId>& skip) {
+  std::vector<Bytes> out;
+  for (const auto& key : keys_) {
+    if (!skip || key_id(key) != *skip) out.push_back(seal_with(key, plaintext));
+  }
+  return out;
+}
+
+Bytes Keyring::seal_with(const Key& key, ByteView plaintext) {
   Bytes out(kEnvelopeOverhead + plaintext.size());
   out[0] = kEnvelopeVersion;
   std::uint8_t* nonce = out.data() + 1;
@@ -112,7 +164,7 @@ Bytes Keyring::seal(ByteView plaintext) {
   unsigned long long written = 0;
   crypto_aead_xchacha20poly1305_ietf_encrypt(out.data() + 1 + kNonceSize, &written,
                                              plaintext.data(), plaintext.size(), ad.data(),
-                                             ad.size(), nullptr, nonce, keys_.front().data());
+                                             ad.size(), nullptr, nonce, key.data());
   out.resize(1 + kNonceSize + written);
   return out;
 }

@@ -28,6 +28,56 @@ Bytes framed(const Message& message) {
   return out;
 }
 
+// A datagram's plaintext holding one message alone.
+Bytes alone(const Message& message) {
+  Bytes out{kWireVersion};
+  if (append_message(out, message)) return {};
+  return out;
+}
+
+bool is_live(MemberState state) {
+  return state == MemberState::kAlive || state == MemberState::kSuspect;
+}
+
+std::error_code error_of(KeyStatus status) {
+  switch (status) {
+    case KeyStatus::kOk:
+      return {};
+    case KeyStatus::kKeyNotInstalled:
+      return Errc::kKeyNotInstalled;
+    case KeyStatus::kKeyIsPrimary:
+      return Errc::kKeyIsPrimary;
+    case KeyStatus::kKeyringFull:
+      return Errc::kKeyringFull;
+  }
+  return Errc::kBadValue;
+}
+
+// The ids of `keys`, back to back, as an answer lists them.
+Bytes ids_of(std::span<const Key> keys) {
+  Bytes ids;
+  ids.reserve(keys.size() * kKeyIdSize);
+  for (const auto& key : keys) {
+    const KeyId id = key_id(key);
+    ids.insert(ids.end(), id.begin(), id.end());
+  }
+  return ids;
+}
+
+// What the origin records of one member's answer (`ids` as ids_of makes them).
+KeyAnswer answer_of(std::string_view member, KeyStatus status, ByteView ids) {
+  KeyAnswer answer{std::string(member),
+                   status == KeyStatus::kOk ? KeyOutcome::kOk : KeyOutcome::kFailed,
+                   error_of(status),
+                   {}};
+  for (std::size_t at = 0; at + kKeyIdSize <= ids.size(); at += kKeyIdSize) {
+    KeyId id{};
+    std::copy_n(ids.begin() + static_cast<std::ptrdiff_t>(at), kKeyIdSize, id.begin());
+    answer.keys.push_back(id);
+  }
+  return answer;
+}
+
 }  // namespace
 
 std::string_view to_string(MemberEventKind kind) {
@@ -62,6 +112,25 @@ std::string_view to_string(SyncPurpose purpose) {
   return "unknown";
 }
 
+std::string_view to_string(KeyOutcome outcome) {
+  switch (outcome) {
+    case KeyOutcome::kOk:
+      return "ok";
+    case KeyOutcome::kFailed:
+      return "failed";
+    case KeyOutcome::kNoAnswer:
+      return "no answer";
+  }
+  return "unknown";
+}
+
+std::size_t KeyResult::count(KeyOutcome outcome) const {
+  return static_cast<std::size_t>(std::count_if(
+      answers.begin(), answers.end(), [&](const KeyAnswer& a) { return a.outcome == outcome; }));
+}
+
+bool KeyResult::ok() const { return count(KeyOutcome::kOk) == answers.size(); }
+
 std::string_view to_string(DropReason reason) {
   switch (reason) {
     case DropReason::kNoKeyAuthenticates:
@@ -90,6 +159,10 @@ Swim::Swim(Config config, std::optional<Keyring> keyring, std::uint64_t seed, Ti
   // Event sequence numbers start at a random point, so a restarted origin's
   // events are not mistaken for copies of its earlier ones.
   next_event_seq_ = rng_() >> 1;
+  // Key request ids start at a random point for the same reason. They are
+  // a namespace of their own, so the events' random start serves, and the
+  // random choices that follow are the same as before key requests existed.
+  next_key_request_ = next_event_seq_;
 
   Entry& self = add_member(config_.name, config_.address);
   self.member.metadata = config_.metadata;
@@ -221,6 +294,8 @@ std::vector<StreamRequest> Swim::take_stream_requests() {
 
 std::vector<Event> Swim::take_events() { return std::exchange(events_, {}); }
 
+std::vector<KeyEvent> Swim::take_key_events() { return std::exchange(key_events_, {}); }
+
 TimePoint Swim::next_deadline() const {
   return timers_.empty() ? TimePoint::max() : timers_.top().at;
 }
@@ -287,7 +362,7 @@ void Swim::fire(const Timer& timer, TimePoint now) {
     case TimerKind::kGossip:
       gossip_armed_ = false;
       gossip(now);
-      if (!updates_.empty() || !user_events_.empty()) arm_gossip(now);
+      if (!updates_.empty() || !user_events_.empty() || !key_forwards_.empty()) arm_gossip(now);
       break;
     case TimerKind::kPushPull:
       if (left_) break;
@@ -301,6 +376,12 @@ void Swim::fire(const Timer& timer, TimePoint now) {
       break;
     case TimerKind::kStream:
       on_stream_failed(timer.arg, std::make_error_code(std::errc::timed_out), now);
+      break;
+    case TimerKind::kKeyRetry:
+      key_retry(timer.arg, now);
+      break;
+    case TimerKind::kKeyDeadline:
+      finish_key_request(timer.arg, now, true);
       break;
   }
 }
@@ -452,6 +533,10 @@ void Swim::handle(const Address& from, const Message& message, TimePoint now) {
           on_dead(m.incarnation, m.name, m.name, true, now, &from);
         } else if constexpr (std::is_same_v<T, UserEvent>) {
           on_user_event(m.origin, m.seq, m.payload, now);
+        } else if constexpr (std::is_same_v<T, KeyRequest>) {
+          on_key_request(m, now);
+        } else if constexpr (std::is_same_v<T, KeyResponse>) {
+          on_key_response(m, now);
         }
       },
       message);
@@ -670,6 +755,228 @@ void Swim::remember_event(const std::string& key, TimePoint now) {
   seen_order_.emplace(now, key);
 }
 
+// ---------------------------------------------------------------- key requests
+
+std::expected<std::uint64_t, std::error_code> Swim::start_key_request(KeyOp op,
+                                                                      const std::optional<Key>& key,
+                                                                      TimePoint now) {
+  auto refuse = [](std::error_code e) { return std::unexpected(e); };
+  if (!keyring_) return refuse(Errc::kNoKeyring);
+  if (left_) return refuse(Errc::kLeft);
+  if ((op == KeyOp::kList) == key.has_value()) return refuse(Errc::kBadValue);
+  if (key_request_) return refuse(Errc::kBusy);
+  std::optional<KeyId> id;
+  Bytes key_field;  // what the request carries: the key, its id, or nothing
+  if (key) {
+    id = key_id(*key);
+    if (op == KeyOp::kInstall) {
+      key_field.assign(key->begin(), key->end());
+    } else {
+      key_field.assign(id->begin(), id->end());
+    }
+  }
+  // The key every member can open now: ours seals with it.
+  const KeyId request_key = key_id(keyring_->primary());
+  // This node first, as any member would apply it. What fails here is
+  // refused before anything is sent: a use of a key this node lacks (its
+  // own traffic would stay under a key the others stop sealing with), the
+  // removal of its own primary, an install on a full ring.
+  if (const KeyStatus status = apply_key_op(op, key_field); status != KeyStatus::kOk) {
+    return refuse(error_of(status));
+  }
+  ++stats_.key_requests_applied;
+  ++stats_.key_requests_started;
+
+  const std::uint64_t request_id = next_key_request_++;
+  KeyRequest request{config_.name, request_id, false, op, config_.address, request_key, key_field};
+  PendingKeyRequest pending;
+  pending.id = request_id;
+  pending.op = op;
+  pending.key = id;
+  pending.started = now;
+  pending.deadline = now + config_.key_request_timeout;
+  request.reask = true;
+  pending.reask = alone(request);
+  request.reask = false;
+  for (const auto& entry : members_) {
+    if (is_live(entry.member.state)) pending.expected.insert(entry.member.name);
+  }
+  // Its own answer is recorded directly, and the id is remembered so that
+  // copies coming back are ignored.
+  Bytes answer = key_answer(request_id, KeyStatus::kOk);
+  pending.answers.emplace(config_.name,
+                          answer_of(config_.name, KeyStatus::kOk, ids_of(keyring_->keys())));
+  remember_key_request(event_key(config_.name, request_id),
+                       AppliedKeyRequest{std::move(answer), config_.address, request_key}, now);
+  key_request_ = std::move(pending);
+
+  if (finish_key_request(request_id, now, false)) return request_id;  // no one else to ask
+  forward_key_request(request, now);
+  // Spread it now rather than at the next gossip tick: an operator waits.
+  gossip(now);
+  schedule(now + config_.key_request_retry, TimerKind::kKeyRetry, request_id);
+  schedule(now + config_.key_request_timeout, TimerKind::kKeyDeadline, request_id);
+  return request_id;
+}
+
+std::error_code Swim::change_key(KeyOp op, const Key& key, TimePoint) {
+  if (!keyring_) return Errc::kNoKeyring;
+  if (op == KeyOp::kList) return Errc::kBadValue;
+  const KeyId id = key_id(key);
+  const KeyStatus status = op == KeyOp::kInstall ? apply_key_op(op, key) : apply_key_op(op, id);
+  return error_of(status);
+}
+
+// A member's part: apply once, answer the origin, pass the request on. A
+// copy of a request already applied is ignored, unless the origin asks
+// again, which gets the answer kept from the first time.
+void Swim::on_key_request(const KeyRequest& request, TimePoint now) {
+  if (!keyring_ || left_) return;
+  const std::string key = event_key(request.origin, request.id);
+  if (auto it = applied_key_requests_.find(key); it != applied_key_requests_.end()) {
+    if (request.reask) {
+      ++stats_.key_answers_sent;
+      emit_sealed(it->second.answer_to,
+                  keyring_->seal_also(it->second.answer, it->second.request_key));
+    }
+    return;
+  }
+  KeyId request_key{};
+  std::copy_n(request.request_key.begin(), kKeyIdSize, request_key.begin());
+  const KeyStatus status = apply_key_op(request.op, request.key);
+  ++stats_.key_requests_applied;
+  Bytes answer = key_answer(request.id, status);
+  ++stats_.key_answers_sent;
+  emit_sealed(request.answer_to, keyring_->seal_also(answer, request_key));
+  remember_key_request(key, AppliedKeyRequest{std::move(answer), request.answer_to, request_key},
+                       now);
+  forward_key_request(request, now);
+}
+
+void Swim::on_key_response(const KeyResponse& response, TimePoint now) {
+  const Entry* entry = find(response.member);
+  if (!key_request_ || key_request_->id != response.id || entry == nullptr ||
+      !is_live(entry->member.state)) {
+    ++stats_.key_answers_ignored;
+    return;
+  }
+  // A second copy (sealed under another key) or an answer sent again.
+  if (key_request_->answers.count(response.member)) return;
+  ++stats_.key_answers_received;
+  key_request_->answers.emplace(response.member,
+                                answer_of(response.member, response.status, response.key_ids));
+  finish_key_request(response.id, now, false);
+}
+
+// `key` is the request's key field: the key for an install, its id for use
+// and remove. Reports the change, if there was one.
+KeyStatus Swim::apply_key_op(KeyOp op, ByteView key) {
+  Keyring& ring = *keyring_;
+  KeyId id{};
+  if (op == KeyOp::kUse || op == KeyOp::kRemove) std::copy_n(key.begin(), kKeyIdSize, id.begin());
+  bool changed = false;
+  switch (op) {
+    case KeyOp::kList:
+      return KeyStatus::kOk;
+    case KeyOp::kInstall: {
+      Key k{};
+      std::copy_n(key.begin(), kKeySize, k.begin());
+      const std::size_t before = ring.keys().size();
+      if (ring.add(k)) return KeyStatus::kKeyringFull;
+      changed = ring.keys().size() != before;
+      break;
+    }
+    case KeyOp::kUse: {
+      const Key* k = ring.find(id);
+      if (k == nullptr) return KeyStatus::kKeyNotInstalled;
+      changed = k != &ring.primary();
+      if (changed) ring.use(Key(*k));
+      break;
+    }
+    case KeyOp::kRemove: {
+      const Key* k = ring.find(id);
+      if (k == nullptr) return KeyStatus::kOk;  // already gone: nothing to do
+      if (k == &ring.primary()) return KeyStatus::kKeyIsPrimary;
+      ring.remove(Key(*k));
+      changed = true;
+      break;
+    }
+  }
+  if (changed) {
+    key_events_.emplace_back(
+        KeyringChanged{std::vector<Key>(ring.keys().begin(), ring.keys().end())});
+  }
+  return KeyStatus::kOk;
+}
+
+Bytes Swim::key_answer(std::uint64_t id, KeyStatus status) const {
+  const Bytes ids = ids_of(keyring_->keys());
+  return alone(KeyResponse{id, config_.name, status, ids});
+}
+
+void Swim::remember_key_request(const std::string& key, AppliedKeyRequest applied, TimePoint now) {
+  while (!applied_key_order_.empty() &&
+         now - applied_key_order_.front().first > config_.event_dedup_window) {
+    applied_key_requests_.erase(applied_key_order_.front().second);
+    applied_key_order_.pop();
+  }
+  applied_key_requests_.emplace(key, std::move(applied));
+  applied_key_order_.emplace(now, key);
+}
+
+void Swim::forward_key_request(const KeyRequest& request, TimePoint now) {
+  KeyRequest copy = request;
+  copy.reask = false;
+  key_forwards_.push_back(KeyForward{alone(copy), 0});
+  arm_gossip(now);
+}
+
+void Swim::key_retry(std::uint64_t id, TimePoint now) {
+  if (finish_key_request(id, now, false)) return;
+  const PendingKeyRequest& pending = *key_request_;
+  for (const auto& name : pending.expected) {
+    if (pending.answers.count(name)) continue;
+    const Entry* entry = find(name);
+    if (entry == nullptr || !is_live(entry->member.state)) continue;
+    // Under every key but the one being installed: the member may have
+    // missed a request that changed our primary (a member that lacks the
+    // new key is reached under the old one), and a key it is being asked to
+    // install is one it may not hold.
+    emit_sealed(entry->member.address,
+                keyring_->seal_each(pending.reask,
+                                    pending.op == KeyOp::kInstall ? pending.key : std::nullopt));
+  }
+  if (now + config_.key_request_retry < pending.deadline) {
+    schedule(now + config_.key_request_retry, TimerKind::kKeyRetry, id);
+  }
+}
+
+bool Swim::finish_key_request(std::uint64_t id, TimePoint now, bool deadline) {
+  if (!key_request_ || key_request_->id != id) return true;  // a timer of an ended request
+  PendingKeyRequest& pending = *key_request_;
+  bool silent = false;  // a live expected member has not answered
+  for (const auto& name : pending.expected) {
+    if (pending.answers.count(name)) continue;
+    const Entry* entry = find(name);
+    if (entry != nullptr && is_live(entry->member.state)) silent = true;
+  }
+  if (silent && !deadline) return false;
+  KeyResult result;
+  result.id = id;
+  result.op = pending.op;
+  result.key = pending.key;
+  result.elapsed = now - pending.started;
+  result.timed_out = silent;
+  // Those that did not answer, dead since or not, then all by name.
+  for (const auto& name : pending.expected) {
+    pending.answers.try_emplace(name, KeyAnswer{name, KeyOutcome::kNoAnswer, {}, {}});
+  }
+  for (auto& [name, answer] : pending.answers) result.answers.push_back(std::move(answer));
+  key_request_.reset();
+  key_events_.emplace_back(std::move(result));
+  return true;
+}
+
 // ---------------------------------------------------------------- sending
 
 std::size_t Swim::packet_room() const {
@@ -710,6 +1017,14 @@ void Swim::emit(const Address& to, const Bytes& plain) {
   datagrams_.push_back(Datagram{to, std::move(bytes)});
 }
 
+void Swim::emit_sealed(const Address& to, std::vector<Bytes> envelopes) {
+  for (auto& bytes : envelopes) {
+    ++stats_.datagrams_sent;
+    stats_.bytes_sent += bytes.size();
+    datagrams_.push_back(Datagram{to, std::move(bytes)});
+  }
+}
+
 void Swim::queue_update(const std::string& name, const Message& update, TimePoint now) {
   Bytes message = framed(update);
   if (message.empty()) return;
@@ -733,7 +1048,7 @@ void Swim::arm_gossip(TimePoint now) {
 }
 
 void Swim::gossip(TimePoint now) {
-  if (updates_.empty() && user_events_.empty()) return;
+  if (updates_.empty() && user_events_.empty() && key_forwards_.empty()) return;
   auto targets = random_members(config_.gossip_nodes, [&](const Entry& e) {
     if (e.member.name == config_.name) return false;
     switch (e.member.state) {
@@ -747,14 +1062,25 @@ void Swim::gossip(TimePoint now) {
     }
     return false;
   });
+  bool piggybacking = !updates_.empty() || !user_events_.empty();
   for (Entry* target : targets) {
+    for (auto& forward : key_forwards_) {
+      emit(target->member.address, forward.packet);
+      ++forward.sent;
+    }
+    if (!piggybacking) continue;
     Bytes plain;
     plain.reserve(packet_room());
     plain.push_back(kWireVersion);
     piggyback(plain);
-    if (plain.size() == 1) break;
+    if (plain.size() == 1) {
+      piggybacking = false;
+      continue;
+    }
     emit(target->member.address, plain);
   }
+  const int limit = event_retransmit_limit(config_, members_.size());
+  std::erase_if(key_forwards_, [&](const KeyForward& f) { return f.sent >= limit; });
 }
 
 // ---------------------------------------------------------------- state sync

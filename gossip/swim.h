@@ -52,6 +52,54 @@
 //     alive, and a suspicion still held halfway to its minimum timeout is
 //     spread again, so a member that missed a refutation learns of it in
 //     time (docs/gossip.md has the measurements).
+//
+// Key requests (Serf's key queries: `serf keys`). One member, the origin,
+// asks every member to list its keys, install a key, make one the primary,
+// or remove one; each member applies the request to its own keyring once
+// and answers the origin directly; the origin reports one KeyResult with
+// every member's outcome. How it is built, and why:
+//   - The origin applies the request to itself first, then spreads it like a
+//     user event: each member that applies it passes it on to a few random
+//     members every gossip interval, a bounded number of times. Requests are
+//     deduplicated by (origin, id); a member keeps its answer for
+//     event_dedup_window, so a copy never applies a request twice.
+//   - Key-management messages travel in datagrams of their own. Copies of
+//     a request are sealed as any packet is, under the sender's primary. An
+//     answer is sealed under the member's primary and also under the request
+//     key, the origin's primary when it started, which the origin still
+//     holds: it opens at the origin whichever of the two has switched
+//     primary since. The origin re-asks silent members under every key it
+//     holds but a key being installed, so a member that shares any other key
+//     with it is reached: a `use` of a key some member lacks reaches it
+//     under the old key, and it answers "key is not installed" instead of
+//     being cut off unheard; a member that missed an install and then a use
+//     is brought back by installing again. Extra copies go under the keys
+//     that can matter only, never under every key by default: a copy under
+//     a key the receiver lacks is a drop it counts (kNoKeyAuthenticates),
+//     and a rotation that goes well shows none. After a `remove`, the removed
+//     key opens nothing here, and a member left with only that key hears no
+//     more requests.
+//   - The origin waits for every member that was alive or suspect when it
+//     started (it stops waiting for one that dies), re-asks the silent ones
+//     directly every key_request_retry (a member that already applied the
+//     request answers again from what it kept), and gives up after
+//     key_request_timeout: those members are reported kNoAnswer. Answers are
+//     taken only for a pending request, only from a live member, once each.
+//   - Lists and answers name keys by id (keyring.h: key_id); only an
+//     install carries a key, and use and remove name theirs by id, so a key
+//     reaches no member through a use, a removal or a listing.
+//   - A request that fails at its origin is refused there, not spread: a
+//     `use` of a key the origin does not hold (it would cut itself off), the
+//     removal of its own primary, an install on its full ring. Removing a
+//     key a member does not hold is not a failure there (memberlist's rule),
+//     so a removal can be repeated after a partial one.
+//   - One request at a time per origin: a second one while the first is
+//     collecting answers is refused (kBusy), so an install cannot race the
+//     use that depends on it.
+// Key events (KeyringChanged, KeyResult) come out of take_key_events(),
+// apart from take_events(): they carry key material, which should reach
+// the code that keeps the keyring file and no consumer, or log, of
+// membership events.
 #include <array>
 #include <cstdint>
 #include <expected>
@@ -61,6 +109,7 @@
 #include <optional>
 #include <queue>
 #include <random>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -121,6 +170,50 @@ struct SyncResult {
 
 using Event = std::variant<MemberEvent, UserEventDelivery, SyncResult>;
 
+// This node's keyring changed (a key request, its own or another member's,
+// or change_key()): the keys it holds now, the primary first. Emitted only
+// when the set or the primary did change.
+struct KeyringChanged {
+  std::vector<Key> keys;
+};
+
+enum class KeyOutcome : std::uint8_t {
+  kOk,        // the member applied the request (or had nothing to do)
+  kFailed,    // the member answered, and refused: `error` says why
+  kNoAnswer,  // no answer: the member died meanwhile, or key_request_timeout passed
+};
+std::string_view to_string(KeyOutcome outcome);
+
+// What the origin of a key request heard from one member.
+struct KeyAnswer {
+  std::string member;
+  KeyOutcome outcome = KeyOutcome::kNoAnswer;
+  // kFailed: Errc::kKeyNotInstalled (use), kKeyIsPrimary (remove) or
+  // kKeyringFull (install).
+  std::error_code error;
+  // When it answered: the ids of the keys it holds after the request, its
+  // primary's first.
+  std::vector<KeyId> keys;
+};
+
+// The end of a key request this node started: one answer per member that
+// was alive or suspect when it started, and per other member that answered
+// meanwhile, by member name.
+struct KeyResult {
+  std::uint64_t id = 0;
+  KeyOp op = KeyOp::kList;
+  std::optional<KeyId> key;  // install, use, remove: the key's id
+  std::vector<KeyAnswer> answers;
+  Duration elapsed{};      // from the start to this result
+  bool timed_out = false;  // key_request_timeout ended it, not the last answer
+
+  std::size_t count(KeyOutcome outcome) const;
+  // Every member answered, and every answer is kOk.
+  bool ok() const;
+};
+
+using KeyEvent = std::variant<KeyringChanged, KeyResult>;
+
 struct Datagram {
   Address to;
   Bytes bytes;
@@ -164,6 +257,11 @@ struct Stats {
   std::uint64_t address_conflicts = 0;  // alive claims for a name at another address
   std::uint64_t corrections = 0;        // stale suspicions answered with a newer alive
   std::uint64_t rechecks = 0;           // suspicions spread again halfway to their minimum
+  std::uint64_t key_requests_started = 0;  // as their origin
+  std::uint64_t key_requests_applied = 0;  // each once, this node's own included
+  std::uint64_t key_answers_sent = 0;      // answers to other origins (first and again)
+  std::uint64_t key_answers_received = 0;  // accepted by this node as origin
+  std::uint64_t key_answers_ignored = 0;   // for no pending request, or from a non-member
   std::array<std::uint64_t, static_cast<std::size_t>(DropReason::kCount)> drops{};
   std::string last_drop;  // "10.0.0.9:7946: no installed key authenticates the packet"
 };
@@ -198,11 +296,29 @@ class Swim {
   // does not come back; start a new Swim to rejoin.
   void leave(TimePoint now);
 
+  // Starts a key request as its origin ("Key requests" above) and returns
+  // its id; its KeyResult comes out of take_key_events(). `key` is required
+  // for install, use and remove and refused for list (kBadValue). Refused
+  // before anything is sent or changed: kNoKeyring, kLeft, kBusy (this
+  // node's previous request has not ended), and what this node's own part
+  // fails with: kKeyNotInstalled (use of a key it does not hold: its own
+  // traffic would stay under a key the others stop sealing with),
+  // kKeyIsPrimary (removal of its own primary), kKeyringFull (install on a
+  // ring of kMaxKeys keys).
+  std::expected<std::uint64_t, std::error_code> start_key_request(KeyOp op,
+                                                                  const std::optional<Key>& key,
+                                                                  TimePoint now);
+  // Changes this node's keyring alone, as a key request would here:
+  // install, use or remove (kBadValue for list); kNoKeyring without one.
+  // For a rotation by hand, one node at a time.
+  std::error_code change_key(KeyOp op, const Key& key, TimePoint now);
+
   // --- outputs ---
 
   std::vector<Datagram> take_datagrams();
   std::vector<StreamRequest> take_stream_requests();
   std::vector<Event> take_events();
+  std::vector<KeyEvent> take_key_events();
   // When tick() wants to run next (TimePoint::max() when nothing is armed).
   TimePoint next_deadline() const;
 
@@ -222,8 +338,9 @@ class Swim {
   bool has_left() const { return left_; }
   int health_score() const { return awareness_.score(); }
   const Stats& stats() const { return stats_; }
-  // The keyring, for rotation (nullptr in plaintext mode).
-  Keyring* keyring() { return keyring_ ? &*keyring_ : nullptr; }
+  // The keyring (nullptr in plaintext mode); it changes through
+  // start_key_request() and change_key() only, which report each change.
+  const Keyring* keyring() const { return keyring_ ? &*keyring_ : nullptr; }
 
  private:
   enum class TimerKind : std::uint8_t {
@@ -237,6 +354,8 @@ class Swim {
     kPushPull,
     kRejoin,
     kStream,
+    kKeyRetry,
+    kKeyDeadline,
   };
   struct Timer {
     TimePoint at;
@@ -271,6 +390,30 @@ class Swim {
     Address peer;
     SyncPurpose purpose;
   };
+  // A key request this node applied, and the answer it gave (a plaintext
+  // datagram), kept for event_dedup_window to answer a re-ask with.
+  struct AppliedKeyRequest {
+    Bytes answer;
+    Address answer_to;
+    KeyId request_key{};
+  };
+  // A key request this node passes on, as a plaintext datagram, and to how
+  // many members it has gone so far.
+  struct KeyForward {
+    Bytes packet;
+    int sent = 0;
+  };
+  // The key request this node started and is collecting answers for.
+  struct PendingKeyRequest {
+    std::uint64_t id = 0;
+    KeyOp op = KeyOp::kList;
+    std::optional<KeyId> key;
+    TimePoint started{};
+    TimePoint deadline{};
+    Bytes reask;  // the request with the re-ask flag, as a plaintext datagram
+    std::set<std::string, std::less<>> expected;            // live when it started
+    std::map<std::string, KeyAnswer, std::less<>> answers;  // those that answered
+  };
 
   std::uint64_t schedule(TimePoint at, TimerKind kind, std::uint64_t arg = 0,
                          std::string name = {});
@@ -295,6 +438,18 @@ class Swim {
                TimePoint now, const Address* sender = nullptr);
   void correct(const Entry& entry, const Address* sender, TimePoint now);
   void on_user_event(std::string_view origin, std::uint64_t seq, ByteView payload, TimePoint now);
+
+  // Key requests.
+  void on_key_request(const KeyRequest& request, TimePoint now);
+  void on_key_response(const KeyResponse& response, TimePoint now);
+  KeyStatus apply_key_op(KeyOp op, ByteView key);
+  Bytes key_answer(std::uint64_t id, KeyStatus status) const;
+  void remember_key_request(const std::string& key, AppliedKeyRequest applied, TimePoint now);
+  void forward_key_request(const KeyRequest& request, TimePoint now);
+  void key_retry(std::uint64_t id, TimePoint now);
+  // Ends the request when no live expected member is still silent, or
+  // `deadline` says time is up; returns whether it ended.
+  bool finish_key_request(std::uint64_t id, TimePoint now, bool deadline);
   void refute(Entry& self, std::uint32_t accused, TimePoint now);
   void suspicion_expired(const std::string& name, std::uint64_t timer, TimePoint now);
   void suspicion_recheck(const std::string& name, std::uint64_t started, TimePoint now);
@@ -303,6 +458,9 @@ class Swim {
   void send(const Address& to, std::initializer_list<Message> primary);
   void piggyback(Bytes& plain);
   void emit(const Address& to, const Bytes& plain);
+  // Key management's datagrams: one per envelope, each made by the keyring
+  // (seal_also, seal_each: see "Key requests" above).
+  void emit_sealed(const Address& to, std::vector<Bytes> envelopes);
   void queue_update(const std::string& name, const Message& update, TimePoint now);
   void remember_event(const std::string& key, TimePoint now);
   void arm_gossip(TimePoint now);
@@ -355,6 +513,12 @@ class Swim {
   std::unordered_map<std::string, TimePoint> seen_events_;
   std::queue<std::pair<TimePoint, std::string>> seen_order_;
 
+  std::map<std::string, AppliedKeyRequest> applied_key_requests_;
+  std::queue<std::pair<TimePoint, std::string>> applied_key_order_;
+  std::vector<KeyForward> key_forwards_;
+  std::optional<PendingKeyRequest> key_request_;  // one at a time
+  std::uint64_t next_key_request_;
+
   std::vector<Address> seeds_;
   std::uint64_t next_stream_id_ = 1;
   std::map<std::uint64_t, PendingStream> pending_streams_;
@@ -366,6 +530,7 @@ class Swim {
   std::vector<Datagram> datagrams_;
   std::vector<StreamRequest> stream_requests_;
   std::vector<Event> events_;
+  std::vector<KeyEvent> key_events_;
   Stats stats_;
 };
 

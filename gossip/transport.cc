@@ -95,30 +95,35 @@ void guarded(const char* what, F&& callback) {
   }
 }
 
-// The answer to one snapshot_async(): `done` runs exactly once, through
-// answer(), or from the destructor with kLeft when the request holding the
-// last reference is dropped unrun (the loop closed first), so no path can
-// lose the callback.
-class SnapshotReply {
+// The answer to one asynchronous request (snapshot_async, key_request_async):
+// `done` runs exactly once, through answer(), or from the destructor with
+// kLeft when the last reference is dropped unanswered (the request was
+// dropped unrun, or the loop closed before the core reported), so no path
+// can lose the callback.
+template <typename Result>
+class Reply {
  public:
-  using Done = std::function<void(Transport::SnapshotResult)>;
+  using Done = std::function<void(Result)>;
 
-  explicit SnapshotReply(Done done) : done_(std::move(done)) {}
-  SnapshotReply(const SnapshotReply&) = delete;
-  SnapshotReply& operator=(const SnapshotReply&) = delete;
-  ~SnapshotReply() {
+  Reply(const char* what, Done done) : what_(what), done_(std::move(done)) {}
+  Reply(const Reply&) = delete;
+  Reply& operator=(const Reply&) = delete;
+  ~Reply() {
     if (done_) answer(std::unexpected(make_error_code(Errc::kLeft)));
   }
 
-  void answer(Transport::SnapshotResult result) {
+  void answer(Result result) {
     if (!done_) return;
-    guarded("a snapshot callback",
-            [&, done = std::exchange(done_, nullptr)] { done(std::move(result)); });
+    guarded(what_, [&, done = std::exchange(done_, nullptr)] { done(std::move(result)); });
   }
 
  private:
+  const char* what_;
   Done done_;
 };
+
+using SnapshotReply = Reply<Transport::SnapshotResult>;
+using KeyReply = Reply<Transport::KeyRequestResult>;
 
 void require(bool ok, const char* what) {
   if (!ok) throw std::invalid_argument(std::string("gossip transport: ") + what);
@@ -145,6 +150,11 @@ void check(const TransportOptions& options) {
   require(options.leave_linger >= Duration::zero(), "leave_linger must not be negative");
 }
 
+std::vector<Key> keys_of(const std::optional<Keyring>& keyring) {
+  if (!keyring) return {};
+  return {keyring->keys().begin(), keyring->keys().end()};
+}
+
 }  // namespace
 
 struct Transport::Impl {
@@ -165,11 +175,13 @@ struct Transport::Impl {
   // Who may post requests (guarded by queue_mutex).
   enum class Gate { kNotStarted, kOpen, kLeaving, kClosed };
 
-  Impl(TransportOptions o, EventHandler handler)
+  Impl(TransportOptions o, EventHandler handler, KeyringHandler keyring_handler)
       : options(std::move(o)),
         on_event(std::move(handler)),
+        on_keyring(std::move(keyring_handler)),
         stream_timeout(options.stream_timeout.value_or(options.config.stream_timeout)),
-        address(options.config.address) {}
+        address(options.config.address),
+        current_keys(keys_of(options.keyring)) {}
 
   // ---- lifecycle (caller threads)
 
@@ -195,6 +207,7 @@ struct Transport::Impl {
   void drain();
   void arm_timer();
   void deliver(Event event);
+  void deliver(KeyEvent event);
   void send_datagram(const Datagram& datagram);
   void on_datagram(uv::ByteView bytes, const sockaddr* from, bool truncated);
   void on_connection(std::error_code error);
@@ -213,6 +226,7 @@ struct Transport::Impl {
   // Immutable once started.
   TransportOptions options;
   EventHandler on_event;
+  KeyringHandler on_keyring;
   Duration stream_timeout;
 
   // Lifecycle, for the threads calling bind(), start() and stop().
@@ -231,6 +245,10 @@ struct Transport::Impl {
   Gate gate = Gate::kNotStarted;
   Address address;  // final once bound; guarded by queue_mutex for readers
 
+  // The keys as the transport thread last saw them, for keys().
+  mutable std::mutex keys_mutex;
+  std::vector<Key> current_keys;
+
   // The loop thread's (and bind()'s and start()'s, before the thread exists).
   std::optional<uv::Loop> loop;
   uv::Async async;
@@ -242,6 +260,9 @@ struct Transport::Impl {
   std::optional<Swim> core;
   std::vector<Address> seeds;
   std::unordered_map<std::uint64_t, std::unique_ptr<Connection>> connections;
+  // key_request_async()'s replies, by the core's request id, until the
+  // core reports the result.
+  std::unordered_map<std::uint64_t, std::shared_ptr<KeyReply>> key_replies;
   std::uint64_t next_connection = 1;
   std::size_t inbound = 0;
   std::size_t outbound = 0;
@@ -535,6 +556,7 @@ void Transport::Impl::close_all() {
   listener.close();
   connections.clear();
   inbound = outbound = 0;
+  key_replies.clear();  // requests still collecting answers: kLeft
 }
 
 TransportSnapshot Transport::Impl::take_snapshot() const {
@@ -557,10 +579,12 @@ void Transport::Impl::drain() {
     auto datagrams = core->take_datagrams();
     auto requests = core->take_stream_requests();
     auto events = core->take_events();
-    if (datagrams.empty() && requests.empty() && events.empty()) break;
+    auto key_events = core->take_key_events();
+    if (datagrams.empty() && requests.empty() && events.empty() && key_events.empty()) break;
     for (const auto& datagram : datagrams) send_datagram(datagram);
     for (auto& request : requests) start_stream(std::move(request));
     for (auto& event : events) deliver(std::move(event));
+    for (auto& event : key_events) deliver(std::move(event));
   }
   draining = false;
   arm_timer();
@@ -584,6 +608,23 @@ void Transport::Impl::arm_timer() {
 void Transport::Impl::deliver(Event event) {
   if (!on_event) return;
   guarded("the event handler", [&] { on_event(std::move(event)); });
+}
+
+void Transport::Impl::deliver(KeyEvent event) {
+  if (auto* changed = std::get_if<KeyringChanged>(&event)) {
+    {
+      std::lock_guard lock(keys_mutex);
+      current_keys = changed->keys;
+    }
+    if (on_keyring) guarded("the keyring handler", [&] { on_keyring(std::move(*changed)); });
+    return;
+  }
+  auto& result = std::get<KeyResult>(event);
+  auto it = key_replies.find(result.id);
+  if (it == key_replies.end()) return;  // started by no one waiting (cannot happen)
+  const auto reply = std::move(it->second);
+  key_replies.erase(it);
+  reply->answer(std::move(result));
 }
 
 void Transport::Impl::trouble(Trouble kind, std::string message, bool is_error) {
@@ -863,9 +904,9 @@ void Transport::Impl::on_outbound_read(std::uint64_t id,
 
 // ------------------------------------------------------------- public API
 
-Transport::Transport(TransportOptions options, EventHandler on_event) {
+Transport::Transport(TransportOptions options, EventHandler on_event, KeyringHandler on_keyring) {
   check(options);
-  impl_ = std::make_unique<Impl>(std::move(options), std::move(on_event));
+  impl_ = std::make_unique<Impl>(std::move(options), std::move(on_event), std::move(on_keyring));
 }
 
 Transport::~Transport() {
@@ -922,10 +963,35 @@ void Transport::snapshot_async(std::function<void(SnapshotResult)> done) const {
   Impl* impl = impl_.get();
   // This reference keeps the reply alive until post() has decided, so a
   // refused request is answered here with post()'s own error, not kLeft.
-  auto reply = std::make_shared<SnapshotReply>(std::move(done));
+  auto reply = std::make_shared<SnapshotReply>("a snapshot callback", std::move(done));
   if (auto error = impl->post([impl, reply] { reply->answer(impl->take_snapshot()); })) {
     reply->answer(std::unexpected(error));
   }
+}
+
+void Transport::key_request_async(KeyOp op, std::optional<Key> key,
+                                  std::function<void(KeyRequestResult)> done) {
+  Impl* impl = impl_.get();
+  auto reply = std::make_shared<KeyReply>("a key request callback", std::move(done));
+  // As in snapshot_async: this reference lets a refused post answer here.
+  if (auto error = impl->post([impl, op, key, reply] {
+        auto id = impl->core->start_key_request(op, key, Clock::now());
+        if (!id) {
+          reply->answer(std::unexpected(id.error()));
+          return;
+        }
+        // Registered before drain() hands out the result, which may already
+        // be waiting (a cluster of one).
+        impl->key_replies.emplace(*id, reply);
+        impl->drain();
+      })) {
+    reply->answer(std::unexpected(error));
+  }
+}
+
+std::vector<Key> Transport::keys() const {
+  std::lock_guard lock(impl_->keys_mutex);
+  return impl_->current_keys;
 }
 
 Address Transport::address() const {

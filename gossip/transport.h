@@ -7,13 +7,14 @@
 //   bind() ── loop and sockets, no thread
 //   start(seeds) ── (binds,) spawns ───────► core.join(seeds), uv_run
 //   set_metadata / send_user_event /        async callback: drains the
-//   snapshot / snapshot_async / stop ──────►  request queue, calls the core
+//   snapshot / snapshot_async /              request queue, calls the core
+//   key_request_async / stop ──────────────►
 //     (a mutex'd queue + uv_async_send)     UDP datagram ─► core.on_datagram
 //                                           TCP stream   ─► core.on_stream
 //                                           timer        ─► core.tick
 //   on_event(Event) ◄── called here ─────── after every input: datagrams
-//                                            sent, streams started, events
-//                                            delivered, timer re-armed
+//   on_keyring(KeyringChanged) ◄────────────  sent, streams started, events
+//   key request `done` ◄────────────────────  delivered, timer re-armed
 //
 // Threading contract:
 //   - The core is touched by the transport thread only. Other threads reach
@@ -23,16 +24,27 @@
 //     produced the events, after the inputs that caused them. It must not
 //     block: the sidecar posts each event to its io_context
 //     (boost::asio::post(io, [e = std::move(event)] { ... })) and returns.
-//     From the handler, set_metadata, send_user_event, snapshot and
-//     snapshot_async may be called (snapshot answers at once there,
-//     snapshot_async once the handler has returned); stop() may not (it
-//     would join its own thread) and returns resource_deadlock_would_occur.
-//     An exception thrown by the handler is logged and swallowed.
+//     From the handler, set_metadata, send_user_event, snapshot,
+//     snapshot_async, key_request_async and keys may be called (snapshot
+//     answers at once there, the async ones once the handler has returned);
+//     stop() may not (it would join its own thread) and returns
+//     resource_deadlock_would_occur. An exception thrown by the handler is
+//     logged and swallowed. The keyring handler and the callbacks of
+//     snapshot_async and key_request_async are held to the same rules.
 //   - Every public member may be called from any thread at any time (bind,
 //     start and stop are serialised by a mutex of their own); only the
 //     destructor must not run concurrently with other calls, nor from the
-//     handler. snapshot_async never waits for the transport thread, so a
-//     thread that must not block (the sidecar's io_context) uses it.
+//     handler. snapshot_async and key_request_async never wait for the
+//     transport thread, so a thread that must not block (the sidecar's
+//     io_context) uses them, posting the answer to itself.
+//
+// Keys. key_request_async() starts a key request with this node as its
+// origin (swim.h, "Key requests": list, install, use or remove a key on
+// every member) and answers once with the KeyResult, every member's
+// outcome. Whenever this node's keyring changes — by its own request or by
+// another member's — the keyring handler gets the full key list (primary
+// first), so the sidecar can rewrite its keyring file; keys() gives the
+// same list at any time without waiting.
 //
 // Streams. Push-pull is one message each way per TCP connection, framed by
 // stream_frame.h. The listener serves at most max_inbound_streams
@@ -144,16 +156,18 @@ struct TransportSnapshot {
 class Transport {
  public:
   using EventHandler = std::function<void(Event)>;
+  using KeyringHandler = std::function<void(KeyringChanged)>;
 
   // Checks the configuration (std::invalid_argument naming the field).
-  // `on_event` may be empty.
-  Transport(TransportOptions options, EventHandler on_event);
+  // Either handler may be empty.
+  Transport(TransportOptions options, EventHandler on_event, KeyringHandler on_keyring = {});
   Transport(const Transport&) = delete;
   Transport& operator=(const Transport&) = delete;
   // stop() if still running.
   ~Transport();
 
   using SnapshotResult = std::expected<TransportSnapshot, std::error_code>;
+  using KeyRequestResult = std::expected<KeyResult, std::error_code>;
 
   // Creates the loop and binds UDP and TCP (listening already), without
   // building the core or starting the thread, so that a port in use is
@@ -199,6 +213,25 @@ class Transport {
   // closes (kLeft, on the transport thread, should it be dropped unrun).
   // An exception thrown by `done` is logged and swallowed.
   void snapshot_async(std::function<void(SnapshotResult)> done) const;
+
+  // Starts a key request with this node as its origin: `op` on every
+  // member's keyring, `key` given for install, use and remove (the core's
+  // start_key_request). `done` runs exactly once: on the transport thread
+  // with the KeyResult once every member alive at the start has answered,
+  // or key_request_timeout has passed; on the transport thread with the
+  // core's refusal (kBadValue, kNoKeyring, kBusy, kKeyNotInstalled,
+  // kKeyIsPrimary, kKeyringFull); at once on this thread with
+  // not_connected before start() or kLeft once stop() has begun; or with
+  // kLeft on the transport thread when the loop closes before the result
+  // (stop() during the request). An exception thrown by `done` is logged
+  // and swallowed.
+  void key_request_async(KeyOp op, std::optional<Key> key,
+                         std::function<void(KeyRequestResult)> done);
+
+  // The keys this node holds, the primary first (empty without a keyring):
+  // the options' keyring until the transport thread reports a change, the
+  // last reported list after that, and after stop() too. Never waits.
+  std::vector<Key> keys() const;
 
   // The advertised address (with the port picked, after bind()).
   Address address() const;

@@ -1,4 +1,4 @@
-// Reading the cluster keyring file (see keyring_file.h).
+// Reading and writing the cluster keyring file (see keyring_file.h).
 #include "config/keyring_file.h"
 
 #include <fcntl.h>
@@ -8,7 +8,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <string_view>
 
 #include "config/config.h"
@@ -71,7 +73,100 @@ void read_secret_file(const std::string& path, std::string& text) {
   explicit_bzero(buffer, sizeof(buffer));
 }
 
+std::error_code last_error() { return {errno, std::system_category()}; }
+
+// Writes all of `text` to `fd`, through short writes and interruptions.
+std::error_code write_all(int fd, std::string_view text) {
+  while (!text.empty()) {
+    const ssize_t n = ::write(fd, text.data(), text.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return last_error();
+    }
+    text.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return {};
+}
+
+// Flushes a directory, so the names changed in it survive a crash.
+std::error_code sync_directory(const std::string& dir) {
+  const UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) return last_error();
+  if (::fsync(fd.get()) != 0) return last_error();
+  return {};
+}
+
+// The keyring file's text: the header, then one key per line.
+void format_keys(std::span<const gossip::Key> keys, std::string& text) {
+  text.reserve(std::string_view(kKeyringFileHeader).size() + 1 + keys.size() * 65);
+  text.append(kKeyringFileHeader).push_back('\n');
+  for (const auto& key : keys) {
+    std::string hex = gossip::key_to_hex(key);
+    text.append(hex).push_back('\n');
+    explicit_bzero(hex.data(), hex.size());
+  }
+}
+
+std::string directory_of(const std::string& path) {
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  return parent.empty() ? "." : parent.string();
+}
+
+// A file beside `path` holding `text`, with `mode`, on disk: what the final
+// rename or link makes visible under the name. Returns its path; on error
+// nothing is left behind.
+std::expected<std::string, std::error_code> write_temporary(const std::string& path,
+                                                            std::string_view text, mode_t mode) {
+  const std::string leaf = std::filesystem::path(path).filename().string();
+  std::string name = directory_of(path) + "/." + leaf + ".XXXXXX";
+  const UniqueFd fd(::mkostemp(name.data(), O_CLOEXEC));
+  if (!fd) return std::unexpected(last_error());
+  std::error_code error;
+  if (::fchmod(fd.get(), mode) != 0) error = last_error();
+  if (!error) error = write_all(fd.get(), text);
+  if (!error && ::fsync(fd.get()) != 0) error = last_error();
+  if (error) {
+    ::unlink(name.c_str());
+    return std::unexpected(error);
+  }
+  return name;
+}
+
 }  // namespace
+
+const char* const kKeyringFileHeader =
+    "# mixlb gossip keyring: one key per line, the primary first (mixlb rewrites this file when "
+    "the cluster's keys change)";
+
+std::error_code write_keyring_file(const std::string& path, std::span<const gossip::Key> keys) {
+  if (keys.empty()) return std::make_error_code(std::errc::invalid_argument);
+  SecretText secret;
+  format_keys(keys, secret.text);
+  auto temporary = write_temporary(path, secret.text, 0600);
+  if (!temporary) return temporary.error();
+  if (::rename(temporary->c_str(), path.c_str()) != 0) {
+    const std::error_code error = last_error();
+    ::unlink(temporary->c_str());
+    return error;
+  }
+  return sync_directory(directory_of(path));
+}
+
+std::expected<gossip::Key, std::error_code> generate_keyring_file(const std::string& path) {
+  const gossip::Key key = gossip::generate_key();
+  SecretText secret;
+  format_keys(std::span(&key, 1), secret.text);
+  auto temporary = write_temporary(path, secret.text, 0400);
+  if (!temporary) return std::unexpected(temporary.error());
+  // link(), unlike rename(), refuses an existing name: the file appears
+  // whole under `path`, or not at all.
+  const int linked = ::link(temporary->c_str(), path.c_str());
+  const std::error_code link_error = linked != 0 ? last_error() : std::error_code();
+  ::unlink(temporary->c_str());
+  if (link_error) return std::unexpected(link_error);
+  if (auto error = sync_directory(directory_of(path))) return std::unexpected(error);
+  return key;
+}
 
 std::vector<gossip::Key> read_keyring_file(const std::string& path) {
   SecretText secret;
@@ -99,6 +194,10 @@ std::vector<gossip::Key> read_keyring_file(const std::string& path) {
     lines.push_back(line);
   }
   if (keys.empty()) throw ConfigError(fmt::format("{}: no key in the keyring file", path));
+  if (keys.size() > gossip::kMaxKeys) {
+    throw ConfigError(fmt::format("{}: {} keys in the keyring file; a keyring holds at most {}",
+                                  path, keys.size(), gossip::kMaxKeys));
+  }
   return keys;
 }
 

@@ -1,7 +1,8 @@
 // fuzz_corpus_gen: writes (or checks) the seed corpus of the codec fuzz
-// target, test/gossip/fuzz_corpus/ — valid encodings of every message type,
-// both address families, compound packets and push-pull states, made by the
-// codec itself from fixed values, so the files are the same on every run.
+// target, test/gossip/fuzz_corpus/ — valid encodings of every message type
+// (key requests and answers among them), both address families, compound
+// packets and push-pull states, made by the codec itself from fixed values,
+// so the files are the same on every run.
 //
 //   fuzz_corpus_gen write DIR   writes every seed into DIR
 //   fuzz_corpus_gen check DIR   exit 1 unless DIR holds exactly these seeds
@@ -29,6 +30,13 @@ const Address kV6 = *Address::parse("[2001:db8::9]:7946");
 const Bytes kMetadata = {'v', 'i', 'p', '=', '1', '0', '.', '0', '.',
                          '0', '.', '1', ' ', 'w', '=', '1', '0', '0'};
 const Bytes kPayload = {'c', 't', '-', 'i', 'n', 'v', 'a', 'l', 'i', 'd', 'a', 't', 'e', 0, 1, 2};
+const Bytes kKey = {0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa,
+                    0xbb, 0xcc, 0xdd, 0xee, 0xff, 0x0f, 0x1e, 0x2d, 0x3c, 0x4b, 0x5a,
+                    0x69, 0x78, 0x87, 0x96, 0xa5, 0xb4, 0xc3, 0xd2, 0xe1, 0xf0};
+const Bytes kKeyId = {0x1f, 0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26};
+const Bytes kRequestKey = {0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7};
+const Bytes kKeyIds = {0x1f, 0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26,
+                       0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7};
 
 Bytes packet(std::initializer_list<Message> messages) {
   auto bytes = encode_packet(std::vector<Message>(messages));
@@ -60,6 +68,21 @@ std::map<std::string, Bytes> seeds() {
                                    Alive{4, "node-9", kV6, kMetadata}, Dead{1, "node-5", "node-3"},
                                    UserEvent{"node-3", 9, kPayload}});
   out["packet-long-names"] = packet({Ping{1, std::string(255, 'n'), std::string(255, 's')}});
+  // Key management: each operation once, a re-ask, both address families,
+  // and an answer of each status.
+  out["packet-key-request-list"] =
+      packet({KeyRequest{"node-3", 7, false, KeyOp::kList, kV4, kRequestKey, {}}});
+  out["packet-key-request-install-v6"] =
+      packet({KeyRequest{"node-3", 8, false, KeyOp::kInstall, kV6, kRequestKey, kKey}});
+  out["packet-key-request-use-reask"] =
+      packet({KeyRequest{"node-3", 9, true, KeyOp::kUse, kV4, kRequestKey, kKeyId}});
+  out["packet-key-request-remove"] =
+      packet({KeyRequest{"node-3", 10, false, KeyOp::kRemove, kV4, kKeyId, kRequestKey}});
+  out["packet-key-response-ok"] = packet({KeyResponse{7, "node-9", KeyStatus::kOk, kKeyIds}});
+  out["packet-key-response-refusals"] =
+      packet({KeyResponse{9, "node-9", KeyStatus::kKeyNotInstalled, kRequestKey},
+              KeyResponse{10, "node-9", KeyStatus::kKeyIsPrimary, kKeyIds},
+              KeyResponse{8, "node-9", KeyStatus::kKeyringFull, {}}});
 
   PushPull empty;
   empty.sender = "node-1";

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <stdexcept>
 #include <string>
 
 namespace mixlb::gossip::sim {
@@ -73,6 +74,11 @@ void Simulation::join(int index, const std::vector<int>& seeds) {
   std::vector<Address> addresses;
   for (int seed : seeds) addresses.push_back(address(seed));
   node(index).join(addresses, now_);
+  after_input(index);
+}
+
+void Simulation::input(int index, const std::function<void(Swim&)>& call) {
+  call(node(index));
   after_input(index);
 }
 
@@ -207,6 +213,9 @@ void Simulation::after_input(int index) {
   if (auto events = swim.take_events(); on_event) {
     for (const auto& event : events) on_event(index, event);
   }
+  if (auto events = swim.take_key_events(); on_key_event) {
+    for (const auto& event : events) on_key_event(index, event);
+  }
   if (!node.running) return;
   const TimePoint next = std::max(now_, swim.next_deadline());
   if (next < node.wake) {
@@ -320,6 +329,43 @@ bool DeathWatch::all_saw() const {
     if (!seen_.count(i)) return false;
   }
   return true;
+}
+
+KeyWatch::KeyWatch(Simulation& sim) : sim_(sim), chained_(sim.on_key_event) {
+  sim_.on_key_event = [this](int observer, const KeyEvent& event) {
+    if (chained_) chained_(observer, event);
+    if (const auto* changed = std::get_if<KeyringChanged>(&event)) {
+      changes_[observer].push_back(changed->keys);
+    } else {
+      const auto& result = std::get<KeyResult>(event);
+      results_.emplace(std::pair{observer, result.id}, result);
+    }
+  };
+}
+
+KeyWatch::~KeyWatch() { sim_.on_key_event = chained_; }
+
+std::optional<KeyResult> KeyWatch::request(int origin, KeyOp op, std::optional<Key> key,
+                                           Duration limit) {
+  std::expected<std::uint64_t, std::error_code> id = std::unexpected(std::error_code());
+  sim_.input(origin, [&](Swim& node) { id = node.start_key_request(op, key, sim_.now()); });
+  if (!id) throw std::runtime_error("key request refused: " + id.error().message());
+  const std::pair<int, std::uint64_t> at{origin, *id};
+  if (!sim_.run_until([&] { return results_.count(at) > 0; }, limit, 10ms)) return std::nullopt;
+  return results_.at(at);
+}
+
+const std::vector<std::vector<Key>>& KeyWatch::changes(int node) const {
+  static const std::vector<std::vector<Key>> kNone;
+  auto it = changes_.find(node);
+  return it == changes_.end() ? kNone : it->second;
+}
+
+const KeyAnswer* KeyWatch::answer(const KeyResult& result, const std::string& member) {
+  for (const auto& a : result.answers) {
+    if (a.member == member) return &a;
+  }
+  return nullptr;
 }
 
 }  // namespace mixlb::gossip::sim

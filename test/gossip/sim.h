@@ -51,6 +51,10 @@ class Simulation {
   int add_node(const std::function<void(Config&)>& tweak = {},
                std::optional<std::optional<Key>> key = std::nullopt);
   void join(int node, const std::vector<int>& seeds);
+  // Makes a call of the test's on a node now (send_event, change_key,
+  // start_key_request, ...) and hands out what it queued at once, as after
+  // any input, instead of at the node's next wake-up.
+  void input(int node, const std::function<void(Swim&)>& call);
 
   Swim& node(int index) { return *nodes_[index]->swim; }
   std::string name(int index) const { return "node-" + std::to_string(index); }
@@ -89,6 +93,8 @@ class Simulation {
   // --- observation ---
   // Called for every event any running node reports, with the time.
   std::function<void(int observer, const Event& event)> on_event;
+  // The same for key events (keyring changes, key request results).
+  std::function<void(int observer, const KeyEvent& event)> on_key_event;
   // Every running node holds exactly the running nodes as live members
   // (alive, or suspect: under loss some suspicion is always being refuted).
   bool converged() const;
@@ -183,6 +189,32 @@ class DeathWatch {
   TimePoint since_;
   std::map<int, Duration> seen_;
   std::function<void(int, const Event&)> chained_;
+};
+
+// The key events of every node: the keyrings each reported, and the results
+// of key requests. Chains the simulation's on_key_event while it lives.
+class KeyWatch {
+ public:
+  explicit KeyWatch(Simulation& sim);
+  ~KeyWatch();
+  KeyWatch(const KeyWatch&) = delete;
+  KeyWatch& operator=(const KeyWatch&) = delete;
+
+  // Starts a key request at `origin` and runs the simulation until its
+  // result comes (or `limit` passes: nullopt). A refusal fails the test.
+  std::optional<KeyResult> request(int origin, KeyOp op, std::optional<Key> key,
+                                   Duration limit = 60s);
+
+  // Every KeyringChanged a node reported, in order.
+  const std::vector<std::vector<Key>>& changes(int node) const;
+  // The answer of `member` in `result`; nullptr when it is not listed.
+  static const KeyAnswer* answer(const KeyResult& result, const std::string& member);
+
+ private:
+  Simulation& sim_;
+  std::map<int, std::vector<std::vector<Key>>> changes_;
+  std::map<std::pair<int, std::uint64_t>, KeyResult> results_;
+  std::function<void(int, const KeyEvent&)> chained_;
 };
 
 }  // namespace mixlb::gossip::sim

@@ -23,6 +23,11 @@ Address address6() {
 }
 
 const Bytes kMetadata{1, 2, 3, 4, 5};
+const Bytes kKey(kKeyBytes, 0x42);
+const Bytes kKeyId{0x1f, 0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26};
+const Bytes kRequestKey{0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7};
+const Bytes kKeyIds{0x1f, 0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26,
+                    0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7};
 
 std::vector<Message> one_of_each() {
   static const Bytes payload{'h', 'i'};
@@ -36,6 +41,13 @@ std::vector<Message> one_of_each() {
       Dead{5, "node-9", "node-3"},
       Leave{6, "node-9"},
       UserEvent{"node-3", 0x0102030405060708ull, payload},
+      KeyRequest{"node-3", 7, false, KeyOp::kList, kAddress4, kRequestKey, {}},
+      KeyRequest{"node-3", 8, true, KeyOp::kInstall, address6(), kRequestKey, kKey},
+      KeyRequest{"node-3", 9, false, KeyOp::kUse, kAddress4, kRequestKey, kKeyId},
+      KeyRequest{"node-3", 10, false, KeyOp::kRemove, kAddress4, kRequestKey, kKeyId},
+      KeyResponse{7, "node-9", KeyStatus::kOk, kKeyIds},
+      KeyResponse{9, "node-9", KeyStatus::kKeyNotInstalled, kKeyId},
+      KeyResponse{11, "node-9", KeyStatus::kKeyringFull, {}},
   };
 }
 
@@ -62,8 +74,16 @@ bool same(const Message& a, const Message& b) {
           return x.incarnation == y.incarnation && x.name == y.name && x.from == y.from;
         } else if constexpr (std::is_same_v<T, Leave>) {
           return x.incarnation == y.incarnation && x.name == y.name;
-        } else {
+        } else if constexpr (std::is_same_v<T, UserEvent>) {
           return x.origin == y.origin && x.seq == y.seq && bytes_eq(x.payload, y.payload);
+        } else if constexpr (std::is_same_v<T, KeyRequest>) {
+          return x.origin == y.origin && x.id == y.id && x.reask == y.reask && x.op == y.op &&
+                 x.answer_to == y.answer_to && bytes_eq(x.request_key, y.request_key) &&
+                 bytes_eq(x.key, y.key);
+        } else {
+          static_assert(std::is_same_v<T, KeyResponse>);
+          return x.id == y.id && x.member == y.member && x.status == y.status &&
+                 bytes_eq(x.key_ids, y.key_ids);
         }
       },
       a);
@@ -87,6 +107,39 @@ TEST_CASE("the ping picture in codec.h is what the codec writes") {
       0x00, 0x00,                                // no metadata
   };
   CHECK(*bytes == expected);
+}
+
+TEST_CASE("the key-request and key-response pictures in codec.h are what the codec writes") {
+  auto request = encode_packet(std::vector<Message>{KeyRequest{
+      "node-3", 7, false, KeyOp::kUse, Address::v4(10, 0, 0, 3, 7946), kRequestKey, kKeyId}});
+  REQUIRE(request);
+  const Bytes expected_request{
+      0x01,                                            // version
+      0x0b, 0x00, 0x28,                                // key-request, 40 bytes
+      0x06, 'n',  'o',  'd',  'e',  '-',  '3',         // origin
+      0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x07,  // request id 7
+      0x00,                                            // flags
+      0x03,                                            // use
+      0x04, 0x0a, 0x00, 0x00, 0x03, 0x1f, 0x0a,        // answer to 10.0.0.3:7946
+      0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7,  // the origin's primary's id
+      0x1f, 0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26,  // the key's id
+  };
+  CHECK(*request == expected_request);
+
+  auto response =
+      encode_packet(std::vector<Message>{KeyResponse{7, "node-9", KeyStatus::kOk, kKeyIds}});
+  REQUIRE(response);
+  const Bytes expected_response{
+      0x01,                                            // version
+      0x0c, 0x00, 0x21,                                // key-response, 33 bytes
+      0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x07,  // request id 7
+      0x06, 'n',  'o',  'd',  'e',  '-',  '9',         // member
+      0x00,                                            // ok
+      0x02,                                            // two key ids
+      0x1f, 0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26,  // the primary's
+      0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7,
+  };
+  CHECK(*response == expected_response);
 }
 
 TEST_CASE("every message round-trips, alone and all in one compound packet") {
@@ -219,6 +272,90 @@ TEST_CASE("field values the format does not allow") {
     CHECK(d.error().code == Errc::kBadValue);
     CHECK(d.error().offset == flag_at);
   }
+}
+
+TEST_CASE("key-request and key-response errors say which field, and where") {
+  auto request = encode_packet(std::vector<Message>{
+      KeyRequest{"node-3", 7, false, KeyOp::kUse, kAddress4, kRequestKey, kKeyId}});
+  REQUIRE(request);
+  // version(1) header(3) origin(7) id(8) -> flags at 19, op at 20, address
+  // at 21..27, request key at 28..35, key from 36.
+  SUBCASE("flags") {
+    Bytes b = *request;
+    b[19] = 2;
+    auto d = decode_packet(b);
+    REQUIRE_FALSE(d);
+    CHECK(d.error().code == Errc::kBadValue);
+    CHECK(d.error().message == "key-request: flags: unknown flag bits 2 at offset 19");
+  }
+  SUBCASE("an operation that does not exist") {
+    Bytes b = *request;
+    b[20] = 9;
+    auto d = decode_packet(b);
+    REQUIRE_FALSE(d);
+    CHECK(d.error().code == Errc::kBadValue);
+    CHECK(d.error().message == "key-request: op: value 9 is not a key operation at offset 20");
+  }
+  SUBCASE("a key field of the wrong size for the operation") {
+    Bytes b = *request;
+    b[20] = static_cast<std::uint8_t>(KeyOp::kInstall);  // wants 32 bytes, has 8
+    auto d = decode_packet(b);
+    REQUIRE_FALSE(d);
+    CHECK(d.error().code == Errc::kBadValue);
+    CHECK(d.error().message ==
+          "key-request: key: install takes 32 bytes of key, 8 left at offset 36");
+    b[20] = static_cast<std::uint8_t>(KeyOp::kList);  // wants none
+    d = decode_packet(b);
+    REQUIRE_FALSE(d);
+    CHECK(d.error().message == "key-request: key: list takes 0 bytes of key, 8 left at offset 36");
+  }
+
+  auto response =
+      encode_packet(std::vector<Message>{KeyResponse{7, "node-9", KeyStatus::kOk, kKeyIds}});
+  REQUIRE(response);
+  // version(1) header(3) id(8) member(7) -> status at 19, count at 20, ids from 21.
+  SUBCASE("a status that does not exist") {
+    Bytes b = *response;
+    b[19] = 7;
+    auto d = decode_packet(b);
+    REQUIRE_FALSE(d);
+    CHECK(d.error().message == "key-response: status: value 7 is not a key status at offset 19");
+  }
+  SUBCASE("more key ids than the body holds, and fewer") {
+    Bytes b = *response;
+    b[20] = 3;
+    auto d = decode_packet(b);
+    REQUIRE_FALSE(d);
+    CHECK(d.error().code == Errc::kTruncated);
+    CHECK(d.error().message ==
+          "key-response: key count: 3 key ids need 24 bytes, 16 left at offset 20");
+    b[20] = 1;
+    d = decode_packet(b);
+    REQUIRE_FALSE(d);
+    CHECK(d.error().code == Errc::kTrailingBytes);
+    CHECK(d.error().offset == 29);
+  }
+}
+
+TEST_CASE("encoding refuses key fields of the wrong shape") {
+  Bytes out;
+  CHECK(append_message(out, KeyRequest{"o", 1, false, KeyOp::kInstall, kAddress4, kRequestKey,
+                                       kKeyId}) == Errc::kBadValue);
+  CHECK(append_message(out, KeyRequest{"o", 1, false, KeyOp::kUse, kAddress4, kRequestKey, kKey}) ==
+        Errc::kBadValue);
+  CHECK(append_message(out, KeyRequest{"o", 1, false, KeyOp::kList, kAddress4, kRequestKey,
+                                       kKeyId}) == Errc::kBadValue);
+  CHECK(append_message(
+            out, KeyRequest{"o", 1, false, static_cast<KeyOp>(5), kAddress4, kRequestKey, {}}) ==
+        Errc::kBadValue);
+  CHECK(append_message(out, KeyRequest{"o", 1, false, KeyOp::kList, kAddress4, kKey, {}}) ==
+        Errc::kBadValue);
+  CHECK(append_message(out, KeyResponse{1, "m", KeyStatus::kOk, ByteView(kKeyIds).first(9)}) ==
+        Errc::kBadValue);
+  CHECK(append_message(out, KeyResponse{1, "m", static_cast<KeyStatus>(4), {}}) == Errc::kBadValue);
+  CHECK(append_message(out, KeyRequest{"", 1, false, KeyOp::kList, kAddress4, kRequestKey, {}}) ==
+        Errc::kTooLarge);
+  CHECK(out.empty());
 }
 
 TEST_CASE("encoding refuses names and bodies over their bounds") {

@@ -91,6 +91,14 @@ TEST_CASE("configuration validation names the field") {
   bad = c;
   bad.metadata = Bytes(c.max_metadata_size + 1, 0);
   CHECK_THROWS_AS(validate(bad), std::invalid_argument);
+  bad = c;
+  bad.key_request_timeout = Duration::zero();
+  CHECK_THROWS_WITH_AS(validate(bad), "gossip config: key_request_timeout must be positive",
+                       std::invalid_argument);
+  bad = c;
+  bad.key_request_retry = -1s;
+  CHECK_THROWS_WITH_AS(validate(bad), "gossip config: key_request_retry must be positive",
+                       std::invalid_argument);
 }
 
 }  // namespace

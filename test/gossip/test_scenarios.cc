@@ -184,16 +184,16 @@ TEST_CASE("keys rotate with no flag day: secondary, primary, removal, one node a
   sim.set_loss(0.02);
   form_cluster(sim, 20);
   Tally tally(sim);
-  auto step = [&](auto change) {
+  auto step = [&](KeyOp op, const Key& key) {
     for (int i = 0; i < 20; ++i) {
-      change(*sim.node(i).keyring());
+      sim.input(i, [&](Swim& node) { REQUIRE_FALSE(node.change_key(op, key, sim.now())); });
       sim.run_for(500ms);  // the cluster keeps talking between nodes
     }
     sim.run_for(5s);
   };
-  step([&](Keyring& k) { k.add(new_key); });
-  step([&](Keyring& k) { REQUIRE_FALSE(k.use(new_key)); });
-  step([&](Keyring& k) { REQUIRE_FALSE(k.remove(old_key)); });
+  step(KeyOp::kInstall, new_key);
+  step(KeyOp::kUse, new_key);
+  step(KeyOp::kRemove, old_key);
   sim.run_for(30s);
   std::uint64_t refused = 0;
   for (int i = 0; i < 20; ++i) {
@@ -220,8 +220,10 @@ TEST_CASE("the rotation order matters: a primary nobody accepts cuts its node of
   form_cluster(sim, 10);
   Tally tally(sim);
   // Node 5 seals with a key the others do not have yet.
-  sim.node(5).keyring()->add(new_key);
-  REQUIRE_FALSE(sim.node(5).keyring()->use(new_key));
+  sim.input(5, [&](Swim& node) {
+    REQUIRE_FALSE(node.change_key(KeyOp::kInstall, new_key, sim.now()));
+    REQUIRE_FALSE(node.change_key(KeyOp::kUse, new_key, sim.now()));
+  });
   REQUIRE(
       sim.run_until([&] { return tally.count(sim.name(5), MemberEventKind::kDead) == 9; }, 120s));
   CHECK(sim.node(0).stats().drops[static_cast<std::size_t>(DropReason::kNoKeyAuthenticates)] > 0);
