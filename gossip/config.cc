@@ -69,8 +69,12 @@ Duration suspicion_min_timeout(const Config& c, std::size_t n) {
 }
 
 Duration push_pull_period(const Config& c, std::size_t n) {
-  const std::size_t multiplier = std::max<std::size_t>(1, n / c.push_pull_scale_nodes);
-  return c.push_pull_interval * static_cast<std::int64_t>(multiplier);
+  // In real numbers, so the period grows with every member rather than in
+  // steps of push_pull_scale_nodes (integer division doubled it at once
+  // from 63 members to 64).
+  const double scale =
+      std::max(1.0, static_cast<double>(n) / static_cast<double>(c.push_pull_scale_nodes));
+  return std::chrono::duration_cast<Duration>(c.push_pull_interval * scale);
 }
 
 }  // namespace mixlb::gossip

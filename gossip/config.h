@@ -90,9 +90,11 @@ struct Config {
 
   // --- state sync ---
   // Full push-pull with one random member every push_pull_interval ×
-  // max(1, n / push_pull_scale_nodes). memberlist scales by log2(n/32); mixlb
-  // scales linearly, so the per-node cost of state sync stays flat as the
-  // cluster grows (see docs/gossip.md for the bandwidth it bought).
+  // max(1, n / push_pull_scale_nodes), n / push_pull_scale_nodes a real
+  // number (the period grows with each member, not in steps). memberlist
+  // scales by ceil(log2(n / 32)) + 1; mixlb scales linearly, so the per-node
+  // cost of state sync stays flat as the cluster grows (see docs/gossip.md
+  // for the bandwidth it bought).
   Duration push_pull_interval = 30s;
   std::size_t push_pull_scale_nodes = 32;
   // Seeds that are not alive members are re-joined this often, so two sides

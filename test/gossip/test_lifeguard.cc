@@ -1,5 +1,6 @@
 // Lifeguard's arithmetic and the size-scaled formulas of the configuration,
-// checked against the numbers memberlist produces for the same inputs.
+// checked against the numbers memberlist produces for the same inputs; the
+// push-pull period, where mixlb scales differently, against its own.
 #include <doctest/doctest.h>
 
 #include <ostream>  // doctest prints std::error_code through it
@@ -62,10 +63,31 @@ TEST_CASE("size-scaled formulas") {
   CHECK(suspicion_min_timeout(c, 1000) == 9s);
   c.suspicion_mult = 4;  // memberlist's value
   CHECK(suspicion_min_timeout(c, 1000) == 12s);
-  // push-pull: linear in n beyond push_pull_scale_nodes
-  CHECK(push_pull_period(c, 10) == c.push_pull_interval);
-  CHECK(push_pull_period(c, 64) == 2 * c.push_pull_interval);
-  CHECK(push_pull_period(c, 1000) == 31 * c.push_pull_interval);
+}
+
+TEST_CASE(
+    "the push-pull period: flat up to push_pull_scale_nodes, then in proportion, without steps") {
+  Config c;  // 30 s, scaled past 32 members
+  CHECK(push_pull_period(c, 0) == 30s);
+  CHECK(push_pull_period(c, 10) == 30s);
+  CHECK(push_pull_period(c, 32) == 30s);
+  CHECK(push_pull_period(c, 33) == 30937500us);
+  CHECK(push_pull_period(c, 40) == 37500ms);
+  CHECK(push_pull_period(c, 63) == 59062500us);
+  CHECK(push_pull_period(c, 64) == 60s);
+  CHECK(push_pull_period(c, 100) == 93750ms);
+  CHECK(push_pull_period(c, 1000) == 937500ms);
+  // From n to n + 1 the period never falls, grows past 32 members, and never
+  // by more than one member's share of the interval: no step anywhere.
+  const Duration share = c.push_pull_interval / 32;
+  std::size_t bad = 0;
+  for (std::size_t n = 1; n <= 5000 && bad == 0; ++n) {
+    const Duration before = push_pull_period(c, n - 1);
+    const Duration after = push_pull_period(c, n);
+    const bool grows = n > 32 ? after > before : after == before;
+    if (!grows || after - before > share) bad = n;
+  }
+  CHECK(bad == 0);
 }
 
 TEST_CASE("configuration validation names the field") {
