@@ -62,6 +62,18 @@ inline Mac read_mac(const std::string& dev) {
   return mac;
 }
 
+// Whether `ifindex` has no XDP program within a second. A link that loses
+// its last reference (its pin removed, its fds closed) is freed by the
+// kernel asynchronously, so on a loaded machine the program may stay
+// attached for a moment after the call that let it go.
+inline bool xdp_detached_soon(int ifindex) {
+  for (int i = 0; i < 100; ++i) {
+    if (!query_xdp_mode(ifindex).has_value()) return true;
+    usleep(10'000);
+  }
+  return false;
+}
+
 inline void sh(const std::string& cmd) {
   INFO("command: " << cmd);
   REQUIRE(std::system((cmd + " >/dev/null 2>&1").c_str()) == 0);

@@ -226,7 +226,7 @@ TEST_SUITE("daemon" * doctest::skip(cannot_run())) {
       CHECK(leave["leaving"] == true);
       CHECK(next.wait() == 0);
     }
-    CHECK_FALSE(query_xdp_mode(dp0).has_value());
+    CHECK(xdp_detached_soon(dp0));
     CHECK_FALSE(std::filesystem::exists(host.bpffs + "/mix1"));
     for (const auto& [key, value] : host.sysctls.values) CHECK_MESSAGE(value == "0", key);
     CHECK_FALSE(host.netlink.has_address(1, "10.100.0.1"));
@@ -240,7 +240,7 @@ TEST_SUITE("daemon" * doctest::skip(cannot_run())) {
     CHECK_THROWS_WITH_AS(daemon.run(),
                          "setting sysctl net.ipv4.conf.dp0.forwarding to 1: Operation not permitted",
                          StartupError);
-    CHECK_FALSE(query_xdp_mode(test_net().dp0).has_value());
+    CHECK(xdp_detached_soon(test_net().dp0));
     CHECK_FALSE(std::filesystem::exists(host.bpffs + "/mix1"));
     CHECK_FALSE(std::filesystem::exists(host.record_path()));
     CHECK_FALSE(std::filesystem::exists(host.dir + "/mix1.sock"));
@@ -272,7 +272,7 @@ TEST_SUITE("daemon" * doctest::skip(cannot_run())) {
       REQUIRE(bpf_obj_get_info_by_fd(link, &before, &len) == 0);
       REQUIRE(bpf_link_detach(link) == 0);
       ::close(link);
-      CHECK_FALSE(query_xdp_mode(ifindex_of("upl0")).has_value());
+      CHECK(xdp_detached_soon(ifindex_of("upl0")));
       CHECK(eventually(daemon, [](const nlohmann::json&) {
         return query_xdp_mode(ifindex_of("upl0")) == AttachMode::kNative;
       }));
@@ -304,7 +304,7 @@ TEST_SUITE("daemon" * doctest::skip(cannot_run())) {
     // node.on_stop = "leave": SIGTERM leaves and removes everything.
     ::kill(::getpid(), SIGTERM);
     CHECK(daemon.wait() == 0);
-    CHECK_FALSE(query_xdp_mode(reborn).has_value());
+    CHECK(xdp_detached_soon(reborn));
     CHECK_FALSE(std::filesystem::exists(host.bpffs + "/mix1"));
     for (const auto& [key, value] : host.sysctls.values) CHECK_MESSAGE(value == "0", key);
     CHECK_FALSE(std::filesystem::exists(host.record_path()));
