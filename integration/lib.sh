@@ -324,7 +324,7 @@ log_level = "info"
 xdp_mode = "$MIXLB_XDP_MODE"
 
 [gossip]
-keyring = "$MIXLB_TMP/keyring"
+keyring = "$(mixlb_keyring "$node")"
 probe_interval_ms = $MIXLB_PROBE_MS
 probe_timeout_ms = $((MIXLB_PROBE_MS / 2))
 interval_ms = 100
@@ -405,16 +405,20 @@ mixlb_alive() {
 	[ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
 }
 
-# The cluster's keyring: one random key, readable by root only.
+# The cluster's first keyring: one random key, readable by root only. Each
+# node gets its own copy (mixlb_keyring), which its sidecar rewrites when
+# `mixlbctl keys` changes the keys.
+mixlb_keyring() { printf '%s/%s.keyring' "$MIXLB_TMP" "$1"; }
 mixlb_write_keyring() {
-	local file=$MIXLB_TMP/keyring
-	[ -s "$file" ] && return 0
-	(umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$file" && echo >>"$file")
+	local file=$MIXLB_TMP/keyring node=$1
+	[ -s "$file" ] || (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$file" && echo >>"$file") ||
+		return 1
+	[ -s "$(mixlb_keyring "$node")" ] || cp -p "$file" "$(mixlb_keyring "$node")"
 }
 
 mixlb_start_sidecar() {
 	local node=$1
-	mixlb_write_keyring || return 1
+	mixlb_write_keyring "$node" || return 1
 	mixlb_write_config "$node" || return 1
 	nsenter --net="$(mixlb_netns "$node")" -- "$MIXLB_SIDECAR" --config "$(mixlb_config_path "$node")" \
 		>>"$(mixlb_sidecar_log "$node")" 2>&1 &

@@ -326,8 +326,8 @@ wait_exit() {
 # is missing (a sidecar adopts what a stopped one left).
 ensure_cluster() {
 	local n rc=0
-	chmod 0600 "$MIXLB_TMP/keyring"
 	for n in "${MIXLB_NODES[@]}"; do
+		[ -e "$(mixlb_keyring "$n")" ] && chmod 0600 "$(mixlb_keyring "$n")"
 		mixlb_alive "${MIXLB_SERVER_PID[$n]:-0}" || mixlb_start_server "$n" || rc=1
 		if ! mixlb_alive "${MIXLB_SIDECAR_PID[$n]:-0}"; then
 			diag "starting $n's sidecar again"
@@ -563,9 +563,9 @@ scenario_failed_start() {
 		fi
 	}
 
-	chmod 0644 "$MIXLB_TMP/keyring"
+	chmod 0644 "$(mixlb_keyring "$n")"
 	failed_start "the keyring readable by others (0644)" 'keyring' || rc=1
-	chmod 0600 "$MIXLB_TMP/keyring"
+	chmod 0600 "$(mixlb_keyring "$n")"
 	datapath_intact "keyring failure" || rc=1
 
 	# The gossip port on the node's address, taken: UDP without SO_REUSEADDR

@@ -37,7 +37,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/lib.sh"
 
 MIXLB_LOG_PREFIX="# "
-plan=16
+plan=17
 
 diag() { mixlb_log "$@"; }
 
@@ -499,6 +499,70 @@ scenario_service_down() {
 	return $rc
 }
 
+# n: a key rotation across the cluster at run time: generate a key, install
+# it through mix1, use it through mix2, remove the old one through mix3; each
+# step answered ok by all three, every node's keyring file rewritten to hold
+# only the new key, no member lost and requests answered by all. Then mix3
+# restarted with only the old key in its file cannot join (the others never
+# see it alive); with the cluster's file back it rejoins.
+keys_step() {
+	local node=$1 out
+	shift
+	out=$(mixlb_ctl "$node" keys "$@" --json 2>&1) || { mixlb_fail "$node: mixlbctl keys $1: $out"; return 1; }
+	KEYS_LINE=$(mixlb_json '"ok" if d["ok"] and len(d["members"]) == 3 else "not ok: " + json.dumps(d["members"])' <<<"$out")
+	KEYS_MS=$(mixlb_json 'round(d["elapsed_s"] * 1000)' <<<"$out")
+	[ "$KEYS_LINE" = ok ] || { mixlb_fail "keys $1 via $node: $KEYS_LINE"; return 1; }
+}
+scenario_keys() {
+	local rc=0 new old n lines alive start
+	old=$(grep -v '^#' "$MIXLB_TMP/keyring" | head -n 1)
+	new=$(mixlb_ctl mix1 keys generate --json | mixlb_json 'd["key"]') || return 1
+	keys_step mix1 install "$new" || return 1
+	diag "keys install via mix1: ok on 3 of 3 in $KEYS_MS ms"
+	keys_step mix2 use "$new" || return 1
+	diag "keys use via mix2: ok on 3 of 3 in $KEYS_MS ms"
+	keys_step mix3 remove "$old" || return 1
+	diag "keys remove of the old key via mix3: ok on 3 of 3 in $KEYS_MS ms"
+	for n in "${MIXLB_NODES[@]}"; do
+		lines=$(grep -v '^#' "$(mixlb_keyring "$n")" | tr -d ' ' | grep -v '^$' | tr '\n' ' ')
+		[ "$lines" = "$new " ] || { mixlb_fail "$n's keyring file holds '$lines', not only the new key"; rc=1; }
+	done
+	keys_step mix1 list || rc=1
+	alive=$(mixlb_status_get mix1 'd["gossip"]["members_alive"]')
+	[ "$alive" = 3 ] || { mixlb_fail "mix1 sees $alive members alive after the rotation"; rc=1; }
+	scenario_spread "$MIXLB_VIP" "" keys.spread || rc=1
+	[ $rc = 0 ] && diag "after the rotation: every keyring file holds only the new key, 3 members alive"
+	# mix3 with only the old key
+	mixlb_stop_sidecar mix3 10 || rc=1
+	cp "$(mixlb_keyring mix3)" "$MIXLB_TMP/mix3.keyring.new"
+	printf '%s\n' "$old" >"$(mixlb_keyring mix3)"
+	mixlb_start_sidecar mix3 || return 1
+	# mix3 was alive before its stop: mix1 declares it dead within the
+	# suspicion bound, and must not see it alive again for 3 s while the new
+	# sidecar tries to join with the old key.
+	mix3_state() { mixlb_ctl mix1 members --json | mixlb_json '[m["state"] for m in d["members"] if m["name"] == "mix3"][0]'; }
+	start=$(mixlb_now_ms)
+	while [ "$(mix3_state)" = alive ] && [ $(($(mixlb_now_ms) - start)) -lt $(($(mixlb_suspicion_bound_s) * 1000)) ]; do
+		sleep 0.2
+	done
+	n=$(mix3_state)
+	[ "$n" != alive ] || { mixlb_fail "mix1 still sees mix3 alive $(mixlb_suspicion_bound_s) s after its restart with the old key"; rc=1; }
+	start=$(mixlb_now_ms)
+	while [ $rc = 0 ] && [ $(($(mixlb_now_ms) - start)) -lt 3000 ]; do
+		n=$(mix3_state)
+		[ "$n" != alive ] || { mixlb_fail "mix1 sees mix3 alive although mix3 holds only the removed key"; rc=1; }
+		sleep 0.3
+	done
+	[ $rc = 0 ] && diag "mix3 restarted with only the old key: mix1 sees it $n, and it stays so for 3 s"
+	mixlb_stop_sidecar mix3 10 || rc=1
+	mv "$MIXLB_TMP/mix3.keyring.new" "$(mixlb_keyring mix3)"
+	mixlb_start_sidecar mix3 || return 1
+	mixlb_wait_ready mix3 || return 1
+	mixlb_wait_backends mix1,mix2,mix3 10 "${MIXLB_NODES[@]}" || return 1
+	diag "mix3 with the new key: back in every node's tables within $MIXLB_WAITED_MS ms"
+	return $rc
+}
+
 # m: SIGKILL of mix2's sidecar: its XDP program stays (pinned link) and its
 # app keeps serving, but gossip hears nothing from it; mix1 and mix3 declare
 # it dead and drop it. A new sidecar adopts the pins and rejoins.
@@ -658,6 +722,8 @@ scenario_app_down
 mixlb_tap $? "l: mix1's app dies: every node drops mix1, requests keep succeeding; it returns with its app"
 scenario_service_down
 mixlb_tap $? "l2: one failing service (mix1's line port) takes mix1 out of that port only; it returns"
+scenario_keys
+mixlb_tap $? "n: key rotation on 3 nodes at run time (install, use, remove); keyring files rewritten; a node with only the old key cannot join"
 scenario_sigkill
 mixlb_tap $? "m: SIGKILL of mix2's sidecar: mix1/mix3 drop it once it is dead, requests succeed; it rejoins"
 scenario_bad_admin

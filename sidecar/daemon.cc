@@ -326,7 +326,8 @@ void Daemon::validate_and_probe() {
       gossip_ = std::make_unique<GossipBridge>(
           io_, config_.node.name, vips_,
           gossip_settings(config_, address_, metadata, std::move(keyring)),
-          [this] { schedule_resync(); });
+          [this] { schedule_resync(); },
+          [this](std::vector<gossip::Key> keys) { keyring_changed(keys); });
       if (auto ec = gossip_->bind())
         startup_failed("gossip on " + gossip_->address().to_string(), ec);
     } catch (const std::invalid_argument& e) {
@@ -890,6 +891,82 @@ AdminAnswer Daemon::monitor(const std::string& level) {
   return AdminAnswer(nlohmann::json(MonitorStarted{config_.node.name, level}), std::move(stream));
 }
 
+// A key request changed this node's keyring (its own or another member's):
+// the file follows, so a restart comes back with the keys the cluster uses.
+void Daemon::keyring_changed(const std::vector<gossip::Key>& keys) {
+  std::vector<std::string> ids;
+  for (const auto& k : keys) ids.push_back(gossip::key_id_to_hex(gossip::key_id(k)));
+  if (auto ec = write_keyring_file(config_.gossip.keyring, keys)) {
+    spdlog::error("gossip keys are now {} (primary first), but rewriting {} failed: {}; a restart "
+                  "would come back with the old keys",
+                  fmt::join(ids, ", "), config_.gossip.keyring, ec.message());
+    return;
+  }
+  spdlog::info("gossip keys are now {} (primary first); {} rewritten", fmt::join(ids, ", "),
+               config_.gossip.keyring);
+}
+
+asio::awaitable<KeysResult> Daemon::keys(std::string op, std::optional<std::string> key_text) {
+  KeysResult out;
+  out.op = op;
+  std::optional<gossip::Key> key;
+  if (key_text) {
+    auto parsed = gossip::parse_key(*key_text);
+    if (!parsed) throw AdminError("keys: KEY must be 64 hex digits (a key of 32 bytes)");
+    key = *parsed;
+  }
+  if (op == "generate") {
+    if (key) throw AdminError("keys generate takes no KEY");
+    const gossip::Key fresh = gossip::generate_key();
+    out.key = gossip::key_to_hex(fresh);
+    out.key_id = gossip::key_id_to_hex(gossip::key_id(fresh));
+    out.ok = true;
+    co_return out;
+  }
+  if (!gossip_) throw AdminError("keys needs gossip (gossip.enabled is false)");
+  if (config_.gossip.keyring.empty())
+    throw AdminError("gossip runs without a keyring (gossip.insecure = true): there are no keys to "
+                     "change; a keyring needs a restart with gossip.keyring set");
+  const gossip::KeyOp kop = op == "list"      ? gossip::KeyOp::kList
+                            : op == "install" ? gossip::KeyOp::kInstall
+                            : op == "use"     ? gossip::KeyOp::kUse
+                                              : gossip::KeyOp::kRemove;
+  if (kop == gossip::KeyOp::kList && key) throw AdminError("keys list takes no KEY");
+  if (kop != gossip::KeyOp::kList && !key) throw AdminError(fmt::format("keys {} needs a KEY", op));
+  if (key) out.key_id = gossip::key_id_to_hex(gossip::key_id(*key));
+
+  // The gossip thread answers by posting back (at most the request's
+  // timeout later); the timer is only the wait.
+  struct Wait {
+    explicit Wait(asio::io_context& io) : timer(io) {}
+    asio::steady_timer timer;
+    std::optional<GossipBridge::KeyRequestResult> result;
+  };
+  auto wait = std::make_shared<Wait>(io_);
+  wait->timer.expires_at(asio::steady_timer::time_point::max());
+  gossip_->key_request(kop, key, [wait](GossipBridge::KeyRequestResult r) {
+    wait->result = std::move(r);
+    wait->timer.cancel();
+  });
+  boost::system::error_code ec;
+  while (!wait->result) co_await wait->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  if (!*wait->result) throw AdminError(fmt::format("keys {}: {}", op, wait->result->error().message()));
+  const gossip::KeyResult& r = **wait->result;
+  out.ok = r.ok();
+  out.timed_out = r.timed_out;
+  out.elapsed_s = std::chrono::duration<double>(r.elapsed).count();
+  for (const auto& a : r.answers) {
+    KeyMemberAnswer m;
+    m.member = a.member;
+    m.outcome = std::string(gossip::to_string(a.outcome));
+    if (a.outcome == gossip::KeyOutcome::kFailed) m.error = a.error.message();
+    for (const auto& id : a.keys) m.keys.push_back(gossip::key_id_to_hex(id));
+    out.members.push_back(std::move(m));
+  }
+  for (const auto& k : gossip_->keys()) out.local_keys.push_back(gossip::key_id_to_hex(gossip::key_id(k)));
+  co_return out;
+}
+
 // The view ChangeWatch compares; gossip's records, or only this node's check.
 void Daemon::watch_changes() {
   ClusterView view;
@@ -958,6 +1035,14 @@ std::unique_ptr<AdminCommands> Daemon::make_admin_commands() {
   });
   handlers.push_back({"members", AdminCommands::AsyncReply([this](Json args) -> asio::awaitable<Json> {
                         co_return Json(co_await members(option_words(args, "status")));
+                      })});
+  handlers.push_back({"keys", AdminCommands::AsyncReply([this](Json args) -> asio::awaitable<Json> {
+                        std::optional<std::string> key;
+                        if (args.contains("key")) {
+                          if (!args["key"].is_string()) throw AdminError("keys: KEY must be a string");
+                          key = args["key"].get<std::string>();
+                        }
+                        co_return Json(co_await keys(args["op"].get<std::string>(), key));
                       })});
   handlers.push_back({"monitor", AdminCommands::Stream([this](const Json& args) {
                         const auto level = option_words(args, "level");

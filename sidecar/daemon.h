@@ -57,6 +57,7 @@
 #include "cluster/neighbour_keeper.h"
 #include "cluster/which.h"
 #include "config/config.h"
+#include "keyring.h"  // gossip/keyring.h
 #include "kernel/datapath.h"
 #include "kernel/host_record.h"
 #include "kernel/host_setup.h"
@@ -141,6 +142,8 @@ class Daemon {
   LeaveResult leave_command();
   boost::asio::awaitable<MembersResult> members(std::vector<std::string> states);
   AdminAnswer monitor(const std::string& level);
+  boost::asio::awaitable<KeysResult> keys(std::string op, std::optional<std::string> key);
+  void keyring_changed(const std::vector<gossip::Key>& keys);
   // Once a second: a sample for the rates of `vips`, and the changes for
   // `monitor`.
   boost::asio::awaitable<void> sample_loop();

@@ -17,13 +17,15 @@ struct Overloaded : F... {
 
 GossipBridge::GossipBridge(boost::asio::io_context& io, std::string self_name,
                            std::vector<VipEntry> vips, GossipSettings settings,
-                           std::function<void()> on_change)
+                           std::function<void()> on_change,
+                           std::function<void(std::vector<gossip::Key>)> on_keyring)
     : io_(io),
       membership_(std::move(self_name), std::move(vips), settings.flow_grace),
       address_(settings.options.config.address),
       rejoin_interval_(settings.options.config.rejoin_interval),
       settings_(std::move(settings)),
-      on_change_(std::move(on_change)) {}
+      on_change_(std::move(on_change)),
+      on_keyring_(std::move(on_keyring)) {}
 
 GossipBridge::~GossipBridge() {
   *alive_ = false;
@@ -35,12 +37,19 @@ std::error_code GossipBridge::bind() {
   auto alive = alive_;
   // The options go to the transport (the keyring moves with them); what the
   // bridge needs later is kept in settings_ apart from them.
-  transport_ = std::make_unique<gossip::Transport>(std::move(settings_.options), [this, alive](gossip::Event event) {
-    // The transport's thread: hand the event over and return.
-    boost::asio::post(io_, [this, alive, event = std::move(event)] {
-      if (*alive) on_event(event);
-    });
-  });
+  transport_ = std::make_unique<gossip::Transport>(
+      std::move(settings_.options),
+      [this, alive](gossip::Event event) {
+        // The transport's thread: hand the event over and return.
+        boost::asio::post(io_, [this, alive, event = std::move(event)] {
+          if (*alive) on_event(event);
+        });
+      },
+      [this, alive](gossip::KeyringChanged changed) {
+        boost::asio::post(io_, [this, alive, keys = std::move(changed.keys)]() mutable {
+          if (*alive && !stopped_ && on_keyring_) on_keyring_(std::move(keys));
+        });
+      });
   if (auto ec = transport_->bind()) return ec;
   address_ = transport_->address();
   return {};
@@ -93,6 +102,27 @@ void GossipBridge::snapshot(std::function<void(SnapshotResult)> done) {
       if (*alive) done(std::move(result));
     });
   });
+}
+
+void GossipBridge::key_request(gossip::KeyOp op, std::optional<gossip::Key> key,
+                               std::function<void(KeyRequestResult)> done) {
+  if (!transport_) {
+    done(std::unexpected(std::make_error_code(std::errc::not_connected)));
+    return;
+  }
+  auto alive = alive_;
+  transport_->key_request_async(op, std::move(key),
+                                [this, alive, done = std::move(done)](KeyRequestResult result) mutable {
+                                  // Posted whichever thread answers, as snapshot() does.
+                                  boost::asio::post(io_, [alive, done = std::move(done),
+                                                          result = std::move(result)]() mutable {
+                                    if (*alive) done(std::move(result));
+                                  });
+                                });
+}
+
+std::vector<gossip::Key> GossipBridge::keys() const {
+  return transport_ ? transport_->keys() : std::vector<gossip::Key>{};
 }
 
 void GossipBridge::on_event(const gossip::Event& event) {

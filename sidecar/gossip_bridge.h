@@ -20,6 +20,7 @@
 #include <expected>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -43,8 +44,12 @@ class GossipBridge {
  public:
   // `on_change` runs on the io_context's thread whenever the tables' inputs
   // changed (members, their metadata, the join state).
+  // `on_keyring` runs on the io_context's thread with this node's keys (the
+  // primary first) whenever a key request changed them, this node's or
+  // another member's.
   GossipBridge(boost::asio::io_context& io, std::string self_name, std::vector<VipEntry> vips,
-               GossipSettings settings, std::function<void()> on_change);
+               GossipSettings settings, std::function<void()> on_change,
+               std::function<void(std::vector<gossip::Key>)> on_keyring = {});
   ~GossipBridge();
   GossipBridge(const GossipBridge&) = delete;
   GossipBridge& operator=(const GossipBridge&) = delete;
@@ -64,6 +69,14 @@ class GossipBridge {
   using SnapshotResult = std::expected<gossip::TransportSnapshot, std::error_code>;
   void snapshot(std::function<void(SnapshotResult)> done);
 
+  // Starts a key request on every member (transport.h: key_request_async);
+  // `done` runs once, on the io_context's thread.
+  using KeyRequestResult = gossip::Transport::KeyRequestResult;
+  void key_request(gossip::KeyOp op, std::optional<gossip::Key> key,
+                   std::function<void(KeyRequestResult)> done);
+  // This node's keys, the primary first; empty without a keyring.
+  std::vector<gossip::Key> keys() const;
+
   Membership& membership() { return membership_; }
   const Membership& membership() const { return membership_; }
   // The first tables may be published.
@@ -81,6 +94,7 @@ class GossipBridge {
   gossip::Duration rejoin_interval_;
   GossipSettings settings_;  // its options are moved to the transport by bind()
   std::function<void()> on_change_;
+  std::function<void(std::vector<gossip::Key>)> on_keyring_;
   // Set by the destructor: events posted before it must not run after it.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::unique_ptr<gossip::Transport> transport_;

@@ -4,6 +4,7 @@
 //
 //   mixlb [--config FILE] [flags]      the sidecar
 //   mixlb cleanup --name NODE [...]    put a node's host back (cleanup.h)
+//   mixlb keygen FILE                  a new keyring file (config/keyring_file.h)
 #include <spdlog/spdlog.h>
 
 #include <cstdio>
@@ -14,6 +15,7 @@
 
 #include "cleanup.h"
 #include "config/config.h"
+#include "config/keyring_file.h"
 #include "daemon.h"
 #include "logging.h"
 
@@ -86,8 +88,39 @@ int cleanup_main(int argc, char** argv) {
 
 }  // namespace
 
+constexpr std::string_view kKeygenUsage = R"(Usage: mixlb keygen FILE
+
+Writes a new keyring file FILE holding one fresh key (mode 0400), for
+gossip.keyring, and prints the key's id. Put the same file on every node of a
+new cluster; for a running cluster, `mixlbctl keys` installs keys at run time.
+Never replaces an existing file.
+)";
+
+int keygen_main(int argc, char** argv) {
+  if (argc == 3 && (std::string_view(argv[2]) == "--help" || std::string_view(argv[2]) == "-h")) {
+    std::fputs(kKeygenUsage.data(), stdout);
+    return 0;
+  }
+  if (argc != 3 || argv[2][0] == '-') {
+    std::fprintf(stderr, "mixlb keygen: give the file to write\n%s", kKeygenUsage.data());
+    return 2;
+  }
+  const std::string path = argv[2];
+  auto key = mixlb::generate_keyring_file(path);
+  if (!key) {
+    std::fprintf(stderr, "mixlb keygen: %s: %s\n", path.c_str(),
+                 key.error() == std::errc::file_exists ? "exists already; it is not replaced"
+                                                       : key.error().message().c_str());
+    return 1;
+  }
+  std::printf("wrote %s (mode 0400): one key, id %s\n", path.c_str(),
+              mixlb::gossip::key_id_to_hex(mixlb::gossip::key_id(*key)).c_str());
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc > 1 && std::string_view(argv[1]) == "cleanup") return cleanup_main(argc, argv);
+  if (argc > 1 && std::string_view(argv[1]) == "keygen") return keygen_main(argc, argv);
 
   std::optional<mixlb::Config> config;
   try {

@@ -49,6 +49,16 @@ constexpr CommandArg kMonitorArgs[] = {
      .choices = kLogLevels},
 };
 
+constexpr CommandArg kKeysArgs[] = {
+    {.name = "op", .positional = true, .value = "OP",
+     .help = "`list` the keys every member holds; `install` KEY on every member; `use` KEY "
+             "as every member's primary; `remove` KEY from every member; `generate` a new key "
+             "(nothing is changed).",
+     .choices = kKeyOps},
+    {.name = "key", .positional = true, .value = "KEY",
+     .help = "The key, 64 hex digits (install, use, remove).", .optional = true},
+};
+
 constexpr CommandSpec kCommands[] = {
     {.name = "status",
      .summary = "node, peers, VIPs, counters",
@@ -148,6 +158,23 @@ constexpr CommandSpec kCommands[] = {
      .example = "mixlbctl monitor --level debug",
      .render = typed<MonitorStarted, render_monitor_started>,
      .render_event = typed<MonitorEvent, render_monitor_event>},
+    {.name = "keys",
+     .args = kKeysArgs,
+     .summary = "list, install, use or remove a gossip key on every member; generate one",
+     .description =
+         "Changes the gossip keyring of every member at once, through the encrypted channel, "
+         "as `serf keys` does. A rotation is `generate`, `install` the new key, `use` it (every "
+         "member seals with it from then on), `remove` the old one; each step says what every "
+         "member answered and the keys it holds after it (`*` marks the primary), and every "
+         "node rewrites its keyring file (atomically, mode 0600) so a restart keeps the keys "
+         "in use. A member that does not answer within the request's timeout (10 s) is shown "
+         "as `no answer`: repeat the step when it is back, or it stays on the old keys. `use` is "
+         "refused by a member that lacks the key, `remove` of a member's primary, `install` "
+         "beyond 16 keys. A node that only holds a removed key can no longer join. Refused "
+         "without gossip or without a keyring (`gossip.insecure`).",
+     .example = "mixlbctl -n mix1 keys list",
+     .timeout_ms = 15000,
+     .render = typed<KeysResult, render_keys>},
 };
 
 struct GlobalOption {
@@ -159,8 +186,8 @@ constexpr GlobalOption kGlobalOptions[] = {
     {"-n, --node NODE", "the daemon of node NODE (/run/mixlb/NODE.sock); without -s or -n, the "
                         "only socket in /run/mixlb"},
     {"--json", "print the raw JSON result (for a stream, each event's JSON line)"},
-    {"--timeout MS", "give up after MS milliseconds (default 5000; for a stream, the wait for "
-                     "its first reply)"},
+    {"--timeout MS", "give up after MS milliseconds (default 5000, `keys` 15000; for a stream, "
+                     "the wait for its first reply)"},
     {"-h, --help", "this text; after a command, that command's help"},
 };
 
@@ -201,10 +228,11 @@ std::vector<std::string> split_commas(std::string_view text) {
 std::optional<std::string> choice_problem(const CommandArg& arg,
                                           const std::vector<std::string>& words) {
   for (const auto& word : words) {
-    if (word.empty()) return fmt::format("--{} needs a value", arg.name);
+    const std::string name = arg.positional ? std::string(arg.value) : "--" + std::string(arg.name);
+    if (word.empty()) return fmt::format("{} needs a value", name);
     if (arg.choices.empty()) continue;
     if (std::find(arg.choices.begin(), arg.choices.end(), word) != arg.choices.end()) continue;
-    return fmt::format("--{}: {} is not one of {}", arg.name, quote_input(word),
+    return fmt::format("{}: {} is not one of {}", name, quote_input(word),
                        fmt::join(arg.choices, ", "));
   }
   return std::nullopt;
@@ -221,9 +249,9 @@ json word_value(const CommandArg& arg, std::string_view word) {
 }
 
 std::string positional_names(const CommandSpec& command) {
-  std::vector<std::string_view> names;
+  std::vector<std::string> names;
   for (const auto& arg : command.args)
-    if (arg.positional) names.push_back(arg.value);
+    if (arg.positional) names.push_back(arg.optional ? fmt::format("[{}]", arg.value) : std::string(arg.value));
   return fmt::format("{}", fmt::join(names, " "));
 }
 
@@ -289,7 +317,7 @@ std::string command_synopsis(const CommandSpec& command) {
   std::string out(command.name);
   for (const auto& arg : command.args) {
     if (arg.positional) {
-      out += fmt::format(" {}", arg.value);
+      out += arg.optional ? fmt::format(" [{}]", arg.value) : fmt::format(" {}", arg.value);
     } else {
       out += fmt::format(" [--{} {}]{}", arg.name, arg.value, arg.repeatable ? "..." : "");
     }
@@ -357,14 +385,20 @@ std::expected<json, std::string> args_from_words(const CommandSpec& command,
       return std::unexpected("unknown option " + std::string(word));
     } else if (next < positionals.size()) {
       const CommandArg& arg = *positionals[next++];
+      if (!arg.choices.empty()) {
+        if (auto problem = choice_problem(arg, {std::string(word)})) return std::unexpected(*problem);
+      }
       args[std::string(arg.name)] = word_value(arg, word);
     } else {
       return std::unexpected("unexpected argument " + std::string(word));
     }
   }
-  if (next < positionals.size()) {
-    return std::unexpected(fmt::format("{} needs {} arguments ({}), got {}", command.name,
-                                       positionals.size(), positional_names(command), next));
+  const auto required = static_cast<std::size_t>(std::count_if(
+      positionals.begin(), positionals.end(), [](const CommandArg* a) { return !a->optional; }));
+  if (next < required) {
+    return std::unexpected(fmt::format("{} needs {} argument{} ({}), got {}", command.name,
+                                       required, required == 1 ? "" : "s",
+                                       positional_names(command), next));
   }
   return args;
 }
@@ -381,7 +415,15 @@ std::expected<void, std::string> check_args(const CommandSpec& command, const js
       return std::unexpected(fmt::format("{}: unknown argument {} ({} takes {})", command.name,
                                          quote_input(key), command.name, fmt::join(names, ", ")));
     }
-    if (arg->positional) continue;  // its handler says what it accepts
+    if (arg->positional) {
+      // A word of its choices; anything else its handler judges.
+      if (arg->choices.empty()) continue;
+      if (!value.is_string())
+        return std::unexpected(fmt::format("{}: {} must be a string", command.name, quote_input(key)));
+      if (auto problem = choice_problem(*arg, {value.get<std::string>()}))
+        return std::unexpected(fmt::format("{}: {}", command.name, *problem));
+      continue;
+    }
     const bool text = value.is_string();
     const bool texts = arg->repeatable && value.is_array() &&
                        std::all_of(value.begin(), value.end(), [](const json& w) { return w.is_string(); });
@@ -394,7 +436,7 @@ std::expected<void, std::string> check_args(const CommandSpec& command, const js
       return std::unexpected(fmt::format("{}: {}", command.name, *problem));
   }
   for (const auto& arg : command.args) {
-    if (arg.positional && !args.contains(std::string(arg.name)))
+    if (arg.positional && !arg.optional && !args.contains(std::string(arg.name)))
       return std::unexpected(fmt::format("{}: missing argument \"{}\"", command.name, arg.name));
   }
   return {};

@@ -25,6 +25,9 @@ inline constexpr int kExitDaemonError = 1;  // the daemon answered with an error
 inline constexpr int kExitUsage = 2;
 inline constexpr int kExitUnreachable = 3;  // no daemon answered, or it ended a stream
 
+// How long mixlbctl waits for a reply by default.
+inline constexpr int kDefaultTimeoutMs = 5000;
+
 enum class CommandKind {
   kReply,   // one reply line
   kStream,  // an ok reply, then one JSON event per line until the client closes
@@ -42,6 +45,8 @@ struct CommandArg {
   // An option that may be given more than once or as a comma list; sent as
   // an array of words.
   bool repeatable = false;
+  // A positional that may be left out; only the last positionals may be.
+  bool optional = false;
 };
 
 struct CommandSpec {
@@ -51,6 +56,9 @@ struct CommandSpec {
   std::string_view summary;      // a line for the list of commands
   std::string_view description;  // sentences: what it does, what it prints
   std::string_view example;      // a command line, for the reference
+  // How long mixlbctl waits for the reply unless --timeout says otherwise;
+  // 0: mixlbctl's default (kDefaultTimeoutMs).
+  int timeout_ms = 0;
   // The text of a result (kReply) or of a stream's first reply (kStream).
   // Throws what from_json throws for a result of another shape.
   std::string (*render)(const nlohmann::json& result) = nullptr;

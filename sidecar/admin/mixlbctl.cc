@@ -31,7 +31,7 @@ struct Options {
   std::optional<std::string> node;
   bool json = false;
   bool help = false;
-  std::chrono::milliseconds timeout{5000};
+  std::optional<std::chrono::milliseconds> timeout;  // --timeout; else the command's
   std::string command;
   std::vector<std::string> words;  // after the command's name: its arguments
 };
@@ -101,6 +101,12 @@ std::optional<int> parse_args(int argc, char** argv, Options& options) {
   return std::nullopt;
 }
 
+// --timeout, or the command's own wait, or the default.
+std::chrono::milliseconds timeout_for(const CommandSpec& command, const Options& options) {
+  if (options.timeout) return *options.timeout;
+  return std::chrono::milliseconds(command.timeout_ms > 0 ? command.timeout_ms : mixlb::kDefaultTimeoutMs);
+}
+
 // Prints a reply: an error (the exit code says whose), or the result as
 // JSON (`indent` -1 for one line, 2 for people; 0: as text, rendered). The
 // text goes to `text_to`; JSON always to stdout.
@@ -126,13 +132,14 @@ int print_reply(const std::expected<mixlb::AdminReply, std::string>& reply, cons
 // the stream. With --json the lines are the daemon's, one JSON value each.
 int run_stream(const std::string& socket, const CommandSpec& command, const json& args,
                const Options& options) {
-  auto client = mixlb::AdminClient::connect(socket, options.timeout);
+  const auto timeout = timeout_for(command, options);
+  auto client = mixlb::AdminClient::connect(socket, timeout);
   if (!client) {
     print("mixlbctl: " + client.error() + "\n", stderr);
     return kExitUnreachable;
   }
   // The first reply goes to stderr as text, so stdout holds only events.
-  if (const int failed = print_reply(client->call(command.name, args, options.timeout), command,
+  if (const int failed = print_reply(client->call(command.name, args, timeout), command,
                                      options.json ? -1 : 0, stderr)) {
     return failed;
   }
@@ -193,6 +200,7 @@ int main(int argc, char** argv) {
   if (command->kind == mixlb::CommandKind::kStream)
     return run_stream(socket, *command, *args, options);
 
-  return print_reply(mixlb::admin_call(socket, command->name, *args, options.timeout), *command,
+  return print_reply(mixlb::admin_call(socket, command->name, *args, timeout_for(*command, options)),
+                     *command,
                      options.json ? 2 : 0, stdout);
 }

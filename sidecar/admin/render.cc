@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <map>
 #include <cstdint>
 #include <optional>
 #include <string_view>
@@ -365,6 +366,46 @@ std::string render_reload(const ReloadResult& reload) {
     out += fmt::format("  needs a restart, running values kept: {}\n",
                        joined(reload.needs_restart, ", "));
   }
+  return out;
+}
+
+std::string render_keys(const KeysResult& keys) {
+  if (keys.op == "generate") {
+    return fmt::format("{}\n  a new key, id {}; nothing holds it yet: mixlbctl keys install KEY, "
+                       "then use, then remove the old one\n",
+                       dash(keys.key), dash(keys.key_id));
+  }
+  std::size_t answered_ok = 0;
+  for (const auto& m : keys.members) answered_ok += m.outcome == "ok";
+  std::string out = fmt::format("{}{}: ok on {} of {} member(s) in {:.0f} ms{}\n", keys.op,
+                                keys.key_id ? " of key " + *keys.key_id : std::string(), answered_ok,
+                                keys.members.size(), keys.elapsed_s * 1000,
+                                keys.timed_out ? "; some did not answer in time" : "");
+  auto ids = [](const std::vector<std::string>& list) {
+    std::vector<std::string> shown;
+    for (std::size_t i = 0; i < list.size(); ++i) shown.push_back(list[i] + (i == 0 ? "*" : ""));
+    return shown.empty() ? std::string("-") : joined(shown, " ");
+  };
+  if (keys.op == "list") {
+    // Each key with the members holding it, as serf keys -list does.
+    std::vector<std::string> order;
+    std::map<std::string, std::pair<std::size_t, std::size_t>> held;  // id -> (members, as primary)
+    for (const auto& m : keys.members) {
+      for (std::size_t i = 0; i < m.keys.size(); ++i) {
+        if (!held.contains(m.keys[i])) order.push_back(m.keys[i]);
+        ++held[m.keys[i]].first;
+        held[m.keys[i]].second += i == 0;
+      }
+    }
+    for (const auto& id : order) {
+      out += fmt::format("  key {}: held by {} of {}, primary on {}\n", id, held[id].first,
+                         keys.members.size(), held[id].second);
+    }
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& m : keys.members)
+    rows.push_back({m.member, m.outcome, ids(m.keys), m.error.value_or("")});
+  out += render_table({{"MEMBER"}, {"ANSWER"}, {"KEYS (PRIMARY*)"}, {"ERROR"}}, rows);
   return out;
 }
 

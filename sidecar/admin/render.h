@@ -36,6 +36,9 @@ std::string render_drain(const DrainResult& drain);
 std::string render_leave(const LeaveResult& leave);
 // What a reload applied and what waits for a restart.
 std::string render_reload(const ReloadResult& reload);
+// A new key with what to do with it; or what each member answered (the keys
+// it holds, the primary first and starred), after a line for the whole.
+std::string render_keys(const KeysResult& keys);
 
 // Where a flow goes, in one line, e.g.
 //   10.100.0.1:80/tcp from 192.0.2.1:40000 -> mix2 (forwarded, Maglev)

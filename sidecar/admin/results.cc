@@ -373,6 +373,34 @@ void from_json(const json& j, LeaveResult& v) {
   read(j, "state", v.state);
 }
 
+void to_json(json& j, const KeyMemberAnswer& v) {
+  j = {{"member", v.member}, {"outcome", v.outcome}, {"keys", v.keys}};
+  if (v.error) j["error"] = *v.error;
+}
+void from_json(const json& j, KeyMemberAnswer& v) {
+  read(j, "member", v.member);
+  read(j, "outcome", v.outcome);
+  read(j, "error", v.error);
+  read(j, "keys", v.keys);
+}
+
+void to_json(json& j, const KeysResult& v) {
+  j = {{"op", v.op},           {"ok", v.ok},           {"timed_out", v.timed_out},
+       {"elapsed_s", v.elapsed_s}, {"members", v.members}, {"local_keys", v.local_keys}};
+  if (v.key_id) j["key_id"] = *v.key_id;
+  if (v.key) j["key"] = *v.key;
+}
+void from_json(const json& j, KeysResult& v) {
+  read(j, "op", v.op);
+  read(j, "key_id", v.key_id);
+  read(j, "key", v.key);
+  read(j, "ok", v.ok);
+  read(j, "timed_out", v.timed_out);
+  read(j, "elapsed_s", v.elapsed_s);
+  read(j, "members", v.members);
+  read(j, "local_keys", v.local_keys);
+}
+
 void to_json(json& j, const ReloadResult& v) {
   j = {{"file", v.file},
        {"changed", v.changed},

@@ -238,6 +238,30 @@ struct WhichResult {
   bool from_conntrack = false;
 };
 
+// --- keys --------------------------------------------------------------------
+
+inline constexpr std::string_view kKeyOps[] = {"list", "install", "use", "remove", "generate"};
+
+// One member's answer to a key request.
+struct KeyMemberAnswer {
+  std::string member;
+  std::string outcome;               // "ok", "failed" or "no answer"
+  std::optional<std::string> error;  // failed: why
+  std::vector<std::string> keys;     // the ids of the keys it holds now, its primary's first
+};
+
+// `keys`: a key request on every member, or (generate) a new key.
+struct KeysResult {
+  std::string op;                     // one of kKeyOps
+  std::optional<std::string> key_id;  // the key's id (16 hex digits); unset for list
+  std::optional<std::string> key;     // generate only: the new key, 64 hex digits
+  bool ok = false;                    // every member answered ok (generate: true)
+  bool timed_out = false;             // some member did not answer in time
+  double elapsed_s = 0;
+  std::vector<KeyMemberAnswer> members;
+  std::vector<std::string> local_keys;  // this node's key ids after it, the primary first
+};
+
 // --- vips --------------------------------------------------------------------
 
 struct PacketRate {
@@ -374,6 +398,10 @@ void to_json(nlohmann::json& j, const DrainResult& v);
 void from_json(const nlohmann::json& j, DrainResult& v);
 void to_json(nlohmann::json& j, const LeaveResult& v);
 void from_json(const nlohmann::json& j, LeaveResult& v);
+void to_json(nlohmann::json& j, const KeyMemberAnswer& v);
+void from_json(const nlohmann::json& j, KeyMemberAnswer& v);
+void to_json(nlohmann::json& j, const KeysResult& v);
+void from_json(const nlohmann::json& j, KeysResult& v);
 void to_json(nlohmann::json& j, const ReloadResult& v);
 void from_json(const nlohmann::json& j, ReloadResult& v);
 void to_json(nlohmann::json& j, const WhichFlow& v);

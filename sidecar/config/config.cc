@@ -925,13 +925,15 @@ class Checker {
 
 constexpr std::string_view kUsageHead = R"(Usage: mixlb [--config FILE] [flags]
        mixlb cleanup --name NODE [--run-dir DIR] [--bpffs-dir DIR]
+       mixlb keygen FILE
 
 mixlb is the per-node sidecar of the mixlb layer-4 load balancer. Settings come
 from the TOML file given with --config; the flags below override it. Without
 --config, the flags alone must name the node and its interface. SIGTERM stops
 it for a restart (the data path stays for the next sidecar); `mixlbctl leave`
 leaves the cluster and removes everything; `mixlb cleanup` (see its --help)
-removes what a sidecar that is gone left on the host.
+removes what a sidecar that is gone left on the host; `mixlb keygen FILE`
+writes a new keyring file.
 
   -c, --config FILE            configuration file (see docs/configuration.md)
 )";

@@ -118,6 +118,19 @@ TEST_SUITE("admin") {
     }
   }
 
+  TEST_CASE("a positional's choices are checked on both sides; an optional one may be left out") {
+    CHECK(args_of("keys", "list") == json{{"op", "list"}});
+    CHECK(args_of("keys", "install abc") == json{{"op", "install"}, {"key", "abc"}});
+    CHECK(command_synopsis(command("keys")) == "keys OP [KEY]");
+    CHECK(refusal_of("keys", "rotate") == "OP: \"rotate\" is not one of list, install, use, remove, generate");
+    CHECK(refusal_of("keys", "") == "keys needs 1 argument (OP [KEY]), got 0");
+    CHECK(check_args(command("keys"), json{{"op", "rotate"}}).error() ==
+          "keys: OP: \"rotate\" is not one of list, install, use, remove, generate");
+    CHECK(check_args(command("keys"), json{{"op", 3}}).error() == "keys: \"op\" must be a string");
+    CHECK(check_args(command("keys"), json{{"op", "list"}}).has_value());
+    CHECK(check_args(command("keys"), json::object()).error() == "keys: missing argument \"op\"");
+  }
+
   TEST_CASE("every command has a unique name, a summary, a description and a renderer") {
     std::set<std::string_view> names;
     for (const CommandSpec& c : admin_commands()) {
@@ -130,7 +143,7 @@ TEST_SUITE("admin") {
       // A stream renders its events too; a one-reply command has none.
       CHECK((c.render_event != nullptr) == (c.kind == CommandKind::kStream));
       std::set<std::string_view> args;
-      bool options_seen = false;
+      bool options_seen = false, optional_seen = false;
       for (const CommandArg& arg : c.args) {
         CAPTURE(arg.name);
         CHECK(args.insert(arg.name).second);
@@ -139,14 +152,18 @@ TEST_SUITE("admin") {
         // Positionals come first in the synopsis and in the words.
         if (!arg.positional) options_seen = true;
         CHECK_FALSE((arg.positional && options_seen));
-        CHECK_FALSE((arg.positional && (arg.repeatable || !arg.choices.empty())));
+        CHECK_FALSE((arg.positional && arg.repeatable));
+        // Only the last positionals may be left out; options always may.
+        if (arg.positional && arg.optional) optional_seen = true;
+        CHECK_FALSE((arg.positional && !arg.optional && optional_seen));
+        CHECK_FALSE((!arg.positional && arg.optional));
         CHECK_FALSE((!arg.positional && arg.number));
       }
     }
     CHECK(find_command("frobnicate") == nullptr);
     CHECK(find_command("") == nullptr);
     CHECK(command_names() ==
-          "status, stats, vips, members, drain, undrain, leave, reload, which, monitor");
+          "status, stats, vips, members, drain, undrain, leave, reload, which, monitor, keys");
   }
 
   TEST_CASE("every example is a command line that parses and passes the daemon's check") {

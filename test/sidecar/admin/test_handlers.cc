@@ -97,7 +97,10 @@ TEST_SUITE("admin") {
       // Every positional, as mixlbctl would send it.
       json args = json::object();
       for (const CommandArg& arg : c.args) {
-        if (arg.positional) args[std::string(arg.name)] = arg.number ? json(1) : json("x");
+        if (!arg.positional) continue;
+        args[std::string(arg.name)] = arg.number             ? json(1)
+                                      : arg.choices.empty() ? json("x")
+                                                            : json(arg.choices.front());
       }
       const json reply = reply_to(commands, encode_admin_request(c.name, args));
       INFO(reply.dump());
@@ -171,7 +174,7 @@ TEST_SUITE("admin") {
           json{{"ok", false},
                {"error",
                 R"(unknown command "frobnicate" (known: status, stats, vips, members, drain, )"
-                R"(undrain, leave, reload, which, monitor))"}});
+                R"(undrain, leave, reload, which, monitor, keys))"}});
     CHECK(*fixture.calls == 0);
   }
 

@@ -250,7 +250,8 @@ TEST_SUITE("admin") {
       CHECK(counts[i].last_total == counts[i].lost);
       lost += counts[i].lost;
     }
-    CHECK(hub.dropped() == lost);
+    // The subscribers that came and went may have lost events too.
+    CHECK(hub.dropped() >= lost);
     CHECK(hub.subscribers() == subscribers.size());
   }
 
