@@ -11,11 +11,12 @@
 //   GossipBridge     membership by gossip, posted to this thread
 //   HealthChecker    the app's check
 //   AdminServer      the admin socket; status.h renders what it answers
+//   MetricsEndpoint  Prometheus /metrics (metrics/endpoint.h)
 //
 // Start-up. First everything that can fail without changing anything: the
 // instance lock, privileges, a bpffs, the interface, the host record of a
-// predecessor, the keyring, the gossip and admin sockets, the pinned maps'
-// sizes. Then the changes: load (adopting pinned maps), host settings,
+// predecessor, the keyring, the gossip, admin and metrics sockets, the
+// pinned maps' sizes. Then the changes: load (adopting pinned maps), host settings,
 // first tables (without gossip), attach (swapping into the pinned link),
 // neighbours, the app check, the join. A start that fails after that undoes
 // only what this instance made; what it adopted keeps running.
@@ -64,6 +65,10 @@ class AdminServer;
 class GossipBridge;
 class HealthChecker;
 struct MemberMetadata;
+namespace metrics {
+class MetricsEndpoint;
+struct MetricsSources;
+}  // namespace metrics
 
 // A start-up step failed; the message says which and why.
 class StartupError : public std::runtime_error {
@@ -105,6 +110,9 @@ class Daemon {
   void setup_host();
   void setup_health();
   void setup_gossip();
+  void setup_metrics();
+  metrics::MetricsSources metrics_sources();
+  void move_metrics(const Config& next);
   void watch_signals();
 
   nlohmann::json reload();
@@ -164,6 +172,7 @@ class Daemon {
   std::unique_ptr<HealthChecker> health_;
   std::unique_ptr<GossipBridge> gossip_;
   std::unique_ptr<AdminServer> admin_;
+  std::unique_ptr<metrics::MetricsEndpoint> metrics_;  // null when metrics.listen = off
 
   bool joined_ = false;          // the first tables may be published
   bool resync_pending_ = false;  // a resync() is posted

@@ -444,6 +444,8 @@ std::string render_status(const json& status) {
   }
   out += fmt::format("  address    {}, mac {}\n", field(status, "address"), field(status, "mac"));
   out += fmt::format("  maglev     {} slots per VIP\n", field(status, "maglev_table_size"));
+  if (const std::string metrics = field(status, "metrics"); metrics != "-")
+    out += fmt::format("  metrics    {}\n", metrics == "off" ? metrics : "http://" + metrics + "/metrics");
   const json& health = member(status, "health");
   if (health.is_object() && field(health, "kind") != "none" && field(health, "kind") != "-") {
     const bool healthy = member(health, "healthy").is_boolean() && member(health, "healthy").get<bool>();
