@@ -2,8 +2,15 @@
 // Awaits an answer that arrives through a callback — from the gossip
 // thread, say — for at most a deadline, without blocking the io_context:
 //
-//   auto snapshot = co_await answer_within<GossipBridge::SnapshotResult>(
-//       io.get_executor(), 1s, [&](auto done) { gossip.snapshot(std::move(done)); });
+//   const std::function<void(std::function<void(Result)>)> ask =
+//       [&](auto done) { gossip.snapshot(std::move(done)); };
+//   auto snapshot = co_await answer_within<Result>(executor, 1s, ask);
+//
+// Name `ask` as above rather than writing the lambda in the co_await
+// expression: g++ 12 destroys a temporary made there to convert an
+// argument of a coroutine (the lambda, converted to std::function) twice,
+// so whatever the lambda captured by value is released twice (seen with
+// Boost 1.74; test_answer_within.cc checks the named form).
 //
 // nullopt means no answer in time. The answer is posted to the executor
 // before it is stored, so `done` may be called from any thread, at once or

@@ -1,7 +1,7 @@
 #include "metrics/conntrack_census.h"
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
 
 #include <bpf/bpf.h>
 #include <linux/bpf.h>
@@ -10,7 +10,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <functional>
 #include <vector>
+
+#include "metrics/answer_within.h"
 
 namespace mixlb::metrics {
 
@@ -150,12 +153,22 @@ ConntrackCensusTaker::~ConntrackCensusTaker() {
 boost::asio::awaitable<DpResult<ConntrackCensus>> ConntrackCensusTaker::take() {
   // The walk holds the table (and its fd) by a shared pointer, so a census
   // finishing after the taker is gone still reads an open descriptor.
-  co_return co_await boost::asio::co_spawn(
-      thread_,
-      [table = table_]() -> boost::asio::awaitable<DpResult<ConntrackCensus>> {
-        co_return take_conntrack_census(table->fd.get(), table->options);
-      },
-      boost::asio::use_awaitable);
+  // `ask` is named, not a lambda in the co_await expression: see
+  // answer_within.h for what g++ 12 does to such a temporary.
+  using Result = DpResult<ConntrackCensus>;
+  const std::function<void(std::function<void(Result)>)> ask =
+      [table = table_, thread = thread_.get_executor()](std::function<void(Result)> done) {
+        boost::asio::post(thread, [table, done = std::move(done)] {
+          done(take_conntrack_census(table->fd.get(), table->options));
+        });
+      };
+  const boost::asio::any_io_executor executor = co_await boost::asio::this_coro::executor;
+  auto census = co_await answer_within<Result>(executor, table_->options.deadline, ask);
+  if (census) co_return std::move(*census);
+  co_return std::unexpected(DatapathError{
+      "the census of the connection table did not finish within " +
+          std::to_string(table_->options.deadline.count()) + " ms",
+      std::make_error_code(std::errc::timed_out)});
 }
 
 #pragma GCC diagnostic pop

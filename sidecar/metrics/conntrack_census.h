@@ -63,6 +63,9 @@ struct ConntrackCensusOptions {
   std::chrono::seconds active_window{60};
   // Entries per system call; grown when a hash bucket holds more.
   std::uint32_t batch = 4096;
+  // How long take() waits for the taker's thread before it gives up (the
+  // walk goes on; a full table of a million entries takes about a second).
+  std::chrono::milliseconds deadline{4000};
 };
 
 struct ConntrackCensus {
@@ -93,17 +96,25 @@ DpResult<ConntrackCensus> take_conntrack_census(int ct_fd,
 
 // Takes censuses of one table on a thread of its own, so that a walk of a
 // large table never holds the io_context's thread.
+//
+// The walk is a plain function posted to that thread, and its result comes
+// back through answer_within(): no coroutine runs on the taker's thread.
+// (With g++ 12 and Boost 1.74, awaiting co_spawn() of a lambda coroutine
+// with use_awaitable destroys the lambda's captures twice; a shared_ptr
+// captured that way is released one time too many.)
 class ConntrackCensusTaker {
  public:
   explicit ConntrackCensusTaker(UniqueFd ct, ConntrackCensusOptions options = {});
-  // Waits for a census under way. Censuses queued behind it are dropped,
-  // and the take() calls awaiting them are never resumed.
+  // Waits for a census under way; censuses queued behind it are dropped,
+  // and the take() calls awaiting them end at their deadline.
   ~ConntrackCensusTaker();
   ConntrackCensusTaker(const ConntrackCensusTaker&) = delete;
   ConntrackCensusTaker& operator=(const ConntrackCensusTaker&) = delete;
 
   // One census, taken on the taker's thread; the caller resumes on its own
-  // executor. Concurrent calls queue on that one thread.
+  // executor (which must run one handler at a time, see answer_within.h).
+  // Concurrent calls queue on that one thread. An error when the census
+  // did not come back within options.deadline.
   boost::asio::awaitable<DpResult<ConntrackCensus>> take();
 
  private:

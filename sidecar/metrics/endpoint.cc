@@ -58,8 +58,9 @@ struct MetricsEndpoint::Gather {
     GossipFigures g;
     if (!sources.gossip_snapshot) co_return g;
     g.enabled = true;
-    auto answer = co_await answer_within<GossipSnapshotResult>(
-        co_await asio::this_coro::executor, options.gossip_deadline, sources.gossip_snapshot);
+    const asio::any_io_executor executor = co_await asio::this_coro::executor;
+    auto answer = co_await answer_within<GossipSnapshotResult>(executor, options.gossip_deadline,
+                                                               sources.gossip_snapshot);
     if (answer && *answer) g.snapshot = std::move(**answer);
     co_return g;
   }

@@ -13,6 +13,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <thread>
 
@@ -109,6 +110,25 @@ TEST_CASE("a late answer is dropped; the waiter has long moved on") {
   kept(99);  // after the deadline: posted, then ignored
   CHECK(io.run_for(100ms) == 1);
   CHECK_FALSE(out.answer.has_value());
+}
+
+TEST_CASE("what `ask` captures by value is released once, when the answer has come") {
+  asio::io_context io;
+  auto held = std::make_shared<int>(7);
+  std::optional<int> answer;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        // Named, as answer_within.h asks: not a temporary of the co_await.
+        const std::function<void(std::function<void(int)>)> ask =
+            [held](std::function<void(int)> done) { done(*held); };
+        const asio::any_io_executor executor = io.get_executor();
+        answer = co_await answer_within<int>(executor, 5s, ask);
+      },
+      log_failure("answer_within test"));
+  io.run_for(3s);
+  CHECK(answer == 7);
+  CHECK(held.use_count() == 1);
 }
 
 }  // namespace
