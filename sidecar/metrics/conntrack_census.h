@@ -22,8 +22,8 @@
 // three states of mixlb_conntrack_flows.
 //
 // Its cost is the kernel's: the batched walk still locks each hash bucket
-// and copies each bucket out on its own, 0.4 to 1.2 µs per entry on the
-// 2-CPU VM of test/bench/metrics_bench.cc (quiet to busy) — 28 to 78 ms
+// and copies each bucket out on its own, 0.4 to 1.5 µs per entry on the
+// 2-CPU VM of test/bench/metrics_bench.cc (quiet to busy) — 28 to 95 ms
 // for a full table of 65,536 entries, growing linearly with the entries.
 // ConntrackCensusTaker therefore runs it on a thread of its own, and the
 // io_context's thread only awaits the result.
