@@ -53,6 +53,10 @@ MIXLB_LOG_PREFIX=${MIXLB_LOG_PREFIX-"# "}
 MIXLB_XDP_MODE=${MIXLB_XDP_MODE:-auto}   # auto: native, or generic reported as a fallback
 MIXLB_READY_TIMEOUT=${MIXLB_READY_TIMEOUT:-20}
 MIXLB_PROBE_MS=${MIXLB_PROBE_MS:-200}     # gossip probe interval
+# Set: each sidecar's /metrics listens on its node address and this port
+# (reachable from the router); unset: the default, 127.0.0.1:9650 inside
+# the node's namespace.
+MIXLB_METRICS_PORT=${MIXLB_METRICS_PORT:-}
 
 MIXLB_P=""
 MIXLB_TMP=""
@@ -370,6 +374,9 @@ protocol = "udp"
 ports = [$MIXLB_UDP_PORT]
 health_port = $MIXLB_HTTP_PORT
 EOF
+		if [ -n "$MIXLB_METRICS_PORT" ]; then
+			printf '\n[metrics]\nlisten = "%s:%s"\n' "$(mixlb_addr "$node")" "$MIXLB_METRICS_PORT"
+		fi
 		for peer in "${MIXLB_NODES[@]}"; do
 			printf '\n[[peer]]\nname = "%s"\naddress = "%s"\n' "$peer" "$(mixlb_addr "$peer")"
 		done

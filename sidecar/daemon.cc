@@ -31,6 +31,7 @@
 #include "kernel/vip_sockets.h"
 #include "leave_wait.h"
 #include "logging.h"
+#include "metrics/endpoint.h"
 #include "settings.h"
 #include "status.h"
 
@@ -171,6 +172,7 @@ void timed_step(std::string_view name, Step&& step) {
 void Daemon::start() {
   timed_step("checks (lock, privileges, bpffs, interface, record, keyring, sockets)",
              [this] { validate_and_probe(); });
+  timed_step("metrics endpoint", [this] { setup_metrics(); });
   timed_step("loading the XDP program", [this] { setup_datapath(); });
   timed_step("host settings (sysctls, VIPs on lo)", [this] { setup_host(); });
 
@@ -415,6 +417,90 @@ void Daemon::setup_gossip() {
   if (auto ec = gossip_->start(self_metadata()))
     startup_failed("gossip on " + gossip_->address().to_string(), ec);
   if (gossip_->joined()) joined_ = true;
+}
+
+// --- metrics -----------------------------------------------------------------
+
+// The Prometheus endpoint, unless metrics.listen is off. It binds before
+// the data path is touched, so a taken port stops the start having changed
+// nothing; it reads the parts only when scraped, once the daemon serves.
+void Daemon::setup_metrics() {
+  if (!config_.metrics.address) {
+    spdlog::info("metrics are off (metrics.listen = off)");
+    return;
+  }
+  auto listen = metrics::parse_listen_endpoint(config_.metrics.listen);
+  if (!listen) throw StartupError("metrics.listen: " + listen.error());
+  metrics_ = std::make_unique<metrics::MetricsEndpoint>(io_, *listen, metrics_sources());
+  try {
+    metrics_->start();
+  } catch (const std::runtime_error& e) {
+    throw StartupError(e.what());
+  }
+  on_undo("close the metrics endpoint", [this] { metrics_->stop(); });
+}
+
+// What a scrape reads, each from the part that has it.
+metrics::MetricsSources Daemon::metrics_sources() {
+  metrics::MetricsSources s;
+  s.node = config_.node.name;
+  s.version = MIXLB_VERSION;
+  s.datapath = [this] {
+    return metrics::read_datapath(program_->maps(), *sync_, table_vips_, keeper_->peers());
+  };
+  s.pin_dir = datapath_settings(config_).pin_dir;
+  s.xdp_mode = [this] { return query_xdp_mode(ifindex_); };
+  s.uplink_attached = [this] { return uplink_state_ == "attached"; };
+  // One sample per checked service (VIP port), with its check's verdict.
+  s.health = [this] {
+    std::vector<metrics::ServiceHealth> checks;
+    for (const auto& c : health_->view())
+      for (const auto& service : c.check.services) checks.push_back({service, c.checker.healthy()});
+    return checks;
+  };
+  s.app_health = [this] {
+    if (gossip_) return metrics::app_health_of(gossip_->membership());
+    return std::vector<metrics::AppHealth>{{config_.node.name, !health_ || health_->healthy()}};
+  };
+  s.table_rebuilds = [this] { return resyncs_; };
+  if (gossip_) {
+    s.gossip_snapshot = [this](std::function<void(metrics::GossipSnapshotResult)> done) {
+      gossip_->snapshot(std::move(done));
+    };
+  }
+  return s;
+}
+
+// A reload that changes metrics.listen: the new endpoint listens before the
+// old one closes; when the two cannot coexist (the same port on another
+// address), the old one closes first and comes back if the new one fails.
+// Either way status names the address that listens.
+void Daemon::move_metrics(const Config& next) {
+  std::unique_ptr<metrics::MetricsEndpoint> moved;
+  if (next.metrics.address) {
+    auto listen = metrics::parse_listen_endpoint(next.metrics.listen);
+    if (!listen) throw AdminError("metrics.listen: " + listen.error());
+    if (metrics_ && metrics_->local_endpoint() == *listen) return;
+    moved = std::make_unique<metrics::MetricsEndpoint>(io_, *listen, metrics_sources());
+    try {
+      moved->start();
+    } catch (const std::runtime_error&) {
+      if (metrics_) metrics_->stop();
+      try {
+        moved->start();
+      } catch (const std::runtime_error& e) {
+        try {
+          if (metrics_) metrics_->start();
+        } catch (const std::runtime_error& again) {
+          spdlog::error("{}; metrics are off until the next reload or restart", again.what());
+          metrics_.reset();
+        }
+        throw AdminError(std::string("the metrics endpoint was not moved: ") + e.what());
+      }
+    }
+  }
+  if (metrics_) metrics_->stop();
+  metrics_ = std::move(moved);
 }
 
 // --- membership and tables ---------------------------------------------------
@@ -686,6 +772,7 @@ void Daemon::finish() {
   sample_timer_.cancel();
   signals_.cancel();
   if (admin_) admin_->stop();
+  if (metrics_) metrics_->stop();
   io_.stop();
 }
 
@@ -728,6 +815,9 @@ ReloadResult Daemon::reload() {
     }
   }
 
+  // A new metrics address is bound before anything changes: the kernel may
+  // refuse it too.
+  if (diff.metrics) move_metrics(next);
   // The host first: the one step the kernel may refuse, before anything
   // else has changed.
   if (diff.vips) apply_vips(next);
@@ -839,6 +929,7 @@ StatusResult Daemon::status() {
   out.address = address_.to_string();
   out.mac = format_mac(mac_);
   out.maglev_table_size = config_.datapath.maglev_table_size;
+  out.metrics = metrics_ ? metrics::to_string(metrics_->local_endpoint()) : "off";
   out.phase = phase_ == Phase::kLeaving ? "leaving" : "serving";
   if (phase_ == Phase::kLeaving) out.leave = leave_state_;
   out.instance = InstanceInfo{::getpid(),

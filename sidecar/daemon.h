@@ -13,11 +13,12 @@
 //   AdminServer      the admin socket, answering through AdminCommands (the
 //                    command table's handlers, below); status.h builds the
 //                    results; MonitorHub streams events to `mixlbctl monitor`
+//   MetricsEndpoint  Prometheus /metrics (metrics/endpoint.h)
 //
 // Start-up. First everything that can fail without changing anything: the
 // instance lock, privileges, a bpffs, the interface, the host record of a
-// predecessor, the keyring, the gossip and admin sockets, the pinned maps'
-// sizes. Then the changes: load (adopting pinned maps), host settings,
+// predecessor, the keyring, the gossip, admin and metrics sockets, the
+// pinned maps' sizes. Then the changes: load (adopting pinned maps), host settings,
 // first tables (without gossip), attach (swapping into the pinned link),
 // neighbours, the app check, the join. A start that fails after that undoes
 // only what this instance made; what it adopted keeps running.
@@ -72,6 +73,10 @@ class GossipBridge;
 class LogTap;
 class HealthChecks;
 struct MemberMetadata;
+namespace metrics {
+class MetricsEndpoint;
+struct MetricsSources;
+}  // namespace metrics
 
 // A start-up step failed; the message says which and why.
 class StartupError : public std::runtime_error {
@@ -113,6 +118,9 @@ class Daemon {
   void setup_host();
   void setup_health();
   void setup_gossip();
+  void setup_metrics();
+  metrics::MetricsSources metrics_sources();
+  void move_metrics(const Config& next);
   void watch_signals();
 
   ReloadResult reload();
@@ -187,6 +195,7 @@ class Daemon {
   std::unique_ptr<LogTap> log_tap_;  // made before any thread logs
   CounterRates rates_;
   ChangeWatch changes_;
+  std::unique_ptr<metrics::MetricsEndpoint> metrics_;  // null when metrics.listen = off
 
   bool joined_ = false;          // the first tables may be published
   bool resync_pending_ = false;  // a resync() is posted

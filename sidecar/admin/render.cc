@@ -128,6 +128,8 @@ std::string render_status(const StatusResult& s) {
   }
   out += fmt::format("  address    {}, mac {}\n", dash(s.address), dash(s.mac));
   out += fmt::format("  maglev     {} slots per VIP\n", s.maglev_table_size);
+  if (s.metrics)
+    out += fmt::format("  metrics    {}\n", *s.metrics == "off" ? *s.metrics : "http://" + *s.metrics + "/metrics");
   if (const auto& health = s.health; health && health->kind != "none" && !health->checks.empty()) {
     // One line per check (an older daemon sends one check, as its target).
     out += fmt::format("  app        {}\n", health->healthy ? "healthy" : "UNHEALTHY");

@@ -228,6 +228,7 @@ void to_json(json& j, const StatusResult& v) {
             {"maglev_table_size", v.maglev_table_size},
             {"phase", v.phase},
             {"nodes", v.nodes}});
+  write(j, "metrics", v.metrics);
   write(j, "leave", v.leave);
   write(j, "instance", v.instance);
   write(j, "health", v.health);
@@ -243,6 +244,7 @@ void from_json(const json& j, StatusResult& v) {
   read(j, "address", v.address);
   read(j, "mac", v.mac);
   read(j, "maglev_table_size", v.maglev_table_size);
+  read(j, "metrics", v.metrics);
   read(j, "phase", v.phase);
   read(j, "leave", v.leave);
   read(j, "instance", v.instance);

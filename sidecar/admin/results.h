@@ -135,7 +135,8 @@ struct StatusResult : StatsResult {
   std::string address;
   std::string mac;
   std::uint32_t maglev_table_size = 0;
-  std::string phase;                 // "serving" or "leaving"
+  std::optional<std::string> metrics;  // the /metrics address ("127.0.0.1:9650"), or "off"
+  std::string phase;                   // "serving" or "leaving"
   std::optional<std::string> leave;  // while leaving: what the leave waits for
   std::optional<InstanceInfo> instance;
   std::optional<AppCheckInfo> health;

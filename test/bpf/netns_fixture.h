@@ -64,8 +64,9 @@ inline Mac read_mac(const std::string& dev) {
 
 // Whether `ifindex` has no XDP program within a second. A link that loses
 // its last reference (its pin removed, its fds closed) is freed by the
-// kernel asynchronously, so on a loaded machine the program may stay
-// attached for a moment after the call that let it go.
+// kernel asynchronously (unlinking the last pin frees its inode after an
+// RCU grace period), so the program may stay attached for a moment after
+// the call that let it go.
 inline bool xdp_detached_soon(int ifindex) {
   for (int i = 0; i < 100; ++i) {
     if (!query_xdp_mode(ifindex).has_value()) return true;

@@ -6,9 +6,13 @@
 //   nothing touched), a start that fails after a restart (the data path it
 //   found stays), and a leave (everything goes, the host as before).
 #include <doctest/doctest.h>
+#include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <net/if.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -92,16 +96,20 @@ struct Running {
   std::future<int> exit;
   std::string socket;
 
-  Running(const DaemonHost& host, const Config& config) : socket(config.node.admin_socket) {
+  // `args`: the command line a reload reads again.
+  Running(const DaemonHost& host, const Config& config, std::vector<std::string> args = {})
+      : socket(config.node.admin_socket) {
     std::promise<int> done;
     exit = done.get_future();
-    std::thread([&host, config, done = std::move(done)]() mutable {
+    std::thread([&host, config, args, done = std::move(done)]() mutable {
       try {
         int status = 0;
         {
           // Destroyed before the test hears the exit: it holds the lock.
-          Daemon daemon(config, DaemonSeams{const_cast<test::FakeRtnl*>(&host.netlink),
-                                            const_cast<test::FakeSysctls*>(&host.sysctls)});
+          Daemon daemon(config,
+                        DaemonSeams{const_cast<test::FakeRtnl*>(&host.netlink),
+                                    const_cast<test::FakeSysctls*>(&host.sysctls)},
+                        args);
           status = daemon.run();
         }
         done.set_value(status);
@@ -143,6 +151,66 @@ bool eventually(Running& daemon, Done done) {
 
 bool pinned(const DaemonHost& h, const char* name) {
   return std::filesystem::exists(h.bpffs + "/mix1/" + name);
+}
+
+sockaddr_in loopback(std::uint16_t port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return a;
+}
+
+// GET /metrics on 127.0.0.1:PORT with HTTP/1.0 (answered, then closed): the
+// whole response, or "" when nothing listens there.
+std::string scrape(std::uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  const sockaddr_in to = loopback(port);
+  std::string response;
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof(to)) == 0) {
+    const std::string request = "GET /metrics HTTP/1.0\r\n\r\n";
+    CHECK(::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+          static_cast<ssize_t>(request.size()));
+    char chunk[16384];
+    for (pollfd p{fd, POLLIN, 0}; ::poll(&p, 1, 5000) > 0;) {
+      const ssize_t n = ::recv(fd, chunk, sizeof(chunk), 0);
+      if (n <= 0) break;
+      response.append(chunk, static_cast<std::size_t>(n));
+    }
+  }
+  ::close(fd);
+  return response;
+}
+
+bool has_line(const std::string& text, const std::string& line) {
+  return text.find("\n" + line + "\n") != std::string::npos;
+}
+
+// The daemon host's configuration as a file (a reload reads it again), with
+// the metrics endpoint on 127.0.0.1:PORT.
+void write_config(const DaemonHost& host, const std::string& path, std::uint16_t port) {
+  std::ofstream(path) << "[node]\n"
+                      << "name = \"mix1\"\ninterface = \"" << host.uplink << "\"\n"
+                      << "address = \"10.0.0.1\"\nrun_dir = \"" << host.dir << "\"\n"
+                      << "admin_socket = \"" << host.dir << "/mix1.sock\"\n"
+                      << "bpffs_dir = \"" << host.bpffs << "\"\nleave_timeout_ms = 5000\n"
+                      << "[datapath]\nxdp_mode = \"native\"\nmaglev_table_size = 251\n"
+                      << "max_vips = 4\nmax_nodes = 16\nconntrack_entries = 1024\n"
+                      << "[gossip]\nenabled = false\n"
+                      << "[health]\nkind = \"none\"\n"
+                      << "[metrics]\nlisten = \"127.0.0.1:" << port << "\"\n"
+                      << "[[vip]]\naddress = \"10.100.0.1\"\nports = [80]\n"
+                      << "[[peer]]\nname = \"mix1\"\naddress = \"10.0.0.1\"\n"
+                      << "[[peer]]\nname = \"mix2\"\naddress = \"10.0.0.2\"\n";
+}
+
+Config config_of(const std::vector<std::string>& args) {
+  std::vector<const char*> argv{"mixlb"};
+  for (const auto& a : args) argv.push_back(a.c_str());
+  auto config = config_from_args(static_cast<int>(argv.size()), argv.data());
+  REQUIRE(config.has_value());
+  return *config;
 }
 
 }  // namespace
@@ -233,6 +301,79 @@ TEST_SUITE("daemon" * doctest::skip(cannot_run())) {
     CHECK_FALSE(host.netlink.neighbours.contains({dp0, *Address::parse("10.0.0.2")}));
     CHECK_FALSE(std::filesystem::exists(host.record_path()));
   }
+  TEST_CASE("metrics: a taken port stops a start that changed nothing; served with the daemon, named in status, moved by a reload, closed on every way out") {
+    DaemonHost host;
+    const int dp0 = test_net().dp0;
+    const std::string file = host.dir + "/mix1.toml";
+    write_config(host, file, 19651);
+    const std::vector<std::string> args{"--config", file};
+    const Config config = config_of(args);
+
+    // 1. The port is taken: the start stops before it changed anything.
+    {
+      const int blocker = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      const sockaddr_in at = loopback(19651);
+      REQUIRE(::bind(blocker, reinterpret_cast<const sockaddr*>(&at), sizeof(at)) == 0);
+      REQUIRE(::listen(blocker, 1) == 0);
+      Daemon daemon(config, DaemonSeams{&host.netlink, &host.sysctls}, args);
+      CHECK_THROWS_WITH_AS(daemon.run(), "metrics on 127.0.0.1:19651: address already in use",
+                           StartupError);
+      ::close(blocker);
+      CHECK_FALSE(query_xdp_mode(dp0).has_value());
+      CHECK_FALSE(std::filesystem::exists(host.bpffs + "/mix1"));
+      CHECK_FALSE(std::filesystem::exists(host.record_path()));
+      CHECK_FALSE(std::filesystem::exists(config.node.admin_socket));
+      CHECK(host.sysctls.writes.empty());
+      CHECK(host.netlink.addresses.empty());
+    }
+
+    // 2. Served while the daemon serves, from its parts; status names it.
+    {
+      Running daemon(host, config, args);
+      CHECK(daemon.ask("status")["metrics"] == "127.0.0.1:19651");
+      const std::string text = scrape(19651);
+      REQUIRE(text.starts_with("HTTP/1.0 200 OK\r\n"));
+      CHECK(has_line(text, "mixlb_node_info{node=\"mix1\",version=\"" MIXLB_VERSION "\"} 1"));
+      CHECK(has_line(text, "mixlb_xdp_mode{mode=\"native\"} 1"));
+      CHECK(has_line(text, "mixlb_uplink_attached 1"));
+      CHECK(has_line(text, "mixlb_vip_backends{vip=\"10.100.0.1:80/tcp\"} 2"));
+      CHECK(has_line(text, "mixlb_vip_packets_total{vip=\"10.100.0.1:80/tcp\",path=\"local\"} 0"));
+      CHECK(has_line(text, "mixlb_vip_node_weight{vip=\"10.100.0.1:80/tcp\",node=\"mix2\"} 1"));
+      CHECK(has_line(text, "mixlb_app_healthy{node=\"mix1\"} 1"));
+      CHECK(text.find("mixlb_health_check_healthy{") == std::string::npos);  // health.kind = none
+      // The census of the pinned table this daemon made.
+      CHECK(has_line(text, "mixlb_conntrack_entries_limit 1024"));
+      CHECK(has_line(text, "mixlb_conntrack_entries 0"));
+      CHECK(text.find("mixlb_gossip") == std::string::npos);  // gossip off
+
+      // 3. A reload that changes metrics.listen moves the endpoint.
+      write_config(host, file, 19652);
+      const auto reloaded = daemon.ask("reload");
+      CHECK(reloaded["applied"] == nlohmann::json::array({"metrics.listen"}));
+      CHECK(daemon.ask("status")["metrics"] == "127.0.0.1:19652");
+      CHECK(scrape(19652).starts_with("HTTP/1.0 200 OK\r\n"));
+      CHECK(scrape(19651).empty());
+
+      // 4. SIGTERM, a stop for a restart: the endpoint closes with the daemon.
+      ::kill(::getpid(), SIGTERM);
+      CHECK(daemon.wait() == 0);
+      CHECK(scrape(19652).empty());
+    }
+
+    // 5. The next start adopts the data path and serves again; a leave
+    // closes the endpoint too (and leaves the host as it was).
+    {
+      Running daemon(host, config_of(args), args);
+      CHECK(daemon.ask("status")["instance"]["adopted_maps"] == true);
+      CHECK(scrape(19652).starts_with("HTTP/1.0 200 OK\r\n"));
+      CHECK(daemon.ask("leave")["leaving"] == true);
+      CHECK(daemon.wait() == 0);
+      CHECK(scrape(19652).empty());
+    }
+    CHECK_FALSE(query_xdp_mode(dp0).has_value());
+    CHECK_FALSE(std::filesystem::exists(host.bpffs + "/mix1"));
+  }
+
   TEST_CASE("a first start that fails half-way leaves the host as it found it") {
     DaemonHost host;
     host.sysctls.refuse["net.ipv4.conf.dp0.forwarding"] = std::errc::operation_not_permitted;
@@ -248,7 +389,7 @@ TEST_SUITE("daemon" * doctest::skip(cannot_run())) {
     CHECK(host.netlink.addresses.empty());
   }
 
-  TEST_CASE("an uplink that is detached or vanishes is reported and attached again; SIGHUP is ignored; SIGTERM may mean leave") {
+  TEST_CASE("an uplink that is detached or vanishes is reported and attached again; SIGHUP without a file changes nothing; SIGTERM may mean leave") {
     sh("ip link add upl0 type veth peer name upl0p");
     sh("ip link set upl0 up");
     DaemonHost host("upl0", ifindex_of("upl0"));
@@ -257,7 +398,8 @@ TEST_SUITE("daemon" * doctest::skip(cannot_run())) {
     Running daemon(host, config);
     REQUIRE(daemon.ask("status")["uplink"] == "attached");
 
-    // SIGHUP changes nothing: no reload yet, and no death either.
+    // SIGHUP asks for a reload; without --config there is no file, so it
+    // changes nothing (the log says why), and the daemon does not die.
     ::kill(::getpid(), SIGHUP);
     std::this_thread::sleep_for(200ms);
     CHECK(daemon.exit.wait_for(0s) == std::future_status::timeout);

@@ -51,6 +51,19 @@ TEST_SUITE("admin") {
     CHECK(render("status", kStatus) == expected);
   }
 
+  TEST_CASE("render_status names the metrics endpoint, or says it is off") {
+    json status = kStatus;
+    status["metrics"] = "127.0.0.1:9650";
+    CHECK(render("status", status).find("  maglev     65537 slots per VIP\n"
+                                        "  metrics    http://127.0.0.1:9650/metrics\n") != std::string::npos);
+    status["metrics"] = "[::1]:9650";
+    CHECK(render("status", status).find("  metrics    http://[::1]:9650/metrics\n") != std::string::npos);
+    status["metrics"] = "off";
+    CHECK(render("status", status).find("  metrics    off\n") != std::string::npos);
+    // A daemon from before the endpoint says nothing about it.
+    CHECK(render("status", kStatus).find("metrics") == std::string::npos);
+  }
+
   TEST_CASE("render_status shows the app check: healthy, unhealthy, or not checked") {
     json status = kStatus;
     status["health"] = {{"kind", "http"}, {"target", "10.100.0.1:80"}, {"healthy", false}, {"last", "HTTP 503"}};

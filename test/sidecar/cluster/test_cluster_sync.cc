@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
+#include <thread>
 
 #include <doctest/doctest.h>
 
@@ -15,6 +17,7 @@
 #include "cluster/node_id.h"
 #include "kernel/datapath.h"
 #include "netns_fixture.h"
+#include "pin_dir.h"
 #include "settings.h"
 
 namespace mixlb {
@@ -51,19 +54,7 @@ std::unique_ptr<XdpProgram> load(const std::string& pin_dir = "") {
   return load_test_program(s);
 }
 
-// A pin directory on bpffs that is removed whatever the test's outcome. A
-// machine without a bpffs on /sys/fs/bpf gets one, as the sidecar does it.
-struct PinDir {
-  std::string path = "/sys/fs/bpf/mixlb-test-" + std::to_string(getpid());
-  PinDir() {
-    auto ready = ensure_bpffs(path);
-    REQUIRE_MESSAGE(ready.has_value(), (ready ? "" : ready.error()));
-  }
-  ~PinDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-};
+using test::PinDir;
 
 }  // namespace
 

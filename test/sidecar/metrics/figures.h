@@ -1,0 +1,104 @@
+#pragma once
+// A realistic set of figures for the metric families: three nodes (mix1 is
+// this node, mix3 drained), six VIP ports of both families and protocols,
+// one of them not published yet, counters on every path, drops, fib results
+// (an unnamed code among them), a connection-table census with a flow
+// pinned to a node this sidecar has forgotten, and a gossip snapshot with
+// members in every state. The collector tests, the promtool check and the
+// scrape benchmark all use it.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "metrics/collect.h"
+
+namespace mixlb::test {
+
+inline metrics::MetricsFigures realistic_figures() {
+  metrics::MetricsFigures f;
+  f.node = "mix1";
+  f.version = "0.1.0";
+  f.xdp_mode = AttachMode::kNative;
+  f.uplink_attached = true;
+  f.table_rebuilds = 17;
+  f.health = {{"app", true}};
+  f.app_health = {{"mix1", true}, {"mix2", true}, {"mix3", false}};
+
+  auto& d = f.datapath;
+  d.table_publications = 42;
+  d.node_names = {{11, "mix1"}, {12, "mix2"}, {13, "mix3"}};
+  d.global.events = {9000, 310, 305, 5, 12, 3, 4410};
+  d.global.drops[MIXLB_DROP_NO_BACKEND] = 7;
+  d.global.drops[MIXLB_DROP_FIB_NO_NEIGH] = 2;
+  d.global.fib_rets[0] = 6010;  // success
+  d.global.fib_rets[7] = 2;     // no_neigh
+  d.global.fib_rets[12] = 1;    // a code this build has no name for
+
+  const char* labels[] = {"10.100.0.1:80/tcp",   "10.100.0.1:443/tcp", "10.100.0.2:53/udp",
+                          "10.100.0.3:*/udp",    "[fd00:100::1]:80/tcp", "[fd00:100::1]:443/tcp"};
+  for (std::uint32_t i = 0; i < 6; ++i) {
+    metrics::VipFigures v;
+    v.vip = labels[i];
+    if (i == 5) {  // configured, not published yet: no id, no counters
+      v.nodes = {{"mix1", true, 1, {}}, {"mix2", false, 2, {}}, {"mix3", false, 0, {}}};
+      d.vips.push_back(v);
+      continue;
+    }
+    v.vip_id = i;
+    v.backends = 2;
+    const std::uint64_t k = 1000 * (i + 1);
+    v.counters.local_pkts = k;
+    v.counters.local_bytes = k * 64;
+    v.counters.fwd_pkts = 2 * k;
+    v.counters.fwd_bytes = 2 * k * 1400;
+    v.counters.from_peer_pkts = k / 2;
+    v.counters.from_peer_bytes = k * 700;
+    v.counters.drops[MIXLB_DROP_NO_BACKEND] = i;
+    v.nodes = {{"mix1", true, 1, {k, k * 64}},
+               {"mix2", false, 2, {2 * k, 2 * k * 1400}},
+               {"mix3", false, 0, {0, 0}}};
+    d.vips.push_back(v);
+  }
+
+  metrics::ConntrackCensus census;
+  census.capacity = 65536;
+  census.took = std::chrono::microseconds(2150);
+  using metrics::FlowState;
+  census.flows = {{{0, 11, FlowState::kActive}, 120}, {{0, 12, FlowState::kActive}, 240},
+                  {{0, 12, FlowState::kClosing}, 30}, {{1, 11, FlowState::kIdle}, 9},
+                  {{3, 12, FlowState::kActive}, 55},  {{2, 99, FlowState::kIdle}, 1}};
+  for (const auto& [key, count] : census.flows) census.entries += count;
+  f.conntrack = census;
+
+  gossip::TransportSnapshot s;
+  s.health_score = 1;
+  s.self.name = "mix1";
+  s.self.incarnation = 3;
+  const gossip::MemberState states[] = {gossip::MemberState::kAlive, gossip::MemberState::kAlive,
+                                        gossip::MemberState::kSuspect, gossip::MemberState::kDead,
+                                        gossip::MemberState::kLeft};
+  const char* names[] = {"mix1", "mix2", "mix3", "mix4", "mix5"};
+  for (int i = 0; i < 5; ++i) {
+    gossip::Member m;
+    m.name = names[i];
+    m.state = states[i];
+    s.members.push_back(m);
+  }
+  s.core.probes = 1520;
+  s.core.probes_failed = 3;
+  s.core.indirect_probes = 4;
+  s.core.suspicions_raised = 1;
+  s.core.deaths_declared = 1;
+  s.core.bytes_sent = 412330;
+  s.core.bytes_received = 409876;
+  s.core.drops[static_cast<std::size_t>(gossip::DropReason::kNoKeyAuthenticates)] = 6;
+  s.transport.stream_bytes_in = 20480;
+  s.transport.stream_bytes_out = 19000;
+  s.transport.udp_send_errors = 2;
+  s.transport.streams_out_failed = 1;
+  f.gossip.enabled = true;
+  f.gossip.snapshot = s;
+  return f;
+}
+
+}  // namespace mixlb::test
