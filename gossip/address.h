@@ -34,6 +34,18 @@ struct Address {
   friend bool operator==(const Address&, const Address&) = default;
 };
 
+// A seed given by name: a host name the system resolver knows (DNS, or
+// /etc/hosts) and the gossip port. The transport resolves it at the start
+// and again at every re-join, so a name whose addresses change (a headless
+// Kubernetes service, a DNS record of the current nodes) stays a good seed.
+struct SeedName {
+  std::string host;
+  std::uint16_t port = 0;
+
+  std::string to_string() const { return host + ":" + std::to_string(port); }
+  friend bool operator==(const SeedName&, const SeedName&) = default;
+};
+
 }  // namespace mixlb::gossip
 
 template <>

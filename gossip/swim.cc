@@ -187,6 +187,23 @@ void Swim::join(std::span<const Address> seeds, TimePoint now) {
   }
 }
 
+std::size_t Swim::named_seeds_resolved(std::span<const Address> addresses, TimePoint now) {
+  named_seeds_.clear();
+  for (const auto& a : addresses) {
+    if (a != config_.address &&
+        std::find(named_seeds_.begin(), named_seeds_.end(), a) == named_seeds_.end()) {
+      named_seeds_.push_back(a);
+    }
+  }
+  if (std::exchange(has_named_seeds_, true)) {
+    if (!left_) rejoin(now);
+    return 0;
+  }
+  if (left_) return 0;
+  for (const auto& seed : named_seeds_) start_sync(seed, SyncPurpose::kJoin, now);
+  return named_seeds_.size();
+}
+
 void Swim::on_datagram(const Address& from, ByteView bytes, TimePoint now) {
   ++stats_.datagrams_received;
   stats_.bytes_received += bytes.size();
@@ -371,7 +388,12 @@ void Swim::fire(const Timer& timer, TimePoint now) {
       break;
     case TimerKind::kRejoin:
       if (left_) break;
-      rejoin(now);
+      // With seeds given by name, the attempt waits for their addresses.
+      if (has_named_seeds_) {
+        resolve_requested_ = true;
+      } else {
+        rejoin(now);
+      }
       schedule(now + config_.rejoin_interval, TimerKind::kRejoin);
       break;
     case TimerKind::kStream:
@@ -1183,8 +1205,13 @@ void Swim::rejoin(TimePoint now) {
     }
   }
   std::vector<Address> missing;
-  for (const auto& seed : seeds_) {
-    if (!live.count(seed)) missing.push_back(seed);
+  for (const auto* list : {&seeds_, &named_seeds_}) {
+    for (const auto& seed : *list) {
+      if (!live.count(seed) &&
+          std::find(missing.begin(), missing.end(), seed) == missing.end()) {
+        missing.push_back(seed);
+      }
+    }
   }
   if (missing.empty()) return;
   start_sync(missing[random_below(missing.size())], SyncPurpose::kRejoin, now);

@@ -9,6 +9,7 @@
 //   inputs                                outputs (take_*())
 //   ------                                -------
 //   join(seeds, now)                      datagrams to send      (UDP)
+//   named_seeds_resolved(addresses, now)  take_resolve_request()
 //   on_datagram(from, bytes, now)         stream requests        (TCP push-pull)
 //   on_stream(from, bytes, now) -> reply  events: member joined/updated/
 //   on_stream_reply / _failed(id, ...)      suspect/alive/dead/left, user
@@ -46,7 +47,9 @@
 //     accused gets the chance to refute it.
 //   - Leave: the member announces it and stops probing; others mark it left.
 //   - Seeds that are not alive members are re-joined periodically, so a
-//     partition heals without an operator.
+//     partition heals without an operator. Seeds given by name (DNS) are
+//     resolved by the caller: at the start, and again at every re-join,
+//     whose attempt then waits for the fresh addresses.
 //   - Two additions of mixlb's, both sending only a member's newest state: a
 //     stale suspicion or death claim is answered to its sender with the newer
 //     alive, and a suspicion still held halfway to its minimum timeout is
@@ -116,6 +119,7 @@
 #include <system_error>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -168,7 +172,27 @@ struct SyncResult {
   std::error_code error;
 };
 
-using Event = std::variant<MemberEvent, UserEventDelivery, SyncResult>;
+// One name of the seeds given by name, as a resolution found it: the
+// addresses in the transport's family (none when the name did not resolve,
+// and then `error` says why).
+struct SeedLookup {
+  SeedName name;
+  std::vector<Address> addresses;
+  std::error_code error;
+};
+
+// The transport resolved the seeds given by name: at the start (`first`,
+// and `joins` is how many join syncs it started through them, each ending
+// in a kJoin SyncResult) or for a re-join round. Produced by the transport,
+// never by the core.
+struct SeedsResolved {
+  std::vector<SeedLookup> lookups;
+  std::size_t joins = 0;
+  bool first = false;
+  bool changed = false;  // the addresses differ from the previous resolution's
+};
+
+using Event = std::variant<MemberEvent, UserEventDelivery, SyncResult, SeedsResolved>;
 
 // This node's keyring changed (a key request, its own or another member's,
 // or change_key()): the keys it holds now, the primary first. Emitted only
@@ -277,6 +301,15 @@ class Swim {
   // Starts push-pull with each seed (our own address is skipped) and keeps
   // the list for periodic re-joins.
   void join(std::span<const Address> seeds, TimePoint now);
+  // The addresses the seeds given by name resolve to now (the caller
+  // resolves them: at the start, then each time take_resolve_request() asks).
+  // They replace the previous resolution's, this node's own address left
+  // out; a name that no longer resolves to an address stops being re-joined.
+  // The first call joins through each address, as join() does, and returns
+  // how many joins it started (each ends in a kJoin SyncResult); later calls
+  // make the re-join attempt that was waiting for them and return 0. From
+  // the first call on, every re-join round asks for a fresh resolution.
+  std::size_t named_seeds_resolved(std::span<const Address> addresses, TimePoint now);
   void on_datagram(const Address& from, ByteView bytes, TimePoint now);
   // Serves a push-pull: merges the peer's state, returns ours (sealed) for the
   // transport to send back, or the reason the request was refused.
@@ -319,6 +352,9 @@ class Swim {
   std::vector<StreamRequest> take_stream_requests();
   std::vector<Event> take_events();
   std::vector<KeyEvent> take_key_events();
+  // True once per re-join round when seeds are given by name: resolve them
+  // and answer with named_seeds_resolved().
+  bool take_resolve_request() { return std::exchange(resolve_requested_, false); }
   // When tick() wants to run next (TimePoint::max() when nothing is armed).
   TimePoint next_deadline() const;
 
@@ -520,6 +556,9 @@ class Swim {
   std::uint64_t next_key_request_;
 
   std::vector<Address> seeds_;
+  std::vector<Address> named_seeds_;  // the last resolution of the seeds given by name
+  bool has_named_seeds_ = false;
+  bool resolve_requested_ = false;
   std::uint64_t next_stream_id_ = 1;
   std::map<std::uint64_t, PendingStream> pending_streams_;
 

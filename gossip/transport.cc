@@ -12,6 +12,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <future>
 #include <mutex>
@@ -44,6 +45,7 @@ enum class Trouble : std::size_t {
   kDrop,
   kAccept,
   kStreamIn,
+  kResolve,
   kCount
 };
 
@@ -186,7 +188,7 @@ struct Transport::Impl {
   // ---- lifecycle (caller threads)
 
   std::error_code bind();
-  std::error_code start(std::span<const Address> seed_list);
+  std::error_code start(std::span<const Address> seed_list, std::span<const SeedName> name_list);
   std::error_code stop(StopMode mode);
   std::error_code open_loop();
   std::error_code open_sockets(Address bind_address);
@@ -208,6 +210,8 @@ struct Transport::Impl {
   void arm_timer();
   void deliver(Event event);
   void deliver(KeyEvent event);
+  void resolve_names(bool first);
+  void on_names_resolved(std::vector<SeedLookup> lookups, bool first);
   void send_datagram(const Datagram& datagram);
   void on_datagram(uv::ByteView bytes, const sockaddr* from, bool truncated);
   void on_connection(std::error_code error);
@@ -259,6 +263,26 @@ struct Transport::Impl {
   int socket_family = AF_INET;
   std::optional<Swim> core;
   std::vector<Address> seeds;
+  std::vector<SeedName> names;
+  // Each name's addresses as last resolved (a name that fails to resolve
+  // keeps its previous ones: a resolver outage does not forget the seeds),
+  // and all of them, sorted, to tell a change.
+  std::vector<std::vector<Address>> name_addresses;
+  std::vector<Address> resolved;
+  // One resolution of every name, run by a libuv worker: the lookups block,
+  // the loop must not. The loop owns it from uv_queue_work() to its
+  // completion callback, which always runs (with UV_ECANCELED when
+  // cancelled). At most one at a time: `resolution`.
+  struct Resolution {
+    uv_work_t work{};
+    Impl* impl = nullptr;
+    std::vector<SeedName> names;
+    Address::Family family = Address::Family::kV4;
+    SeedLookupFn lookup;
+    std::vector<SeedLookup> lookups;
+    bool first = false;
+  };
+  Resolution* resolution = nullptr;
   std::unordered_map<std::uint64_t, std::unique_ptr<Connection>> connections;
   // key_request_async()'s replies, by the core's request id, until the
   // core reports the result.
@@ -303,7 +327,8 @@ std::error_code Transport::Impl::open_loop() {
   return {};
 }
 
-std::error_code Transport::Impl::start(std::span<const Address> seed_list) {
+std::error_code Transport::Impl::start(std::span<const Address> seed_list,
+                                       std::span<const SeedName> name_list) {
   // Requests dropped by a failed start; declared first so they are
   // destroyed (and a snapshot_async() among them answered) after the
   // lifecycle lock is released, in case the answer calls start or stop.
@@ -343,6 +368,8 @@ std::error_code Transport::Impl::start(std::span<const Address> seed_list) {
   Config config = options.config;
   config.address = address;
   seeds.assign(seed_list.begin(), seed_list.end());
+  names.assign(name_list.begin(), name_list.end());
+  if (!options.lookup) options.lookup = lookup_seed;
   core.emplace(std::move(config), std::move(options.keyring),
                options.seed != 0 ? options.seed : draw_seed(), Clock::now());
 
@@ -441,6 +468,7 @@ std::error_code Transport::Impl::release_handles() {
 void Transport::Impl::run() {
   loop_thread = std::this_thread::get_id();
   core->join(seeds, Clock::now());
+  if (!names.empty()) resolve_names(true);
   drain();
   loop->run(UV_RUN_DEFAULT);
   loop_close_status = loop->close();
@@ -557,6 +585,9 @@ void Transport::Impl::close_all() {
   connections.clear();
   inbound = outbound = 0;
   key_replies.clear();  // requests still collecting answers: kLeft
+  // A resolution still queued is cancelled; one already running keeps the
+  // loop alive until it ends, and its result is then dropped.
+  if (resolution != nullptr) uv_cancel(reinterpret_cast<uv_req_t*>(&resolution->work));
 }
 
 TransportSnapshot Transport::Impl::take_snapshot() const {
@@ -587,7 +618,73 @@ void Transport::Impl::drain() {
     for (auto& event : key_events) deliver(std::move(event));
   }
   draining = false;
+  if (core->take_resolve_request() && !closing) resolve_names(false);
   arm_timer();
+}
+
+// ------------------------------------------------------------- seed names
+
+void Transport::Impl::resolve_names(bool first) {
+  if (resolution != nullptr || names.empty()) return;  // this round is skipped
+  auto job = std::make_unique<Resolution>();
+  job->work.data = job.get();
+  job->impl = this;
+  job->names = names;
+  job->family = address.family;
+  job->lookup = options.lookup;
+  job->first = first;
+  const int status = uv_queue_work(
+      loop->get(), &job->work,
+      [](uv_work_t* work) {
+        auto* r = static_cast<Resolution*>(work->data);
+        for (const auto& name : r->names) {
+          SeedLookup lookup{.name = name};
+          try {
+            auto found = r->lookup(name, r->family);
+            if (found) {
+              lookup.addresses = std::move(*found);
+            } else {
+              lookup.error = found.error();
+            }
+          } catch (const std::exception& e) {
+            lookup.error = std::make_error_code(std::errc::io_error);
+            spdlog::error("gossip: looking up seed {} threw: {}", name.to_string(), e.what());
+          }
+          r->lookups.push_back(std::move(lookup));
+        }
+      },
+      [](uv_work_t* work, int status) {
+        std::unique_ptr<Resolution> r(static_cast<Resolution*>(work->data));
+        Impl* impl = r->impl;
+        impl->resolution = nullptr;
+        if (status != 0 || impl->closing) return;
+        impl->on_names_resolved(std::move(r->lookups), r->first);
+      });
+  if (status != 0) {
+    trouble(Trouble::kResolve, "cannot queue the lookup of the seed names: " + uv::error(status).message());
+    if (first) on_names_resolved({}, true);  // the join must not wait for it
+    return;
+  }
+  resolution = job.release();
+}
+
+void Transport::Impl::on_names_resolved(std::vector<SeedLookup> lookups, bool first) {
+  // Failures are the event's to report (the sidecar logs each name).
+  name_addresses.resize(names.size());
+  std::vector<Address> all;
+  for (std::size_t i = 0; i < lookups.size() && i < names.size(); ++i) {
+    if (!lookups[i].error) name_addresses[i] = lookups[i].addresses;
+    for (const auto& a : name_addresses[i])
+      if (std::find(all.begin(), all.end(), a) == all.end()) all.push_back(a);
+  }
+  SeedsResolved event{.lookups = std::move(lookups), .first = first};
+  std::vector<Address> sorted = all;
+  std::sort(sorted.begin(), sorted.end());
+  event.changed = first || sorted != resolved;
+  resolved = std::move(sorted);
+  event.joins = core->named_seeds_resolved(all, Clock::now());
+  deliver(std::move(event));
+  drain();
 }
 
 void Transport::Impl::arm_timer() {
@@ -917,7 +1014,9 @@ Transport::~Transport() {
 
 std::error_code Transport::bind() { return impl_->bind(); }
 
-std::error_code Transport::start(std::span<const Address> seeds) { return impl_->start(seeds); }
+std::error_code Transport::start(std::span<const Address> seeds, std::span<const SeedName> names) {
+  return impl_->start(seeds, names);
+}
 
 std::error_code Transport::stop(StopMode mode) { return impl_->stop(mode); }
 

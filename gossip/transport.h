@@ -5,7 +5,9 @@
 //   sidecar thread(s)                       transport thread (libuv loop)
 //   -----------------                       -----------------------------
 //   bind() ── loop and sockets, no thread
-//   start(seeds) ── (binds,) spawns ───────► core.join(seeds), uv_run
+//   start(seeds, names) ── (binds,) spawns ─► core.join(seeds), uv_run;
+//                                           names resolved on a uv worker
+//                                           ─► core.named_seeds_resolved
 //   set_metadata / send_user_event /        async callback: drains the
 //   snapshot / snapshot_async /              request queue, calls the core
 //   key_request_async / stop ──────────────►
@@ -88,6 +90,7 @@
 #include <system_error>
 #include <vector>
 
+#include "seed_lookup.h"
 #include "swim.h"
 
 namespace mixlb::gossip {
@@ -116,6 +119,10 @@ struct TransportOptions {
   // (StopMode::kLeave) or the updates already queued (StopMode::kQuiet) are
   // gossiped, and retransmitted, before the sockets close.
   Duration leave_linger = 500ms;
+  // How a seed given by name is resolved, on a libuv worker thread (never
+  // the loop), in the family of config.address. Unset: lookup_seed(), the
+  // system resolver. Tests give names answers of their own.
+  SeedLookupFn lookup;
 };
 
 // How stop() takes the node out of the cluster.
@@ -180,11 +187,20 @@ class Transport {
 
   // Binds (unless bind() did), builds the core and starts the transport
   // thread, which joins through `seeds` (this node's own address among them
-  // is skipped; empty: the first node of a cluster). Once per Transport:
+  // is skipped; empty: the first node of a cluster) and through the
+  // addresses `names` resolve to. The names are resolved off the loop, at
+  // the start and again at every re-join round (a round whose previous
+  // resolution is still running is skipped); each resolution is reported to
+  // the event handler as SeedsResolved, the first one before any result of
+  // the joins it started. A name that fails to resolve is reported, keeps
+  // the addresses it last resolved to (a resolver outage forgets no seed)
+  // and is tried again next round. stop() waits for a
+  // resolution that is already running (as long as the resolver's own
+  // timeouts allow) and cancels one still queued. Once per Transport:
   // already_connected when running, kLeft after stop(). A failed start()
   // releases the sockets, those of an earlier bind() too, and may be
   // retried.
-  std::error_code start(std::span<const Address> seeds);
+  std::error_code start(std::span<const Address> seeds, std::span<const SeedName> names = {});
 
   // Announces the leave (kLeave) or nothing (kQuiet), keeps gossiping for
   // leave_linger, closes every handle and joins the thread; a transport

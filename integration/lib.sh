@@ -67,6 +67,12 @@ MIXLB_NETNS_CREATED=()
 MIXLB_OTHER_PIDS=()
 declare -A MIXLB_SIDECAR_PID=()
 declare -A MIXLB_SERVER_PID=()
+# A node whose sidecar finds its peers by name: MIXLB_SEED_NAME[NODE] goes to
+# its gossip.seeds instead of the others' [[peer]] entries, and resolves
+# through the hosts file MIXLB_SEED_HOSTS[NODE], put on /etc/hosts in a mount
+# namespace of the sidecar's own.
+declare -A MIXLB_SEED_NAME=()
+declare -A MIXLB_SEED_HOSTS=()
 MIXLB_SERVING=("${MIXLB_NODES[@]}")  # the nodes mixlb_wait_ready expects in the tables
 MIXLB_TORN_DOWN=0
 
@@ -332,6 +338,7 @@ keyring = "$(mixlb_keyring "$node")"
 probe_interval_ms = $MIXLB_PROBE_MS
 probe_timeout_ms = $((MIXLB_PROBE_MS / 2))
 interval_ms = 100
+${MIXLB_SEED_NAME[$node]:+seeds = [\"${MIXLB_SEED_NAME[$node]}\"]}
 
 [health]
 kind = "http"
@@ -378,6 +385,7 @@ EOF
 			printf '\n[metrics]\nlisten = "%s:%s"\n' "$(mixlb_addr "$node")" "$MIXLB_METRICS_PORT"
 		fi
 		for peer in "${MIXLB_NODES[@]}"; do
+			[ -z "${MIXLB_SEED_NAME[$node]:-}" ] || [ "$peer" = "$node" ] || continue
 			printf '\n[[peer]]\nname = "%s"\naddress = "%s"\n' "$peer" "$(mixlb_addr "$peer")"
 		done
 	} >"$(mixlb_config_path "$node")"
@@ -427,8 +435,16 @@ mixlb_start_sidecar() {
 	local node=$1
 	mixlb_write_keyring "$node" || return 1
 	mixlb_write_config "$node" || return 1
-	nsenter --net="$(mixlb_netns "$node")" -- "$MIXLB_SIDECAR" --config "$(mixlb_config_path "$node")" \
-		>>"$(mixlb_sidecar_log "$node")" 2>&1 &
+	local hosts=${MIXLB_SEED_HOSTS[$node]:-}
+	if [ -n "$hosts" ]; then
+		# unshare, sh and nsenter each exec the next: $! is the sidecar.
+		unshare --mount --propagation private -- sh -c 'mount --bind "$1" /etc/hosts && shift && exec "$@"' \
+			sh "$hosts" nsenter --net="$(mixlb_netns "$node")" -- "$MIXLB_SIDECAR" \
+			--config "$(mixlb_config_path "$node")" >>"$(mixlb_sidecar_log "$node")" 2>&1 &
+	else
+		nsenter --net="$(mixlb_netns "$node")" -- "$MIXLB_SIDECAR" --config "$(mixlb_config_path "$node")" \
+			>>"$(mixlb_sidecar_log "$node")" 2>&1 &
+	fi
 	MIXLB_SIDECAR_PID[$node]=$!
 }
 

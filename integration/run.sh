@@ -24,7 +24,8 @@
 #      seconds and every request still succeeds; back when the app returns;
 #   m. a sidecar is SIGKILLed: the others drop it once gossip declares it
 #      dead (within the suspicion timeout) and requests keep succeeding; a
-#      restarted sidecar adopts the pinned state and rejoins;
+#      restarted sidecar adopts the pinned state and rejoins, finding its
+#      peers through a seed name (gossip.seeds) instead of [[peer]];
 #   e. a malformed admin request is refused and the daemon keeps serving;
 #   d. a sidecar told to leave (mixlbctl leave) exits leaving nothing behind
 #      and the cluster (told by its leave) moves its flows to the others; the
@@ -580,11 +581,23 @@ scenario_sigkill() {
 	[[ " $states " == *" $n=dead "* ]] || { mixlb_fail "mix1 does not hold $n dead"; rc=1; }
 	scenario_spread "$MIXLB_VIP" "" sigkill.spread || rc=1
 
+	# The new sidecar knows no peer address: its only seed is a name, which
+	# its resolver (a hosts file of its own) maps to mix1 and mix3.
+	local hosts=$MIXLB_TMP/hosts.$n name=peers.mixlb.test
+	printf '127.0.0.1 localhost\n%s %s\n%s %s\n' "$(mixlb_addr mix1)" "$name" "$(mixlb_addr mix3)" "$name" >"$hosts"
+	MIXLB_SEED_NAME[$n]=$name
+	MIXLB_SEED_HOSTS[$n]=$hosts
 	mixlb_start_sidecar "$n" || return 1
 	mixlb_wait_ready "$n" || return 1
 	mixlb_wait_backends mix1,mix2,mix3 10 "${MIXLB_NODES[@]}" || return 1
-	diag "restarted $n's sidecar: back in every node's backends"
+	diag "restarted $n's sidecar, seeded by the name $name: back in every node's backends"
 	grep -q "adopted pinned maps" "$(mixlb_sidecar_log "$n")" || { mixlb_fail "the new sidecar did not adopt the pinned maps"; rc=1; }
+	local resolved
+	resolved=$(grep -o "seed $name:[0-9]* resolves to .*" "$(mixlb_sidecar_log "$n")" | head -n 1)
+	diag "$n's log: ${resolved:-nothing about $name}"
+	[[ "$resolved" == *"$(mixlb_addr mix1):"* && "$resolved" == *"$(mixlb_addr mix3):"* ]] ||
+		{ mixlb_fail "$n did not resolve $name to mix1 and mix3"; rc=1; }
+	! grep -q 'name = "mix[13]"' "$(mixlb_config_path "$n")" || { mixlb_fail "$n's config still names its peers"; rc=1; }
 	return $rc
 }
 
@@ -725,7 +738,7 @@ mixlb_tap $? "l2: one failing service (mix1's line port) takes mix1 out of that 
 scenario_keys
 mixlb_tap $? "n: key rotation on 3 nodes at run time (install, use, remove); keyring files rewritten; a node with only the old key cannot join"
 scenario_sigkill
-mixlb_tap $? "m: SIGKILL of mix2's sidecar: mix1/mix3 drop it once it is dead, requests succeed; it rejoins"
+mixlb_tap $? "m: SIGKILL of mix2's sidecar: mix1/mix3 drop it once it is dead, requests succeed; it rejoins through a seed name"
 scenario_bad_admin
 mixlb_tap $? "e: malformed admin requests get ok:false, the daemon keeps serving"
 scenario_stop

@@ -812,6 +812,7 @@ ReloadResult Daemon::reload() {
       case KeyType::kBoolean: k.boolean(next) = k.boolean(config_); break;
       case KeyType::kAddress: k.address(next) = k.address(config_); break;
       case KeyType::kChoice: k.choose(next, k.chosen(config_)); break;
+      case KeyType::kStrings: k.strings(next) = k.strings(config_); break;
     }
   }
 

@@ -1,5 +1,6 @@
 #include "gossip_bridge.h"
 
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/post.hpp>
@@ -61,12 +62,18 @@ std::error_code GossipBridge::start(const MemberMetadata& self) {
   std::vector<gossip::Address> seeds;
   for (const auto& s : settings_.seeds)
     if (s != address_) seeds.push_back(s);
-  join_wait_ = JoinWait(seeds.size());
-  if (auto ec = transport_->start(seeds)) return ec;
+  join_wait_ = JoinWait(seeds.size(), !settings_.seed_names.empty());
+  if (auto ec = transport_->start(seeds, settings_.seed_names)) return ec;
   if (auto ec = transport_->set_metadata(encode_metadata(self)))
     spdlog::error("gossip: publishing this node's metadata: {}", ec.message());
-  spdlog::info("gossip on {} (cluster '{}'), joining through {} seed(s)", address_.to_string(),
-               settings_.cluster, seeds.size());
+  if (settings_.seed_names.empty()) {
+    spdlog::info("gossip on {} (cluster '{}'), joining through {} seed(s)", address_.to_string(),
+                 settings_.cluster, seeds.size());
+  } else {
+    spdlog::info("gossip on {} (cluster '{}'), joining through {} seed(s) and the addresses of {} "
+                 "name(s)",
+                 address_.to_string(), settings_.cluster, seeds.size(), settings_.seed_names.size());
+  }
   if (join_wait_.done()) {  // no seed: the first node of a cluster
     joined_ = true;
     on_change_();
@@ -148,20 +155,39 @@ void GossipBridge::on_event(const gossip::Event& event) {
                      spdlog::log(routine ? spdlog::level::debug : spdlog::level::info,
                                  "gossip: {} sync with {} done", gossip::to_string(r.purpose),
                                  r.peer.to_string());
-                   if (!joined_ && r.purpose == gossip::SyncPurpose::kJoin &&
-                       join_wait_.on_result(!r.error)) {
-                     if (join_wait_.alone())
-                       spdlog::warn("gossip: no seed answered; publishing the tables of the "
-                                    "members known so far and re-joining every {} ms",
-                                    std::chrono::duration_cast<std::chrono::milliseconds>(
-                                        rejoin_interval_)
-                                        .count());
-                     joined_ = true;
-                     on_change_();
+                   if (!joined_ && r.purpose == gossip::SyncPurpose::kJoin)
+                     end_join_wait(join_wait_.on_result(!r.error));
+                 },
+                 [&](const gossip::SeedsResolved& r) {
+                   // Every round is logged when something changed or failed;
+                   // an unchanged, successful round only at debug.
+                   for (const auto& lookup : r.lookups) {
+                     if (lookup.error) {
+                       spdlog::warn("gossip: seed {} does not resolve: {}{}",
+                                    lookup.name.to_string(), lookup.error.message(),
+                                    r.first ? "" : " (its previous addresses stay seeds)");
+                       continue;
+                     }
+                     std::vector<std::string> shown;
+                     for (const auto& a : lookup.addresses) shown.push_back(a.to_string());
+                     spdlog::log(r.changed ? spdlog::level::info : spdlog::level::debug,
+                                 "gossip: seed {} resolves to {}", lookup.name.to_string(),
+                                 fmt::join(shown, ", "));
                    }
+                   if (!joined_ && r.first) end_join_wait(join_wait_.on_names_resolved(r.joins));
                  },
              },
              event);
+}
+
+void GossipBridge::end_join_wait(bool over) {
+  if (!over) return;
+  if (join_wait_.alone())
+    spdlog::warn("gossip: no seed answered; publishing the tables of the members known so far and "
+                 "re-joining every {} ms",
+                 std::chrono::duration_cast<std::chrono::milliseconds>(rejoin_interval_).count());
+  joined_ = true;
+  on_change_();
 }
 
 }  // namespace mixlb

@@ -36,6 +36,9 @@ struct GossipSettings {
   // keyring, the bind address.
   gossip::TransportOptions options;
   std::vector<gossip::Address> seeds;
+  // Seeds given by name (gossip.seeds), resolved by the transport at the
+  // start and at every re-join.
+  std::vector<gossip::SeedName> seed_names;
   std::string cluster;  // for messages; the keyring carries it on the wire
   std::chrono::steady_clock::duration flow_grace = std::chrono::minutes(1);
 };
@@ -87,6 +90,9 @@ class GossipBridge {
 
  private:
   void on_event(const gossip::Event& event);
+  // A join result or the seed names' first resolution: `over` when the
+  // first tables may be published.
+  void end_join_wait(bool over);
 
   boost::asio::io_context& io_;
   Membership membership_;

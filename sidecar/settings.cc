@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <set>
+#include <stdexcept>
 
 #include "cluster/node_id.h"
 
@@ -145,6 +146,15 @@ GossipSettings gossip_settings(const Config& config, const Address& self_address
   s.options.keyring = std::move(keyring);
   for (const auto& p : config.peers)
     if (p.name != config.node.name) s.seeds.push_back(gossip_address(p.address, port));
+  for (const std::string& text : config.gossip.seeds) {
+    auto seed = parse_gossip_seed(text, port);  // validate() has checked it
+    if (!seed) throw std::invalid_argument("gossip.seeds: " + seed.error());
+    if (seed->address) {
+      s.seeds.push_back(gossip_address(*seed->address, seed->port));
+    } else {
+      s.seed_names.push_back(gossip::SeedName{seed->host, seed->port});
+    }
+  }
   s.cluster = config.gossip.cluster;
   s.flow_grace = std::chrono::milliseconds(config.gossip.flow_grace_ms);
   return s;

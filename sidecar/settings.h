@@ -36,7 +36,8 @@ std::vector<Member> static_members(const Config& config, const Address& self_add
 
 // The gossip transport's settings: the address members reach this node at
 // (its node address, or gossip.bind when that is a specific address), the
-// seeds (the peer list at the gossip port), the keyring when there is one.
+// seeds (the peer list at the gossip port, then gossip.seeds: addresses as
+// seeds, host names as seed names), the keyring when there is one.
 GossipSettings gossip_settings(const Config& config, const Address& self_address,
                                const std::vector<std::uint8_t>& metadata,
                                std::optional<gossip::Keyring> keyring);

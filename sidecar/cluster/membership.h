@@ -37,23 +37,40 @@ namespace mixlb {
 // When a starting sidecar may publish its first tables: once a join
 // through one seed has succeeded, or the joins through every seed have
 // failed (one seed down must not end the wait while another may answer).
-// With no seed it may publish at once.
+// Seeds given by name count once they are resolved: until then the wait
+// goes on. With no seed at all it may publish at once.
 class JoinWait {
  public:
-  explicit JoinWait(std::size_t seeds) : seeds_(seeds), done_(seeds == 0) {}
+  explicit JoinWait(std::size_t seeds, bool names_pending = false)
+      : seeds_(seeds), names_pending_(names_pending), done_(seeds == 0 && !names_pending) {}
   // The result of one join push-pull; true when the wait is over (from this
   // result on).
   bool on_result(bool ok) {
-    if (!done_ && (ok || ++failures_ >= seeds_)) done_ = true;
-    return done_;
+    if (!done_ && ok) ok_ = done_ = true;
+    if (!done_) ++failures_;
+    return settle();
+  }
+  // The seeds given by name were resolved and `joins` joins started through
+  // their addresses.
+  bool on_names_resolved(std::size_t joins) {
+    if (!names_pending_) return done_;
+    names_pending_ = false;
+    seeds_ += joins;
+    return settle();
   }
   bool done() const { return done_; }
   // Whether the wait ended without any seed answering.
-  bool alone() const { return done_ && seeds_ != 0 && failures_ >= seeds_; }
+  bool alone() const { return done_ && !ok_ && seeds_ != 0; }
 
  private:
+  bool settle() {
+    if (!done_ && !names_pending_ && failures_ >= seeds_) done_ = true;
+    return done_;
+  }
   std::size_t seeds_;
+  bool names_pending_;
   std::size_t failures_ = 0;
+  bool ok_ = false;
   bool done_;
 };
 

@@ -227,6 +227,18 @@ class FileReader {
         if (!key.choose(config_, text)) fail(value, path, choice_problem(key, text));
         return;
       }
+      case KeyType::kStrings: {
+        const toml::array* array = value.as_array();
+        if (array == nullptr) fail(value, path, fmt::format("expected an array of strings, got {}", type_name(value)));
+        std::vector<std::string>& list = key.strings(config_);
+        list.clear();
+        for (std::size_t i = 0; i < array->size(); ++i) {
+          const std::string item = indexed(path, i);
+          list.push_back(expect_string((*array)[i], item));
+          note(item, (*array)[i]);
+        }
+        return;
+      }
     }
   }
 
@@ -440,6 +452,29 @@ bool valid_name(std::string_view name, std::size_t max_length) {
 bool valid_node_name(std::string_view name) { return valid_name(name, kMaxNodeNameLength); }
 
 bool valid_cluster_name(std::string_view name) { return valid_name(name, kMaxClusterNameLength); }
+
+// A DNS host name (RFC 1123): labels of 1..63 letters, digits, '-' (and
+// '_', which resolvers pass on), not starting or ending with '-', at most
+// 253 characters with an optional final dot, and a last label that is not
+// all digits (that is a broken IPv4 address, not a name).
+bool valid_host_name(std::string_view name) {
+  if (!name.empty() && name.back() == '.') name.remove_suffix(1);
+  if (name.empty() || name.size() > 253) return false;
+  std::string_view last;
+  for (std::size_t start = 0; start <= name.size();) {
+    const std::size_t end = std::min(name.find('.', start), name.size());
+    const std::string_view label = name.substr(start, end - start);
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') return false;
+    const bool ok = std::all_of(label.begin(), label.end(), [](char c) {
+      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+             c == '_';
+    });
+    if (!ok) return false;
+    last = label;
+    start = end + 1;
+  }
+  return !std::all_of(last.begin(), last.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
 
 bool is_unspecified(const Address& address) {
   return address.family != 0 && std::all_of(address.words.begin(), address.words.end(),
@@ -658,6 +693,10 @@ class Checker {
                        "stop forwarding this node's established flows before its leave ends",
                        config_.node.leave_timeout_ms, config_.gossip.flow_grace_ms));
     }
+    for (std::size_t i = 0; i < config_.gossip.seeds.size(); ++i) {
+      const auto seed = parse_gossip_seed(config_.gossip.seeds[i], 1);
+      if (!seed) fail(indexed("gossip.seeds", i), seed.error());
+    }
     if (config_.gossip.enabled) check_seed_families();
     if (!config_.gossip.bind) return;
     const Address& bind = *config_.gossip.bind;
@@ -706,6 +745,15 @@ class Checker {
            fmt::format("{} is {} but this node gossips over {} ({}); a gossip seed must be in the "
                        "node's family",
                        p.address.to_string(), family_name(p.address),
+                       family == AF_INET6 ? "IPv6" : "IPv4", because));
+    }
+    for (std::size_t i = 0; i < config_.gossip.seeds.size(); ++i) {
+      const auto seed = parse_gossip_seed(config_.gossip.seeds[i], 1);
+      if (!seed->address || seed->address->family == family) continue;
+      fail(indexed("gossip.seeds", i),
+           fmt::format("{} is {} but this node gossips over {} ({}); a gossip seed must be in the "
+                       "node's family",
+                       seed->address->to_string(), family_name(*seed->address),
                        family == AF_INET6 ? "IPv6" : "IPv4", because));
     }
   }
@@ -1139,11 +1187,85 @@ void apply_flag(Config& config, const Flag& flag) {
       if (!key->choose(config, flag.value))
         throw ConfigError(fmt::format("{}: {}", flag.name, choice_problem(*key, flag.value)));
       break;
+    case KeyType::kStrings: {
+      // The first of these flags replaces the file's list, the others add.
+      const auto set = config.locations.find(key->path);
+      if (set == config.locations.end() || set->second.flag != flag.name) {
+        key->strings(config).clear();
+        forget_locations(config, key->path);
+      }
+      key->strings(config).push_back(flag.value);
+      break;
+    }
   }
   config.locations[std::string(key->path)] = SourceLocation{"", 0, flag.name, ""};
 }
 
 }  // namespace
+
+std::expected<GossipSeed, std::string> parse_gossip_seed(std::string_view text,
+                                                         std::uint16_t default_port) {
+  const auto malformed = [&] {
+    return std::unexpected(fmt::format(
+        "{} is not a seed: write HOST, HOST:PORT, an IPv4 address (with :PORT or without) or an "
+        "IPv6 address in brackets ([2001:db8::5] or [2001:db8::5]:7946)",
+        shown(text)));
+  };
+  GossipSeed seed;
+  std::string_view host = text;
+  std::string_view port_text;
+  if (text.starts_with('[')) {
+    const auto close = text.find(']');
+    if (close == std::string_view::npos) return malformed();
+    host = text.substr(1, close - 1);
+    const std::string_view rest = text.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':' || rest.size() == 1) return malformed();
+      port_text = rest.substr(1);
+    }
+    const auto address = Address::parse(host);
+    if (!address) return std::unexpected(address_problem(host));
+    if (!address->is_v6()) {
+      return std::unexpected(fmt::format("{} is in brackets: only an IPv6 address goes in them",
+                                         shown(host)));
+    }
+    seed.address = address;
+  } else if (std::count(text.begin(), text.end(), ':') > 1) {
+    // A bare IPv6 address: no port (it would be ambiguous).
+    const auto address = Address::parse(text);
+    if (!address) {
+      return std::unexpected(fmt::format("{}; with a port, put the IPv6 address in brackets, as "
+                                         "in [2001:db8::5]:7946",
+                                         address_problem(text)));
+    }
+    seed.address = address;
+  } else {
+    if (const auto colon = text.find(':'); colon != std::string_view::npos) {
+      host = text.substr(0, colon);
+      port_text = text.substr(colon + 1);
+      if (port_text.empty()) return malformed();
+    }
+    if (const auto address = Address::parse(host)) {
+      seed.address = address;
+    } else if (!valid_host_name(host)) {
+      return std::unexpected(fmt::format(
+          "{} is neither an IP address nor a host name (labels of letters, digits and '-', "
+          "separated by dots)",
+          shown(host)));
+    }
+  }
+  seed.host = std::string(host);
+  seed.port = default_port;
+  if (!port_text.empty()) {
+    std::int64_t port = 0;
+    const char* end = port_text.data() + port_text.size();
+    const auto [ptr, ec] = std::from_chars(port_text.data(), end, port);
+    if (ec != std::errc() || ptr != end) return malformed();
+    if (auto problem = range_problem(port, 1, 65535)) return std::unexpected("port " + *problem);
+    seed.port = static_cast<std::uint16_t>(port);
+  }
+  return seed;
+}
 
 std::string_view mixlb_version() { return kVersion; }
 

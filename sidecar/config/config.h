@@ -18,6 +18,7 @@
 // errors at a file line or at the flag that set the value.
 #include <cstdint>
 #include <iosfwd>
+#include <expected>
 #include <map>
 #include <optional>
 #include <stdexcept>
@@ -92,6 +93,15 @@ struct HealthSection {
 };
 
 // Cluster membership (gossip/). Off: static membership from [[peer]].
+// One entry of gossip.seeds: an IP address (then `address` is set) or a
+// host name resolved at every join, and the port.
+struct GossipSeed {
+  std::string host;  // as written, without the port (and without brackets)
+  std::optional<Address> address;
+  std::uint16_t port = 0;
+  friend bool operator==(const GossipSeed&, const GossipSeed&) = default;
+};
+
 struct GossipSection {
   bool enabled = true;
   std::uint32_t port = 7946;      // UDP and TCP, the same on every node
@@ -105,6 +115,9 @@ struct GossipSection {
   std::uint32_t suspicion_mult = 3;
   std::uint32_t push_pull_interval_ms = 30000;
   std::uint32_t rejoin_interval_ms = 30000;
+  // More seeds beside [[peer]]: "HOST", "HOST:PORT", "10.0.0.5",
+  // "[2001:db8::5]:7946". Host names are resolved at every (re-)join.
+  std::vector<std::string> seeds;  // read with parse_gossip_seed()
   // How long this node keeps forwarding established flows to a member that
   // died or left (new flows go elsewhere at once).
   std::uint32_t flow_grace_ms = 60000;
@@ -170,6 +183,12 @@ struct Config {
   // its errors then name only the key.
   std::map<std::string, SourceLocation, std::less<>> locations;
 };
+
+// Reads one entry of gossip.seeds ("HOST", "HOST:PORT", "10.0.0.5:7946",
+// "[2001:db8::5]"); the port is `default_port` when the entry names none.
+// The error says what is wrong with the text, without the key.
+std::expected<GossipSeed, std::string> parse_gossip_seed(std::string_view text,
+                                                         std::uint16_t default_port);
 
 // Parses TOML text. `path` is used only in error messages.
 Config parse_config(std::string_view text, std::string_view path);

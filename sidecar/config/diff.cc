@@ -51,6 +51,7 @@ ConfigDiff diff_configs(const Config& running, const Config& next) {
       case KeyType::kBoolean: changed = k.boolean(a) != k.boolean(b); break;
       case KeyType::kAddress: changed = k.address(a) != k.address(b); break;
       case KeyType::kChoice: changed = k.chosen(a) != k.chosen(b); break;
+      case KeyType::kStrings: changed = k.strings(a) != k.strings(b); break;
     }
     if (!changed) continue;
     (live(k.path) ? d.live : d.restart).emplace_back(k.path);

@@ -15,6 +15,7 @@ namespace {
 #define MIXLB_INTEGER(field) [](Config& c) -> std::uint32_t& { return c.field; }
 #define MIXLB_BOOLEAN(field) [](Config& c) -> bool& { return c.field; }
 #define MIXLB_ADDRESS(field) [](Config& c) -> std::optional<Address>& { return c.field; }
+#define MIXLB_STRINGS(field) [](Config& c) -> std::vector<std::string>& { return c.field; }
 
 // Choices: the words a key takes and the enum each word stands for.
 template <typename E, std::size_t N>
@@ -254,6 +255,18 @@ const KeySpec kKeys[] = {
      .help = "Seeds that are not members are joined again this often, so the two sides of a "
              "healed partition find each other.",
      .min = 1000, .max = 3600000, .integer = MIXLB_INTEGER(gossip.rejoin_interval_ms)},
+    {.path = "gossip.seeds", .flag = "--seed", .type = KeyType::kStrings, .default_text = "`[]`",
+     .allowed = "`HOST`, `HOST:PORT`, an IPv4 address (`:PORT` optional), an IPv6 address in "
+                "brackets (`[2001:db8::5]`, `:PORT` optional); the port defaults to `port`",
+     .help = "More seeds to join through, beside the other `[[peer]]` entries. A host name is "
+             "resolved by the system resolver (DNS, /etc/hosts) at the start and again at every "
+             "re-join round (`rejoin_interval_ms`), so a name whose addresses follow the nodes "
+             "(a headless Kubernetes service, a DNS record kept by the platform) stays a good "
+             "seed; every address it resolves to in the gossip family is a seed, this node's own "
+             "is skipped. A name that stops resolving keeps its last addresses. The first tables "
+             "wait for the first resolution. Each `--seed` flag adds one, and the flags replace "
+             "the file's list.",
+     .flag_value = "HOST[:PORT]", .strings = MIXLB_STRINGS(gossip.seeds)},
     {.path = "gossip.flow_grace_ms", .type = KeyType::kInteger, .default_text = "`60000`",
      .allowed = "0..3600000",
      .help = "How long this node keeps forwarding the established flows of a member that died "
@@ -330,6 +343,8 @@ std::string_view type_name(KeyType type) {
       return "boolean";
     case KeyType::kAddress:
       return "address (string)";
+    case KeyType::kStrings:
+      return "array of strings";
   }
   return "?";
 }

@@ -14,6 +14,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "config/config.h"
 
@@ -25,6 +26,7 @@ enum class KeyType {
   kBoolean,  // a TOML boolean; its flag, if any, takes no value
   kAddress,  // an IPv4 or IPv6 address in a string
   kChoice,   // one of a few words, in a string
+  kStrings,  // a TOML array of strings; its flag may be repeated, each adding one
 };
 
 struct KeySpec {
@@ -44,6 +46,7 @@ struct KeySpec {
   std::uint32_t& (*integer)(Config&) = nullptr;
   bool& (*boolean)(Config&) = nullptr;
   std::optional<Address>& (*address)(Config&) = nullptr;
+  std::vector<std::string>& (*strings)(Config&) = nullptr;
   // kChoice: sets the key from a word; false when the word is not a choice.
   bool (*choose)(Config&, std::string_view) = nullptr;
   // kChoice: the key's current word.

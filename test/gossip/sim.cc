@@ -189,6 +189,7 @@ Duration Simulation::link_delay(int to) {
 void Simulation::after_input(int index) {
   Node& node = *nodes_[index];
   Swim& swim = *node.swim;
+  if (swim.take_resolve_request() && resolve_seeds) swim.named_seeds_resolved(resolve_seeds(index), now_);
   for (auto& datagram : swim.take_datagrams()) {
     node.bytes_sent += datagram.bytes.size() + kUdpIpHeaders;
     const int to = index_of(datagram.to);

@@ -91,6 +91,10 @@ class Simulation {
   bool run_until(const std::function<bool()>& done, Duration limit, Duration every = 100ms);
 
   // --- observation ---
+  // The seeds given by name: when a node asks for them (take_resolve_request,
+  // once per re-join round after its first named_seeds_resolved), this
+  // answers at once with their addresses now.
+  std::function<std::vector<Address>(int node)> resolve_seeds;
   // Called for every event any running node reports, with the time.
   std::function<void(int observer, const Event& event)> on_event;
   // The same for key events (keyring changes, key request results).

@@ -39,6 +39,43 @@ TEST_CASE("a node alone probes no one and sends nothing") {
   CHECK(sim.node(0).live_members() == 1);
 }
 
+TEST_CASE("seeds given by name are resolved again at every re-join round") {
+  Simulation sim("named seeds", sim::test_seed(7));
+  sim.base_config().rejoin_interval = 5s;
+  for (int i = 0; i < 4; ++i) sim.add_node();
+  sim.join(1, {0});
+  REQUIRE(sim.run_until([&] { return sim.node(0).live_members() == 2; }, 10s));
+
+  // Node 2's seed name resolves to nothing yet (the record is not there).
+  std::vector<Address> answer;
+  int asked = 0;
+  sim.resolve_seeds = [&](int node) {
+    if (node == 2) ++asked;
+    return answer;
+  };
+  std::size_t joins = 99;
+  sim.input(2, [&](Swim& swim) { joins = swim.named_seeds_resolved(answer, sim.now()); });
+  CHECK(joins == 0);
+  sim.run_for(16s);
+  CHECK(asked == 3);  // one resolution per re-join round, nothing else
+  CHECK(sim.node(2).live_members() == 1);
+
+  // The record appears: the next round finds node 1 and joins the cluster.
+  answer = {sim.address(1)};
+  REQUIRE(sim.run_until([&] { return sim.node(2).live_members() == 3; }, 6s));
+  CHECK(asked == 4);
+
+  // A first resolution joins through every address it gives, this node's own
+  // left out.
+  sim.resolve_seeds = [&](int) { return std::vector<Address>{sim.address(0), sim.address(3)}; };
+  sim.input(3, [&](Swim& swim) {
+    joins = swim.named_seeds_resolved(std::vector<Address>{sim.address(3), sim.address(0), sim.address(2)},
+                                      sim.now());
+  });
+  CHECK(joins == 2);
+  REQUIRE(sim.run_until([&] { return sim.converged(); }, 10s));
+}
+
 TEST_CASE("two nodes join through a push-pull and then probe each other") {
   Simulation sim = small_cluster("two nodes", 2);
   const auto probes_before = sim.node(0).stats().probes;

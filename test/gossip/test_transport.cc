@@ -6,6 +6,7 @@
 // stopped at the end and its stop() must report a clean loop close
 // (uv_loop_close() == 0 on its thread).
 #include <doctest/doctest.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
@@ -801,6 +802,142 @@ TEST_CASE(
   CHECK(eventually([&] { return a.alive_members() == 2 && b.alive_members() == 2; }));
   CHECK_FALSE(b.transport->stop());
   CHECK_FALSE(a.transport->stop());
+}
+
+// The position of the first event of type T in `events` that `match`
+// accepts, or events.size().
+template <class T>
+std::size_t first_of(const std::vector<Event>& events, const std::function<bool(const T&)>& match) {
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    const auto* e = std::get_if<T>(&events[i]);
+    if (e && match(*e)) return i;
+  }
+  return events.size();
+}
+
+TEST_CASE("a seed given by name is resolved by the system resolver before the join through it") {
+  Node a(fast_options("a"));
+  const Address at = a.start();
+  Node b(fast_options("b"));
+  const std::vector<SeedName> names{{"localhost", at.port}, {"no-such-seed.invalid", at.port}};
+  REQUIRE_FALSE(b.transport->start({}, names));
+  CHECK(eventually([&] { return a.alive_members() == 2 && b.alive_members() == 2; }));
+
+  std::vector<Event> events;
+  REQUIRE(b.log.wait([&](const std::vector<Event>& e) {
+    events = e;
+    return first_of<SyncResult>(e, [](const SyncResult& r) { return r.purpose == SyncPurpose::kJoin; }) <
+           e.size();
+  }));
+  const std::size_t resolved =
+      first_of<SeedsResolved>(events, [](const SeedsResolved& r) { return r.first; });
+  const std::size_t joined =
+      first_of<SyncResult>(events, [](const SyncResult& r) { return r.purpose == SyncPurpose::kJoin; });
+  REQUIRE(resolved < events.size());
+  CHECK(resolved < joined);  // the first tables can count the joins it started
+  const auto& r = std::get<SeedsResolved>(events[resolved]);
+  CHECK(r.joins == 1);
+  CHECK(r.changed);
+  REQUIRE(r.lookups.size() == 2);
+  CHECK(r.lookups[0].name == names[0]);
+  CHECK_FALSE(r.lookups[0].error);
+  CHECK(r.lookups[0].addresses == std::vector<Address>{Address::v4(127, 0, 0, 1, at.port)});
+  CHECK(r.lookups[1].error);  // reported, and the other name still counted
+  CHECK(r.lookups[1].addresses.empty());
+  MESSAGE("no-such-seed.invalid: " << r.lookups[1].error.message());
+  CHECK_FALSE(std::get<SyncResult>(events[joined]).error);
+}
+
+TEST_CASE(
+    "seed names are looked up off the loop at every re-join round; a new address is joined, a "
+    "failed lookup keeps the last ones") {
+  Node a(fast_options("a"));
+  const Address at = a.start();
+
+  std::mutex mutex;
+  std::optional<std::vector<Address>> answer;  // nullopt: the name does not resolve
+  std::vector<std::thread::id> lookup_threads;
+  auto options = fast_options("b");
+  options.lookup = [&](const SeedName& name, Address::Family family)
+      -> std::expected<std::vector<Address>, std::error_code> {
+    CHECK(name.host == "peers.mixlb.test");
+    CHECK(family == Address::Family::kV4);
+    std::lock_guard lock(mutex);
+    lookup_threads.push_back(std::this_thread::get_id());
+    if (!answer) return std::unexpected(std::error_code(EAI_NONAME, resolver_category()));
+    return *answer;
+  };
+  Node b(std::move(options));
+  const std::vector<SeedName> names{{"peers.mixlb.test", at.port}};
+  REQUIRE_FALSE(b.transport->start({}, names));
+  auto rounds = [&] {
+    std::lock_guard lock(mutex);
+    return lookup_threads.size();
+  };
+  // Not resolvable yet: a lookup per re-join round (1 s), and b stays alone.
+  CHECK(eventually([&] { return rounds() >= 3; }, 5s));
+  CHECK(b.alive_members() == 1);
+
+  {
+    std::lock_guard lock(mutex);
+    answer = std::vector<Address>{at};
+  }
+  CHECK(eventually([&] { return a.alive_members() == 2 && b.alive_members() == 2; }, 5s));
+  CHECK(b.log.wait([&](const std::vector<Event>& e) {
+    return first_of<SeedsResolved>(e, [&](const SeedsResolved& r) {
+             return !r.first && r.changed && r.lookups.size() == 1 &&
+                    r.lookups[0].addresses == std::vector<Address>{at};
+           }) < e.size();
+  }));
+
+  // The record goes away; b keeps a's address as a seed and says so.
+  const std::size_t before = rounds();
+  {
+    std::lock_guard lock(mutex);
+    answer.reset();
+  }
+  CHECK(eventually([&] { return rounds() >= before + 2; }, 5s));
+  CHECK(b.log.wait([&](const std::vector<Event>& e) {
+    return first_of<SeedsResolved>(e, [](const SeedsResolved& r) {
+             return !r.first && !r.changed && r.lookups.size() == 1 && r.lookups[0].error;
+           }) < e.size();
+  }));
+
+  // Every lookup ran on a worker, never on the transport thread.
+  std::lock_guard lock(mutex);
+  for (auto id : lookup_threads) {
+    for (auto loop : b.log.threads()) CHECK(id != loop);
+  }
+}
+
+TEST_CASE("stop waits for a lookup already running and releases every handle") {
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::atomic<bool> entered{false};
+  auto options = fast_options("slow-resolver");
+  options.lookup = [&](const SeedName&, Address::Family)
+      -> std::expected<std::vector<Address>, std::error_code> {
+    entered = true;
+    released.wait();
+    return std::vector<Address>{Address::v4(127, 0, 0, 1, 9)};
+  };
+  Node b(std::move(options));
+  REQUIRE_FALSE(b.transport->start({}, std::vector<SeedName>{{"slow.mixlb.test", 9}}));
+  REQUIRE(eventually([&] { return entered.load(); }, 5s));
+  // Released well after the 200 ms linger: a stop that did not wait for
+  // the lookup would return before.
+  std::atomic<bool> was_released{false};
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(1s);
+    was_released = true;
+    release.set_value();
+  });
+  CHECK_FALSE(b.transport->stop(StopMode::kQuiet));  // uv_loop_close() == 0: nothing left behind
+  CHECK(was_released.load());
+  releaser.join();
+  // The late answer was dropped: no resolution reported.
+  CHECK(first_of<SeedsResolved>(b.log.events(), [](const SeedsResolved&) { return true; }) ==
+        b.log.events().size());
 }
 
 TEST_CASE("a bad configuration is refused when the transport is made") {

@@ -336,6 +336,34 @@ TEST_SUITE("membership") {
     CHECK(down.alone());
   }
 
+  TEST_CASE("seeds given by name count from their resolution on") {
+    JoinWait only_names(0, true);
+    CHECK_FALSE(only_names.done());  // nothing to join through yet
+    CHECK_FALSE(only_names.on_names_resolved(2));
+    CHECK_FALSE(only_names.on_result(false));
+    CHECK(only_names.on_result(false));
+    CHECK(only_names.alone());
+
+    // A fixed seed that fails first does not end the wait while names are
+    // being resolved.
+    JoinWait mixed(1, true);
+    CHECK_FALSE(mixed.on_result(false));
+    CHECK_FALSE(mixed.on_names_resolved(1));
+    CHECK(mixed.on_result(true));
+    CHECK_FALSE(mixed.alone());
+
+    // Names that resolve to nothing but this node: the first node.
+    JoinWait first(0, true);
+    CHECK(first.on_names_resolved(0));
+    CHECK_FALSE(first.alone());
+
+    // Every fixed seed failed: the resolution (of no address) ends the wait.
+    JoinWait failed(1, true);
+    CHECK_FALSE(failed.on_result(false));
+    CHECK(failed.on_names_resolved(0));
+    CHECK(failed.alone());
+  }
+
   TEST_CASE("VIP tags are shown as labels, unknown ones as hex") {
     const auto v = vips();
     Membership ms("mix1", v);

@@ -184,6 +184,8 @@ TEST_SUITE("config") {
         "gossip.suspicion_mult",
         "gossip.push_pull_interval_ms",
         "gossip.rejoin_interval_ms",
+        "gossip.seeds",
+        "gossip.seeds[1]",
         "vip[0].address",
         "vip[0].protocol",
         "vip[0].ports",
@@ -492,10 +494,10 @@ rejoin_interval_ms = 120000
         {"IPv6 any-address for an IPv4 node", "[gossip]\nbind = \"::\"\n",
          "mix1.toml:6: gossip.bind: :: is IPv6 but node.address 10.0.0.11 is IPv4; gossip binds "
          "in the family of the node's address"},
-        {"unknown key", "[gossip]\nseeds = [\"10.0.0.12\"]\n",
-         "mix1.toml:6: gossip.seeds: unknown key ([gossip] takes enabled, port, bind, cluster, "
+        {"unknown key", "[gossip]\nretry_join = [\"10.0.0.12\"]\n",
+         "mix1.toml:6: gossip.retry_join: unknown key ([gossip] takes enabled, port, bind, cluster, "
          "keyring, insecure, probe_interval_ms, probe_timeout_ms, interval_ms, suspicion_mult, "
-         "push_pull_interval_ms, rejoin_interval_ms, flow_grace_ms)"},
+         "push_pull_interval_ms, rejoin_interval_ms, seeds, flow_grace_ms)"},
     };
     for (const BadInput& c : cases) {
       const std::string what = c.what;
@@ -1314,6 +1316,95 @@ address = "10.0.0.99"
     const auto fixed = from_args({"--config", bad_file.path(), "--cluster", "ab"});
     REQUIRE(fixed);
     CHECK(fixed->gossip.cluster == "ab");
+  }
+
+  TEST_CASE("gossip.seeds: addresses become seeds, host names seed names, at the gossip port unless given") {
+    const std::string text =
+        "[node]\nname = \"mix1\"\ninterface = \"eth0\"\naddress = \"10.0.0.11\"\n"
+        "[gossip]\nport = 7000\nseeds = [\"10.0.0.14\", \"10.0.0.15:7001\", \"peers.mixlb.test\", "
+        "\"peers-b.mixlb.test.:8000\", \"x_1\"]\n"
+        "[[peer]]\nname = \"mix2\"\naddress = \"10.0.0.12\"\n";
+    const Config c = parse_config(text, "mix1.toml");
+    CHECK(c.gossip.seeds.size() == 5);
+    CHECK(c.locations.at("gossip.seeds[2]").line == 7);
+    const GossipSettings s = gossip_settings(c, addr("10.0.0.11"), {}, std::nullopt);
+    CHECK(s.seeds == std::vector<gossip::Address>{gossip::Address::v4(10, 0, 0, 12, 7000),
+                                                  gossip::Address::v4(10, 0, 0, 14, 7000),
+                                                  gossip::Address::v4(10, 0, 0, 15, 7001)});
+    CHECK(s.seed_names == std::vector<gossip::SeedName>{{"peers.mixlb.test", 7000},
+                                                        {"peers-b.mixlb.test.", 8000},
+                                                        {"x_1", 7000}});
+
+    // IPv6: brackets for a port, a bare address without one.
+    const Config v6 = parse_config(
+        "[node]\nname = \"mix1\"\ninterface = \"eth0\"\naddress = \"fd00::11\"\n"
+        "[gossip]\nseeds = [\"[fd00::14]:7001\", \"fd00::15\", \"[fd00::16]\", \"peers6.test\"]\n",
+        "mix1.toml");
+    const GossipSettings s6 = gossip_settings(v6, addr("fd00::11"), {}, std::nullopt);
+    REQUIRE(s6.seeds.size() == 3);
+    CHECK(s6.seeds[0] == *gossip::Address::parse("[fd00::14]:7001"));
+    CHECK(s6.seeds[1] == *gossip::Address::parse("[fd00::15]:7946"));
+    CHECK(s6.seeds[2] == *gossip::Address::parse("[fd00::16]:7946"));
+    CHECK(s6.seed_names == std::vector<gossip::SeedName>{{"peers6.test", 7946}});
+
+    // Each --seed adds one; together they replace the file's list.
+    TempFile file(text);
+    const auto flags = from_args({"--config", file.path(), "--seed", "a.test", "--seed=10.0.0.20:99"});
+    REQUIRE(flags);
+    CHECK(flags->gossip.seeds == std::vector<std::string>{"a.test", "10.0.0.20:99"});
+    CHECK(flags->locations.at("gossip.seeds").flag == "--seed");
+    CHECK_FALSE(flags->locations.contains("gossip.seeds[2]"));
+    CHECK(args_error({"--config", file.path(), "--seed", "a b"}) ==
+          "--seed: 'a b' is neither an IP address nor a host name (labels of letters, digits and "
+          "'-', separated by dots)");
+  }
+
+  TEST_CASE("bad gossip.seeds entries name the line, the entry and what is wrong") {
+    const std::string node =
+        "[node]\nname = \"mix1\"\ninterface = \"eth0\"\naddress = \"10.0.0.11\"\n[gossip]\n";
+    const BadInput cases[] = {
+        {"not an array", "seeds = \"a.test\"\n",
+         "mix1.toml:6: gossip.seeds: expected an array of strings, got a string"},
+        {"not a string", "seeds = [\"a.test\", 7]\n",
+         "mix1.toml:6: gossip.seeds[1]: expected a string, got an integer"},
+        {"space in a name", "seeds = [\"a.test\",\n  \"b .test\"]\n",
+         "mix1.toml:7: gossip.seeds[1]: 'b .test' is neither an IP address nor a host name "
+         "(labels of letters, digits and '-', separated by dots)"},
+        {"broken IPv4 address", "seeds = [\"10.0.0.300\"]\n",
+         "mix1.toml:6: gossip.seeds[0]: '10.0.0.300' is neither an IP address nor a host name "
+         "(labels of letters, digits and '-', separated by dots)"},
+        {"label starting with '-'", "seeds = [\"-a.test\"]\n",
+         "mix1.toml:6: gossip.seeds[0]: '-a.test' is neither an IP address nor a host name "
+         "(labels of letters, digits and '-', separated by dots)"},
+        {"empty label", "seeds = [\"a..test\"]\n",
+         "mix1.toml:6: gossip.seeds[0]: 'a..test' is neither an IP address nor a host name "
+         "(labels of letters, digits and '-', separated by dots)"},
+        {"port 0", "seeds = [\"a.test:0\"]\n",
+         "mix1.toml:6: gossip.seeds[0]: port 0 is out of range 1..65535"},
+        {"port 65536", "seeds = [\"10.0.0.14:65536\"]\n",
+         "mix1.toml:6: gossip.seeds[0]: port 65536 is out of range 1..65535"},
+        {"port not a number", "seeds = [\"a.test:http\"]\n",
+         "mix1.toml:6: gossip.seeds[0]: 'a.test:http' is not a seed: write HOST, HOST:PORT, an "
+         "IPv4 address (with :PORT or without) or an IPv6 address in brackets ([2001:db8::5] or "
+         "[2001:db8::5]:7946)"},
+        {"empty port", "seeds = [\"a.test:\"]\n",
+         "mix1.toml:6: gossip.seeds[0]: 'a.test:' is not a seed: write HOST, HOST:PORT, an IPv4 "
+         "address (with :PORT or without) or an IPv6 address in brackets ([2001:db8::5] or "
+         "[2001:db8::5]:7946)"},
+        {"unclosed bracket", "seeds = [\"[fd00::1\"]\n",
+         "mix1.toml:6: gossip.seeds[0]: '[fd00::1' is not a seed: write HOST, HOST:PORT, an IPv4 "
+         "address (with :PORT or without) or an IPv6 address in brackets ([2001:db8::5] or "
+         "[2001:db8::5]:7946)"},
+        {"IPv4 in brackets", "seeds = [\"[10.0.0.14]:7946\"]\n",
+         "mix1.toml:6: gossip.seeds[0]: '10.0.0.14' is in brackets: only an IPv6 address goes in them"},
+        {"other family", "seeds = [\"[fd00::14]\"]\n",
+         "mix1.toml:6: gossip.seeds[0]: fd00::14 is IPv6 but this node gossips over IPv4 "
+         "(node.address 10.0.0.11); a gossip seed must be in the node's family"},
+    };
+    for (const auto& c : cases) {
+      CAPTURE(c.what);
+      CHECK(parse_error(node + c.text) == std::string(c.message));
+    }
   }
 
   TEST_CASE("bad flags name the flag") {

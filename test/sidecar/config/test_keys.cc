@@ -52,6 +52,7 @@ TEST_SUITE("keys") {
         case KeyType::kInteger: CHECK(static_cast<bool>(k.integer)); CHECK(k.min <= k.max); break;
         case KeyType::kBoolean: CHECK(static_cast<bool>(k.boolean)); break;
         case KeyType::kAddress: CHECK(static_cast<bool>(k.address)); break;
+        case KeyType::kStrings: CHECK(static_cast<bool>(k.strings)); break;
         case KeyType::kChoice:
           CHECK(static_cast<bool>(k.choose));
           CHECK(static_cast<bool>(k.chosen));
