@@ -495,6 +495,13 @@ void udp_loop(Fd sock, std::string node, int family) {
 }
 
 int run_serve(Flags flags) {
+  // As the first process of a container it has no default action for
+  // SIGTERM (the kernel ignores it for PID 1), and `podman stop` would wait
+  // its timeout, then SIGKILL: end at once, as the app does anywhere else.
+  struct sigaction quit {};
+  quit.sa_handler = [](int) { ::_exit(0); };
+  ::sigaction(SIGTERM, &quit, nullptr);
+  ::sigaction(SIGINT, &quit, nullptr);
   std::string node = flags.require("name");
   auto http_port = flags.number<std::uint16_t>("http-port", 80, 1, 65535);
   auto line_port = flags.number<std::uint16_t>("line-port", 7000, 1, 65535);
