@@ -5,7 +5,11 @@
 # of the IPv6 and UDP services, mix1's status, and a teardown of everything it
 # made (also on Ctrl-C or failure).
 #
-#   integration/demo.sh BUILD_DIR
+#   integration/demo.sh BUILD_DIR [--containers]
+#
+# --containers: each node's app and sidecar run in podman containers, from
+# the images containers/build-image.sh builds, played by podman-compose from
+# containers/compose.yaml on the demo's namespaces.
 set -u -o pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -16,8 +20,17 @@ MIXLB_LOG_PREFIX="  "
 requests=100
 
 build=${1:-}
+containers=0
+case "${2:-}" in
+"") ;;
+--containers) containers=1 ;;
+*)
+	echo "usage: $0 BUILD_DIR [--containers]" >&2
+	exit 2
+	;;
+esac
 if [ -z "$build" ]; then
-	echo "usage: $0 BUILD_DIR" >&2
+	echo "usage: $0 BUILD_DIR [--containers]" >&2
 	exit 2
 fi
 mixlb_init "$build" || exit 1
@@ -28,8 +41,17 @@ fi
 mixlb_claim || exit 1
 
 echo "mixlb demo: client -> router (ECMP over ${MIXLB_NODES[*]}) -> VIPs $MIXLB_VIP and $MIXLB_VIP6"
+up=mixlb_cluster_up
+if [ $containers = 1 ]; then
+	for tool in podman podman-compose; do
+		command -v "$tool" >/dev/null || { echo "demo: $tool is not installed (./dev installs it)" >&2; exit 1; }
+	done
+	echo "building the container images (cached) ..."
+	mixlb_containers_init || exit 1
+	up=mixlb_cluster_up_compose
+fi
 echo "starting the topology, the apps and the sidecars (run prefix $MIXLB_P) ..."
-if ! mixlb_cluster_up; then
+if ! $up; then
 	echo "demo: the cluster did not come up" >&2
 	exit 1
 fi
@@ -38,6 +60,11 @@ for n in "${MIXLB_NODES[@]}"; do
 	modes+="$n=$(mixlb_status_get "$n" 'd["xdp_mode"]') "
 done
 echo "ready; XDP mode per node: $modes"
+if [ $containers = 1 ]; then
+	echo "containers (podman-compose project $MIXLB_P-lab):"
+	podman ps --filter "label=io.podman.compose.project=$MIXLB_P-lab" \
+		--format '  {{.Names}}  {{.Image}}  {{.Status}}'
+fi
 echo
 
 dir=$MIXLB_TMP/demo

@@ -57,6 +57,20 @@ MIXLB_PROBE_MS=${MIXLB_PROBE_MS:-200}     # gossip probe interval
 # (reachable from the router); unset: the default, 127.0.0.1:9650 inside
 # the node's namespace.
 MIXLB_METRICS_PORT=${MIXLB_METRICS_PORT:-}
+# 1: each node's app and sidecar run as podman containers (images from
+# containers/build-image.sh) in the node's namespace instead of processes;
+# see mixlb_containers_init.
+MIXLB_CONTAINER_MODE=${MIXLB_CONTAINER_MODE:-0}
+MIXLB_IMAGE=""
+MIXLB_APP_IMAGE=""
+MIXLB_SECCOMP=""
+# Names of the containers, pods and secrets this run made (removed at teardown).
+MIXLB_CONTAINERS=()
+MIXLB_PODS=()
+MIXLB_SECRETS=()
+MIXLB_COMPOSE_PROJECTS=()
+MIXLB_KUBE_NETWORK_NEW=0
+MIXLB_PAUSE_IMAGE_NEW=0
 
 MIXLB_P=""
 MIXLB_TMP=""
@@ -128,6 +142,7 @@ mixlb_init() {
 		mixlb_log "no build directory '$1'"
 		return 1
 	}
+	MIXLB_SOURCE=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 	MIXLB_SIDECAR=$MIXLB_BUILD/sidecar/mixlb
 	MIXLB_CTL=$MIXLB_BUILD/sidecar/mixlbctl
 	MIXLB_TESTNODE=$MIXLB_BUILD/integration/mixlb-testnode
@@ -395,19 +410,24 @@ EOF
 # (HTTP, lines and UDP, each for IPv4 and IPv6).
 mixlb_start_server() {
 	local node=$1 log=$MIXLB_TMP/$1.server.log i
-	nsenter --net="$(mixlb_netns "$node")" -- "$MIXLB_TESTNODE" serve --name "$node" \
-		--http-port "$MIXLB_HTTP_PORT" --line-port "$MIXLB_LINE_PORT" \
-		--udp-port "$MIXLB_UDP_PORT" >"$log" 2>&1 &
-	MIXLB_SERVER_PID[$node]=$!
+	if [ "$MIXLB_CONTAINER_MODE" = 1 ]; then
+		mixlb_start_app_container "$node" >"$log" 2>&1 || { mixlb_log_file "$log"; return 1; }
+	else
+		nsenter --net="$(mixlb_netns "$node")" -- "$MIXLB_TESTNODE" serve --name "$node" \
+			--http-port "$MIXLB_HTTP_PORT" --line-port "$MIXLB_LINE_PORT" \
+			--udp-port "$MIXLB_UDP_PORT" >"$log" 2>&1 &
+		MIXLB_SERVER_PID[$node]=$!
+	fi
 	for ((i = 0; i < 50; i++)); do
 		if [ "$(mixlb_in "$node" ss -Htln "( sport = :$MIXLB_HTTP_PORT or sport = :$MIXLB_LINE_PORT )" |
 			wc -l)" -ge 4 ] &&
 			[ "$(mixlb_in "$node" ss -Huln "( sport = :$MIXLB_UDP_PORT )" | wc -l)" -ge 2 ]; then
 			return 0
 		fi
-		mixlb_alive "${MIXLB_SERVER_PID[$node]}" || break
+		[ "$MIXLB_CONTAINER_MODE" = 1 ] || mixlb_alive "${MIXLB_SERVER_PID[$node]}" || break
 		sleep 0.1
 	done
+	[ "$MIXLB_CONTAINER_MODE" = 1 ] && podman logs "$(mixlb_container "$node" app)" >>"$log" 2>&1
 	mixlb_log "$node: mixlb-testnode serve did not start listening:"
 	mixlb_log_file "$log"
 	return 1
@@ -435,6 +455,14 @@ mixlb_start_sidecar() {
 	local node=$1
 	mixlb_write_keyring "$node" || return 1
 	mixlb_write_config "$node" || return 1
+	if [ "$MIXLB_CONTAINER_MODE" = 1 ]; then
+		mixlb_start_sidecar_container "$node" >"$MIXLB_TMP/$node.podman-run" 2>&1 || {
+			mixlb_log "$node: the sidecar container did not start:"
+			mixlb_log_file "$MIXLB_TMP/$node.podman-run" 10
+			return 1
+		}
+		return 0
+	fi
 	local hosts=${MIXLB_SEED_HOSTS[$node]:-}
 	if [ -n "$hosts" ]; then
 		# unshare, sh and nsenter each exec the next: $! is the sidecar.
@@ -502,7 +530,14 @@ mixlb_wait_ready() {
 	local node=$1 timeout=${2:-$MIXLB_READY_TIMEOUT} deadline json last=""
 	deadline=$((SECONDS + timeout))
 	while [ $SECONDS -lt $deadline ]; do
-		if ! mixlb_alive "${MIXLB_SIDECAR_PID[$node]}"; then
+		if [ "$MIXLB_CONTAINER_MODE" = 1 ]; then
+			# Not running yet, or between the stop and the start of a
+			# restart: wait on (its log tells what went wrong, at the end).
+			if [ "$(podman inspect -f '{{.State.Running}}' "$(mixlb_container "$node" mixlb)" 2>&1)" != true ]; then
+				sleep 0.2
+				continue
+			fi
+		elif ! mixlb_alive "${MIXLB_SIDECAR_PID[$node]}"; then
 			wait "${MIXLB_SIDECAR_PID[$node]}"
 			mixlb_log "$node: the sidecar exited with status $? before it was ready; its log:"
 			mixlb_log_file "$(mixlb_sidecar_log "$node")"
@@ -575,6 +610,18 @@ mixlb_cluster_up() {
 	done
 }
 
+# The same with the apps and sidecars in containers, played from
+# containers/compose.yaml (after mixlb_containers_init).
+mixlb_cluster_up_compose() {
+	local n
+	mkdir -p "$MIXLB_RUN_DIR" || return 1
+	mixlb_topology_up || return 1
+	mixlb_compose_up || return 1
+	for n in "${MIXLB_NODES[@]}"; do
+		mixlb_wait_ready "$n" || return 1
+	done
+}
+
 # mixlb_check_reach NODE: before the sidecar runs, the router gets an answer
 # from NODE's app at both its node addresses (one UDP datagram each). Proves
 # the IPv4 and IPv6 plumbing, and leaves the neighbour entries resolved on
@@ -619,6 +666,38 @@ mixlb_teardown() {
 	MIXLB_TORN_DOWN=1
 	trap - INT TERM PIPE
 	local node pid ns i
+	# Compose projects, containers and pods first (podman stops a sidecar
+	# with SIGTERM: the
+	# restart stop, which leaves its data path; the namespaces and the bpffs
+	# directory go below).
+	local project ids
+	for project in "${MIXLB_COMPOSE_PROJECTS[@]}"; do
+		mapfile -t ids < <(podman ps -aq --filter "label=io.podman.compose.project=$project" 2>/dev/null)
+		[ ${#ids[@]} -eq 0 ] || podman rm -f --ignore -t 5 "${ids[@]}" >/dev/null 2>&1
+		# The project network podman-compose creates (and nothing uses).
+		podman network rm -f "${project}_default" >/dev/null 2>&1
+	done
+	MIXLB_COMPOSE_PROJECTS=()
+	if [ ${#MIXLB_PODS[@]} -gt 0 ]; then
+		podman pod rm -f --ignore -t 5 "${MIXLB_PODS[@]}" >/dev/null 2>&1
+		MIXLB_PODS=()
+	fi
+	if [ ${#MIXLB_CONTAINERS[@]} -gt 0 ]; then
+		podman rm -f --ignore -t 5 "${MIXLB_CONTAINERS[@]}" >/dev/null 2>&1
+		MIXLB_CONTAINERS=()
+	fi
+	if [ "$MIXLB_KUBE_NETWORK_NEW" = 1 ]; then
+		podman network rm -f podman-default-kube-network >/dev/null 2>&1
+		MIXLB_KUBE_NETWORK_NEW=0
+	fi
+	if [ "$MIXLB_PAUSE_IMAGE_NEW" = 1 ]; then
+		podman rmi -f "localhost/podman-pause:$(podman version -f '{{.Client.Version}}')-0" >/dev/null 2>&1
+		MIXLB_PAUSE_IMAGE_NEW=0
+	fi
+	if [ ${#MIXLB_SECRETS[@]} -gt 0 ]; then
+		podman secret rm "${MIXLB_SECRETS[@]}" >/dev/null 2>&1
+		MIXLB_SECRETS=()
+	fi
 	# Sidecars first. SIGTERM stops them for a restart, which leaves their
 	# data path in place; the namespaces and the bpffs directory go below.
 	for node in "${!MIXLB_SIDECAR_PID[@]}"; do
@@ -667,6 +746,123 @@ mixlb_teardown() {
 			rm -rf -- "$MIXLB_TMP"
 		fi
 	fi
+}
+
+# ---------------------------------------------------------------- containers
+
+# mixlb_containers_init: builds (or finds cached) the images and the
+# seccomp profile, and switches the app and sidecar starts to containers.
+# Returns 1 with the reason logged when podman cannot do it.
+mixlb_containers_init() {
+	local out
+	export CONTAINERS_CONF=$MIXLB_SOURCE/containers/containers.conf
+	out=$("$MIXLB_SOURCE/containers/build-image.sh" "$MIXLB_BUILD" 2>&1) || {
+		mixlb_log "building the images failed:"
+		mixlb_log "$out"
+		return 1
+	}
+	mixlb_log "images: ${out//$'\n'/; }"
+	MIXLB_IMAGE=$(awk '$1 ~ /^mixlb:/ {print $1}' <<<"$out")
+	MIXLB_APP_IMAGE=$(awk '$1 ~ /^mixlb-testnode:/ {print $1}' <<<"$out")
+	# Named as the pod manifest's localhostProfile wants it.
+	mkdir -p "$MIXLB_TMP/seccomp" || return 1
+	MIXLB_SECCOMP=$MIXLB_TMP/seccomp/mixlb.json
+	"$MIXLB_PYTHON" "$MIXLB_SOURCE/containers/seccomp.py" >"$MIXLB_SECCOMP" || {
+		mixlb_log "cannot write the seccomp profile"
+		return 1
+	}
+	# podman makes this network the first time it plays a pod; one that was
+	# not there before the run is the run's to remove.
+	podman network exists podman-default-kube-network 2>/dev/null || MIXLB_KUBE_NETWORK_NEW=1
+	# And this image, for a pod's infra container.
+	podman image exists "localhost/podman-pause:$(podman version -f '{{.Client.Version}}')-0" 2>/dev/null ||
+		MIXLB_PAUSE_IMAGE_NEW=1
+	MIXLB_CONTAINER_MODE=1
+}
+
+# mixlb_container NODE ROLE: the name of NODE's container (ROLE app or
+# mixlb); once MIXLB_COMPOSE is 1, the one podman-compose gave it.
+MIXLB_COMPOSE=0
+mixlb_container() {
+	if [ "$MIXLB_COMPOSE" = 1 ]; then
+		printf '%s-lab_%s-%s_1' "$MIXLB_P" "$1" "$2"
+	else
+		printf '%s-%s-%s' "$MIXLB_P" "$1" "$2"
+	fi
+}
+
+mixlb_start_app_container() {
+	local node=$1 name
+	name=$(mixlb_container "$node" app)
+	MIXLB_CONTAINERS+=("$name")
+	podman run -d --name "$name" --runtime runc --network "ns:$(mixlb_netns "$node")" \
+		--cap-drop all --cap-add CAP_NET_BIND_SERVICE \
+		"$MIXLB_APP_IMAGE" --name "$node" --http-port "$MIXLB_HTTP_PORT" \
+		--line-port "$MIXLB_LINE_PORT" --udp-port "$MIXLB_UDP_PORT"
+}
+
+# The sidecar as docs/deployment.md runs it: the minimum capabilities, the
+# seccomp profile that lets them load BPF, the host's bpffs and the admin
+# socket directory as volumes, the config as a read-only file, the keyring
+# as a podman secret of mode 0400. The volumes sit at the paths the test's
+# config names (the run's own directories), so mixlbctl and bpftool on the
+# host see the same files.
+mixlb_start_sidecar_container() {
+	local node=$1 name secret
+	name=$(mixlb_container "$node" mixlb)
+	secret=$MIXLB_P-$node-keyring
+	if ! podman secret inspect "$secret" >/dev/null 2>&1; then
+		podman secret create "$secret" "$(mixlb_keyring "$node")" >/dev/null || return 1
+		MIXLB_SECRETS+=("$secret")
+	fi
+	# The sysctls the sidecar wants, set as the platform would (podman
+	# --sysctl, a pod's securityContext.sysctls): /proc/sys is read-only in
+	# the container, and the sidecar leaves alone what is already right.
+	mixlb_container_sysctls "$node" || return 1
+	MIXLB_CONTAINERS+=("$name")
+	podman run -d --name "$name" --runtime runc --network "ns:$(mixlb_netns "$node")" \
+		--log-driver k8s-file --log-opt "path=$(mixlb_sidecar_log "$node")" \
+		--cap-drop all --cap-add CAP_BPF,CAP_NET_ADMIN,CAP_PERFMON \
+		--security-opt "seccomp=$MIXLB_SECCOMP" \
+		-v /sys/fs/bpf:/sys/fs/bpf -v "$MIXLB_RUN_DIR:$MIXLB_RUN_DIR" \
+		-v "$(mixlb_config_path "$node"):/etc/mixlb/mixlb.toml:ro" \
+		--secret "$secret,target=/run/secrets/mixlb-keyring,mode=0400" \
+		"$MIXLB_IMAGE" --config /etc/mixlb/mixlb.toml --keyring /run/secrets/mixlb-keyring
+}
+
+# mixlb_compose_up: plays containers/compose.yaml (the three-node lab) on
+# the run's namespaces, configs and keyrings, as project $MIXLB_P-lab.
+mixlb_compose_up() {
+	local n i=1 out
+	local -a env=(MIXLB_IMAGE="$MIXLB_IMAGE" MIXLB_APP_IMAGE="$MIXLB_APP_IMAGE"
+		MIXLB_SECCOMP="$MIXLB_SECCOMP" MIXLB_RUN_DIR="$MIXLB_RUN_DIR")
+	for n in "${MIXLB_NODES[@]}"; do
+		mixlb_write_keyring "$n" && mixlb_write_config "$n" && mixlb_container_sysctls "$n" || return 1
+		env+=("MIXLB_NETNS_$i=$(mixlb_netns "$n")" "MIXLB_CONFIG_$i=$(mixlb_config_path "$n")"
+			"MIXLB_KEYRING_$i=$(mixlb_keyring "$n")")
+		i=$((i + 1))
+	done
+	MIXLB_COMPOSE_PROJECTS+=("$MIXLB_P-lab")
+	MIXLB_COMPOSE=1
+	# podman-compose returns 0 when a container fails to start: the caller
+	# waits for the sidecars to be ready.
+	if ! out=$(env "${env[@]}" podman-compose --podman-path "$MIXLB_SOURCE/containers/compose-podman.sh" \
+		-p "$MIXLB_P-lab" -f "$MIXLB_SOURCE/containers/compose.yaml" up -d 2>&1); then
+		mixlb_log "podman-compose up failed:"
+		mixlb_log "$out"
+		return 1
+	fi
+}
+
+mixlb_container_sysctls() {
+	local node=$1 ifname
+	ifname=$(mixlb_if "$node")
+	mixlb_in "$node" sh -c "
+		echo 1 >/proc/sys/net/ipv4/conf/all/arp_ignore &&
+		echo 2 >/proc/sys/net/ipv4/conf/all/arp_announce &&
+		echo 1 >/proc/sys/net/ipv4/conf/$ifname/arp_ignore &&
+		echo 2 >/proc/sys/net/ipv4/conf/$ifname/arp_announce &&
+		echo 1 >/proc/sys/net/ipv4/conf/$ifname/forwarding"
 }
 
 # ---------------------------------------------------------------- for the TAP tests

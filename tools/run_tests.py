@@ -34,7 +34,7 @@ import re
 import subprocess
 import sys
 
-SUITES = ("unit", "datapath", "gossip", "integration")
+SUITES = ("unit", "datapath", "gossip", "integration", "containers")
 DOCTEST = re.compile(
     r"\[doctest\] test cases:\s*(\d+)\s*\|\s*(\d+) passed\s*\|\s*(\d+) failed\s*\|\s*(\d+) skipped")
 # What a doctest executable prints to stderr for each group of cases it skips.
