@@ -85,8 +85,8 @@ enum mixlb_ct_flag {
 };
 
 /*
- * Connection-table value: which node serves the flow, for which VIP, and when
- * it was last seen. vip_id lets an established packet skip the VIP lookup;
+ * Connection-table value: which node serves the flow, for which VIP, when it
+ * was created and when it was last seen. vip_id lets an established packet skip the VIP lookup;
  * stats_slot is a hint for the node's next-hop cache and counters (checked
  * against node_id before use, so a stale hint costs only a node lookup).
  */
@@ -96,7 +96,7 @@ struct mixlb_ct_value {
 	__u16 vip_id;
 	__u16 stats_slot;
 	__u32 flags; /* enum mixlb_ct_flag */
-	__u32 reserved;
+	__u32 created_s; /* bpf_ktime_get_coarse_ns() / 1e9 at the insert; 0 in an entry of 0.1.0 */
 };
 
 /* last_seen_ns is refreshed at most this often, to keep hits read-mostly. */

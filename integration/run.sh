@@ -8,7 +8,7 @@
 # checks, with real clients against the VIPs (10.100.0.1 and fd00:100::1), that:
 #   a. requests spread over all three nodes and all succeed;
 #   c. every node serves locally, forwards and receives forwarded packets,
-#      and drops nothing;
+#      and drops nothing; `mixlbctl ct` finds the flows of a in the tables;
 #   b. one long connection survives the router moving it between ingress
 #      nodes (consistent hashing + connection table), and really was forwarded;
 #   f. the same spread for the IPv6 VIP, forwarded by the peers;
@@ -267,6 +267,23 @@ scenario_counters() {
 	diag "across nodes: fwd_pkts $fwd, from_peer_pkts $from"
 	[ $fwd -gt 0 ] || { mixlb_fail "no node forwarded a packet"; rc=1; }
 	[ $from -gt 0 ] || { mixlb_fail "no node received a forwarded packet"; rc=1; }
+	# The connection tables hold a of 300 flows (each at its ingress node):
+	# mixlbctl ct finds them by VIP and client.
+	local json matched total=0 rows
+	for n in "${MIXLB_NODES[@]}"; do
+		json=$(mixlb_ctl "$n" ct --vip "$MIXLB_VIP:$MIXLB_HTTP_PORT/tcp" --client 10.0.1.2 --limit 3 --json) ||
+			{ mixlb_fail "$n: mixlbctl ct: $json"; rc=1; continue; }
+		matched=$(mixlb_json 'd["matched"]' <<<"$json")
+		rows=$(mixlb_json '" ".join(r["node"] + "@" + r["vip"] for r in d["rows"])' <<<"$json")
+		diag "$n: ct --vip $MIXLB_VIP:$MIXLB_HTTP_PORT/tcp --client 10.0.1.2: $matched entries; the 3 most recent: $rows"
+		total=$((total + matched))
+		for row in $rows; do
+			[[ "$row" =~ ^mix[123]@$MIXLB_VIP:$MIXLB_HTTP_PORT$ ]] || { mixlb_fail "$n: ct row $row"; rc=1; }
+		done
+	done
+	[ "$total" -ge 300 ] || { mixlb_fail "the connection tables hold $total of the 300 flows"; rc=1; }
+	mixlb_ctl mix1 ct --limit 2 | head -n 1 | grep -q '^mixlb node mix1: connection table [0-9]* of [0-9]* entries' ||
+		{ mixlb_fail "mixlbctl ct prints no header"; rc=1; }
 	return $rc
 }
 
@@ -716,7 +733,7 @@ mixlb_tap_up scenario_up
 scenario_spread "$MIXLB_VIP"
 mixlb_tap $? "a: 300 requests to the VIP all answered, by every node"
 scenario_counters
-mixlb_tap $? "c: counters: local on every node, forwarded across nodes, no drops"
+mixlb_tap $? "c: counters: local on every node, forwarded across nodes, no drops; mixlbctl ct finds the flows"
 scenario_shuffle "$MIXLB_VIP:$MIXLB_LINE_PORT" "$MIXLB_VIP:$MIXLB_LINE_PORT/tcp" shuffle4
 mixlb_tap $? "b: a connection survives ECMP moving its ingress, and was forwarded"
 scenario_spread "[$MIXLB_VIP6]" "[$MIXLB_VIP6]:$MIXLB_HTTP_PORT/tcp" spread6

@@ -74,6 +74,7 @@ class LogTap;
 class HealthChecks;
 struct MemberMetadata;
 namespace metrics {
+class ConntrackWalker;
 class MetricsEndpoint;
 struct MetricsSources;
 }  // namespace metrics
@@ -149,6 +150,7 @@ class Daemon {
   DrainResult set_drained(bool drained);
   LeaveResult leave_command();
   boost::asio::awaitable<MembersResult> members(std::vector<std::string> states);
+  boost::asio::awaitable<CtResult> conntrack_entries(nlohmann::json args);
   AdminAnswer monitor(const std::string& level);
   boost::asio::awaitable<KeysResult> keys(std::string op, std::optional<std::string> key);
   void keyring_changed(const std::vector<gossip::Key>& keys);
@@ -196,6 +198,9 @@ class Daemon {
   CounterRates rates_;
   ChangeWatch changes_;
   std::unique_ptr<metrics::MetricsEndpoint> metrics_;  // null when metrics.listen = off
+  // Walks the pinned connection table for `ct`, on a thread of its own;
+  // opened at the first `ct`.
+  std::unique_ptr<metrics::ConntrackWalker> ct_walker_;
 
   bool joined_ = false;          // the first tables may be published
   bool resync_pending_ = false;  // a resync() is posted

@@ -72,6 +72,7 @@ static __always_inline void ct_insert(const struct lb_packet *pkt, __u32 vip_id,
 	if (mixlb_dry_run || pkt->kind != LB_KIND_FLOW)
 		return;
 	fresh.last_seen_ns = bpf_ktime_get_coarse_ns();
+	fresh.created_s = (__u32)(fresh.last_seen_ns / 1000000000ull);
 	fresh.node_id = node;
 	fresh.vip_id = vip_id;
 	fresh.stats_slot = slot;

@@ -298,6 +298,27 @@ std::string render_vips(const VipsResult& result) {
                             rows);
 }
 
+std::string render_ct(const CtResult& ct) {
+  std::string out = fmt::format("mixlb node {}: connection table {} of {} entries", dash(ct.node),
+                                ct.entries, ct.capacity);
+  if (!ct.filter.empty()) out += fmt::format("; {} match {}", ct.matched, fmt::join(ct.filter, ", "));
+  out += ct.rows.size() < ct.matched ? fmt::format("; the {} most recent:\n", ct.rows.size()) : "\n";
+  if (ct.rows.empty()) return out;
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& r : ct.rows) {
+    rows.push_back({r.client, r.vip + "/" + r.proto, r.node, r.state, r.flags,
+                    r.age_s ? fmt::format("{:.1f}", *r.age_s) : "-", fmt::format("{:.1f}", r.idle_s)});
+  }
+  return out + render_table({{"CLIENT"},
+                             {"VIP"},
+                             {"NODE"},
+                             {"STATE"},
+                             {"FLAGS"},
+                             {"AGE S", true},
+                             {"IDLE S", true}},
+                            rows);
+}
+
 std::string render_members(const MembersResult& members) {
   std::string out = fmt::format("mixlb cluster '{}' seen from {} (gossip {})\n", members.cluster,
                                 dash(members.node), dash(members.gossip_address));

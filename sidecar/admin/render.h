@@ -25,6 +25,7 @@ std::string render_stats(const StatsResult& stats);
 // and their rates, then one row per backend with its weight, then what
 // peers balanced to this node.
 std::string render_vips(const VipsResult& vips);
+std::string render_ct(const CtResult& ct);
 
 // One row per member known to gossip (state, incarnation, addresses,
 // weight, app health, whether this node's tables hold it, its VIP ports),

@@ -512,6 +512,37 @@ void from_json(const json& j, VipsResult& v) {
   read(j, "vips", v.vips);
 }
 
+// --- ct ----------------------------------------------------------------------
+
+void to_json(json& j, const CtRow& v) {
+  j = {{"client", v.client}, {"vip", v.vip},     {"proto", v.proto},  {"node", v.node},
+       {"state", v.state},   {"flags", v.flags}, {"idle_s", v.idle_s}};
+  write(j, "age_s", v.age_s);
+}
+void from_json(const json& j, CtRow& v) {
+  read(j, "client", v.client);
+  read(j, "vip", v.vip);
+  read(j, "proto", v.proto);
+  read(j, "node", v.node);
+  read(j, "state", v.state);
+  read(j, "flags", v.flags);
+  read(j, "age_s", v.age_s);
+  read(j, "idle_s", v.idle_s);
+}
+
+void to_json(json& j, const CtResult& v) {
+  j = {{"node", v.node},       {"entries", v.entries}, {"capacity", v.capacity},
+       {"matched", v.matched}, {"filter", v.filter},   {"rows", v.rows}};
+}
+void from_json(const json& j, CtResult& v) {
+  read(j, "node", v.node);
+  read(j, "entries", v.entries);
+  read(j, "capacity", v.capacity);
+  read(j, "matched", v.matched);
+  read(j, "filter", v.filter);
+  read(j, "rows", v.rows);
+}
+
 // --- monitor -----------------------------------------------------------------
 
 std::string node_id_text(std::uint32_t id) { return fmt::format("{:#010x}", id); }

@@ -303,6 +303,30 @@ struct VipsResult {
   std::vector<VipTraffic> vips;
 };
 
+// --- ct ----------------------------------------------------------------------
+
+// One connection-table entry, as `ct` shows it.
+struct CtRow {
+  std::string client;  // "10.0.1.2:41000"
+  std::string vip;     // "10.100.0.1:80"
+  std::string proto;   // "tcp", "udp"
+  std::string node;    // the serving node's name, or its id when unknown
+  std::string state;   // active, closing or idle (as /metrics counts them)
+  std::string flags;   // "syn,fin", "-"
+  std::optional<double> age_s;  // since the entry was made; unset for an entry of 0.1.0
+  double idle_s = 0;            // since its last packet (to within 0.1 s)
+};
+
+// `ct`.
+struct CtResult {
+  std::string node;
+  std::size_t entries = 0;
+  std::size_t capacity = 0;
+  std::size_t matched = 0;
+  std::vector<std::string> filter;  // "vip 10.100.0.1:80/tcp", "node mix2"
+  std::vector<CtRow> rows;          // the most recent first
+};
+
 // --- monitor -----------------------------------------------------------------
 
 // The log levels, least severe first, as node.log_level names them.
@@ -393,6 +417,10 @@ void to_json(nlohmann::json& j, const MemberRow& v);
 void from_json(const nlohmann::json& j, MemberRow& v);
 void to_json(nlohmann::json& j, const GossipCounters& v);
 void from_json(const nlohmann::json& j, GossipCounters& v);
+void to_json(nlohmann::json& j, const CtRow& v);
+void from_json(const nlohmann::json& j, CtRow& v);
+void to_json(nlohmann::json& j, const CtResult& v);
+void from_json(const nlohmann::json& j, CtResult& v);
 void to_json(nlohmann::json& j, const MembersResult& v);
 void from_json(const nlohmann::json& j, MembersResult& v);
 void to_json(nlohmann::json& j, const DrainResult& v);

@@ -25,18 +25,21 @@
 // and copies each bucket out on its own, 0.4 to 1.5 µs per entry on the
 // 2-CPU VM of test/bench/metrics_bench.cc (quiet to busy) — 28 to 95 ms
 // for a full table of 65,536 entries, growing linearly with the entries.
-// ConntrackCensusTaker therefore runs it on a thread of its own, and the
+// ConntrackWalker therefore runs it on a thread of its own, and the
 // io_context's thread only awaits the result.
 //
-// The census opens the map pinned under the data path's pin directory,
-// checked to have the connection table's type and sizes, because
-// DatapathMaps does not hand out its file descriptor.
+// The census opens the map pinned under the data path's pin directory
+// (open_pinned_conntrack, kernel/conntrack_walk.h), checked to have the
+// connection table's type and sizes, because DatapathMaps does not hand out
+// its file descriptor.
 // clang-format off
 // Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
 #include <utility>
 // clang-format on
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <chrono>
 #include <compare>
@@ -47,8 +50,10 @@
 #include <string_view>
 
 #include "kernel/abi.h"
+#include "kernel/conntrack_walk.h"
 #include "kernel/datapath.h"
 #include "kernel/unique_fd.h"
+#include "metrics/answer_within.h"
 
 namespace mixlb::metrics {
 
@@ -86,36 +91,38 @@ struct ConntrackCensus {
 FlowState classify_flow(const mixlb_flow_key& key, const mixlb_ct_value& value,
                         std::uint64_t now_ns, std::chrono::nanoseconds active_window);
 
-// Opens <pin_dir>/mixlb_ct and checks that it is an LRU hash with the
-// connection table's key and value sizes.
-DpResult<UniqueFd> open_pinned_conntrack(const std::string& pin_dir);
-
 // Walks the connection table behind `ct_fd` once.
 DpResult<ConntrackCensus> take_conntrack_census(int ct_fd,
                                                 const ConntrackCensusOptions& options = {});
 
-// Takes censuses of one table on a thread of its own, so that a walk of a
-// large table never holds the io_context's thread.
+// Walks one table on a thread of its own, so that a walk of a large table
+// never holds the io_context's thread: the censuses of /metrics and the
+// listings of `mixlbctl ct`.
 //
 // The walk is a plain function posted to that thread, and its result comes
-// back through answer_within(): no coroutine runs on the taker's thread.
+// back through answer_within(): no coroutine runs on the walker's thread.
 // (With g++ 12 and Boost 1.74, awaiting co_spawn() of a lambda coroutine
 // with use_awaitable destroys the lambda's captures twice; a shared_ptr
 // captured that way is released one time too many.)
-class ConntrackCensusTaker {
+class ConntrackWalker {
  public:
-  explicit ConntrackCensusTaker(UniqueFd ct, ConntrackCensusOptions options = {});
-  // Waits for a census under way; censuses queued behind it are dropped,
-  // and the take() calls awaiting them end at their deadline.
-  ~ConntrackCensusTaker();
-  ConntrackCensusTaker(const ConntrackCensusTaker&) = delete;
-  ConntrackCensusTaker& operator=(const ConntrackCensusTaker&) = delete;
+  explicit ConntrackWalker(UniqueFd ct, ConntrackCensusOptions options = {});
+  // Waits for a walk under way; walks queued behind it are dropped, and the
+  // calls awaiting them end at their deadline.
+  ~ConntrackWalker();
+  ConntrackWalker(const ConntrackWalker&) = delete;
+  ConntrackWalker& operator=(const ConntrackWalker&) = delete;
 
-  // One census, taken on the taker's thread; the caller resumes on its own
+  // One census, taken on the walker's thread; the caller resumes on its own
   // executor (which must run one handler at a time, see answer_within.h).
   // Concurrent calls queue on that one thread. An error when the census
   // did not come back within options.deadline.
   boost::asio::awaitable<DpResult<ConntrackCensus>> take();
+
+  // Any walk: `walk(fd)` on the walker's thread, as take() runs the census;
+  // `what` names it in the error of a walk that did not come back in time.
+  template <class R>
+  boost::asio::awaitable<DpResult<R>> run(std::function<DpResult<R>(int fd)> walk, std::string what);
 
  private:
   struct Table {
@@ -125,5 +132,33 @@ class ConntrackCensusTaker {
   std::shared_ptr<const Table> table_;
   boost::asio::thread_pool thread_{1};
 };
+
+// g++ 12 can inline Asio's frame allocator into a coroutine's ramp but not
+// its matching operator delete, then reports the pair as mismatched (see
+// admin_server.cc); the pair is Asio's own.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
+template <class R>
+boost::asio::awaitable<DpResult<R>> ConntrackWalker::run(std::function<DpResult<R>(int fd)> walk,
+                                                         std::string what) {
+  // The walk holds the table (and its fd) by a shared pointer, so a walk
+  // finishing after the walker is gone still reads an open descriptor.
+  // `ask` is named, not a lambda in the co_await expression: see
+  // answer_within.h for what g++ 12 does to such a temporary.
+  using Result = DpResult<R>;
+  const std::function<void(std::function<void(Result)>)> ask =
+      [table = table_, thread = thread_.get_executor(), walk = std::move(walk)](std::function<void(Result)> done) {
+        boost::asio::post(thread, [table, walk, done = std::move(done)] { done(walk(table->fd.get())); });
+      };
+  const boost::asio::any_io_executor executor = co_await boost::asio::this_coro::executor;
+  auto result = co_await answer_within<Result>(executor, table_->options.deadline, ask);
+  if (result) co_return std::move(*result);
+  co_return std::unexpected(DatapathError{
+      what + " did not finish within " + std::to_string(table_->options.deadline.count()) + " ms",
+      std::make_error_code(std::errc::timed_out)});
+}
+
+#pragma GCC diagnostic pop
 
 }  // namespace mixlb::metrics

@@ -21,7 +21,7 @@ namespace asio = boost::asio;
 struct MetricsEndpoint::Gather {
   MetricsSources sources;
   MetricsEndpointOptions options;
-  std::unique_ptr<ConntrackCensusTaker> census;
+  std::unique_ptr<ConntrackWalker> census;
   std::string census_problem;  // the last reason there was no census, said once
 
   // The census of the pinned table, or nullopt (and a warning the first
@@ -34,7 +34,7 @@ struct MetricsEndpoint::Gather {
         note_census_problem(fd.error().message());
         co_return std::nullopt;
       }
-      census = std::make_unique<ConntrackCensusTaker>(std::move(*fd), options.census);
+      census = std::make_unique<ConntrackWalker>(std::move(*fd), options.census);
     }
     auto taken = co_await census->take();
     if (!taken) {

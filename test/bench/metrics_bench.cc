@@ -171,7 +171,7 @@ int run() {
               "\"us\": %.1f}\n",
               std::thread::hardware_concurrency(), read);
 
-  auto ct = metrics::open_pinned_conntrack(settings.pin_dir);
+  auto ct = open_pinned_conntrack(settings.pin_dir);
   if (!ct) die(ct.error().message());
   std::size_t filled = 0;
   for (const std::size_t target : {std::size_t{0}, std::size_t{1000}, std::size_t{16384},

@@ -77,6 +77,8 @@ TEST_CASE("a SYN to the VIP whose table names this node is passed to the local s
   CHECK(((*ct)->flags & MIXLB_CT_SEEN_SYN) != 0);
   CHECK(((*ct)->flags & MIXLB_CT_FROM_NON_SYN) == 0);
   CHECK((*ct)->last_seen_ns > 0);
+  // Created now, in whole seconds of the same clock (`mixlbctl ct` shows the age).
+  CHECK((*ct)->created_s == (*ct)->last_seen_ns / 1'000'000'000ull);
 }
 
 TEST_CASE("a SYN to the VIP whose table names a peer leaves by XDP_TX with both MACs from the FIB") {

@@ -163,7 +163,7 @@ TEST_SUITE("admin") {
     CHECK(find_command("frobnicate") == nullptr);
     CHECK(find_command("") == nullptr);
     CHECK(command_names() ==
-          "status, stats, vips, members, drain, undrain, leave, reload, which, monitor, keys");
+          "status, stats, vips, ct, members, drain, undrain, leave, reload, which, monitor, keys");
   }
 
   TEST_CASE("every example is a command line that parses and passes the daemon's check") {
@@ -227,7 +227,10 @@ TEST_SUITE("admin") {
     for (const CommandSpec& c : admin_commands()) {
       CAPTURE(c.name);
       const std::string help = command_help(c);
-      CHECK(help.starts_with("usage: mixlbctl [options] " + command_synopsis(c) + "\n\n"));
+      // The usage line, wrapped between arguments when it is long, reads as
+      // the synopsis once its line breaks are undone.
+      const std::string usage = help.substr(0, help.find("\n\n"));
+      CHECK(collapsed(usage) == "usage: mixlbctl [options] " + command_synopsis(c));
       CHECK(help.ends_with("\nexample: " + std::string(c.example) + "\n"));
       for (const CommandArg& arg : c.args) {
         CHECK(help.find(arg.positional ? "\n  " + std::string(arg.value)
@@ -237,6 +240,9 @@ TEST_SUITE("admin") {
       CHECK(help.find('`') == std::string::npos);
       CHECK(longest_line(help) <= 78);
     }
+    CHECK(command_help(command("ct")).starts_with(
+        "usage: mixlbctl [options] ct [--vip VIP] [--node NAME] [--client ADDR]\n"
+        "                          [--limit N]\n\n"));
     const std::string members = command_help(command("members"));
     CHECK(collapsed(members).find("One of: alive, suspect, dead, left.") != std::string::npos);
   }

@@ -173,7 +173,7 @@ TEST_SUITE("admin") {
     CHECK(reply_to(commands, R"({"cmd":"frobnicate"})") ==
           json{{"ok", false},
                {"error",
-                R"(unknown command "frobnicate" (known: status, stats, vips, members, drain, )"
+                R"(unknown command "frobnicate" (known: status, stats, vips, ct, members, drain, )"
                 R"(undrain, leave, reload, which, monitor, keys))"}});
     CHECK(*fixture.calls == 0);
   }

@@ -346,6 +346,25 @@ TEST_SUITE("admin") {
     CHECK(render("status", json::array()).starts_with("unexpected status result"));
   }
 
+  TEST_CASE("ct shows the counts, the filters and the most recent entries") {
+    const json rows = {{{"client", "10.0.1.2:41000"}, {"vip", "10.100.0.1:80"}, {"proto", "tcp"},
+                        {"node", "mix2"}, {"state", "active"}, {"flags", "syn"}, {"age_s", 12.0},
+                        {"idle_s", 0.25}},
+                       {{"client", "[fd00:1::2]:5"}, {"vip", "[fd00:100::1]:80"}, {"proto", "tcp"},
+                        {"node", "mix1"}, {"state", "closing"}, {"flags", "syn,fin"},
+                        {"idle_s", 3.0}}};
+    CHECK(render("ct", {{"node", "mix1"}, {"entries", 7}, {"capacity", 65536}, {"matched", 3},
+                        {"filter", {"vip 10.100.0.1:80"}}, {"rows", rows}}) ==
+          "mixlb node mix1: connection table 7 of 65536 entries; 3 match vip 10.100.0.1:80; the 2 "
+          "most recent:\n"
+          "  CLIENT          VIP                   NODE  STATE    FLAGS    AGE S  IDLE S\n"
+          "  10.0.1.2:41000  10.100.0.1:80/tcp     mix2  active   syn       12.0     0.2\n"
+          "  [fd00:1::2]:5   [fd00:100::1]:80/tcp  mix1  closing  syn,fin      -     3.0\n");
+    CHECK(render("ct", {{"node", "mix1"}, {"entries", 0}, {"capacity", 4096}, {"matched", 0},
+                        {"filter", json::array()}, {"rows", json::array()}}) ==
+          "mixlb node mix1: connection table 0 of 4096 entries\n");
+  }
+
   TEST_CASE("undrain renders as drain does") {
     CHECK(render("undrain", {{"node", "mix2"}, {"drained", false}, {"weight", 3}}) ==
           "mix2 serving again with weight 3\n");

@@ -270,6 +270,24 @@ TEST_SUITE("admin") {
                             "bytes":148}]}]})"));
   }
 
+  TEST_CASE("ct results keep every field on the wire") {
+    CtResult ct;
+    ct.node = "mix1";
+    ct.entries = 12;
+    ct.capacity = 65536;
+    ct.matched = 2;
+    ct.filter = {"vip 10.100.0.1:80/tcp"};
+    ct.rows = {CtRow{"10.0.1.2:41000", "10.100.0.1:80", "tcp", "mix2", "active", "syn", 12.0, 0.2},
+               CtRow{"10.0.1.2:41001", "10.100.0.1:80", "tcp", "0x12345678", "idle", "syn,fin",
+                     std::nullopt, 75.5}};
+    check_wire_form(ct, json::parse(R"({
+      "node":"mix1","entries":12,"capacity":65536,"matched":2,"filter":["vip 10.100.0.1:80/tcp"],
+      "rows":[{"client":"10.0.1.2:41000","vip":"10.100.0.1:80","proto":"tcp","node":"mix2",
+               "state":"active","flags":"syn","age_s":12.0,"idle_s":0.2},
+              {"client":"10.0.1.2:41001","vip":"10.100.0.1:80","proto":"tcp","node":"0x12345678",
+               "state":"idle","flags":"syn,fin","idle_s":75.5}]})"));
+  }
+
   TEST_CASE("monitor results and each kind of event keep every field on the wire") {
     check_wire_form(MonitorStarted{"mix1", "debug"},
                     json{{"stream", "monitor"}, {"node", "mix1"}, {"level", "debug"}});

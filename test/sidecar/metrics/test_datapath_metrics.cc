@@ -56,13 +56,6 @@ VipEntry vip_entry(const char* address, std::uint16_t port,
 
 using test::PinDir;
 
-std::uint64_t coarse_now_ns() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull +
-         static_cast<std::uint64_t>(ts.tv_nsec);
-}
-
 mixlb_flow_key flow(std::uint32_t n, std::uint8_t proto = 6) {
   mixlb_flow_key k{};
   k.src[0] = htonl(0xc6120000u + n);  // 198.18.0.0/15
@@ -217,7 +210,7 @@ TEST_CASE("the census taker hands each census back on the caller's thread, scrap
     const auto key = flow(i);
     REQUIRE(bpf_map_update_elem(fd, &key, &v, BPF_ANY) == 0);
   }
-  ConntrackCensusTaker taker{UniqueFd(fd)};
+  ConntrackWalker taker{UniqueFd(fd)};
   boost::asio::io_context io;
   std::optional<DpResult<ConntrackCensus>> result;
   bool resumed_here = false;
