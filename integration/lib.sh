@@ -355,6 +355,11 @@ probe_timeout_ms = $((MIXLB_PROBE_MS / 2))
 interval_ms = 100
 ${MIXLB_SEED_NAME[$node]:+seeds = [\"${MIXLB_SEED_NAME[$node]}\"]}
 
+[conntrack]
+# Short, so the tests see the sweeper work (integration/run.sh, s).
+sweep_interval_ms = 500
+udp_idle_ms = 2000
+
 [health]
 kind = "http"
 interval_ms = 200

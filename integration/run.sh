@@ -15,6 +15,7 @@
 #   g. UDP: every client socket's datagrams are answered by one node (from
 #      the VIP address), all nodes answer some sockets, peers forward;
 #   h. the same for the IPv6 UDP VIP;
+#   s. the sweeper removes those UDP flows' entries once they are idle;
 #   i. (b) for an IPv6 connection;
 #   j. gossip: every node lists the three members alive, healthy, in its
 #      tables, with the six VIP ports each serves;
@@ -38,7 +39,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/lib.sh"
 
 MIXLB_LOG_PREFIX="# "
-plan=17
+plan=18
 
 diag() { mixlb_log "$@"; }
 
@@ -284,6 +285,31 @@ scenario_counters() {
 	[ "$total" -ge 300 ] || { mixlb_fail "the connection tables hold $total of the 300 flows"; rc=1; }
 	mixlb_ctl mix1 ct --limit 2 | head -n 1 | grep -q '^mixlb node mix1: connection table [0-9]* of [0-9]* entries' ||
 		{ mixlb_fail "mixlbctl ct prints no header"; rc=1; }
+	return $rc
+}
+
+# s: the UDP flows of g and h, idle since, leave every node's table within
+# lib.sh's conntrack.udp_idle_ms (2 s) and a sweep interval (0.5 s).
+scenario_sweep() {
+	local n rc=0 start left swept
+	start=$(mixlb_now_ms)
+	while :; do
+		left=0
+		for n in "${MIXLB_NODES[@]}"; do
+			for vip in "$MIXLB_VIP:$MIXLB_UDP_PORT/udp" "[$MIXLB_VIP6]:$MIXLB_UDP_PORT/udp"; do
+				left=$((left + $(mixlb_ctl "$n" ct --vip "$vip" --limit 0 --json | mixlb_json 'd["matched"]')))
+			done
+		done
+		[ "$left" -eq 0 ] && break
+		[ $(($(mixlb_now_ms) - start)) -lt 10000 ] || { mixlb_fail "$left UDP entries left after 10 s"; return 1; }
+		sleep 0.2
+	done
+	diag "no UDP entry left on any node $(($(mixlb_now_ms) - start)) ms after the UDP scenarios ended"
+	for n in "${MIXLB_NODES[@]}"; do
+		swept=$(mixlb_ctl "$n" stats --json | mixlb_json 'd["counters"]["events"].get("ct_swept_udp_idle", 0)')
+		diag "$n: ct_swept_udp_idle $swept, ct_sweeps $(mixlb_ctl "$n" stats --json | mixlb_json 'd["counters"]["events"].get("ct_sweeps", 0)')"
+		[ "$swept" -gt 0 ] || { mixlb_fail "$n's sweeper removed no UDP entry"; rc=1; }
+	done
 	return $rc
 }
 
@@ -742,6 +768,8 @@ scenario_udp "$MIXLB_VIP:$MIXLB_UDP_PORT" "$MIXLB_VIP:$MIXLB_UDP_PORT/udp" udp4
 mixlb_tap $? "g: UDP: each socket answered by one node from the VIP, all nodes answer, forwarded"
 scenario_udp "[$MIXLB_VIP6]:$MIXLB_UDP_PORT" "[$MIXLB_VIP6]:$MIXLB_UDP_PORT/udp" udp6
 mixlb_tap $? "h: IPv6 UDP: each socket answered by one node from the VIP, all nodes answer, forwarded"
+scenario_sweep
+mixlb_tap $? "s: the sweeper removes the UDP flows of g and h once idle (udp_idle_ms), on every node"
 scenario_shuffle "[$MIXLB_VIP6]:$MIXLB_LINE_PORT" "[$MIXLB_VIP6]:$MIXLB_LINE_PORT/tcp" shuffle6
 mixlb_tap $? "i: an IPv6 connection survives ECMP moving its ingress, and was forwarded"
 scenario_members

@@ -76,7 +76,8 @@ Daemon::Daemon(Config config, DaemonSeams seams, std::vector<std::string> args)
       log_tap_(std::make_unique<LogTap>(monitor_)),
       grace_timer_(io_),
       uplink_timer_(io_),
-      sample_timer_(io_) {}
+      sample_timer_(io_),
+      sweep_timer_(io_) {}
 
 Daemon::~Daemon() {
   // Destroyed without run() finishing (an exception from run()): what this
@@ -120,6 +121,7 @@ int Daemon::run() {
   watch_signals();
   asio::co_spawn(io_, watch_uplink(), log_failure("uplink watch"));
   asio::co_spawn(io_, sample_loop(), log_failure("counter sampling"));
+  asio::co_spawn(io_, sweep_loop(), log_failure("connection-table sweeper"));
   spdlog::info("serving; admin socket {}", config_.node.admin_socket);
   io_.run();
   return exit_code_;
@@ -774,6 +776,7 @@ void Daemon::finish() {
   grace_timer_.cancel();
   uplink_timer_.cancel();
   sample_timer_.cancel();
+  sweep_timer_.cancel();
   signals_.cancel();
   if (admin_) admin_->stop();
   if (metrics_) metrics_->stop();
@@ -919,8 +922,15 @@ asio::awaitable<MembersResult> Daemon::members(std::vector<std::string> states) 
 }
 
 StatsResult Daemon::stats() {
-  return stats_result(
+  StatsResult out = stats_result(
       NodeCountersView{config_.node.name, program_->maps(), *sync_, table_vips_, keeper_->peers()});
+  // The sweeper's work, beside the data path's own connection-table events.
+  auto& events = out.counters.events;
+  events["ct_sweeps"] = sweeps_;
+  events["ct_swept_udp_idle"] = swept_.udp_idle;
+  events["ct_swept_tcp_closing"] = swept_.tcp_closing;
+  events["ct_swept_tcp_idle"] = swept_.tcp_idle;
+  return out;
 }
 
 StatusResult Daemon::status() {
@@ -1108,6 +1118,58 @@ asio::awaitable<void> Daemon::sample_loop() {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 
+metrics::ConntrackWalker& Daemon::conntrack_walker() {
+  if (!ct_walker_) {
+    auto fd = open_pinned_conntrack(record_.pin_dir);
+    if (!fd) throw std::runtime_error(fd.error().message());
+    ct_walker_ = std::make_unique<metrics::ConntrackWalker>(std::move(*fd), metrics::ConntrackCensusOptions{});
+  }
+  return *ct_walker_;
+}
+
+asio::awaitable<void> Daemon::sweep_loop() {
+  using std::chrono::milliseconds;
+  for (;;) {
+    // Read each round: a reload may change any of it.
+    const ConntrackSection c = config_.conntrack;
+    sweep_timer_.expires_after(milliseconds(c.sweep_interval_ms != 0 ? c.sweep_interval_ms : 1000));
+    boost::system::error_code ec;
+    co_await sweep_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return;
+    if (c.sweep_interval_ms == 0 || config_.conntrack.sweep_interval_ms == 0) continue;
+    const SweepRules rules{.udp_idle_ns = c.udp_idle_ms * 1'000'000ull,
+                           .tcp_closing_idle_ns = c.tcp_closing_idle_ms * 1'000'000ull,
+                           .tcp_idle_ns = c.tcp_idle_ms * 1'000'000ull};
+    DpResult<SweepResult> result = std::unexpected(DatapathError{"", {}});
+    try {
+      result = co_await conntrack_walker().run<SweepResult>(
+          [rules](int fd) { return sweep_conntrack(fd, rules); }, "the sweep of the connection table");
+    } catch (const std::runtime_error& e) {
+      result = std::unexpected(DatapathError{e.what(), std::make_error_code(std::errc::io_error)});
+    }
+    if (!result) {
+      ct_walker_.reset();  // the pin may have been replaced: open it again next time
+      if (result.error().message() != sweep_problem_) {
+        sweep_problem_ = result.error().message();
+        spdlog::warn("conntrack: sweep failed: {}", sweep_problem_);
+      }
+      continue;
+    }
+    sweep_problem_.clear();
+    ++sweeps_;
+    swept_.walked = result->walked;
+    swept_.udp_idle += result->udp_idle;
+    swept_.tcp_closing += result->tcp_closing;
+    swept_.tcp_idle += result->tcp_idle;
+    swept_.kept_late += result->kept_late;
+    swept_.took_ns = result->took_ns;
+    spdlog::log(result->removed() != 0 ? spdlog::level::info : spdlog::level::debug,
+                "conntrack: swept {} idle entries of {} (udp {}, tcp closing {}, tcp {}) in {} ms",
+                result->removed(), result->walked, result->udp_idle, result->tcp_closing,
+                result->tcp_idle, result->took_ns / 1'000'000);
+  }
+}
+
 // `ct`: the filters are read here, the walk runs on ct_walker_'s thread.
 asio::awaitable<CtResult> Daemon::conntrack_entries(nlohmann::json args) {
   CtFilter filter;
@@ -1139,12 +1201,13 @@ asio::awaitable<CtResult> Daemon::conntrack_entries(nlohmann::json args) {
       throw AdminError("--limit: '" + *n + "' is not a number from 0 to 100000");
     limit = value;
   }
-  if (!ct_walker_) {
-    auto fd = open_pinned_conntrack(record_.pin_dir);
-    if (!fd) throw AdminError(fd.error().message());
-    ct_walker_ = std::make_unique<metrics::ConntrackWalker>(std::move(*fd), metrics::ConntrackCensusOptions{});
+  metrics::ConntrackWalker* walker = nullptr;
+  try {
+    walker = &conntrack_walker();
+  } catch (const std::runtime_error& e) {
+    throw AdminError(e.what());
   }
-  auto listing = co_await ct_walker_->run<CtListing>(
+  auto listing = co_await walker->run<CtListing>(
       [filter, limit](int fd) { return list_conntrack(fd, filter, limit); }, "the walk of the connection table");
   if (!listing) {
     ct_walker_.reset();  // the pin may have been replaced: open it again next time

@@ -59,6 +59,7 @@
 #include "cluster/which.h"
 #include "config/config.h"
 #include "keyring.h"  // gossip/keyring.h
+#include "kernel/conntrack_walk.h"
 #include "kernel/datapath.h"
 #include "kernel/host_record.h"
 #include "kernel/host_setup.h"
@@ -157,6 +158,11 @@ class Daemon {
   // Once a second: a sample for the rates of `vips`, and the changes for
   // `monitor`.
   boost::asio::awaitable<void> sample_loop();
+  // Every conntrack.sweep_interval_ms: a sweep of the connection table on
+  // ct_walker_'s thread (kernel/conntrack_walk.h, sweep_conntrack).
+  boost::asio::awaitable<void> sweep_loop();
+  // ct_walker_, opened on the pinned table at first use.
+  metrics::ConntrackWalker& conntrack_walker();
   void watch_changes();
 
   Config config_;
@@ -214,6 +220,11 @@ class Daemon {
   boost::asio::steady_timer grace_timer_;
   boost::asio::steady_timer uplink_timer_;
   boost::asio::steady_timer sample_timer_;
+  boost::asio::steady_timer sweep_timer_;
+  // What the sweeper removed since start (for `stats`), and how many sweeps.
+  SweepResult swept_;
+  std::uint64_t sweeps_ = 0;
+  std::string sweep_problem_;  // the last reason a sweep failed, said once
   std::vector<std::pair<std::string, std::function<void()>>> undo_;
 };
 

@@ -548,6 +548,7 @@ class Checker {
     check_peers();
     check_vip_nodes();
     check_health();
+    check_conntrack();
     check_gossip();
     check_metrics();
   }
@@ -641,6 +642,19 @@ class Checker {
   // timeout shorter than the interval, absolute paths, and a port to check
   // for every VIP entry that asks for a check by its own `health` key (a UDP
   // or every-port entry has no TCP port of its own: health_port says where).
+  // [conntrack]: 0 turns a rule (or the sweeper) off; a value below the
+  // smallest sensible one is a typo, such as seconds for milliseconds.
+  void check_conntrack() const {
+    const auto at_least = [&](std::string_view key, std::uint32_t value, std::uint32_t min) {
+      if (value != 0 && value < min)
+        fail(key, fmt::format("{} is out of range: 0 (off), or {}..{}", value, min, find_key(key)->max));
+    };
+    at_least("conntrack.sweep_interval_ms", config_.conntrack.sweep_interval_ms, 100);
+    at_least("conntrack.udp_idle_ms", config_.conntrack.udp_idle_ms, 1000);
+    at_least("conntrack.tcp_closing_idle_ms", config_.conntrack.tcp_closing_idle_ms, 1000);
+    at_least("conntrack.tcp_idle_ms", config_.conntrack.tcp_idle_ms, 1000);
+  }
+
   void check_health() {
     const HealthKind kind = config_.health.kind;
     if (config_.health.timeout_ms >= config_.health.interval_ms) {

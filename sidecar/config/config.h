@@ -81,6 +81,15 @@ struct NeighboursSection {
   std::uint32_t refresh_ms = 1000;
 };
 
+// The sweeper: idle connection-table entries removed per protocol
+// (sidecar/kernel/conntrack_walk.h, sweep_conntrack). 0 = never / off.
+struct ConntrackSection {
+  std::uint32_t sweep_interval_ms = 10000;
+  std::uint32_t udp_idle_ms = 120000;
+  std::uint32_t tcp_closing_idle_ms = 30000;
+  std::uint32_t tcp_idle_ms = 3600000;
+};
+
 // How the sidecar checks its app's services (sidecar/health.h): the
 // defaults of every [[vip]] entry's own check.
 struct HealthSection {
@@ -167,6 +176,7 @@ struct Config {
   NodeSection node;
   DatapathSection datapath;
   NeighboursSection neighbours;
+  ConntrackSection conntrack;
   HealthSection health;
   GossipSection gossip;
   MetricsSection metrics;

@@ -16,7 +16,8 @@ constexpr std::string_view kLive[] = {
     "node.weight",           "node.log_level",        "node.log_format",    "node.on_stop",
     "node.leave_timeout_ms", "neighbours.refresh_ms", "health.kind",        "health.path",
     "health.interval_ms",    "health.timeout_ms",     "health.rise",        "health.fall",
-    "gossip.flow_grace_ms",  "metrics.listen",
+    "gossip.flow_grace_ms",  "metrics.listen",        "conntrack.sweep_interval_ms",
+    "conntrack.udp_idle_ms", "conntrack.tcp_closing_idle_ms", "conntrack.tcp_idle_ms",
 };
 
 bool live(std::string_view path) {

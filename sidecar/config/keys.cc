@@ -165,6 +165,34 @@ const KeySpec kKeys[] = {
              "and kicked, so forwarding never meets an unresolved neighbour.",
      .min = 100, .max = 60000, .integer = MIXLB_INTEGER(neighbours.refresh_ms)},
 
+    // [conntrack]
+    {.path = "conntrack.sweep_interval_ms", .type = KeyType::kInteger, .default_text = "`10000`",
+     .allowed = "0 (no sweeping), or 100..3600000",
+     .help = "How often the sweeper walks the connection table and removes the entries idle "
+             "longer than the timeouts below: the flows whose end the data path never saw (a "
+             "UDP flow has no end; a TCP close is seen only from the client's side). The walk "
+             "runs on a thread of its own; `./dev bench metrics` prints its cost on a full "
+             "table.",
+     .min = 0, .max = 3600000, .integer = MIXLB_INTEGER(conntrack.sweep_interval_ms)},
+    {.path = "conntrack.udp_idle_ms", .type = KeyType::kInteger, .default_text = "`120000`",
+     .allowed = "0 (never), or 1000..86400000",
+     .help = "A UDP flow without a packet for this long loses its entry: its next datagram is "
+             "balanced afresh, so a reused 5-tuple does not follow its entry to a node that has "
+             "since been drained, failed or left.",
+     .min = 0, .max = 86400000, .integer = MIXLB_INTEGER(conntrack.udp_idle_ms)},
+    {.path = "conntrack.tcp_closing_idle_ms", .type = KeyType::kInteger, .default_text = "`30000`",
+     .allowed = "0 (never), or 1000..86400000",
+     .help = "A TCP flow whose client sent FIN or RST, without a packet for this long, loses its "
+             "entry.",
+     .min = 0, .max = 86400000, .integer = MIXLB_INTEGER(conntrack.tcp_closing_idle_ms)},
+    {.path = "conntrack.tcp_idle_ms", .type = KeyType::kInteger, .default_text = "`3600000`",
+     .allowed = "0 (never), or 1000..86400000",
+     .help = "Any other TCP flow without a packet for this long loses its entry. Keep it above "
+             "the longest silence of the connections you serve (keepalives count): a connection "
+             "idle past it keeps working while the members stay the same, but after a change its "
+             "next packet may be balanced to another node, which resets it.",
+     .min = 0, .max = 86400000, .integer = MIXLB_INTEGER(conntrack.tcp_idle_ms)},
+
     // [health]
     {.path = "health.kind", .type = KeyType::kChoice, .default_text = "`tcp`",
      .allowed = "`tcp`, `http`, `none`",
@@ -292,7 +320,7 @@ const KeySpec kKeys[] = {
 #undef MIXLB_ADDRESS
 #undef MIXLB_CHOICE
 
-constexpr std::string_view kSections[] = {"node",   "datapath", "neighbours",
+constexpr std::string_view kSections[] = {"node",   "datapath", "neighbours", "conntrack",
                                           "health", "gossip",   "metrics"};
 
 const EntryKey kVipKeys[] = {

@@ -61,7 +61,7 @@ std::span<const KeySpec> config_keys();
 const KeySpec* find_key(std::string_view path);
 const KeySpec* find_flag(std::string_view flag);
 
-// The sections, in order: "node", "datapath", "neighbours", "health",
+// The sections, in order: "node", "datapath", "neighbours", "conntrack", "health",
 // "gossip", "metrics".
 std::span<const std::string_view> config_sections();
 

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <vector>
 
@@ -88,6 +89,52 @@ DpResult<void> walk_conntrack(int fd, std::uint32_t batch,
     std::memcpy(position, next, sizeof(position));
     first = false;
   }
+}
+
+std::optional<SweepReason> sweep_reason(const SweepRules& rules, const mixlb_flow_key& key,
+                                        const mixlb_ct_value& value, std::uint64_t now_ns) {
+  if (value.last_seen_ns >= now_ns) return std::nullopt;
+  const std::uint64_t idle = now_ns - value.last_seen_ns;
+  const auto past = [&](std::uint64_t limit) { return limit != 0 && idle > limit; };
+  constexpr std::uint8_t kTcp = 6, kUdp = 17;
+  if (key.proto == kUdp) return past(rules.udp_idle_ns) ? std::optional(SweepReason::kUdpIdle) : std::nullopt;
+  if (key.proto != kTcp) return std::nullopt;
+  if ((value.flags & (MIXLB_CT_SEEN_FIN | MIXLB_CT_SEEN_RST)) != 0)
+    return past(rules.tcp_closing_idle_ns) ? std::optional(SweepReason::kTcpClosing) : std::nullopt;
+  return past(rules.tcp_idle_ns) ? std::optional(SweepReason::kTcpIdle) : std::nullopt;
+}
+
+DpResult<SweepResult> sweep_conntrack(int fd, const SweepRules& rules) {
+  const auto started = std::chrono::steady_clock::now();
+  SweepResult out;
+  std::vector<mixlb_flow_key> doomed;
+  const std::uint64_t now = coarse_now_ns();
+  auto walked = walk_conntrack(fd, 4096, [&](const mixlb_flow_key& key, const mixlb_ct_value& value) {
+    ++out.walked;
+    if (sweep_reason(rules, key, value, now)) doomed.push_back(key);
+  });
+  if (!walked) return std::unexpected(walked.error());
+  for (const auto& key : doomed) {
+    mixlb_ct_value value{};
+    if (bpf_map_lookup_elem(fd, &key, &value) != 0) continue;  // gone meanwhile
+    const auto reason = sweep_reason(rules, key, value, coarse_now_ns());
+    if (!reason) {
+      ++out.kept_late;
+      continue;
+    }
+    if (bpf_map_delete_elem(fd, &key) != 0) {
+      if (errno == ENOENT) continue;
+      return fail("removing an idle connection", errno);
+    }
+    switch (*reason) {
+      case SweepReason::kUdpIdle: ++out.udp_idle; break;
+      case SweepReason::kTcpClosing: ++out.tcp_closing; break;
+      case SweepReason::kTcpIdle: ++out.tcp_idle; break;
+    }
+  }
+  out.took_ns = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started).count());
+  return out;
 }
 
 }  // namespace mixlb

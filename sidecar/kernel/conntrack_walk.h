@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "kernel/abi.h"
@@ -35,6 +36,37 @@ DpResult<bpf_map_info> conntrack_info(int fd, const std::string& what);
 // per system call (grown when one hash bucket holds more).
 DpResult<void> walk_conntrack(int fd, std::uint32_t batch,
                               const std::function<void(const mixlb_flow_key&, const mixlb_ct_value&)>& visit);
+
+// The sweeper's rules: how long an entry may go without a packet, by what
+// its flow last showed. 0 keeps such entries forever.
+struct SweepRules {
+  std::uint64_t udp_idle_ns = 0;
+  std::uint64_t tcp_closing_idle_ns = 0;  // the client sent FIN or RST
+  std::uint64_t tcp_idle_ns = 0;          // any other TCP flow
+};
+
+enum class SweepReason : std::uint8_t { kUdpIdle, kTcpClosing, kTcpIdle };
+
+// Which rule, if any, removes this entry at `now_ns`. An entry seen after
+// `now_ns` (a packet during the walk) is never idle.
+std::optional<SweepReason> sweep_reason(const SweepRules& rules, const mixlb_flow_key& key,
+                                        const mixlb_ct_value& value, std::uint64_t now_ns);
+
+struct SweepResult {
+  std::size_t walked = 0;
+  std::size_t udp_idle = 0, tcp_closing = 0, tcp_idle = 0;  // removed, by reason
+  std::size_t kept_late = 0;  // doomed at the walk, then seen again before the delete
+  std::uint64_t took_ns = 0;
+  std::size_t removed() const { return udp_idle + tcp_closing + tcp_idle; }
+};
+
+// One sweep of the table behind `fd`: a walk that collects the entries a
+// rule removes, then, for each, a fresh lookup and the delete if the rule
+// still holds. A packet that refreshes an entry between that lookup and the
+// delete (microseconds) loses the entry anyway; the flow's next packet is
+// then balanced afresh, which puts it on the same node unless the members
+// changed.
+DpResult<SweepResult> sweep_conntrack(int fd, const SweepRules& rules);
 
 // CLOCK_MONOTONIC_COARSE in nanoseconds: the clock of the data path's
 // bpf_ktime_get_coarse_ns(), which stamps last_seen_ns and created_s.

@@ -9,6 +9,8 @@
 //   census      take_conntrack_census() of the pinned connection table, at
 //               the fills given (entries; the table holds 65,536)
 //   scrape      read + census + render, as the daemon's handler does them
+//   sweep_*     sweep_conntrack() of the full table: finding nothing idle
+//               (the sweeper's steady state), and removing every entry
 //
 // The program is the real one, loaded (not attached) with its maps pinned
 // under a bpffs directory of this process's own, removed at the end. The
@@ -33,6 +35,7 @@
 #include "cluster/cluster_sync.h"
 #include "cluster/node_id.h"
 #include "kernel/bpffs.h"
+#include "kernel/conntrack_walk.h"
 #include "kernel/datapath.h"
 #include "metrics/collect.h"
 #include "metrics/conntrack_census.h"
@@ -67,13 +70,6 @@ std::string json_escape(const std::string& s) {
 [[noreturn]] void die(const std::string& what) {
   std::printf("{\"bench\": \"metrics\", \"error\": \"%s\"}\n", json_escape(what).c_str());
   std::exit(1);
-}
-
-std::uint64_t coarse_now_ns() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000ull +
-         static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
 // Fills the table up to `total` entries, an equal share from each CPU.
@@ -202,6 +198,30 @@ int run() {
   std::printf("{\"bench\": \"metrics\", \"case\": \"scrape\", \"nodes\": 3, \"vips\": 6, "
               "\"conntrack_fill\": %zu, \"us\": %.1f, \"bytes\": %zu}\n",
               filled, scrape, bytes);
+
+  // The sweeper on the full table: a sweep that finds nothing to remove
+  // (the steady state: one walk), then one that removes every entry (a walk,
+  // a lookup and a delete each).
+  const SweepRules defaults{.udp_idle_ns = 120'000'000'000ull,
+                            .tcp_closing_idle_ns = 30'000'000'000ull,
+                            .tcp_idle_ns = 3'600'000'000'000ull};
+  std::size_t walked = 0;
+  const double keep = median_us(5, [&] {
+    auto r = sweep_conntrack(ct->get(), defaults);
+    if (!r || r->removed() != 0) die("a sweep of fresh entries removed some or failed");
+    walked = r->walked;
+  });
+  std::printf("{\"bench\": \"metrics\", \"case\": \"sweep_nothing_idle\", \"entries\": %zu, \"us\": %.1f, "
+              "\"entries_per_s\": %.0f}\n",
+              walked, keep, walked / (keep / 1e6));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // past the coarse clock's tick
+  const auto start = Clock::now();
+  auto all = sweep_conntrack(ct->get(), SweepRules{.tcp_idle_ns = 1});
+  const double took = std::chrono::duration<double, std::micro>(Clock::now() - start).count();
+  if (!all) die(all.error().message());
+  std::printf("{\"bench\": \"metrics\", \"case\": \"sweep_all_idle\", \"entries\": %zu, \"removed\": %zu, "
+              "\"us\": %.1f, \"removed_per_s\": %.0f}\n",
+              all->walked, all->removed(), took, all->removed() / (took / 1e6));
   return 0;
 }
 

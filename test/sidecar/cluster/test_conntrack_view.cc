@@ -86,6 +86,26 @@ TEST_SUITE("ct") {
     CHECK_FALSE(f.matches(flow("10.0.1.3", 41000, "10.100.0.1", 80), v));
   }
 
+  TEST_CASE("the sweeper's rules: UDP idle, TCP closing idle, TCP idle; 0 keeps; never a fresh entry") {
+    const std::uint64_t s = 1'000'000'000ull, now = 10'000 * s;
+    const SweepRules rules{.udp_idle_ns = 120 * s, .tcp_closing_idle_ns = 30 * s, .tcp_idle_ns = 3600 * s};
+    const auto udp = flow("10.0.1.2", 5, "10.100.0.1", 53, 17);
+    const auto tcp = flow("10.0.1.2", 5, "10.100.0.1", 80);
+    CHECK(sweep_reason(rules, udp, entry("mix1", now - 121 * s, 0), now) == SweepReason::kUdpIdle);
+    CHECK_FALSE(sweep_reason(rules, udp, entry("mix1", now - 119 * s, 0), now));
+    CHECK(sweep_reason(rules, tcp, entry("mix1", now - 31 * s, MIXLB_CT_SEEN_SYN | MIXLB_CT_SEEN_FIN), now) ==
+          SweepReason::kTcpClosing);
+    CHECK(sweep_reason(rules, tcp, entry("mix1", now - 31 * s, MIXLB_CT_SEEN_RST), now) ==
+          SweepReason::kTcpClosing);
+    CHECK_FALSE(sweep_reason(rules, tcp, entry("mix1", now - 31 * s), now));  // established: an hour
+    CHECK(sweep_reason(rules, tcp, entry("mix1", now - 3601 * s), now) == SweepReason::kTcpIdle);
+    CHECK_FALSE(sweep_reason(rules, tcp, entry("mix1", now + s), now));  // seen during the walk
+    const SweepRules keep{};  // every rule 0: nothing is ever removed
+    CHECK_FALSE(sweep_reason(keep, udp, entry("mix1", 1, 0), now));
+    CHECK_FALSE(sweep_reason(keep, tcp, entry("mix1", 1, MIXLB_CT_SEEN_FIN), now));
+    CHECK_FALSE(sweep_reason(keep, tcp, entry("mix1", 1), now));
+  }
+
   TEST_CASE("entries read back as text") {
     CHECK(flow_client(flow("10.0.1.2", 41000, "10.100.0.1", 80)) == "10.0.1.2:41000");
     CHECK(flow_vip(flow("fd00:1::2", 5, "fd00:100::1", 443)) == "[fd00:100::1]:443");
@@ -131,6 +151,49 @@ TEST_SUITE("ct-datapath" * doctest::skip(cannot_run())) {
     REQUIRE(counted.has_value());
     CHECK(counted->matched == 200);
     CHECK(counted->shown.empty());
+  }
+
+  TEST_CASE("a sweep removes exactly the idle entries its rules name and counts them") {
+    const int fd = bpf_map_create(BPF_MAP_TYPE_LRU_HASH, "ct_sweep_test", sizeof(mixlb_flow_key),
+                                  sizeof(mixlb_ct_value), 4096, nullptr);
+    REQUIRE(fd >= 0);
+    const UniqueFd owner(fd);
+    const std::uint64_t s = 1'000'000'000ull, now = coarse_now_ns();
+    REQUIRE(now > 7200 * s);
+    std::uint16_t port = 10000;
+    const auto add = [&](std::uint8_t proto, std::uint64_t idle_s, std::uint32_t flags, int n) {
+      for (int i = 0; i < n; ++i) {
+        const auto k = flow("10.0.1.2", port++, "10.100.0.1", proto == 17 ? 53 : 80, proto);
+        const auto v = entry("mix1", now - idle_s * s, flags);
+        REQUIRE(bpf_map_update_elem(fd, &k, &v, BPF_ANY) == 0);
+      }
+    };
+    add(17, 300, 0, 40);                                      // UDP, idle 5 min: swept
+    add(17, 1, 0, 10);                                        // UDP, just now: kept
+    add(6, 60, MIXLB_CT_SEEN_SYN | MIXLB_CT_SEEN_FIN, 30);    // closed a minute ago: swept
+    add(6, 1, MIXLB_CT_SEEN_SYN | MIXLB_CT_SEEN_FIN, 5);      // closing just now: kept
+    add(6, 7200, MIXLB_CT_SEEN_SYN, 20);                      // silent for 2 h: swept
+    add(6, 600, MIXLB_CT_SEEN_SYN, 25);                       // idle 10 min, alive: kept
+    const SweepRules rules{.udp_idle_ns = 120 * s, .tcp_closing_idle_ns = 30 * s, .tcp_idle_ns = 3600 * s};
+    const auto swept = sweep_conntrack(fd, rules);
+    REQUIRE_MESSAGE(swept.has_value(), (swept ? "" : swept.error().message()));
+    CHECK(swept->walked == 130);
+    CHECK(swept->udp_idle == 40);
+    CHECK(swept->tcp_closing == 30);
+    CHECK(swept->tcp_idle == 20);
+    CHECK(swept->kept_late == 0);
+    const auto left = list_conntrack(fd, CtFilter{}, 0);
+    REQUIRE(left.has_value());
+    CHECK(left->entries == 40);
+    // A second sweep finds nothing more; without a TCP idle rule the silent
+    // flows would have stayed.
+    const auto again = sweep_conntrack(fd, rules);
+    REQUIRE(again.has_value());
+    CHECK(again->removed() == 0);
+    add(6, 7200, MIXLB_CT_SEEN_SYN, 3);
+    const auto lenient = sweep_conntrack(fd, SweepRules{.udp_idle_ns = 120 * s, .tcp_closing_idle_ns = 30 * s});
+    REQUIRE(lenient.has_value());
+    CHECK(lenient->removed() == 0);
   }
 }
 

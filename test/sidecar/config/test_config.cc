@@ -701,10 +701,10 @@ address = "10.0.0.99"
   TEST_CASE("bad structure and types are reported at their line") {
     const BadInput cases[] = {
         {"unknown table", "[node]\nname = \"mix1\"\ninterface = \"eth0\"\n\n[nodes]\nx = 1\n",
-         "mix1.toml:5: nodes: unknown key (expected [node], [datapath], [neighbours], [health], "
+         "mix1.toml:5: nodes: unknown key (expected [node], [datapath], [neighbours], [conntrack], [health], "
          "[gossip], [metrics], [[vip]] or [[peer]])"},
         {"unknown top-level key", "name = \"mix1\"\n",
-         "mix1.toml:1: name: unknown key (expected [node], [datapath], [neighbours], [health], "
+         "mix1.toml:1: name: unknown key (expected [node], [datapath], [neighbours], [conntrack], [health], "
          "[gossip], [metrics], [[vip]] or [[peer]])"},
         {"typo in [node]", "[node]\nname = \"mix1\"\ninterfce = \"eth0\"\n",
          "mix1.toml:3: node.interfce: unknown key ([node] takes name, interface, address, weight, "
@@ -1357,6 +1357,25 @@ address = "10.0.0.99"
     CHECK(args_error({"--config", file.path(), "--seed", "a b"}) ==
           "--seed: 'a b' is neither an IP address nor a host name (labels of letters, digits and "
           "'-', separated by dots)");
+  }
+
+  TEST_CASE("[conntrack]: defaults, 0 turns a rule off, a value below the smallest is refused") {
+    const Config d = parse_config("[node]\nname = \"m\"\ninterface = \"eth0\"\n", "m.toml");
+    CHECK(d.conntrack.sweep_interval_ms == 10000);
+    CHECK(d.conntrack.udp_idle_ms == 120000);
+    CHECK(d.conntrack.tcp_closing_idle_ms == 30000);
+    CHECK(d.conntrack.tcp_idle_ms == 3600000);
+    const Config off = parse_config(
+        "[node]\nname = \"m\"\ninterface = \"eth0\"\n[conntrack]\nsweep_interval_ms = 0\ntcp_idle_ms = 0\n",
+        "m.toml");
+    CHECK(off.conntrack.sweep_interval_ms == 0);
+    CHECK(off.conntrack.tcp_idle_ms == 0);
+    CHECK(parse_error("[node]\nname = \"m\"\ninterface = \"eth0\"\n[conntrack]\nsweep_interval_ms = 50\n") ==
+          "mix1.toml:5: conntrack.sweep_interval_ms: 50 is out of range: 0 (off), or 100..3600000");
+    CHECK(parse_error("[node]\nname = \"m\"\ninterface = \"eth0\"\n[conntrack]\nudp_idle_ms = 120\n") ==
+          "mix1.toml:5: conntrack.udp_idle_ms: 120 is out of range: 0 (off), or 1000..86400000");
+    CHECK(parse_error("[node]\nname = \"m\"\ninterface = \"eth0\"\n[conntrack]\ntcp_idle_ms = 86400001\n") ==
+          "mix1.toml:5: conntrack.tcp_idle_ms: 86400001 is out of range 0..86400000");
   }
 
   TEST_CASE("bad gossip.seeds entries name the line, the entry and what is wrong") {
