@@ -229,4 +229,21 @@ enum mixlb_decision_flag {
 	MIXLB_DECIDED_ICMP = 1u << 3,      /* an ICMP error about the flow */
 };
 
+/*
+ * Close tracking (mixlb_close.bpf.c): a local TCP socket of a VIP closed.
+ * flow is its connection-table key (client -> VIP), at_ns bpf_ktime_get_ns().
+ */
+struct mixlb_close_event {
+	struct mixlb_flow_key flow;
+	__u64 at_ns;
+};
+
+/* Counters of close tracking (per-CPU array mixlb_close_stats). */
+enum mixlb_close_counter {
+	MIXLB_CLOSE_SEEN = 0,      /* a socket of a VIP closed */
+	MIXLB_CLOSE_DELETED = 1,   /* ... and this node's entry of it was deleted */
+	MIXLB_CLOSE_RING_FULL = 2, /* ... and its event found the ring full (lost) */
+	MIXLB_CLOSE_COUNTER_MAX = 3,
+};
+
 #endif /* MIXLB_ABI_H */

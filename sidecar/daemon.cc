@@ -207,8 +207,26 @@ void Daemon::start() {
   });
   keeper_->start();
 
+  timed_step("close tracking", [this] { setup_close_tracking(); });
   setup_health();
   timed_step("joining gossip", [this] { setup_gossip(); });
+}
+
+// Close tracking (kernel/close_tracker.h). A kernel or a container that
+// refuses it leaves the sidecar running without it: the sweeper then removes
+// closed connections' entries once idle.
+void Daemon::setup_close_tracking() {
+  auto tracker = CloseTracker::start(io_, *program_, [this](const mixlb_close_event& e) {
+    spdlog::trace("close tracking: {} -> {} closed", flow_client(e.flow), flow_vip(e.flow));
+  });
+  if (!tracker) {
+    spdlog::warn("no close tracking ({}); entries of closed connections leave the table when the "
+                 "sweeper finds them idle",
+                 tracker.error().message());
+    return;
+  }
+  close_tracker_ = std::move(*tracker);
+  on_undo("detach close tracking", [this] { close_tracker_.reset(); });
 }
 
 // Everything that can fail without changing anything, so that a start that
@@ -930,6 +948,12 @@ StatsResult Daemon::stats() {
   events["ct_swept_udp_idle"] = swept_.udp_idle;
   events["ct_swept_tcp_closing"] = swept_.tcp_closing;
   events["ct_swept_tcp_idle"] = swept_.tcp_idle;
+  if (close_tracker_) {
+    const CloseCounters c = close_tracker_->counters();
+    events["close_seen"] = c.seen;
+    events["close_deleted"] = c.deleted;
+    events["close_ring_full"] = c.ring_full;
+  }
   return out;
 }
 

@@ -59,6 +59,7 @@
 #include "cluster/which.h"
 #include "config/config.h"
 #include "keyring.h"  // gossip/keyring.h
+#include "kernel/close_tracker.h"
 #include "kernel/conntrack_walk.h"
 #include "kernel/datapath.h"
 #include "kernel/host_record.h"
@@ -161,6 +162,7 @@ class Daemon {
   // Every conntrack.sweep_interval_ms: a sweep of the connection table on
   // ct_walker_'s thread (kernel/conntrack_walk.h, sweep_conntrack).
   boost::asio::awaitable<void> sweep_loop();
+  void setup_close_tracking();
   // ct_walker_, opened on the pinned table at first use.
   metrics::ConntrackWalker& conntrack_walker();
   void watch_changes();
@@ -207,6 +209,8 @@ class Daemon {
   // Walks the pinned connection table for `ct`, on a thread of its own;
   // opened at the first `ct`.
   std::unique_ptr<metrics::ConntrackWalker> ct_walker_;
+  // Null when the kernel (or the container) refused close tracking.
+  std::unique_ptr<CloseTracker> close_tracker_;
 
   bool joined_ = false;          // the first tables may be published
   bool resync_pending_ = false;  // a resync() is posted

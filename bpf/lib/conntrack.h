@@ -30,16 +30,10 @@
 #pragma once
 
 #include "flow_hash.h"
+#include "shared_maps.h" /* mixlb_ct */
 #include "maglev.h"
 #include "stats.h"
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
-	__type(key, struct mixlb_flow_key);
-	__type(value, struct mixlb_ct_value);
-	__uint(max_entries, MIXLB_DEFAULT_CT_ENTRIES);
-} mixlb_ct SEC(".maps");
 
 static __always_inline struct mixlb_ct_value *ct_lookup(const struct lb_packet *pkt)
 {

@@ -14,14 +14,7 @@
 
 #include "filter.h"
 #include "parse.h"
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct mixlb_vip_key);
-	__type(value, struct mixlb_vip_value);
-	__uint(max_entries, MIXLB_DEFAULT_MAX_VIPS);
-} mixlb_vips SEC(".maps");
+#include "shared_maps.h" /* mixlb_vips */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

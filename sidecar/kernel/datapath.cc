@@ -526,6 +526,11 @@ XdpProgram::~XdpProgram() {
 
 int XdpProgram::prog_fd() const { return bpf_program__fd(skel_->progs.mixlb_xdp); }
 
+int XdpProgram::map_fd(std::string_view name) const {
+  const bpf_map* map = find_map(skel_->obj, name);
+  return map ? bpf_map__fd(map) : -1;
+}
+
 std::optional<AttachMode> query_xdp_mode(int ifindex) {
   LIBBPF_OPTS(bpf_xdp_query_opts, opts);
   if (bpf_xdp_query(ifindex, 0, &opts) != 0) return std::nullopt;

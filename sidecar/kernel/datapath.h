@@ -152,6 +152,9 @@ class XdpProgram {
   XdpProgram& operator=(const XdpProgram&) = delete;
 
   int prog_fd() const;
+  // The fd of one of the program's maps ("mixlb_ct", "mixlb_vips"), for a
+  // program that shares it (close tracking); -1 when there is none.
+  int map_fd(std::string_view name) const;
   DatapathMaps& maps() { return maps_; }
   const DatapathSettings& settings() const { return settings_; }
   // True when load() found pinned maps and adopted them.

@@ -22,6 +22,7 @@
 
 #include "flow_hash.h"
 #include "kernel/abi.h"
+#include "mixlb_close.skel.h"
 #include "mixlb_xdp.skel.h"
 
 #ifndef MIXLB_SOURCE_DIR
@@ -180,6 +181,7 @@ std::vector<CppStruct> cpp_structs() {
       cpp_struct<mixlb_backend_stats>("mixlb_backend_stats"),
       cpp_struct<mixlb_settings>("mixlb_settings"),
       cpp_struct<mixlb_decision>("mixlb_decision"),
+      cpp_struct<mixlb_close_event>("mixlb_close_event"),
   };
 }
 
@@ -259,13 +261,23 @@ TEST_SUITE("abi") {
 
   TEST_CASE("every ABI struct has the same size and member layout in the BPF object as in C++") {
     const Skeleton skel = open_skeleton();
-    const btf* b = object_btf(skel);
+    const std::unique_ptr<mixlb_close, decltype(&mixlb_close__destroy)> close(mixlb_close__open(),
+                                                                              &mixlb_close__destroy);
+    REQUIRE(close != nullptr);
+    // The XDP program's object, or the close-tracking program's for the
+    // structs only it uses.
+    const btf* objects[] = {object_btf(skel), bpf_object__btf(close->obj)};
     for (const CppStruct& s : cpp_structs()) {
       CAPTURE(s.name);
-      const int id = btf__find_by_name_kind(b, s.name.c_str(), BTF_KIND_STRUCT);
-      // clang keeps only the types the program uses; an unused ABI struct
+      const btf* b = objects[0];
+      int id = btf__find_by_name_kind(b, s.name.c_str(), BTF_KIND_STRUCT);
+      if (id <= 0 && objects[1] != nullptr) {
+        b = objects[1];
+        id = btf__find_by_name_kind(b, s.name.c_str(), BTF_KIND_STRUCT);
+      }
+      // clang keeps only the types a program uses; an unused ABI struct
       // needs an anchor in bpf/mixlb_xdp.bpf.c, as the enums have.
-      CHECK_MESSAGE(id > 0, s.name << " is missing from the object's BTF");
+      CHECK_MESSAGE(id > 0, s.name << " is missing from the objects' BTF");
       if (id <= 0) continue;
       CHECK(btf__resolve_size(b, id) == static_cast<long>(s.size));
       const std::vector<Leaf> in_btf = btf_struct_leaves(b, btf__type_by_id(b, id));
