@@ -13,51 +13,42 @@
 #include "mixlb_close.skel.h"
 
 namespace mixlb {
-namespace {
-
-std::unexpected<DatapathError> fail(std::string what, int err) {
-  if (err < 0) err = -err;
-  if (err == 0) err = EIO;
-  return std::unexpected(DatapathError{std::move(what), std::error_code(err, std::generic_category())});
-}
-
-}  // namespace
 
 DpResult<std::unique_ptr<CloseTracker>> CloseTracker::start(boost::asio::io_context& io, const XdpProgram& program,
                                                             OnClose on_close) {
   std::unique_ptr<CloseTracker> self(new CloseTracker(io));
   self->on_close_ = std::move(on_close);
   self->skel_ = mixlb_close__open();
-  if (!self->skel_) return fail("opening the close-tracking BPF object", errno);
+  if (!self->skel_) return datapath_failure("opening the close-tracking BPF object", errno);
   auto* skel = self->skel_;
   struct stat netns {};
-  if (::stat("/proc/thread-self/ns/net", &netns) != 0) return fail("close tracking: reading this network namespace", errno);
+  if (::stat("/proc/thread-self/ns/net", &netns) != 0) return datapath_failure("close tracking: reading this network namespace", errno);
   skel->rodata->mixlb_netns_ino = static_cast<__u32>(netns.st_ino);
   for (auto [map, name] : {std::pair{skel->maps.mixlb_ct, "mixlb_ct"}, std::pair{skel->maps.mixlb_vips, "mixlb_vips"}}) {
     const int fd = program.map_fd(name);
-    if (fd < 0) return fail(std::string("close tracking: the XDP program has no map ") + name, ENOENT);
+    if (fd < 0) return datapath_failure(std::string("close tracking: the XDP program has no map ") + name, ENOENT);
     bpf_map_info info{};
     __u32 length = sizeof(info);
     if (int err = bpf_obj_get_info_by_fd(fd, &info, &length); err != 0)
-      return fail(std::string("close tracking: reading map ") + name, err);
+      return datapath_failure(std::string("close tracking: reading map ") + name, err);
     if (int err = bpf_map__set_max_entries(map, info.max_entries); err != 0)
-      return fail(std::string("close tracking: sizing map ") + name, err);
+      return datapath_failure(std::string("close tracking: sizing map ") + name, err);
     if (int err = bpf_map__reuse_fd(map, fd); err != 0)
-      return fail(std::string("close tracking: sharing map ") + name, err);
+      return datapath_failure(std::string("close tracking: sharing map ") + name, err);
   }
   if (int err = mixlb_close__load(skel); err != 0) {
     std::string what = "loading the close-tracking program";
     if (err == -EPERM || err == -EACCES) what += " (it needs CAP_BPF and CAP_PERFMON)";
-    return fail(what, err);
+    return datapath_failure(what, err);
   }
   self->link_ = bpf_program__attach(skel->progs.mixlb_close);
-  if (!self->link_) return fail("attaching the close-tracking program to inet_sock_set_state", errno);
+  if (!self->link_) return datapath_failure("attaching the close-tracking program to inet_sock_set_state", errno);
   self->ring_ = ring_buffer__new(bpf_map__fd(skel->maps.mixlb_closes), &CloseTracker::on_sample, self.get(), nullptr);
-  if (!self->ring_) return fail("opening the close-tracking ring buffer", errno);
+  if (!self->ring_) return datapath_failure("opening the close-tracking ring buffer", errno);
   // The stream descriptor owns what it is given: a duplicate of the ring's
   // epoll fd, which ring_buffer__free() closes itself.
   const int epoll = ::dup(ring_buffer__epoll_fd(self->ring_));
-  if (epoll < 0) return fail("close tracking: dup of the ring's epoll fd", errno);
+  if (epoll < 0) return datapath_failure("close tracking: dup of the ring's epoll fd", errno);
   self->ring_fd_.assign(epoll);
   self->wait();
   return self;

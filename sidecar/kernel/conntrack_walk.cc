@@ -10,16 +10,6 @@
 #include <vector>
 
 namespace mixlb {
-namespace {
-
-std::unexpected<DatapathError> fail(std::string what, int err) {
-  // libbpf returns -errno; the raw calls leave it in errno.
-  if (err < 0) err = -err;
-  if (err == 0) err = EIO;
-  return std::unexpected(DatapathError{std::move(what), std::error_code(err, std::generic_category())});
-}
-
-}  // namespace
 
 std::uint64_t coarse_now_ns() {
   timespec ts{};
@@ -32,7 +22,7 @@ DpResult<bpf_map_info> conntrack_info(int fd, const std::string& what) {
   bpf_map_info info{};
   __u32 length = sizeof(info);
   if (const int rc = bpf_obj_get_info_by_fd(fd, &info, &length); rc != 0)
-    return fail("reading the map information of " + what, rc);
+    return datapath_failure("reading the map information of " + what, rc);
   if (info.type != BPF_MAP_TYPE_LRU_HASH || info.key_size != sizeof(mixlb_flow_key) ||
       info.value_size != sizeof(mixlb_ct_value)) {
     return std::unexpected(DatapathError{
@@ -49,7 +39,7 @@ DpResult<UniqueFd> open_pinned_conntrack(const std::string& pin_dir) {
   UniqueFd fd(bpf_obj_get(path.c_str()));
   if (!fd) {
     const int err = errno;
-    return fail("opening the connection table pinned at " + path +
+    return datapath_failure("opening the connection table pinned at " + path +
                     (err == EPERM || err == EACCES ? " (needs root or CAP_BPF)" : ""),
                 err);
   }
@@ -85,7 +75,7 @@ DpResult<void> walk_conntrack(int fd, std::uint32_t batch,
       values.resize(batch);
       continue;
     }
-    if (rc != 0) return fail("walking the connection table", err);
+    if (rc != 0) return datapath_failure("walking the connection table", err);
     std::memcpy(position, next, sizeof(position));
     first = false;
   }
@@ -124,7 +114,7 @@ DpResult<SweepResult> sweep_conntrack(int fd, const SweepRules& rules) {
     }
     if (bpf_map_delete_elem(fd, &key) != 0) {
       if (errno == ENOENT) continue;
-      return fail("removing an idle connection", errno);
+      return datapath_failure("removing an idle connection", errno);
     }
     switch (*reason) {
       case SweepReason::kUdpIdle: ++out.udp_idle; break;

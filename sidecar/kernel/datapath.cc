@@ -27,9 +27,7 @@ DatapathError error_from(std::string what, int err) {
   return DatapathError{std::move(what), std::error_code(err, std::generic_category())};
 }
 
-std::unexpected<DatapathError> fail(std::string what, int err) {
-  return std::unexpected(error_from(std::move(what), err));
-}
+std::unexpected<DatapathError> fail(std::string what, int err) { return datapath_failure(std::move(what), err); }
 
 std::size_t percpu_stride(std::size_t value_size) { return (value_size + 7) & ~std::size_t{7}; }
 
@@ -522,6 +520,10 @@ DpResult<std::unique_ptr<XdpProgram>> XdpProgram::load(const DatapathSettings& s
 XdpProgram::~XdpProgram() {
   if (link_fd_ >= 0) close(link_fd_);  // a pinned link stays attached
   if (skel_) mixlb_xdp__destroy(skel_);
+}
+
+std::unexpected<DatapathError> datapath_failure(std::string what, int err) {
+  return std::unexpected(error_from(std::move(what), err));
 }
 
 int XdpProgram::prog_fd() const { return bpf_program__fd(skel_->progs.mixlb_xdp); }

@@ -57,6 +57,10 @@ struct DatapathError {
 template <typename T>
 using DpResult = std::expected<T, DatapathError>;
 
+// A failed call as a DpResult error: `what` and the errno (libbpf's -errno
+// is taken as errno; 0 becomes EIO).
+std::unexpected<DatapathError> datapath_failure(std::string what, int err);
+
 // Sum over CPUs of one VIP's counters.
 struct VipCounters {
   std::uint64_t local_pkts = 0, local_bytes = 0;
