@@ -232,10 +232,18 @@ enum mixlb_decision_flag {
 /*
  * Close tracking (mixlb_close.bpf.c): a local TCP socket of a VIP closed.
  * flow is its connection-table key (client -> VIP), at_ns bpf_ktime_get_ns().
+ * origin_node is the peer that balanced the flow here (mixlb_origins),
+ * MIXLB_NODE_NONE when no peer did or its record is gone.
  */
 struct mixlb_close_event {
 	struct mixlb_flow_key flow;
 	__u64 at_ns;
+	__u32 origin_node;
+	__u32 flags; /* enum mixlb_close_event_flag */
+};
+
+enum mixlb_close_event_flag {
+	MIXLB_CLOSE_EV_DELETED = 1u << 0, /* this node's own entry of the flow was deleted */
 };
 
 /* Counters of close tracking (per-CPU array mixlb_close_stats). */

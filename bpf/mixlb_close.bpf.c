@@ -12,7 +12,10 @@
  * (from SYN_SENT) are not connections of a VIP and are skipped. Only sockets
  * whose local address and port are a VIP of the VIP map count.
  *
- * mixlb_ct and mixlb_vips are the XDP program's maps, shared by fd
+ * The event names the peer that balanced the flow here, if one did
+ * (mixlb_origins, recorded by the XDP program from the peer's SYN).
+ *
+ * mixlb_ct, mixlb_vips and mixlb_origins are the XDP program's maps, shared by fd
  * (bpf_map__reuse_fd) before the load (lib/shared_maps.h).
  */
 #include "vmlinux.h"
@@ -32,6 +35,7 @@ const volatile __u32 mixlb_netns_ino = 0;
 
 /* Keeps the event's type in the object's BTF, for the ABI test. */
 const volatile struct mixlb_close_event mixlb_btf_close_event = {};
+const volatile enum mixlb_close_event_flag mixlb_btf_close_event_flag = MIXLB_CLOSE_EV_DELETED;
 
 #define TCP_SYN_SENT_STATE 2
 #define TCP_CLOSE_STATE 7
@@ -79,6 +83,7 @@ int BPF_PROG(mixlb_close, const struct sock *sk, const int oldstate, const int n
 {
 	struct mixlb_close_event *event;
 	struct mixlb_flow_key key = {};
+	__u32 origin = MIXLB_NODE_NONE, flags = 0, *peer;
 	struct tcp_sock *tp;
 	__u16 family;
 
@@ -108,8 +113,15 @@ int BPF_PROG(mixlb_close, const struct sock *sk, const int oldstate, const int n
 	if (!is_vip(&key))
 		return 0;
 	count(MIXLB_CLOSE_SEEN);
-	if (bpf_map_delete_elem(&mixlb_ct, &key) == 0)
+	if (bpf_map_delete_elem(&mixlb_ct, &key) == 0) {
 		count(MIXLB_CLOSE_DELETED);
+		flags |= MIXLB_CLOSE_EV_DELETED;
+	}
+	peer = bpf_map_lookup_elem(&mixlb_origins, &key);
+	if (peer) {
+		origin = *peer;
+		bpf_map_delete_elem(&mixlb_origins, &key);
+	}
 	event = bpf_ringbuf_reserve(&mixlb_closes, sizeof(*event), 0);
 	if (!event) {
 		count(MIXLB_CLOSE_RING_FULL);
@@ -117,6 +129,8 @@ int BPF_PROG(mixlb_close, const struct sock *sk, const int oldstate, const int n
 	}
 	event->flow = key;
 	event->at_ns = bpf_ktime_get_ns();
+	event->origin_node = origin;
+	event->flags = flags;
 	bpf_ringbuf_submit(event, 0);
 	return 0;
 }

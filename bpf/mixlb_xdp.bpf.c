@@ -39,7 +39,7 @@ int mixlb_xdp(struct xdp_md *ctx)
 	struct mixlb_ct_value *entry;
 	struct lb_packet pkt;
 	__u32 node = MIXLB_NODE_NONE, vip_id, slot_hint = MIXLB_SELF_STATS_SLOT;
-	__u32 slot = MIXLB_SELF_STATS_SLOT, flags = MIXLB_DECIDED_VIP;
+	__u32 slot = MIXLB_SELF_STATS_SLOT, flags = MIXLB_DECIDED_VIP, peer;
 	__u64 bytes = ctx->data_end - ctx->data;
 	int ret = 0;
 
@@ -48,11 +48,14 @@ int mixlb_xdp(struct xdp_md *ctx)
 	if (pkt.kind == LB_KIND_ICMP_ERROR)
 		flags |= MIXLB_DECIDED_ICMP;
 
-	if (peer_sent(ctx)) {
+	peer = peer_sent(ctx);
+	if (peer != MIXLB_NODE_NONE) {
 		vip = vip_lookup(&pkt);
 		if (!vip)
 			return decide(XDP_PASS, MIXLB_NODE_NONE, 0, 0, 0);
 		stats_count(MIXLB_CNT_FROM_PEER);
+		if (pkt.is_syn)
+			ct_record_origin(&pkt, peer);
 		stats = stats_vip(vip->vip_id);
 		if (stats) {
 			stats->from_peer_pkts += 1;

@@ -23,6 +23,8 @@
  *   - UDP: the first packet creates the entry.
  *   - A hit ORs in the TCP flags seen and refreshes last_seen_ns (coarse
  *     clock, at most every MIXLB_CT_TOUCH_NS, so hits stay read-mostly).
+ *   - A peer's SYN (a flow the peer balanced to this node) records the peer
+ *     in mixlb_origins, for the targeted invalidation when it closes.
  *   - An ICMP error about a flow reads the table but never creates or
  *     refreshes an entry, and is not counted as a hit or miss: it is not
  *     traffic of the flow.
@@ -79,4 +81,12 @@ static __always_inline void ct_insert(const struct lb_packet *pkt, __u32 vip_id,
 		stats_count(MIXLB_CNT_CT_INSERT);
 	else
 		stats_count(MIXLB_CNT_CT_INSERT_FAIL);
+}
+
+/* A peer balanced this new flow here: remember which (shared_maps.h). */
+static __always_inline void ct_record_origin(const struct lb_packet *pkt, __u32 peer)
+{
+	if (mixlb_dry_run || pkt->kind != LB_KIND_FLOW)
+		return;
+	bpf_map_update_elem(&mixlb_origins, &pkt->flow, &peer, BPF_ANY);
 }

@@ -27,15 +27,18 @@ struct {
 	__uint(max_entries, MIXLB_DEFAULT_MAX_NODES);
 } mixlb_peer_macs SEC(".maps");
 
-static __always_inline bool peer_sent(struct xdp_md *ctx)
+/* The node id of the peer that sent the frame, MIXLB_NODE_NONE if no peer did. */
+static __always_inline __u32 peer_sent(struct xdp_md *ctx)
 {
 	struct ethhdr *eth = lb_ptr(ctx, 0, sizeof(*eth));
 	__u32 words[4] = {};
+	__u32 *node;
 
 	if (!eth)
-		return false;
+		return MIXLB_NODE_NONE;
 	__builtin_memcpy(words, eth->h_source, 6);
 	if (!filter_maybe(&mixlb_peer_filter, words))
-		return false;
-	return bpf_map_lookup_elem(&mixlb_peer_macs, words) != NULL;
+		return MIXLB_NODE_NONE;
+	node = bpf_map_lookup_elem(&mixlb_peer_macs, words);
+	return node ? *node : MIXLB_NODE_NONE;
 }

@@ -26,3 +26,18 @@ struct {
 	__type(value, struct mixlb_ct_value);
 	__uint(max_entries, MIXLB_DEFAULT_CT_ENTRIES);
 } mixlb_ct SEC(".maps");
+
+/*
+ * Which peer balanced a TCP flow that this node serves: 5-tuple -> the
+ * peer's node id. The XDP program records it from a peer's SYN (the frame's
+ * source MAC names the peer); close tracking reads and deletes it when the
+ * connection closes, so a targeted invalidation goes to that peer only. An
+ * LRU of the connection table's size: a lost record costs only a fallback.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__type(key, struct mixlb_flow_key);
+	__type(value, __u32);
+	__uint(max_entries, MIXLB_DEFAULT_CT_ENTRIES);
+} mixlb_origins SEC(".maps");

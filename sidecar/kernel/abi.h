@@ -14,7 +14,7 @@ namespace mixlb {
 
 static_assert(sizeof(mixlb_vip_key) == 20);
 static_assert(sizeof(mixlb_vip_value) == 16);
-static_assert(sizeof(mixlb_close_event) == 48);
+static_assert(sizeof(mixlb_close_event) == 56);
 static_assert(sizeof(mixlb_flow_key) == 40);
 static_assert(sizeof(mixlb_ct_value) == 24);
 static_assert(sizeof(mixlb_filter) == 512);

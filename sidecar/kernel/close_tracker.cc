@@ -24,7 +24,8 @@ DpResult<std::unique_ptr<CloseTracker>> CloseTracker::start(boost::asio::io_cont
   struct stat netns {};
   if (::stat("/proc/thread-self/ns/net", &netns) != 0) return datapath_failure("close tracking: reading this network namespace", errno);
   skel->rodata->mixlb_netns_ino = static_cast<__u32>(netns.st_ino);
-  for (auto [map, name] : {std::pair{skel->maps.mixlb_ct, "mixlb_ct"}, std::pair{skel->maps.mixlb_vips, "mixlb_vips"}}) {
+  for (auto [map, name] : {std::pair{skel->maps.mixlb_ct, "mixlb_ct"}, std::pair{skel->maps.mixlb_vips, "mixlb_vips"},
+                           std::pair{skel->maps.mixlb_origins, "mixlb_origins"}}) {
     const int fd = program.map_fd(name);
     if (fd < 0) return datapath_failure(std::string("close tracking: the XDP program has no map ") + name, ENOENT);
     bpf_map_info info{};

@@ -39,7 +39,7 @@ class CloseTracker {
  public:
   using OnClose = std::function<void(const mixlb_close_event&)>;
 
-  // Loads the program on `program`'s mixlb_ct and mixlb_vips, attaches it,
+  // Loads the program on `program`'s mixlb_ct, mixlb_vips and mixlb_origins, attaches it,
   // and calls `on_close` on `io`'s thread for every event, in batches.
   static DpResult<std::unique_ptr<CloseTracker>> start(boost::asio::io_context& io, const XdpProgram& program,
                                                        OnClose on_close);

@@ -160,6 +160,7 @@ DatapathMaps::DatapathMaps(const mixlb_xdp& skel, std::uint32_t ring_size, std::
       settings_fd_(bpf_map__fd(skel.maps.mixlb_settings)),
       vip_filter_fd_(bpf_map__fd(skel.maps.mixlb_vip_filter)),
       peer_filter_fd_(bpf_map__fd(skel.maps.mixlb_peer_filter)),
+      origins_fd_(bpf_map__fd(skel.maps.mixlb_origins)),
       ring_size_(ring_size),
       max_nodes_(max_nodes) {}
 
@@ -443,6 +444,28 @@ DpResult<void> DatapathMaps::conntrack_insert(const mixlb_flow_key& key, const m
   return {};
 }
 
+// A lookup, then a delete: a SYN that re-balances the 5-tuple between the
+// two could lose its fresh entry, which its next packet takes the Maglev
+// answer for again (conntrack.h: non-SYN miss). Rare, and never worse.
+DpResult<bool> DatapathMaps::invalidate(const mixlb_flow_key& key, std::uint32_t node) {
+  mixlb_ct_value value{};
+  if (bpf_map_lookup_elem(ct_fd_, &key, &value) != 0) {
+    if (errno == ENOENT) return false;
+    return fail("looking up connection", errno);
+  }
+  if (value.node_id != node) return false;
+  if (bpf_map_delete_elem(ct_fd_, &key) == 0) return true;
+  if (errno == ENOENT) return false;
+  return fail("deleting connection", errno);
+}
+
+DpResult<std::optional<std::uint32_t>> DatapathMaps::origin(const mixlb_flow_key& key) const {
+  std::uint32_t node = 0;
+  if (bpf_map_lookup_elem(origins_fd_, &key, &node) == 0) return node;
+  if (errno == ENOENT) return std::optional<std::uint32_t>{};
+  return fail("looking up a flow's origin", errno);
+}
+
 // ---------------------------------------------------------------------------
 // XdpProgram
 
@@ -473,6 +496,7 @@ DpResult<std::unique_ptr<XdpProgram>> XdpProgram::load(const DatapathSettings& s
                         Size{skel->maps.mixlb_vip_node, static_cast<std::uint32_t>(node_cells)},
                         Size{skel->maps.mixlb_maglev, static_cast<std::uint32_t>(slots)},
                         Size{skel->maps.mixlb_ct, settings.conntrack_entries},
+                        Size{skel->maps.mixlb_origins, settings.conntrack_entries},
                         Size{skel->maps.mixlb_nodes, settings.max_nodes},
                         Size{skel->maps.mixlb_fib_cache, settings.max_nodes},
                         Size{skel->maps.mixlb_peer_macs, settings.max_nodes}}) {

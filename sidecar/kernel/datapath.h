@@ -128,6 +128,12 @@ class DatapathMaps {
 
   DpResult<std::optional<mixlb_ct_value>> conntrack(const mixlb_flow_key& key) const;
   DpResult<void> conntrack_insert(const mixlb_flow_key& key, const mixlb_ct_value& value);
+  // An invalidation from `node`: deletes the flow's entry only while it
+  // still points at `node` (a 5-tuple that a newer SYN balanced elsewhere is
+  // left alone). True when an entry was deleted.
+  DpResult<bool> invalidate(const mixlb_flow_key& key, std::uint32_t node);
+  // The peer that balanced a flow served here (mixlb_origins), if recorded.
+  DpResult<std::optional<std::uint32_t>> origin(const mixlb_flow_key& key) const;
 
  private:
   DpResult<void> sync_peer_filter();
@@ -138,7 +144,7 @@ class DatapathMaps {
 
   int vips_fd_ = -1, maglev_fd_ = -1, ct_fd_ = -1, nodes_fd_ = -1, peer_macs_fd_ = -1,
       vip_stats_fd_ = -1, vip_node_fd_ = -1, counters_fd_ = -1, drops_fd_ = -1, fib_rets_fd_ = -1,
-      settings_fd_ = -1, vip_filter_fd_ = -1, peer_filter_fd_ = -1;
+      settings_fd_ = -1, vip_filter_fd_ = -1, peer_filter_fd_ = -1, origins_fd_ = -1;
   std::uint32_t ring_size_ = MIXLB_DEFAULT_RING_SIZE;
   std::uint32_t max_nodes_ = MIXLB_DEFAULT_MAX_NODES;
 };

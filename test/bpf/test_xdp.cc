@@ -250,6 +250,61 @@ TEST_CASE("a frame from a known peer's MAC is delivered locally, never balanced 
   CHECK_FALSE(ct->has_value());
 }
 
+TEST_CASE("a peer's SYN records the peer as the flow's origin; its other packets and the router's do not") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kPeer);
+  mixlb_mac mac{};
+  std::memcpy(mac.addr, kPeerMac.data(), 6);
+  REQUIRE(lb.maps().set_peer_mac(mac, kPeer).has_value());
+  Frame syn = syn_to_vip();
+  syn.src_mac = kPeerMac;
+  lb.run(syn.build());
+  auto origin = lb.maps().origin(flow_of(syn));
+  REQUIRE(origin.has_value());
+  REQUIRE(origin->has_value());
+  CHECK(**origin == kPeer);
+
+  Frame data = syn_to_vip();  // another flow, first seen mid-stream from the peer
+  data.src_mac = kPeerMac;
+  data.sport = static_cast<std::uint16_t>(syn.sport + 1);
+  data.tcp_flags = test::kAck;
+  lb.run(data.build());
+  origin = lb.maps().origin(flow_of(data));
+  REQUIRE(origin.has_value());
+  CHECK_FALSE(origin->has_value());
+
+  Frame direct = syn_to_vip();  // the router's SYN: balanced here, no origin
+  direct.sport = static_cast<std::uint16_t>(syn.sport + 2);
+  lb.run(direct.build());
+  origin = lb.maps().origin(flow_of(direct));
+  REQUIRE(origin.has_value());
+  CHECK_FALSE(origin->has_value());
+}
+
+TEST_CASE("an invalidation deletes an entry only while it points at the sender") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kPeer);
+  const Frame f = syn_to_vip();
+  lb.run(f.build());
+  auto ct = lb.maps().conntrack(flow_of(f));
+  REQUIRE((ct.has_value() && ct->has_value()));
+  REQUIRE((*ct)->node_id == kPeer);
+  auto wrong = lb.maps().invalidate(flow_of(f), kSelf);  // another node's word
+  REQUIRE(wrong.has_value());
+  CHECK_FALSE(*wrong);
+  ct = lb.maps().conntrack(flow_of(f));
+  CHECK((ct.has_value() && ct->has_value()));
+  auto right = lb.maps().invalidate(flow_of(f), kPeer);
+  REQUIRE(right.has_value());
+  CHECK(*right);
+  ct = lb.maps().conntrack(flow_of(f));
+  REQUIRE(ct.has_value());
+  CHECK_FALSE(ct->has_value());
+  auto again = lb.maps().invalidate(flow_of(f), kPeer);  // nothing left to delete
+  REQUIRE(again.has_value());
+  CHECK_FALSE(*again);
+}
+
 TEST_CASE("the slot the program picks is the C++ flow hash modulo the ring") {
   Lb lb;
   // Alternate slots between this node and the peer, so the verdict tells

@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <arpa/inet.h>
+#include <bpf/bpf.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -98,13 +99,18 @@ TEST_SUITE("close-tracking" * doctest::skip(cannot_run())) {
 
     const mixlb_ct_value entry{.last_seen_ns = 1, .node_id = node_id_for("mix1"), .flags = MIXLB_CT_SEEN_SYN};
     // The server closes first, then the client closes first: both end the
-    // server socket in CLOSE.
+    // server socket in CLOSE. The first flow came in directly (an entry
+    // here), the second through a peer (an origin record, no entry).
+    const std::uint32_t peer = node_id_for("mix2");
     std::vector<mixlb_flow_key> keys;
     for (bool server_first : {true, false}) {
       auto [server, client] = connect_pair(listener, "10.100.0.1", 80);
       const auto key = key_of(local_port(client), "10.100.0.1", 80);
       keys.push_back(key);
-      REQUIRE(prog->maps().conntrack_insert(key, entry).has_value());
+      if (server_first)
+        REQUIRE(prog->maps().conntrack_insert(key, entry).has_value());
+      else
+        REQUIRE(bpf_map_update_elem(prog->map_fd("mixlb_origins"), &key, &peer, BPF_ANY) == 0);
       ::close(server_first ? server : client);
       std::this_thread::sleep_for(50ms);
       ::close(server_first ? client : server);
@@ -130,12 +136,19 @@ TEST_SUITE("close-tracking" * doctest::skip(cannot_run())) {
       REQUIRE(gone.has_value());
       CHECK_FALSE(gone->has_value());
     }
+    CHECK(events[0].flags == MIXLB_CLOSE_EV_DELETED);
+    CHECK(events[0].origin_node == MIXLB_NODE_NONE);
+    CHECK(events[1].flags == 0);
+    CHECK(events[1].origin_node == peer);
+    auto origin = prog->maps().origin(keys[1]);  // read once, then gone
+    REQUIRE(origin.has_value());
+    CHECK_FALSE(origin->has_value());
     auto kept = prog->maps().conntrack(stray);
     REQUIRE(kept.has_value());
     CHECK(kept->has_value());
     const CloseCounters c = (*tracker)->counters();
     CHECK(c.seen == 2);
-    CHECK(c.deleted == 2);
+    CHECK(c.deleted == 1);
     CHECK(c.ring_full == 0);
     CHECK(c.consumed == 2);
     std::system("ip addr del 10.100.0.1/32 dev lo 2>/dev/null");
