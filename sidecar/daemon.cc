@@ -207,9 +207,61 @@ void Daemon::start() {
   });
   keeper_->start();
 
+  timed_step("invalidation", [this] { setup_invalidation(); });
   timed_step("close tracking", [this] { setup_close_tracking(); });
   setup_health();
   timed_step("joining gossip", [this] { setup_gossip(); });
+}
+
+void Daemon::setup_invalidation() {
+  InvalidatorSettings s;
+  s.mode = config_.conntrack.invalidation;
+  const bool udp = s.mode != InvalidationMode::kOff && s.mode != InvalidationMode::kGossip;
+  if (udp && keys_.empty() && !config_.gossip.insecure) {
+    spdlog::warn("conntrack.invalidation = {} needs a keyring to seal its datagrams (gossip.keyring), "
+                 "or gossip.insecure = true to send them in the clear: invalidation is off, the other "
+                 "nodes' entries of closed connections wait for the sweeper",
+                 to_string(s.mode));
+    s.mode = InvalidationMode::kOff;
+  }
+  s.self_id = node_id_for(config_.node.name);
+  s.self_address = address_;
+  s.port = static_cast<std::uint16_t>(config_.conntrack.invalidation_port);
+  s.group = *config_.conntrack.invalidation_group;
+  if (s.mode == InvalidationMode::kBroadcast) s.broadcast = broadcast_address();
+  s.max_age = std::chrono::milliseconds(config_.conntrack.invalidation_max_age_ms);
+  s.cluster = config_.gossip.cluster;
+  s.keys = keys_;
+  s.gossip_interval = std::chrono::milliseconds(config_.gossip.interval_ms);
+  s.gossip_payload = gossip::Config{}.max_event_payload;
+  invalidator_ = std::make_unique<Invalidator>(io_, std::move(s), program_->maps(), [this](std::vector<std::uint8_t> p) {
+    if (!gossip_) return std::make_error_code(std::errc::not_connected);
+    return gossip_->send_user_event(std::move(p));
+  });
+  std::string what;
+  if (auto ec = invalidator_->start(what)) startup_failed(what, ec);
+  on_undo("close the invalidation sockets", [this] { invalidator_->stop(); });
+  if (invalidator_->mode() == InvalidationMode::kOff)
+    spdlog::info("invalidation is off: the other nodes' entries of closed connections wait for the sweeper");
+  else if (invalidator_->mode() == InvalidationMode::kGossip)
+    spdlog::info("invalidation by gossip user events");
+  else
+    spdlog::info("invalidation by {} on UDP port {}{}", to_string(invalidator_->mode()), invalidator_->port(),
+                 keys_.empty() ? ", in the clear (gossip.insecure)" : ", sealed with the keyring");
+}
+
+Address Daemon::broadcast_address() {
+  auto addrs = netlink_->ipv4_addresses(ifindex_);
+  if (!addrs) startup_failed("addresses of " + config_.node.interface, addrs.error());
+  for (const InterfaceAddress& a : *addrs) {
+    if (a.address != address_) continue;
+    const std::uint32_t host = ntohl(a.address.words[0]);
+    const std::uint32_t mask = a.prefix_len == 0 ? 0 : ~std::uint32_t{0} << (32 - a.prefix_len);
+    return Address::v4(htonl(host | ~mask));
+  }
+  throw StartupError(fmt::format("conntrack.invalidation = broadcast: {} is not an address of {}, so its "
+                                 "segment's broadcast address is unknown",
+                                 address_.to_string(), config_.node.interface));
 }
 
 // Close tracking (kernel/close_tracker.h). A kernel or a container that
@@ -218,6 +270,7 @@ void Daemon::start() {
 void Daemon::setup_close_tracking() {
   auto tracker = CloseTracker::start(io_, *program_, [this](const mixlb_close_event& e) {
     spdlog::trace("close tracking: {} -> {} closed", flow_client(e.flow), flow_vip(e.flow));
+    invalidator_->on_close(e);
   });
   if (!tracker) {
     spdlog::warn("no close tracking ({}); entries of closed connections leave the table when the "
@@ -318,18 +371,21 @@ void Daemon::validate_and_probe() {
         spdlog::warn("removing {}: {}", record_path_, ec.message());
   });
 
+  // The keyring seals gossip and invalidations; static membership reads it
+  // for the invalidations alone.
+  if (!config_.gossip.keyring.empty()) {
+    try {
+      keys_ = read_keyring_file(config_.gossip.keyring);
+    } catch (const ConfigError& e) {
+      throw StartupError(e.what());
+    }
+  }
   if (config_.gossip.enabled) {
     std::optional<gossip::Keyring> keyring;
-    if (!config_.gossip.keyring.empty()) {
-      std::vector<gossip::Key> keys;
-      try {
-        keys = read_keyring_file(config_.gossip.keyring);
-      } catch (const ConfigError& e) {
-        throw StartupError(e.what());
-      }
-      keyring.emplace(config_.gossip.cluster, keys.front());
-      for (std::size_t i = 1; i < keys.size(); ++i) keyring->add(keys[i]);
-      spdlog::info("gossip is encrypted with {} key(s) from {}", keys.size(), config_.gossip.keyring);
+    if (!keys_.empty()) {
+      keyring.emplace(config_.gossip.cluster, keys_.front());
+      for (std::size_t i = 1; i < keys_.size(); ++i) keyring->add(keys_[i]);
+      spdlog::info("gossip is encrypted with {} key(s) from {}", keys_.size(), config_.gossip.keyring);
     } else if (config_.gossip.insecure) {
       spdlog::warn("gossip is not encrypted and not authenticated (gossip.insecure = true): anyone "
                    "who can reach {} can change this cluster's membership",
@@ -438,6 +494,9 @@ void Daemon::setup_gossip() {
     spdlog::info("gossip is off: the peer list is the member set");
     return;
   }
+  gossip_->on_user_event([this](const gossip::UserEventDelivery& e) {
+    if (invalidator_ && invalidator_->mode() == InvalidationMode::kGossip) invalidator_->on_gossip_event(e.payload);
+  });
   if (auto ec = gossip_->start(self_metadata()))
     startup_failed("gossip on " + gossip_->address().to_string(), ec);
   if (gossip_->joined()) joined_ = true;
@@ -954,6 +1013,10 @@ StatsResult Daemon::stats() {
     events["close_deleted"] = c.deleted;
     events["close_ring_full"] = c.ring_full;
   }
+  if (invalidator_) {
+    for (const auto& [name, value] : invalidation_counter_list(invalidator_->counters()))
+      events["inval_" + std::string(name)] = value;
+  }
   return out;
 }
 
@@ -1024,6 +1087,8 @@ AdminAnswer Daemon::monitor(const std::string& level) {
 // A key request changed this node's keyring (its own or another member's):
 // the file follows, so a restart comes back with the keys the cluster uses.
 void Daemon::keyring_changed(const std::vector<gossip::Key>& keys) {
+  keys_ = keys;
+  if (invalidator_) invalidator_->set_keys(keys);
   std::vector<std::string> ids;
   for (const auto& k : keys) ids.push_back(gossip::key_id_to_hex(gossip::key_id(k)));
   if (auto ec = write_keyring_file(config_.gossip.keyring, keys)) {

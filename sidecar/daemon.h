@@ -60,6 +60,7 @@
 #include "config/config.h"
 #include "keyring.h"  // gossip/keyring.h
 #include "kernel/close_tracker.h"
+#include "invalidator.h"
 #include "kernel/conntrack_walk.h"
 #include "kernel/datapath.h"
 #include "kernel/host_record.h"
@@ -163,6 +164,12 @@ class Daemon {
   // ct_walker_'s thread (kernel/conntrack_walk.h, sweep_conntrack).
   boost::asio::awaitable<void> sweep_loop();
   void setup_close_tracking();
+  // The invalidator of conntrack.invalidation (invalidator.h), before close
+  // tracking feeds it; a socket it cannot bind fails the start.
+  void setup_invalidation();
+  // Where the broadcast mode sends: the broadcast address of the
+  // interface's subnet that holds this node's address.
+  Address broadcast_address();
   // ct_walker_, opened on the pinned table at first use.
   metrics::ConntrackWalker& conntrack_walker();
   void watch_changes();
@@ -211,6 +218,9 @@ class Daemon {
   std::unique_ptr<metrics::ConntrackWalker> ct_walker_;
   // Null when the kernel (or the container) refused close tracking.
   std::unique_ptr<CloseTracker> close_tracker_;
+  // The keys read at start (gossip.keyring), for the invalidator too.
+  std::vector<gossip::Key> keys_;
+  std::unique_ptr<Invalidator> invalidator_;
 
   bool joined_ = false;          // the first tables may be published
   bool resync_pending_ = false;  // a resync() is posted

@@ -128,6 +128,11 @@ void GossipBridge::key_request(gossip::KeyOp op, std::optional<gossip::Key> key,
                                 });
 }
 
+std::error_code GossipBridge::send_user_event(std::vector<std::uint8_t> payload) {
+  if (!transport_ || stopped_) return std::make_error_code(std::errc::not_connected);
+  return transport_->send_user_event(std::move(payload));
+}
+
 std::vector<gossip::Key> GossipBridge::keys() const {
   return transport_ ? transport_->keys() : std::vector<gossip::Key>{};
 }
@@ -140,8 +145,9 @@ void GossipBridge::on_event(const gossip::Event& event) {
                  },
                  [&](const gossip::UserEventDelivery& e) {
                    ++user_events_;
-                   spdlog::debug("gossip: user event {}#{} ({} bytes)", e.origin, e.seq,
+                   spdlog::trace("gossip: user event {}#{} ({} bytes)", e.origin, e.seq,
                                  e.payload.size());
+                   if (on_user_event_) on_user_event_(e);
                  },
                  [&](const gossip::SyncResult& r) {
                    // The periodic state sync is routine (every 30 s or so); a

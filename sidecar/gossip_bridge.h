@@ -86,6 +86,13 @@ class GossipBridge {
   bool joined() const { return joined_; }
   const gossip::Address& address() const { return address_; }
   std::uint64_t user_events() const { return user_events_; }
+  // Sends a user event to every member (transport.h: send_user_event).
+  std::error_code send_user_event(std::vector<std::uint8_t> payload);
+  // `handler` runs on the io_context's thread with each user event another
+  // member sent.
+  void on_user_event(std::function<void(const gossip::UserEventDelivery&)> handler) {
+    on_user_event_ = std::move(handler);
+  }
   bool running() const { return transport_ && transport_->running(); }
 
  private:
@@ -101,6 +108,7 @@ class GossipBridge {
   GossipSettings settings_;  // its options are moved to the transport by bind()
   std::function<void()> on_change_;
   std::function<void(std::vector<gossip::Key>)> on_keyring_;
+  std::function<void(const gossip::UserEventDelivery&)> on_user_event_;
   // Set by the destructor: events posted before it must not run after it.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::unique_ptr<gossip::Transport> transport_;

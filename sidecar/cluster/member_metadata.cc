@@ -8,57 +8,9 @@
 #include <stdexcept>
 
 #include "cluster/maglev.h"
+#include "common/wire.h"
 
 namespace mixlb {
-namespace {
-
-void put(std::vector<std::uint8_t>& out, std::uint64_t value, int bytes) {
-  for (int i = bytes - 1; i >= 0; --i) out.push_back(static_cast<std::uint8_t>(value >> (8 * i)));
-}
-
-// Reads big-endian fields front to back; the first shortfall or bad value
-// becomes the error (at the offset where its field starts) and later reads
-// return zeros.
-class Reader {
- public:
-  explicit Reader(std::span<const std::uint8_t> bytes) : bytes_(bytes) {}
-
-  std::uint32_t uint(std::size_t n, std::string_view field) {
-    if (!error_.empty()) return 0;
-    start_ = pos_;
-    if (bytes_.size() - pos_ < n) {
-      fail(field, fmt::format("needs {} byte(s), {} left", n, bytes_.size() - pos_));
-      return 0;
-    }
-    std::uint32_t v = 0;
-    for (std::size_t i = 0; i < n; ++i) v = (v << 8) | bytes_[pos_ + i];
-    pos_ += n;
-    return v;
-  }
-  void copy(void* to, std::size_t n, std::string_view field) {
-    if (!error_.empty()) return;
-    start_ = pos_;
-    if (bytes_.size() - pos_ < n) {
-      fail(field, fmt::format("needs {} byte(s), {} left", n, bytes_.size() - pos_));
-      return;
-    }
-    std::memcpy(to, bytes_.data() + pos_, n);
-    pos_ += n;
-  }
-  void fail(std::string_view field, const std::string& what) {
-    if (error_.empty()) error_ = fmt::format("metadata: {}: {} at offset {}", field, what, start_);
-  }
-  std::size_t left() const { return bytes_.size() - pos_; }
-  const std::string& error() const { return error_; }
-
- private:
-  std::span<const std::uint8_t> bytes_;
-  std::size_t pos_ = 0;
-  std::size_t start_ = 0;  // where the field being read starts
-  std::string error_;
-};
-
-}  // namespace
 
 std::uint32_t vip_tag(const mixlb_vip_key& key) {
   std::uint8_t bytes[sizeof(key)];
@@ -78,7 +30,7 @@ std::vector<std::uint8_t> encode_metadata(const MemberMetadata& m) {
   std::vector<std::uint8_t> out;
   out.push_back(kMetadataMagic);
   out.push_back(kMetadataVersion);
-  put(out, m.weight, 2);
+  put_be(out, m.weight, 2);
   out.insert(out.end(), m.mac.begin(), m.mac.end());
   const bool v6 = m.address.is_v6();
   out.push_back(v6 ? 6 : 4);
@@ -86,19 +38,19 @@ std::vector<std::uint8_t> encode_metadata(const MemberMetadata& m) {
   out.insert(out.end(), ip, ip + (v6 ? 16 : 4));
   out.push_back(static_cast<std::uint8_t>((m.app_healthy ? 1 : 0) | (m.restarting ? 2 : 0)));
   out.push_back(static_cast<std::uint8_t>(m.vips.size()));
-  for (auto tag : m.vips) put(out, tag, 4);
+  for (auto tag : m.vips) put_be(out, tag, 4);
   return out;
 }
 
 std::expected<MemberMetadata, std::string> decode_metadata(std::span<const std::uint8_t> bytes) {
-  Reader r(bytes);
+  WireReader r(bytes, "metadata");
   MemberMetadata m;
   const auto magic = r.uint(1, "magic");
   if (magic != kMetadataMagic) r.fail("magic", fmt::format("{:#04x} is not mixlb's {:#04x}", magic, kMetadataMagic));
   const auto version = r.uint(1, "version");
   if (version != kMetadataVersion)
     r.fail("version", fmt::format("{} is not the version this node reads ({})", version, kMetadataVersion));
-  m.weight = r.uint(2, "weight");
+  m.weight = static_cast<std::uint32_t>(r.uint(2, "weight"));
   if (m.weight > kMaxMaglevWeight)
     r.fail("weight", fmt::format("{} is over the maximum {}", m.weight, kMaxMaglevWeight));
   r.copy(m.mac.data(), m.mac.size(), "mac");
@@ -120,11 +72,8 @@ std::expected<MemberMetadata, std::string> decode_metadata(std::span<const std::
   m.restarting = (flags & 2) != 0;
   const auto count = r.uint(1, "VIP count");
   for (std::uint32_t i = 0; i < count && r.error().empty(); ++i)
-    m.vips.push_back(r.uint(4, "VIP tag"));
-  if (r.error().empty() && r.left() != 0) {
-    r.uint(0, "end");
-    r.fail("end", fmt::format("{} byte(s) after the last field", r.left()));
-  }
+    m.vips.push_back(static_cast<std::uint32_t>(r.uint(4, "VIP tag")));
+  r.expect_end();
   if (!r.error().empty()) return std::unexpected(r.error());
   return m;
 }

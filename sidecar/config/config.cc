@@ -653,6 +653,15 @@ class Checker {
     at_least("conntrack.udp_idle_ms", config_.conntrack.udp_idle_ms, 1000);
     at_least("conntrack.tcp_closing_idle_ms", config_.conntrack.tcp_closing_idle_ms, 1000);
     at_least("conntrack.tcp_idle_ms", config_.conntrack.tcp_idle_ms, 1000);
+    if (config_.conntrack.invalidation == InvalidationMode::kGossip && !config_.gossip.enabled)
+      fail("conntrack.invalidation", "`gossip` needs gossip, which is off (gossip.enabled = false)");
+    const auto& group = config_.conntrack.invalidation_group;
+    if (!group || group->family == 0) {
+      fail("conntrack.invalidation_group", "holds no address");
+    } else if (!group->is_v4() || (ntohl(group->words[0]) >> 28) != 0xe) {
+      fail("conntrack.invalidation_group",
+           fmt::format("{} is not an IPv4 multicast address (224.0.0.0/4)", group->to_string()));
+    }
   }
 
   void check_health() {

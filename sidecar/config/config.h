@@ -83,11 +83,20 @@ struct NeighboursSection {
 
 // The sweeper: idle connection-table entries removed per protocol
 // (sidecar/kernel/conntrack_walk.h, sweep_conntrack). 0 = never / off.
+// How a closed connection's entry is deleted on the other nodes
+// (sidecar/invalidator.h).
+enum class InvalidationMode { kOff, kGossip, kMulticast, kBroadcast, kTargeted };
+std::string_view to_string(InvalidationMode mode);
+
 struct ConntrackSection {
   std::uint32_t sweep_interval_ms = 10000;
   std::uint32_t udp_idle_ms = 120000;
   std::uint32_t tcp_closing_idle_ms = 30000;
   std::uint32_t tcp_idle_ms = 3600000;
+  InvalidationMode invalidation = InvalidationMode::kTargeted;
+  std::uint32_t invalidation_port = 9066;
+  std::optional<Address> invalidation_group = Address::parse("224.0.0.88");
+  std::uint32_t invalidation_max_age_ms = 30000;
 };
 
 // How the sidecar checks its app's services (sidecar/health.h): the

@@ -39,6 +39,11 @@ constexpr Words<StopAction, 2> kStopActions{
     {{{"restart", StopAction::kRestart}, {"leave", StopAction::kLeave}}}};
 constexpr Words<HealthKind, 3> kHealthKinds{
     {{{"tcp", HealthKind::kTcp}, {"http", HealthKind::kHttp}, {"none", HealthKind::kNone}}}};
+constexpr Words<InvalidationMode, 5> kInvalidationModes{{{{"off", InvalidationMode::kOff},
+                                                          {"gossip", InvalidationMode::kGossip},
+                                                          {"multicast", InvalidationMode::kMulticast},
+                                                          {"broadcast", InvalidationMode::kBroadcast},
+                                                          {"targeted", InvalidationMode::kTargeted}}}};
 constexpr Words<LogFormat, 2> kLogFormats{{{{"text", LogFormat::kText}, {"json", LogFormat::kJson}}}};
 
 // Log levels are kept as their word (spdlog reads it).
@@ -192,6 +197,34 @@ const KeySpec kKeys[] = {
              "idle past it keeps working while the members stay the same, but after a change its "
              "next packet may be balanced to another node, which resets it.",
      .min = 0, .max = 86400000, .integer = MIXLB_INTEGER(conntrack.tcp_idle_ms)},
+    {.path = "conntrack.invalidation", .flag = "--invalidation", .type = KeyType::kChoice,
+     .default_text = "`targeted`", .allowed = "`targeted`, `multicast`, `broadcast`, `gossip`, `off`",
+     .help = "How the other nodes learn that a connection served here closed, so they delete its "
+             "entry: the same on every node. `targeted`: a datagram to the one peer that "
+             "forwarded the flow (its data path saw the peer's MAC), to every peer when that is "
+             "not known. `multicast`: a datagram per batch to `invalidation_group`. `broadcast`: "
+             "a datagram per batch to the segment's broadcast address (IPv4). `gossip`: user "
+             "events through the gossip channel, with no port of its own but at the gossip "
+             "interval and a bounded rate (needs gossip). `off`: the other nodes' entries wait "
+             "for the sweeper. The datagrams are sealed with the keyring. See [Connection "
+             "life cycle](operations.md#connection-life-cycle).",
+     .choices = "targeted, multicast, broadcast, gossip or off", .flag_value = "MODE",
+     MIXLB_CHOICE(kInvalidationModes, conntrack.invalidation)},
+    {.path = "conntrack.invalidation_port", .type = KeyType::kInteger, .default_text = "`9066`",
+     .allowed = "1..65535, the same on every node",
+     .help = "The UDP port of the `targeted`, `multicast` and `broadcast` modes, on every node.",
+     .min = 1, .max = 65535, .integer = MIXLB_INTEGER(conntrack.invalidation_port)},
+    {.path = "conntrack.invalidation_group", .type = KeyType::kAddress,
+     .default_text = "`224.0.0.88`", .allowed = "an IPv4 multicast address",
+     .help = "The multicast group of the `multicast` mode. Every node joins it on its interface; "
+             "the datagrams go out with a TTL of 1, so they stay on the segment.",
+     .address = MIXLB_ADDRESS(conntrack.invalidation_group)},
+    {.path = "conntrack.invalidation_max_age_ms", .type = KeyType::kInteger, .default_text = "`30000`",
+     .allowed = "1000..600000",
+     .help = "An invalidation sent longer ago than this by the sender's clock (or that far in "
+             "the future) is refused as a possible replay; the nodes' clocks must agree better "
+             "than this. Replays within it are refused by each sender's sequence numbers.",
+     .min = 1000, .max = 600000, .integer = MIXLB_INTEGER(conntrack.invalidation_max_age_ms)},
 
     // [health]
     {.path = "health.kind", .type = KeyType::kChoice, .default_text = "`tcp`",
@@ -393,6 +426,7 @@ std::span<const KeySpec> config_keys() { return kKeys; }
 
 std::string_view to_string(StopAction action) { return kStopActions.name(action); }
 std::string_view to_string(HealthKind kind) { return kHealthKinds.name(kind); }
+std::string_view to_string(InvalidationMode mode) { return kInvalidationModes.name(mode); }
 std::string_view to_string(LogFormat format) { return kLogFormats.name(format); }
 
 std::span<const std::string_view> config_sections() { return kSections; }

@@ -1378,6 +1378,28 @@ address = "10.0.0.99"
           "mix1.toml:5: conntrack.tcp_idle_ms: 86400001 is out of range 0..86400000");
   }
 
+  TEST_CASE("[conntrack] invalidation: the default, each mode, and what is refused") {
+    const std::string node = "[node]\nname = \"m\"\ninterface = \"eth0\"\n";
+    const Config d = parse_config(node, "m.toml");
+    CHECK(d.conntrack.invalidation == InvalidationMode::kTargeted);
+    CHECK(d.conntrack.invalidation_port == 9066);
+    CHECK(d.conntrack.invalidation_group == Address::parse("224.0.0.88"));
+    CHECK(d.conntrack.invalidation_max_age_ms == 30000);
+    for (const char* mode : {"off", "gossip", "multicast", "broadcast", "targeted"}) {
+      CAPTURE(mode);
+      const Config c = parse_config(node + "[conntrack]\ninvalidation = \"" + mode + "\"\n", "m.toml");
+      CHECK(to_string(c.conntrack.invalidation) == mode);
+    }
+    CHECK(parse_error(node + "[conntrack]\ninvalidation = \"flood\"\n") ==
+          "mix1.toml:5: conntrack.invalidation: expected targeted, multicast, broadcast, gossip or off, got 'flood'");
+    CHECK(parse_error(node + "[conntrack]\ninvalidation_group = \"10.0.0.1\"\n") ==
+          "mix1.toml:5: conntrack.invalidation_group: 10.0.0.1 is not an IPv4 multicast address (224.0.0.0/4)");
+    CHECK(parse_error(node + "[conntrack]\ninvalidation = \"gossip\"\n[gossip]\nenabled = false\n") ==
+          "mix1.toml:5: conntrack.invalidation: `gossip` needs gossip, which is off (gossip.enabled = false)");
+    CHECK(parse_error(node + "[conntrack]\ninvalidation_port = 0\n") ==
+          "mix1.toml:5: conntrack.invalidation_port: 0 is out of range 1..65535");
+  }
+
   TEST_CASE("bad gossip.seeds entries name the line, the entry and what is wrong") {
     const std::string node =
         "[node]\nname = \"mix1\"\ninterface = \"eth0\"\naddress = \"10.0.0.11\"\n[gossip]\n";

@@ -1,0 +1,169 @@
+#pragma once
+// The Invalidator carries connection-table invalidations between nodes:
+// when a connection served here closes (kernel/close_tracker.h), the nodes
+// that forwarded it here still hold its entry; this tells them to delete it,
+// and applies what the other nodes tell this one. The message and the
+// receiver's rules are in cluster/invalidation.h.
+//
+// One mode per cluster (conntrack.invalidation; docs/configuration.md has
+// the trade-offs):
+//   gossip     user events through the gossip channel: no port of its own,
+//              sealed by the gossip layer, but spread by piggybacking at the
+//              gossip interval, so slow and of bounded throughput (one event
+//              per interval; flows beyond `max_pending` are dropped, counted,
+//              and left to the sweeper)
+//   multicast  one datagram per batch to a group on the uplink, every node
+//              a member of it
+//   broadcast  one datagram per batch to the segment's broadcast address
+//   targeted   unicast to the one peer that balanced the flow here (the data
+//              path records it from the peer's SYN, kernel/close_tracker.h);
+//              a flow whose origin is unknown goes to every peer
+// The UDP modes seal every datagram with the cluster keyring under their own
+// associated data ("<cluster>/invalidate"); without a keyring (gossip.insecure)
+// they travel in the clear.
+//
+// A flow that this node both received from the router and served (its entry
+// here was the one the close deleted, no peer recorded) was never forwarded:
+// nothing is sent for it.
+//
+// Batching: the closes of one ring-buffer drain are queued, and one flush
+// posted behind them sends them in as few datagrams as fit (1,400 bytes).
+// Everything runs on the io_context's thread.
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/udp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "cluster/invalidation.h"
+#include "config/config.h"
+#include "keyring.h"  // gossip/keyring.h
+#include "kernel/abi.h"
+#include "kernel/datapath.h"
+
+namespace mixlb {
+
+struct InvalidatorSettings {
+  InvalidationMode mode = InvalidationMode::kTargeted;
+  std::uint32_t self_id = 0;
+  Address self_address;  // where the socket binds; the peers' addresses come from the node map
+  std::uint16_t port = 9066;
+  Address group;      // multicast
+  Address broadcast;  // broadcast: the segment's broadcast address
+  std::chrono::milliseconds max_age{30000};
+  std::string cluster;
+  std::vector<gossip::Key> keys;  // empty: in the clear
+  std::size_t max_pending = 65536;  // flows waiting to be sent
+  // gossip mode: one user event per interval, of at most this many bytes
+  std::chrono::milliseconds gossip_interval{200};
+  std::size_t gossip_payload = 256;
+};
+
+struct InvalidationCounters {
+  // this node's closes
+  std::uint64_t closes = 0;        // events handed in by close tracking
+  std::uint64_t local_only = 0;    // ... of flows no peer forwarded: nothing to send
+  std::uint64_t fallback = 0;      // targeted: origin unknown, sent to every peer
+  std::uint64_t sent_messages = 0;
+  std::uint64_t sent_flows = 0;
+  std::uint64_t send_errors = 0;   // datagrams or events the kernel or gossip refused
+  std::uint64_t dropped = 0;       // flows beyond max_pending
+  // what the other nodes sent
+  std::uint64_t received_messages = 0;
+  std::uint64_t received_flows = 0;
+  std::uint64_t applied = 0;       // entries deleted
+  std::uint64_t unmatched = 0;     // flows without an entry pointing at the sender
+  std::uint64_t refused_unauthenticated = 0;  // no key of the ring opens it
+  std::uint64_t refused_malformed = 0;
+  std::uint64_t refused_replayed = 0;
+  std::uint64_t refused_stale = 0;            // sent_us too far from this node's clock
+  std::uint64_t refused_unknown_sender = 0;   // not a node of the data path (or this one)
+};
+
+// Each counter with its name ("sent_messages", ...), for stats and /metrics.
+std::vector<std::pair<std::string_view, std::uint64_t>> invalidation_counter_list(
+    const InvalidationCounters& c);
+
+// Close-to-delete latency of the most recent applied flows, in microseconds.
+struct LatencySummary {
+  std::size_t samples = 0;
+  double p50_us = 0, p99_us = 0, max_us = 0;
+};
+
+class Invalidator {
+ public:
+  // `gossip_send` hands a payload to the gossip layer (gossip mode only).
+  using GossipSend = std::function<std::error_code(std::vector<std::uint8_t>)>;
+  Invalidator(boost::asio::io_context& io, InvalidatorSettings settings, DatapathMaps& maps,
+              GossipSend gossip_send = {});
+  ~Invalidator();
+  Invalidator(const Invalidator&) = delete;
+  Invalidator& operator=(const Invalidator&) = delete;
+
+  // Binds the mode's sockets (none in gossip mode); the error names what
+  // failed.
+  std::error_code start(std::string& what);
+  void stop();
+
+  void on_close(const mixlb_close_event& event);
+  // A payload of a gossip user event (gossip mode).
+  void on_gossip_event(std::span<const std::uint8_t> payload);
+  // A datagram as it arrived (the UDP modes; tests feed them here too).
+  void on_datagram(std::span<const std::uint8_t> datagram);
+  // The keyring changed (mixlbctl keys).
+  void set_keys(const std::vector<gossip::Key>& keys);
+
+  InvalidationMode mode() const { return settings_.mode; }
+  std::uint16_t port() const { return settings_.port; }
+  const InvalidationCounters& counters() const { return counters_; }
+  LatencySummary latency() const;
+
+ private:
+  struct Pending {
+    std::vector<mixlb_flow_key> flows;
+    std::int64_t oldest_close_us = 0;
+  };
+  void queue(std::optional<Address> to, const mixlb_flow_key& flow, std::int64_t closed_us);
+  void flush();
+  void gossip_tick();
+  void send_batches(const std::optional<Address>& to, Pending& pending, std::size_t room);
+  void send_datagram(const Address& to, std::span<const std::uint8_t> plaintext);
+  void receive();
+  void apply(std::span<const std::uint8_t> plaintext);
+  std::optional<Address> node_address(std::uint32_t node_id) const;
+  std::vector<Address> peer_addresses() const;
+
+  boost::asio::io_context& io_;
+  InvalidatorSettings settings_;
+  DatapathMaps& maps_;
+  GossipSend gossip_send_;
+  std::optional<gossip::Keyring> keyring_;
+  ReplayGuard guard_;
+  boost::asio::ip::udp::socket rx_;
+  boost::asio::ip::udp::socket tx_;
+  boost::asio::steady_timer gossip_timer_;
+  std::vector<std::uint8_t> rx_buffer_;
+  boost::asio::ip::udp::endpoint rx_from_;
+  boost::asio::ip::udp::endpoint tx_local_;
+  // Flows waiting, by destination: nullopt is "the mode's one channel"
+  // (group, broadcast address or gossip); an address is a targeted peer.
+  std::map<std::optional<Address>, Pending> pending_;
+  std::size_t pending_flows_ = 0;
+  bool flush_posted_ = false;
+  std::uint64_t sequence_;
+  InvalidationCounters counters_;
+  std::vector<std::uint32_t> latencies_us_;  // a ring of the last kLatencySamples
+  std::size_t latency_next_ = 0;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace mixlb
