@@ -356,9 +356,13 @@ interval_ms = 100
 ${MIXLB_SEED_NAME[$node]:+seeds = [\"${MIXLB_SEED_NAME[$node]}\"]}
 
 [conntrack]
-# Short, so the tests see the sweeper work (integration/run.sh, s).
+invalidation = "${MIXLB_INVALIDATION:-targeted}"
+# Short, so the tests see the sweeper work (integration/run.sh, s), and a
+# stray packet of a closed connection (a window update after the server's
+# close) does not leave an entry for long (run.sh, v).
 sweep_interval_ms = 500
 udp_idle_ms = 2000
+tcp_closing_idle_ms = 5000
 
 [health]
 kind = "http"
@@ -479,6 +483,16 @@ mixlb_start_sidecar() {
 			>>"$(mixlb_sidecar_log "$node")" 2>&1 &
 	fi
 	MIXLB_SIDECAR_PID[$node]=$!
+}
+
+# mixlb_ct_matched VIP_LABEL CLIENT: the entries of CLIENT's flows to
+# VIP_LABEL ("10.100.0.1:80/tcp"), summed over every node's table.
+mixlb_ct_matched() {
+	local n left=0
+	for n in "${MIXLB_NODES[@]}"; do
+		left=$((left + $(mixlb_ctl "$n" ct --vip "$1" --client "$2" --limit 0 --json | mixlb_json 'd["matched"]')))
+	done
+	echo "$left"
 }
 
 # mixlb_ctl NODE ARGS...: mixlbctl against NODE's admin socket, inside its namespace.

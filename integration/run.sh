@@ -8,7 +8,8 @@
 # checks, with real clients against the VIPs (10.100.0.1 and fd00:100::1), that:
 #   a. requests spread over all three nodes and all succeed;
 #   c. every node serves locally, forwards and receives forwarded packets,
-#      and drops nothing; `mixlbctl ct` finds the flows of a in the tables;
+#      and drops nothing; `mixlbctl ct` finds open connections in the
+#      tables; the closed flows of a are gone from every table;
 #   b. one long connection survives the router moving it between ingress
 #      nodes (consistent hashing + connection table), and really was forwarded;
 #   f. the same spread for the IPv6 VIP, forwarded by the peers;
@@ -16,6 +17,8 @@
 #      the VIP address), all nodes answer some sockets, peers forward;
 #   h. the same for the IPv6 UDP VIP;
 #   s. the sweeper removes those UDP flows' entries once they are idle;
+#   v. invalidation, in each mode: after many short connections from every
+#      ingress node, no node's table holds an entry of them;
 #   i. (b) for an IPv6 connection;
 #   j. gossip: every node lists the three members alive, healthy, in its
 #      tables, with the six VIP ports each serves;
@@ -39,7 +42,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/lib.sh"
 
 MIXLB_LOG_PREFIX="# "
-plan=18
+plan=19
 
 diag() { mixlb_log "$@"; }
 
@@ -268,20 +271,24 @@ scenario_counters() {
 	diag "across nodes: fwd_pkts $fwd, from_peer_pkts $from"
 	[ $fwd -gt 0 ] || { mixlb_fail "no node forwarded a packet"; rc=1; }
 	[ $from -gt 0 ] || { mixlb_fail "no node received a forwarded packet"; rc=1; }
-	# mixlbctl ct finds the flows of a by VIP and client in the tables of
-	# their ingress nodes.
-	local json matched total=0 rows
+	# mixlbctl ct finds six open connections by VIP and client in the tables
+	# of their ingress nodes.
+	local json matched total=0 rows pid
+	hold_many 6 3 ct.hold
+	sleep 1
 	for n in "${MIXLB_NODES[@]}"; do
-		json=$(mixlb_ctl "$n" ct --vip "$MIXLB_VIP:$MIXLB_HTTP_PORT/tcp" --client 10.0.1.2 --limit 3 --json) ||
+		json=$(mixlb_ctl "$n" ct --vip "$MIXLB_VIP:$MIXLB_LINE_PORT/tcp" --client 10.0.1.2 --limit 3 --json) ||
 			{ mixlb_fail "$n: mixlbctl ct: $json"; rc=1; continue; }
 		matched=$(mixlb_json 'd["matched"]' <<<"$json")
 		rows=$(mixlb_json '" ".join(r["node"] + "@" + r["vip"] for r in d["rows"])' <<<"$json")
-		diag "$n: ct --vip $MIXLB_VIP:$MIXLB_HTTP_PORT/tcp --client 10.0.1.2: $matched entries; the 3 most recent: $rows"
+		diag "$n: ct --vip $MIXLB_VIP:$MIXLB_LINE_PORT/tcp --client 10.0.1.2: $matched entries; the 3 most recent: $rows"
 		total=$((total + matched))
 		for row in $rows; do
-			[[ "$row" =~ ^mix[123]@$MIXLB_VIP:$MIXLB_HTTP_PORT$ ]] || { mixlb_fail "$n: ct row $row"; rc=1; }
+			[[ "$row" =~ ^mix[123]@$MIXLB_VIP:$MIXLB_LINE_PORT$ ]] || { mixlb_fail "$n: ct row $row"; rc=1; }
 		done
 	done
+	[ "$total" -ge 6 ] || { mixlb_fail "mixlbctl ct found $total of the 6 open connections"; rc=1; }
+	for pid in "${HOLD_PIDS[@]}"; do wait "$pid" || { mixlb_fail "a held connection failed"; rc=1; }; done
 	# Close tracking saw the serving sockets of a close (and the health
 	# checks'), and deleted the entries of the flows served where they entered.
 	local seen=0 deleted=0 events
@@ -294,11 +301,15 @@ scenario_counters() {
 	done
 	[ "$seen" -ge 300 ] || { mixlb_fail "close tracking saw $seen closes, fewer than the 300 requests of a"; rc=1; }
 	[ "$deleted" -gt 0 ] || { mixlb_fail "close tracking deleted no entry"; rc=1; }
-	# Every flow of a is either still in its ingress node's table (served by
-	# a peer: only invalidation, not built yet, would remove it there) or was
-	# deleted by close tracking where it was served locally.
-	diag "flows of a: $total still in the tables (forwarded ones), $deleted deleted at their close"
-	[ $((total + deleted)) -ge 300 ] || { mixlb_fail "only $total + $deleted of the 300 flows accounted for"; rc=1; }
+	# Every flow of a is gone: deleted by close tracking where it was served
+	# locally, and by invalidation (targeted) on the node that forwarded it.
+	local applied=0
+	for n in "${MIXLB_NODES[@]}"; do
+		applied=$((applied + $(mixlb_ctl "$n" stats --json | mixlb_json 'd["counters"]["events"]["inval_applied"]')))
+	done
+	diag "flows of a: $deleted deleted at their close where served, $applied invalidated where forwarded, $(ct_left) left"
+	[ "$(ct_left)" -eq 0 ] || { mixlb_fail "entries of a's closed flows are left"; rc=1; }
+	[ "$applied" -gt 0 ] || { mixlb_fail "no invalidation was applied"; rc=1; }
 	mixlb_ctl mix1 ct --limit 2 | head -n 1 | grep -q '^mixlb node mix1: connection table [0-9]* of [0-9]* entries' ||
 		{ mixlb_fail "mixlbctl ct prints no header"; rc=1; }
 	return $rc
@@ -325,6 +336,66 @@ scenario_sweep() {
 		swept=$(mixlb_ctl "$n" stats --json | mixlb_json 'd["counters"]["events"].get("ct_swept_udp_idle", 0)')
 		diag "$n: ct_swept_udp_idle $swept, ct_sweeps $(mixlb_ctl "$n" stats --json | mixlb_json 'd["counters"]["events"].get("ct_sweeps", 0)')"
 		[ "$swept" -gt 0 ] || { mixlb_fail "$n's sweeper removed no UDP entry"; rc=1; }
+	done
+	return $rc
+}
+
+# ct_left: the entries of the client's flows to the VIP's HTTP port, summed
+# over every node's table.
+ct_left() { mixlb_ct_matched "$MIXLB_VIP:$MIXLB_HTTP_PORT/tcp" 10.0.1.2; }
+
+# v: invalidation in each mode. The three sidecars restart with the mode
+# (conntrack.invalidation takes a restart), then short connections go
+# through the VIP from every ingress node: 10 000, or 300 in gossip mode,
+# whose rate is bounded by design (a user event per gossip interval); after
+# the last one, no node's table holds an entry of them. Ends in targeted
+# mode, the default.
+scenario_invalidation() {
+	local mode n rc=0 count start left waited line applied
+	for mode in multicast broadcast gossip targeted; do
+		MIXLB_INVALIDATION=$mode
+		for n in "${MIXLB_NODES[@]}"; do
+			mixlb_stop_sidecar "$n" && mixlb_start_sidecar "$n" && mixlb_wait_ready "$n" ||
+				{ mixlb_fail "$n did not restart in $mode mode"; return 1; }
+		done
+		mixlb_wait_backends mix1,mix2,mix3 10 "${MIXLB_NODES[@]}" || return 1
+		for n in "${MIXLB_NODES[@]}"; do
+			grep -q "invalidation by $mode" "$(mixlb_sidecar_log "$n")" ||
+				{ mixlb_fail "$n's log does not say it invalidates by $mode"; rc=1; }
+		done
+		count=10000
+		[ "$mode" = gossip ] && count=300
+		nsenter --net="$(mixlb_netns client)" -- "$MIXLB_TESTNODE" load --to "$MIXLB_VIP:$MIXLB_HTTP_PORT" \
+			--workers 8 --seconds 120 --count "$count" >"$MIXLB_TMP/inval.$mode.load" 2>&1 ||
+			{ mixlb_log_file "$MIXLB_TMP/inval.$mode.load" 5; mixlb_fail "$mode: requests failed"; rc=1; continue; }
+		start=$(mixlb_now_ms)
+		line=$(grep '^load ' "$MIXLB_TMP/inval.$mode.load")
+		local shown=0
+		while :; do
+			left=$(ct_left)
+			waited=$(($(mixlb_now_ms) - start))
+			[ "$left" -eq 0 ] && break
+			[ "$waited" -lt 30000 ] || break
+			if [ "$shown" = 0 ] && [ "$waited" -ge 2000 ]; then
+				shown=1
+				for n in "${MIXLB_NODES[@]}"; do
+					diag "$mode: left on $n after 2 s: $(mixlb_ctl "$n" ct --vip "$MIXLB_VIP:$MIXLB_HTTP_PORT/tcp" \
+						--client 10.0.1.2 --limit 3 --json | mixlb_json '" ".join("%s->%s flags %s age %s idle %s" % (
+						r["client"], r["node"], r["flags"], r.get("age_s"), r["idle_s"]) for r in d["rows"])')"
+				done
+			fi
+			sleep 0.1
+		done
+		applied=""
+		for n in "${MIXLB_NODES[@]}"; do
+			applied+=" $n:$(mixlb_ctl "$n" stats --json | mixlb_json '"sent %d applied %d refused %d p99 %s us" % (
+				d["counters"]["events"]["inval_sent_flows"], d["counters"]["events"]["inval_applied"],
+				sum(v for k, v in d["counters"]["events"].items() if k.startswith("inval_refused")),
+				d["invalidation_latency"].get("p99_us", "-"))')"
+		done
+		diag "$mode: ${line#load }"
+		diag "$mode: $left entries of them left in the tables ${waited} ms after the last close;$applied"
+		[ "$left" -eq 0 ] || { mixlb_fail "$mode: $left entries left after 30 s"; rc=1; }
 	done
 	return $rc
 }
@@ -786,6 +857,8 @@ scenario_udp "[$MIXLB_VIP6]:$MIXLB_UDP_PORT" "[$MIXLB_VIP6]:$MIXLB_UDP_PORT/udp"
 mixlb_tap $? "h: IPv6 UDP: each socket answered by one node from the VIP, all nodes answer, forwarded"
 scenario_sweep
 mixlb_tap $? "s: the sweeper removes the UDP flows of g and h once idle (udp_idle_ms), on every node"
+scenario_invalidation
+mixlb_tap $? "v: invalidation by multicast, broadcast, gossip and targeted: no entry of 10 000 short connections (300 by gossip) left on any node"
 scenario_shuffle "[$MIXLB_VIP6]:$MIXLB_LINE_PORT" "[$MIXLB_VIP6]:$MIXLB_LINE_PORT/tcp" shuffle6
 mixlb_tap $? "i: an IPv6 connection survives ECMP moving its ingress, and was forwarded"
 scenario_members

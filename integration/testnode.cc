@@ -69,6 +69,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -103,7 +104,7 @@ const char* const kUsage =
     "       mixlb-testnode hold --connect ADDR:PORT --seconds S --interval-ms I\n"
     "       mixlb-testnode hold-many --connect ADDR:PORT --connections N --seconds S "
     "--interval-ms I\n"
-    "       mixlb-testnode load --to ADDR:PORT --workers W --seconds S [--pause-ms 0]\n"
+    "       mixlb-testnode load --to ADDR:PORT --workers W --seconds S [--pause-ms 0] [--count N]\n"
     "       mixlb-testnode udp --to ADDR:PORT --count N [--sport P] [--timeout-ms 1000]\n"
     "ADDR is an IPv4 address or an IPv6 address in brackets; --udp-port 0 serves no UDP.\n";
 
@@ -890,16 +891,19 @@ GetResult http_get(const Endpoint& to) {
 //   req EPOCH_MS LATENCY_MS SPORT NODE
 //   req EPOCH_MS LATENCY_MS SPORT - REASON
 // (EPOCH_MS: when it started), and a summary:
-//   load requests N ok K failed F slowest_ms M over_1s C stopped_by signal|time served NODE=K...
+//   load requests N ok K failed F slowest_ms M over_1s C stopped_by signal|time|count served NODE=K...
+// --count N ends it after N requests (0: no limit).
 // A request slower than 1 s has usually had a SYN retransmitted.
 int run_load(Flags flags) {
   Endpoint to = parse_endpoint(flags.require("to"), "to");
   auto workers = flags.number<unsigned>("workers", std::nullopt, 1, 64);
   auto seconds = flags.number<unsigned>("seconds", std::nullopt, 1, 3600);
   auto pause = milliseconds(flags.number<unsigned>("pause-ms", 0, 0, 10000));
+  const auto count = flags.number<unsigned>("count", 0, 0, 10000000);
   flags.finish();
 
   const auto end = Clock::now() + std::chrono::seconds(seconds);
+  std::atomic<unsigned> started_requests{0};
   std::mutex out;
   unsigned total = 0;
   unsigned failed = 0;
@@ -911,6 +915,7 @@ int run_load(Flags flags) {
     threads.emplace_back([&] {
       auto& stop = StopSignal::instance();
       while (Clock::now() < end && !stop.stopped()) {
+        if (count != 0 && started_requests.fetch_add(1) >= count) break;
         const auto started = Clock::now();
         const auto started_ms = epoch_ms();
         GetResult r = http_get(to);
@@ -938,7 +943,9 @@ int run_load(Flags flags) {
 
   std::printf("load requests %u ok %u failed %u slowest_ms %lld over_1s %u stopped_by %s served",
               total, total - failed, failed, static_cast<long long>(slowest.count()), over_1s,
-              StopSignal::instance().stopped() ? "signal" : "time");
+              StopSignal::instance().stopped()        ? "signal"
+              : count != 0 && total >= count ? "count"
+                                              : "time");
   for (const auto& [node, n] : served) std::printf(" %s=%u", node.c_str(), n);
   std::printf("\n");
   return failed == 0 && total > 0 ? 0 : 1;

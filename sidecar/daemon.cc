@@ -1016,6 +1016,11 @@ StatsResult Daemon::stats() {
   if (invalidator_) {
     for (const auto& [name, value] : invalidation_counter_list(invalidator_->counters()))
       events["inval_" + std::string(name)] = value;
+    out.invalidation = std::string(to_string(invalidator_->mode()));
+    if (const LatencySummary l = invalidator_->latency(); l.samples > 0)
+      out.invalidation_latency = {{"p50_us", static_cast<std::uint64_t>(l.p50_us)},
+                                  {"p99_us", static_cast<std::uint64_t>(l.p99_us)},
+                                  {"samples", l.samples}};
   }
   return out;
 }

@@ -1,5 +1,6 @@
 #include "invalidator.h"
 
+#include <arpa/inet.h>
 #include <spdlog/spdlog.h>
 #include <time.h>
 
@@ -35,6 +36,19 @@ Address from_node(const mixlb_node& n) {
   a.family = n.family == MIXLB_AF_INET6 ? AF_INET6 : AF_INET;
   std::memcpy(a.words.data(), n.addr, sizeof(n.addr));
   return a;
+}
+
+// A connection this node made to its own VIP (a health check): the client
+// is the VIP itself, this node's address or loopback. No peer forwarded it.
+bool local_client(const mixlb_flow_key& f, const Address& self) {
+  if (std::memcmp(f.src, f.dst, sizeof(f.src)) == 0) return true;
+  if (f.family == MIXLB_AF_INET) {
+    if ((ntohl(f.src[0]) >> 24) == 127) return true;
+    return self.is_v4() && f.src[0] == self.words[0];
+  }
+  const std::uint32_t loopback6[4] = {0, 0, 0, htonl(1)};
+  if (std::memcmp(f.src, loopback6, sizeof(f.src)) == 0) return true;
+  return self.is_v6() && std::memcmp(f.src, self.words.data(), sizeof(f.src)) == 0;
 }
 
 // The Unix time of a bpf_ktime_get_ns() stamp (CLOCK_MONOTONIC).
@@ -163,7 +177,7 @@ void Invalidator::on_close(const mixlb_close_event& event) {
   ++counters_.closes;
   if (settings_.mode == InvalidationMode::kOff) return;
   const bool origin_known = event.origin_node != MIXLB_NODE_NONE;
-  if (!origin_known && (event.flags & MIXLB_CLOSE_EV_DELETED)) {
+  if (!origin_known && ((event.flags & MIXLB_CLOSE_EV_DELETED) || local_client(event.flow, settings_.self_address))) {
     ++counters_.local_only;
     return;
   }

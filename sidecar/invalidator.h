@@ -23,8 +23,9 @@
 // they travel in the clear.
 //
 // A flow that this node both received from the router and served (its entry
-// here was the one the close deleted, no peer recorded) was never forwarded:
-// nothing is sent for it.
+// here was the one the close deleted, no peer recorded) was never forwarded,
+// nor was a connection this node made to its own VIP (a health check):
+// nothing is sent for them.
 //
 // Batching: the closes of one ring-buffer drain are queued, and one flush
 // posted behind them sends them in as few datagrams as fit (1,400 bytes).
@@ -71,7 +72,7 @@ struct InvalidatorSettings {
 struct InvalidationCounters {
   // this node's closes
   std::uint64_t closes = 0;        // events handed in by close tracking
-  std::uint64_t local_only = 0;    // ... of flows no peer forwarded: nothing to send
+  std::uint64_t local_only = 0;    // ... of flows no peer forwarded (or local clients): nothing to send
   std::uint64_t fallback = 0;      // targeted: origin unknown, sent to every peer
   std::uint64_t sent_messages = 0;
   std::uint64_t sent_flows = 0;

@@ -19,7 +19,11 @@
  *     as in Katran: a SYN retransmitted across a table change may land on
  *     another node than the first copy. A non-SYN packet that misses (a flow
  *     the router moved here mid-stream) takes the Maglev answer, which every
- *     node shares, and is inserted too, marked MIXLB_CT_FROM_NON_SYN.
+ *     node shares, and is inserted too, marked MIXLB_CT_FROM_NON_SYN -- unless
+ *     it carries FIN or RST: such a packet ends a connection (often one whose
+ *     entry an invalidation has just deleted: a retransmitted FIN, a late
+ *     RST), so it is forwarded by the same Maglev answer but leaves no entry
+ *     behind for the sweeper to find.
  *   - UDP: the first packet creates the entry.
  *   - A hit ORs in the TCP flags seen and refreshes last_seen_ns (coarse
  *     clock, at most every MIXLB_CT_TOUCH_NS, so hits stay read-mostly).
@@ -66,6 +70,8 @@ static __always_inline void ct_insert(const struct lb_packet *pkt, __u32 vip_id,
 	struct mixlb_ct_value fresh = {};
 
 	if (mixlb_dry_run || pkt->kind != LB_KIND_FLOW)
+		return;
+	if (!pkt->is_syn && (pkt->tcp_flags & (MIXLB_CT_SEEN_FIN | MIXLB_CT_SEEN_RST)))
 		return;
 	fresh.last_seen_ns = bpf_ktime_get_coarse_ns();
 	fresh.created_s = (__u32)(fresh.last_seen_ns / 1000000000ull);

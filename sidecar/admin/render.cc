@@ -233,6 +233,14 @@ std::string render_stats(const StatsResult& stats) {
   out += "  events  " + counter_line(stats.counters.events, false) + "\n";
   out += "  drops   " + counter_line(stats.counters.drops, true) + "\n";
   out += "  fib     " + counter_line(stats.counters.fib, true) + "\n";
+  if (!stats.invalidation.empty()) {
+    const auto& l = stats.invalidation_latency;
+    auto get = [&](const char* k) { return l.contains(k) ? l.at(k) : 0; };
+    out += fmt::format("  invalidation by {}: close-to-delete latency", stats.invalidation);
+    out += get("samples") == 0 ? " -\n"
+                               : fmt::format(" p50 {} us, p99 {} us (last {} applied)\n", get("p50_us"),
+                                             get("p99_us"), get("samples"));
+  }
 
   out += "\nper VIP and node\n";
   std::vector<std::vector<std::string>> rows;

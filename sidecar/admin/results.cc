@@ -104,13 +104,20 @@ void from_json(const json& j, VipStats& v) {
 }
 
 void to_json(json& j, const StatsResult& v) {
-  j = {{"node", v.node}, {"node_id", v.node_id}, {"counters", v.counters}, {"vips", v.vips}};
+  j = {{"node", v.node},
+       {"node_id", v.node_id},
+       {"counters", v.counters},
+       {"vips", v.vips},
+       {"invalidation", v.invalidation},
+       {"invalidation_latency", v.invalidation_latency}};
 }
 void from_json(const json& j, StatsResult& v) {
   read(j, "node", v.node);
   read(j, "node_id", v.node_id);
   read(j, "counters", v.counters);
   read(j, "vips", v.vips);
+  read(j, "invalidation", v.invalidation);
+  read(j, "invalidation_latency", v.invalidation_latency);
 }
 
 void to_json(json& j, const NodeRow& v) {

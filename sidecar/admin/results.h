@@ -69,6 +69,11 @@ struct StatsResult {
   std::uint32_t node_id = 0;
   NamedCounters counters;
   std::vector<VipStats> vips;
+  // conntrack.invalidation, and the close-to-delete latency of the last
+  // invalidations applied here ("p50_us", "p99_us", "samples"); empty
+  // before any.
+  std::string invalidation;
+  Counts invalidation_latency;
 };
 
 struct NodeRow {

@@ -211,6 +211,21 @@ TEST_CASE("a mid-stream packet without a connection entry follows Maglev and is 
   CHECK(lb.run(f.build()).verdict == XDP_TX);
 }
 
+TEST_CASE("a FIN or RST without a connection entry follows Maglev and leaves no entry") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kPeer);
+  for (std::uint8_t flags : {std::uint8_t(test::kFin | test::kAck), std::uint8_t(test::kRst),
+                             std::uint8_t(test::kRst | test::kAck)}) {
+    CAPTURE(int{flags});
+    Frame f = syn_to_vip();
+    f.tcp_flags = flags;
+    CHECK(lb.run(f.build()).verdict == XDP_TX);
+    auto ct = lb.maps().conntrack(flow_of(f));
+    REQUIRE(ct.has_value());
+    CHECK_FALSE(ct->has_value());
+  }
+}
+
 TEST_CASE("FIN and RST seen on a flow are recorded in its connection entry") {
   Lb lb;
   lb.vip_all("10.100.0.1", 80, kSelf);

@@ -109,11 +109,14 @@ TEST_SUITE("invalidator" * doctest::skip(cannot_run())) {
     // Served and received here: nothing to send.
     a.invalidator->on_close(
         mixlb_close_event{.flow = flow(400), .at_ns = at, .flags = MIXLB_CLOSE_EV_DELETED});
+    mixlb_flow_key check = flow(500);  // A's health check of its own VIP
+    check.src[0] = check.dst[0];
+    a.invalidator->on_close(mixlb_close_event{.flow = check, .at_ns = at});
     run_until(io, [&] { return b.invalidator->counters().received_flows >= 201; });
 
     const auto& sent = a.invalidator->counters();
-    CHECK(sent.closes == 202);
-    CHECK(sent.local_only == 1);
+    CHECK(sent.closes == 203);
+    CHECK(sent.local_only == 2);
     CHECK(sent.sent_flows == 201);
     CHECK(sent.sent_messages == 3);  // 201 IPv4 flows of 14 bytes: three datagrams of 1,400
     const auto& got = b.invalidator->counters();

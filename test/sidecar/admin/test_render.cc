@@ -256,6 +256,19 @@ TEST_SUITE("admin") {
     CHECK(render("stats", kStatus) == expected);
   }
 
+  TEST_CASE("render_stats names the invalidation mode and its latency, or a dash before any") {
+    json with = kStatus;
+    with["invalidation"] = "multicast";
+    with["invalidation_latency"] = json{{"p50_us", 850}, {"p99_us", 3900}, {"samples", 4096}};
+    CHECK(render("stats", with).find("  fib     no_neigh 2  success 42\n"
+                                     "  invalidation by multicast: close-to-delete latency p50 850 us, "
+                                     "p99 3900 us (last 4096 applied)\n") != std::string::npos);
+    with["invalidation_latency"] = json::object();
+    CHECK(render("stats", with).find("  invalidation by multicast: close-to-delete latency -\n") !=
+          std::string::npos);
+    CHECK(render("stats", kStatus).find("invalidation") == std::string::npos);
+  }
+
   TEST_CASE("render_stats copes with nothing counted and missing fields") {
     json quiet = kStatus;
     quiet["counters"]["drops"] = json{{"no_backend", 0}, {"redirect", 0}};

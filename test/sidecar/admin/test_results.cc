@@ -50,6 +50,8 @@ StatsResult full_stats() {
   vip.counters = VipPackets{1, 74, 2, 148, 3, 222, {{"no_backend", 4}}};
   vip.per_node = std::vector<NodePackets>{{"mix1", true, 1, 74}, {"mix2", false, 2, 148}};
   s.vips = {vip};
+  s.invalidation = "targeted";
+  s.invalidation_latency = {{"p50_us", 900}, {"p99_us", 4100}, {"samples", 812}};
   return s;
 }
 
@@ -61,7 +63,8 @@ const json kFullStats = json::parse(R"({
            "counters":{"local_pkts":1,"local_bytes":74,"fwd_pkts":2,"fwd_bytes":148,
                        "from_peer_pkts":3,"from_peer_bytes":222,"drops":{"no_backend":4}},
            "per_node":[{"name":"mix1","self":true,"pkts":1,"bytes":74},
-                       {"name":"mix2","self":false,"pkts":2,"bytes":148}]}]})");
+                       {"name":"mix2","self":false,"pkts":2,"bytes":148}]}],
+  "invalidation":"targeted","invalidation_latency":{"p50_us":900,"p99_us":4100,"samples":812}})");
 
 TEST_SUITE("admin") {
   TEST_CASE("stats and status results keep every field on the wire") {
