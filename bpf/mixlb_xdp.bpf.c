@@ -92,7 +92,7 @@ int mixlb_xdp(struct xdp_md *ctx)
 		stats_count(MIXLB_CNT_ICMP_ERROR);
 
 	if (node == mixlb_self_node_id) {
-		if (!entry)
+		if (!entry && !mixlb_dry_run && ct_local_alive(ctx, &pkt))
 			ct_insert(&pkt, vip_id, node, MIXLB_SELF_STATS_SLOT);
 		if (stats) {
 			stats->local_pkts += 1;

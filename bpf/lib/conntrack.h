@@ -23,7 +23,10 @@
  *     it carries FIN or RST: such a packet ends a connection (often one whose
  *     entry an invalidation has just deleted: a retransmitted FIN, a late
  *     RST), so it is forwarded by the same Maglev answer but leaves no entry
- *     behind for the sweeper to find.
+ *     behind for the sweeper to find. And a mid-stream packet of a flow
+ *     served here is pinned only while the local stack holds a connection
+ *     for it (ct_local_alive): an ACK or a window update that arrives after
+ *     the close deleted the entry finds a timewait socket or the listener.
  *   - UDP: the first packet creates the entry.
  *   - A hit ORs in the TCP flags seen and refreshes last_seen_ns (coarse
  *     clock, at most every MIXLB_CT_TOUCH_NS, so hits stay read-mostly).
@@ -95,4 +98,41 @@ static __always_inline void ct_record_origin(const struct lb_packet *pkt, __u32 
 	if (mixlb_dry_run || pkt->kind != LB_KIND_FLOW)
 		return;
 	bpf_map_update_elem(&mixlb_origins, &pkt->flow, &peer, BPF_ANY);
+}
+
+/*
+ * A TCP packet that missed and is served here, not a SYN: does the local
+ * stack still hold its connection? Only then is it worth an entry. A lookup
+ * that finds no connection falls back to the listener; a closed one leaves a
+ * timewait socket.
+ */
+static __always_inline bool ct_local_alive(struct xdp_md *ctx, const struct lb_packet *pkt)
+{
+	struct bpf_sock_tuple tuple = {};
+	struct bpf_sock *sk;
+	__u32 size;
+	bool alive;
+
+	if (pkt->flow.proto != LB_IPPROTO_TCP || pkt->is_syn || pkt->kind != LB_KIND_FLOW)
+		return true;
+	if (pkt->flow.family == MIXLB_AF_INET) {
+		tuple.ipv4.saddr = pkt->flow.src[0];
+		tuple.ipv4.daddr = pkt->flow.dst[0];
+		tuple.ipv4.sport = pkt->flow.sport;
+		tuple.ipv4.dport = pkt->flow.dport;
+		size = sizeof(tuple.ipv4);
+	} else {
+		__builtin_memcpy(tuple.ipv6.saddr, pkt->flow.src, sizeof(tuple.ipv6.saddr));
+		__builtin_memcpy(tuple.ipv6.daddr, pkt->flow.dst, sizeof(tuple.ipv6.daddr));
+		tuple.ipv6.sport = pkt->flow.sport;
+		tuple.ipv6.dport = pkt->flow.dport;
+		size = sizeof(tuple.ipv6);
+	}
+	sk = bpf_skc_lookup_tcp(ctx, &tuple, size, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return false;
+	alive = sk->state != BPF_TCP_LISTEN && sk->state != BPF_TCP_TIME_WAIT &&
+		sk->state != BPF_TCP_CLOSE;
+	bpf_sk_release(sk);
+	return alive;
 }

@@ -4,6 +4,11 @@
 // Forwarding needs bpf_fib_lookup to see real devices, routes and neighbours;
 // netns_fixture.h builds them in a private network namespace. Without root or
 // BPF, every case here reports skipped with the reason.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <string>
 
@@ -224,6 +229,55 @@ TEST_CASE("a FIN or RST without a connection entry follows Maglev and leaves no 
     REQUIRE(ct.has_value());
     CHECK_FALSE(ct->has_value());
   }
+}
+
+TEST_CASE("a mid-stream packet served here is pinned only while the local stack holds its connection") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kSelf);
+  // No connection: an ACK after a close (the entry deleted) is passed to
+  // the stack and leaves no entry.
+  Frame stray = syn_to_vip();
+  stray.tcp_flags = test::kAck;
+  CHECK(lb.run(stray.build()).verdict == XDP_PASS);
+  auto ct = lb.maps().conntrack(flow_of(stray));
+  REQUIRE(ct.has_value());
+  CHECK_FALSE(ct->has_value());
+
+  // A live connection 10.0.0.1 -> 10.100.0.1:80 in this namespace: its
+  // mid-stream packet is pinned.
+  sh("ip addr add 10.100.0.1/32 dev lo 2>/dev/null || true");
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  const int one = 1;
+  ::setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  sockaddr_in vip{};
+  vip.sin_family = AF_INET;
+  vip.sin_port = htons(80);
+  vip.sin_addr.s_addr = test::ip4("10.100.0.1");
+  REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&vip), sizeof(vip)) == 0);
+  REQUIRE(::listen(listener, 4) == 0);
+  const int client = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in from{};
+  from.sin_family = AF_INET;
+  from.sin_addr.s_addr = test::ip4("10.0.0.1");
+  REQUIRE(::bind(client, reinterpret_cast<sockaddr*>(&from), sizeof(from)) == 0);
+  REQUIRE(::connect(client, reinterpret_cast<sockaddr*>(&vip), sizeof(vip)) == 0);
+  const int server = ::accept(listener, nullptr, nullptr);
+  REQUIRE(server >= 0);
+  socklen_t len = sizeof(from);
+  ::getsockname(client, reinterpret_cast<sockaddr*>(&from), &len);
+  Frame live = syn_to_vip();
+  live.saddr = test::ip4("10.0.0.1");
+  live.sport = ntohs(from.sin_port);
+  live.tcp_flags = test::kAck;
+  CHECK(lb.run(live.build()).verdict == XDP_PASS);
+  ct = lb.maps().conntrack(flow_of(live));
+  REQUIRE(ct.has_value());
+  REQUIRE(ct->has_value());
+  CHECK(((*ct)->flags & MIXLB_CT_FROM_NON_SYN) != 0);
+  ::close(server);
+  ::close(client);
+  ::close(listener);
+  sh("ip addr del 10.100.0.1/32 dev lo");
 }
 
 TEST_CASE("FIN and RST seen on a flow are recorded in its connection entry") {
