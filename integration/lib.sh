@@ -362,7 +362,7 @@ invalidation = "${MIXLB_INVALIDATION:-targeted}"
 # close) does not leave an entry for long (run.sh, v).
 sweep_interval_ms = 500
 udp_idle_ms = 2000
-tcp_closing_idle_ms = 5000
+tcp_closing_idle_ms = ${MIXLB_TCP_CLOSING_IDLE_MS:-5000}
 
 [health]
 kind = "http"

@@ -18,7 +18,9 @@
 #   h. the same for the IPv6 UDP VIP;
 #   s. the sweeper removes those UDP flows' entries once they are idle;
 #   v. invalidation, in each mode: after many short connections from every
-#      ingress node, no node's table holds an entry of them;
+#      ingress node, no node's table holds an entry of them; invalidations
+#      captured from the group by a host without the key, replayed or
+#      altered, are refused by every node;
 #   i. (b) for an IPv6 connection;
 #   j. gossip: every node lists the three members alive, healthy, in its
 #      tables, with the six VIP ports each serves;
@@ -365,6 +367,14 @@ scenario_invalidation() {
 		done
 		count=10000
 		[ "$mode" = gossip ] && count=300
+		# A host of the segment without the key (the router) listens in.
+		local capture_pid=""
+		if [ "$mode" = multicast ]; then
+			nsenter --net="$(mixlb_netns router)" -- "$MIXLB_TESTNODE" mcast-capture --group 224.0.0.88:9066 \
+				--via 10.0.0.1 --count 20 --timeout-ms 30000 >"$MIXLB_TMP/inval.captured" 2>"$MIXLB_TMP/inval.capture.log" &
+			capture_pid=$!
+			MIXLB_OTHER_PIDS+=("$capture_pid")
+		fi
 		nsenter --net="$(mixlb_netns client)" -- "$MIXLB_TESTNODE" load --to "$MIXLB_VIP:$MIXLB_HTTP_PORT" \
 			--workers 8 --seconds 120 --count "$count" >"$MIXLB_TMP/inval.$mode.load" 2>&1 ||
 			{ mixlb_log_file "$MIXLB_TMP/inval.$mode.load" 5; mixlb_fail "$mode: requests failed"; rc=1; continue; }
@@ -396,8 +406,46 @@ scenario_invalidation() {
 		diag "$mode: ${line#load }"
 		diag "$mode: $left entries of them left in the tables ${waited} ms after the last close;$applied"
 		[ "$left" -eq 0 ] || { mixlb_fail "$mode: $left entries left after 30 s"; rc=1; }
+		if [ -n "$capture_pid" ]; then replay_invalidations "$capture_pid" || rc=1; fi
 	done
 	return $rc
+}
+
+# inval_sum COUNTER: an inval_* counter summed over the nodes.
+inval_sum() {
+	local n sum=0
+	for n in "${MIXLB_NODES[@]}"; do
+		sum=$((sum + $(mixlb_ctl "$n" stats --json | mixlb_json "d['counters']['events']['inval_$1']")))
+	done
+	echo "$sum"
+}
+
+# v (multicast): the router, a host of the segment without the key, sends
+# the invalidations it captured again, and the same with a byte changed:
+# every node refuses each (as a replay, or as its own; as unauthenticated),
+# and takes no flow of them.
+replay_invalidations() {
+	local captured replayed forged before_r before_u before_f before_s
+	wait "$1" || { mixlb_log_file "$MIXLB_TMP/inval.capture.log" 5; mixlb_fail "nothing captured from the group"; return 1; }
+	captured=$(wc -l <"$MIXLB_TMP/inval.captured")
+	before_r=$(inval_sum refused_replayed)
+	before_u=$(inval_sum refused_unauthenticated)
+	before_s=$(inval_sum refused_unknown_sender)
+	before_f=$(inval_sum received_flows)
+	nsenter --net="$(mixlb_netns router)" -- "$MIXLB_TESTNODE" mcast-send --group 224.0.0.88:9066 --via 10.0.0.1 \
+		<"$MIXLB_TMP/inval.captured" >/dev/null || { mixlb_fail "replaying failed"; return 1; }
+	nsenter --net="$(mixlb_netns router)" -- "$MIXLB_TESTNODE" mcast-send --group 224.0.0.88:9066 --via 10.0.0.1 \
+		--forge 1 <"$MIXLB_TMP/inval.captured" >/dev/null || { mixlb_fail "forging failed"; return 1; }
+	sleep 0.5
+	replayed=$(($(inval_sum refused_replayed) - before_r))
+	forged=$(($(inval_sum refused_unauthenticated) - before_u))
+	local own=$(($(inval_sum refused_unknown_sender) - before_s)) taken=$(($(inval_sum received_flows) - before_f))
+	diag "multicast: $captured datagrams captured by a host without the key; sent again: $replayed refusals as" \
+		"replays, $own by their own sender; with a byte changed: $forged refused unauthenticated; flows taken: $taken"
+	[ "$replayed" -eq $((2 * captured)) ] || { mixlb_fail "$replayed replay refusals, not 2 x $captured"; return 1; }
+	[ "$own" -eq "$captured" ] || { mixlb_fail "$own refusals by the sender, not $captured"; return 1; }
+	[ "$forged" -eq $((3 * captured)) ] || { mixlb_fail "$forged forgeries refused, not 3 x $captured"; return 1; }
+	[ "$taken" -eq 0 ] || { mixlb_fail "the nodes took $taken flows of replayed or forged invalidations"; return 1; }
 }
 
 # b, i: one connection to ENDPOINT (the VIP's line port) while the router
@@ -858,7 +906,7 @@ mixlb_tap $? "h: IPv6 UDP: each socket answered by one node from the VIP, all no
 scenario_sweep
 mixlb_tap $? "s: the sweeper removes the UDP flows of g and h once idle (udp_idle_ms), on every node"
 scenario_invalidation
-mixlb_tap $? "v: invalidation by multicast, broadcast, gossip and targeted: no entry of 10 000 short connections (300 by gossip) left on any node"
+mixlb_tap $? "v: invalidation by multicast, broadcast, gossip and targeted: no entry of 10 000 short connections (300 by gossip) left on any node; replayed and forged invalidations refused"
 scenario_shuffle "[$MIXLB_VIP6]:$MIXLB_LINE_PORT" "[$MIXLB_VIP6]:$MIXLB_LINE_PORT/tcp" shuffle6
 mixlb_tap $? "i: an IPv6 connection survives ECMP moving its ingress, and was forwarded"
 scenario_members

@@ -106,6 +106,8 @@ const char* const kUsage =
     "--interval-ms I\n"
     "       mixlb-testnode load --to ADDR:PORT --workers W --seconds S [--pause-ms 0] [--count N]\n"
     "       mixlb-testnode udp --to ADDR:PORT --count N [--sport P] [--timeout-ms 1000]\n"
+    "       mixlb-testnode mcast-capture --group GROUP:PORT --via IPV4 --count N --timeout-ms T\n"
+    "       mixlb-testnode mcast-send --group GROUP:PORT --via IPV4 [--forge 1]\n"
     "ADDR is an IPv4 address or an IPv6 address in brackets; --udp-port 0 serves no UDP.\n";
 
 [[noreturn]] void usage_error(const std::string& message) {
@@ -1040,6 +1042,87 @@ int run_udp(Flags flags) {
   return 0;
 }
 
+// ---------------------------------------------------------------- mcast-capture / mcast-send
+//
+// What a host on the segment without the cluster's key can do with the
+// multicast invalidations: capture them (one hex line per datagram on
+// stdout, up to --count within --timeout-ms), and send lines of hex from
+// stdin to the group again, as they were or (--forge 1) with one byte of
+// their ciphertext changed.
+
+int group_socket(const Endpoint& group, const std::string& via, bool join) {
+  if (group.family() != AF_INET) usage_error("--group must be an IPv4 group");
+  const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+  if (fd < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
+  in_addr local{};
+  if (::inet_pton(AF_INET, via.c_str(), &local) != 1) usage_error("--via must be an IPv4 address");
+  if (join) {
+    const int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (::bind(fd, group.get(), group.length) != 0)
+      throw std::runtime_error(std::string("bind to the group: ") + std::strerror(errno));
+    ip_mreq m{};
+    m.imr_multiaddr = reinterpret_cast<const sockaddr_in*>(group.get())->sin_addr;
+    m.imr_interface = local;
+    if (::setsockopt(fd, IPPROTO_IP, IP_ADD_MEMBERSHIP, &m, sizeof(m)) != 0)
+      throw std::runtime_error(std::string("joining the group: ") + std::strerror(errno));
+  } else if (::setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &local, sizeof(local)) != 0) {
+    throw std::runtime_error(std::string("IP_MULTICAST_IF: ") + std::strerror(errno));
+  }
+  return fd;
+}
+
+int run_mcast_capture(Flags flags) {
+  const Endpoint group = parse_endpoint(flags.require("group"), "group");
+  const std::string via = flags.require("via");
+  const auto count = flags.number<unsigned>("count", std::nullopt, 1, 100000);
+  const auto timeout = milliseconds(flags.number<unsigned>("timeout-ms", std::nullopt, 1, 600000));
+  flags.finish();
+  const int fd = group_socket(group, via, true);
+  const auto deadline = Clock::now() + timeout;
+  unsigned got = 0;
+  std::vector<std::uint8_t> buf(65536);
+  while (got < count) {
+    pollfd pfd{fd, POLLIN, 0};
+    const int ready = ::poll(&pfd, 1, ms_until(deadline));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) break;
+    const ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
+    if (n <= 0) continue;
+    for (ssize_t i = 0; i < n; ++i) std::printf("%02x", buf[static_cast<std::size_t>(i)]);
+    std::printf("\n");
+    ++got;
+  }
+  std::fflush(stdout);
+  std::fprintf(stderr, "mcast-capture: %u datagram(s)\n", got);
+  return got > 0 ? 0 : 1;
+}
+
+int run_mcast_send(Flags flags) {
+  const Endpoint group = parse_endpoint(flags.require("group"), "group");
+  const std::string via = flags.require("via");
+  const bool forge = flags.number<unsigned>("forge", 0, 0, 1) == 1;
+  flags.finish();
+  const int fd = group_socket(group, via, false);
+  char line[140000];
+  unsigned sent = 0;
+  while (std::fgets(line, sizeof(line), stdin)) {
+    std::vector<std::uint8_t> bytes;
+    for (std::size_t i = 0; line[i] && line[i + 1] && line[i] != '\n'; i += 2) {
+      unsigned b = 0;
+      if (std::sscanf(line + i, "%2x", &b) != 1) break;
+      bytes.push_back(static_cast<std::uint8_t>(b));
+    }
+    if (bytes.empty()) continue;
+    if (forge) bytes[bytes.size() / 2] ^= 0x01;
+    if (::sendto(fd, bytes.data(), bytes.size(), 0, group.get(), group.length) ==
+        static_cast<ssize_t>(bytes.size()))
+      ++sent;
+  }
+  std::printf("mcast-send: %u datagram(s)%s\n", sent, forge ? " (forged)" : "");
+  return sent > 0 ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -1055,6 +1138,8 @@ int main(int argc, char** argv) {
       return run_load(Flags(argc, argv, 2));
     }
     if (command == "udp") return run_udp(Flags(argc, argv, 2));
+    if (command == "mcast-capture") return run_mcast_capture(Flags(argc, argv, 2));
+    if (command == "mcast-send") return run_mcast_send(Flags(argc, argv, 2));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mixlb-testnode: %s\n", e.what());
     return 1;
