@@ -174,9 +174,9 @@ const KeySpec kKeys[] = {
     {.path = "conntrack.sweep_interval_ms", .type = KeyType::kInteger, .default_text = "`10000`",
      .allowed = "0 (no sweeping), or 100..3600000",
      .help = "How often the sweeper walks the connection table and removes the entries idle "
-             "longer than the timeouts below: the flows whose end the data path never saw (a "
-             "UDP flow has no end; a TCP close is seen only from the client's side). The walk "
-             "runs on a thread of its own; `./dev bench metrics` prints its cost on a full "
+             "longer than the timeouts below: the flows whose end nothing else saw (a UDP flow "
+             "has no end; a TCP close that close tracking or invalidation missed). The walk "
+             "runs on a thread of its own; `./dev bench conntrack` prints its cost on a full "
              "table.",
      .min = 0, .max = 3600000, .integer = MIXLB_INTEGER(conntrack.sweep_interval_ms)},
     {.path = "conntrack.udp_idle_ms", .type = KeyType::kInteger, .default_text = "`120000`",
