@@ -14,8 +14,10 @@
 #      naming the three sidecars, scrapes all three (up == 1);
 #   5. its query for the VIP's packets returns one series per node, each
 #      above 0, and every node that served requests has packets in the
-#      per-(VIP, node) series summed over the cluster; every node's
-#      connection-table census, taken at every scrape, counts the flows;
+#      per-(VIP, node) series summed over the cluster; the invalidation
+#      families count the entries of the closed requests deleted; every
+#      node's connection-table census, taken at every scrape, counts the
+#      flows of 30 open connections;
 #   6. every node reports three gossip members alive and its app healthy.
 # Prometheus keeps its data in the run's temp dir; the teardown of lib.sh
 # ends it with everything else, also on failure.
@@ -199,8 +201,23 @@ scenario_packets() {
 		awk -v n="node=$n" '$2 == n && $3 > 0 { found = 1 } END { exit !found }' <<<"$PROM_LAST" ||
 			{ mixlb_fail "$n served requests to $HTTP_VIP_LABEL but has no packets in $expr"; rc=1; }
 	done
+	# The closed flows of scenario 3 left no entry (close tracking and
+	# invalidation); the invalidation families count what they did.
+	expr='sum(mixlb_invalidation_flows_total{outcome="applied"})'
+	if prom_wait "$expr" 1 gt 0 10; then
+		mixlb_log "$expr: ${PROM_LAST//$'\n'/; }"
+	else
+		mixlb_fail "$expr is not above 0: ${PROM_LAST//$'\n'/; }"
+		rc=1
+	fi
 	# The census runs at each scrape (on its own thread): a series per node
-	# that counts the flows the requests left.
+	# that counts the flows of 30 open connections, which enter at every
+	# node by the router's ECMP.
+	local hold=$MIXLB_TMP/census.hold
+	nsenter --net="$(mixlb_netns client)" -- "$MIXLB_TESTNODE" hold-many --connect "$MIXLB_VIP:$MIXLB_LINE_PORT" \
+		--connections 30 --seconds 12 --interval-ms 500 >"$hold" 2>&1 &
+	local hold_pid=$!
+	MIXLB_OTHER_PIDS+=("$hold_pid")
 	expr='mixlb_conntrack_entries'
 	if prom_wait "$expr" 3 gt 0 10; then
 		mixlb_log "$expr: ${PROM_LAST//$'\n'/; }"
@@ -208,6 +225,7 @@ scenario_packets() {
 		mixlb_fail "$expr is not one series above 0 per node: ${PROM_LAST//$'\n'/; }"
 		rc=1
 	fi
+	wait "$hold_pid" || { mixlb_log_file "$hold" 5; mixlb_fail "the open connections failed"; rc=1; }
 	return $rc
 }
 
@@ -252,7 +270,7 @@ run "2: every sidecar serves /metrics on its node address, status names it, prom
 	scenario_served
 run "3: HTTP requests through the IPv4 and IPv6 VIPs all succeed" scenario_traffic
 run "4: a real prometheus scrapes the three sidecars" scenario_scraped
-run "5: per-VIP packets: one series per node, each above 0; every serving node has per-(VIP, node) packets; census counts flows" \
+run "5: per-VIP packets: one series per node, each above 0; every serving node has per-(VIP, node) packets; invalidations counted; census counts open flows" \
 	scenario_packets
 run "6: every node reports 3 gossip members alive and its HTTP service check healthy" scenario_members
 mixlb_tap_end "$start_ms"

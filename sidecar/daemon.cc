@@ -546,6 +546,25 @@ metrics::MetricsSources Daemon::metrics_sources() {
     return std::vector<metrics::AppHealth>{{config_.node.name, !health_ || health_->healthy()}};
   };
   s.table_rebuilds = [this] { return resyncs_; };
+  s.lifecycle = [this] {
+    metrics::LifecycleFigures l;
+    l.sweeps = sweeps_;
+    l.swept = {{"udp_idle", swept_.udp_idle}, {"tcp_closing", swept_.tcp_closing}, {"tcp_idle", swept_.tcp_idle}};
+    if (close_tracker_) {
+      const CloseCounters c = close_tracker_->counters();
+      l.closes = {{{"seen", c.seen}, {"deleted", c.deleted}, {"ring_full", c.ring_full}}};
+    }
+    if (invalidator_) {
+      l.invalidation_mode = std::string(to_string(invalidator_->mode()));
+      for (const auto& [name, n] : invalidation_counter_list(invalidator_->counters()))
+        l.invalidation.emplace_back(std::string(name), n);
+      const LatencySummary latency = invalidator_->latency();
+      l.latency_samples = latency.samples;
+      l.latency_p50_seconds = latency.p50_us / 1e6;
+      l.latency_p99_seconds = latency.p99_us / 1e6;
+    }
+    return l;
+  };
   if (gossip_) {
     s.gossip_snapshot = [this](std::function<void(metrics::GossipSnapshotResult)> done) {
       gossip_->snapshot(std::move(done));

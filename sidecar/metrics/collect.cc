@@ -279,12 +279,69 @@ std::vector<AppHealth> app_health_of(const Membership& membership) {
   return out;
 }
 
+namespace {
+
+void write_lifecycle(const LifecycleFigures& l, Exposition& out) {
+  out.counter("mixlb_conntrack_sweeps_total", "Walks of the connection table by the sweeper.").add(l.sweeps);
+  auto& swept = out.counter("mixlb_conntrack_swept_total",
+                            "Entries the sweeper removed, by the rule that removed them.");
+  for (const auto& [reason, n] : l.swept) swept.add({{"reason", reason}}, n);
+  if (l.closes) {
+    auto& closes = out.counter("mixlb_close_events_total",
+                               "Local TCP sockets of a VIP that closed, by what close tracking did: seen, "
+                               "deleted (this node's entry of the flow), ring_full (the event was lost).");
+    for (const auto& [outcome, n] : *l.closes) closes.add({{"outcome", outcome}}, n);
+  }
+  // The invalidator's counters, by name (invalidation_counter_list), into
+  // families of one unit each.
+  const std::string& mode = l.invalidation_mode;
+  auto& messages = out.counter("mixlb_invalidation_messages_total",
+                               "Invalidation datagrams (or gossip events) sent by this node and received "
+                               "from the others.");
+  auto& flows = out.counter(
+      "mixlb_invalidation_flows_total",
+      "Flows through invalidation: closed here (closed), of them with nothing to send (local_only) or "
+      "sent to every peer for want of a known origin (fallback), named in what was sent (sent), "
+      "dropped beyond the backlog (dropped); named in what was received (received), of them deleted "
+      "here (applied) or without an entry pointing at the sender (unmatched).");
+  auto& errors = out.counter("mixlb_invalidation_send_errors_total",
+                             "Invalidation datagrams or events the kernel or the gossip layer refused.");
+  auto& refused = out.counter("mixlb_invalidations_refused_total",
+                              "Received invalidations refused, by reason.");
+  static constexpr std::pair<std::string_view, std::string_view> kFlows[] = {
+      {"closes", "closed"},         {"local_only", "local_only"}, {"fallback", "fallback"},
+      {"sent_flows", "sent"},       {"dropped", "dropped"},       {"received_flows", "received"},
+      {"applied", "applied"},       {"unmatched", "unmatched"}};
+  for (const auto& [name, n] : l.invalidation) {
+    if (name == "sent_messages" || name == "received_messages") {
+      messages.add({{"mode", mode}, {"direction", name == "sent_messages" ? "sent" : "received"}}, n);
+    } else if (name == "send_errors") {
+      errors.add({{"mode", mode}}, n);
+    } else if (name.starts_with("refused_")) {
+      refused.add({{"mode", mode}, {"reason", name.substr(8)}}, n);
+    } else {
+      for (const auto& [counter, outcome] : kFlows)
+        if (name == counter) flows.add({{"mode", mode}, {"outcome", std::string(outcome)}}, n);
+    }
+  }
+  if (l.latency_samples > 0) {
+    auto& latency = out.gauge("mixlb_invalidation_latency_seconds",
+                              "Close on the serving node to delete here, over the last 8,192 entries "
+                              "deleted by invalidation, at the 50th and 99th percentile.");
+    latency.add({{"mode", mode}, {"percentile", "p50"}}, l.latency_p50_seconds);
+    latency.add({{"mode", mode}, {"percentile", "p99"}}, l.latency_p99_seconds);
+  }
+}
+
+}  // namespace
+
 void write_metrics(const MetricsFigures& figures, Exposition& out) {
   write_node(figures, out);
   write_vips(figures.datapath, out);
   write_global(figures.datapath.global, out);
   if (figures.conntrack) write_conntrack(*figures.conntrack, figures.datapath, out);
   write_gossip(figures.gossip, out);
+  if (figures.lifecycle) write_lifecycle(*figures.lifecycle, out);
 }
 
 std::string render_metrics(const MetricsFigures& figures) {

@@ -92,6 +92,19 @@ struct GossipFigures {
   std::optional<gossip::TransportSnapshot> snapshot;
 };
 
+// The connection life cycle as the sidecar keeps it: the sweeper, close
+// tracking and invalidation (sidecar/invalidator.h), by counter name.
+struct LifecycleFigures {
+  std::uint64_t sweeps = 0;
+  std::vector<std::pair<std::string, std::uint64_t>> swept;  // reason -> entries removed
+  // outcome -> closes; nullopt when the kernel refused close tracking
+  std::optional<std::vector<std::pair<std::string, std::uint64_t>>> closes;
+  std::string invalidation_mode;  // conntrack.invalidation as it runs
+  std::vector<std::pair<std::string, std::uint64_t>> invalidation;  // invalidation_counter_list()
+  std::size_t latency_samples = 0;
+  double latency_p50_seconds = 0, latency_p99_seconds = 0;
+};
+
 struct MetricsFigures {
   std::string node;
   std::string version;
@@ -104,6 +117,7 @@ struct MetricsFigures {
   std::vector<AppHealth> app_health;
   std::uint64_t table_rebuilds = 0;
   GossipFigures gossip;
+  std::optional<LifecycleFigures> lifecycle;  // nullopt: left out
 };
 
 void write_metrics(const MetricsFigures& figures, Exposition& out);

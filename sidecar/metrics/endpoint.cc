@@ -81,6 +81,7 @@ struct MetricsEndpoint::Gather {
     f.health = sources.health();
     f.app_health = sources.app_health();
     f.table_rebuilds = sources.table_rebuilds();
+    if (sources.lifecycle) f.lifecycle = sources.lifecycle();
     co_return render_metrics(f);
   }
 };

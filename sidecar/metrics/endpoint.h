@@ -56,6 +56,9 @@ struct MetricsSources {
   // Every member's app health as this node last heard it.
   std::function<std::vector<AppHealth>()> app_health;
   std::function<std::uint64_t()> table_rebuilds;
+  // The sweeper's, close tracking's and invalidation's counters; empty:
+  // their families are left out.
+  std::function<LifecycleFigures()> lifecycle;
   // Asks the gossip thread for a snapshot, answered through the callback on
   // any thread; empty when gossip is off.
   std::function<void(std::function<void(GossipSnapshotResult)>)> gossip_snapshot;

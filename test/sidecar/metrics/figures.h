@@ -23,6 +23,21 @@ inline metrics::MetricsFigures realistic_figures() {
   f.table_rebuilds = 17;
   f.health = {{"app", true}};
   f.app_health = {{"mix1", true}, {"mix2", true}, {"mix3", false}};
+  metrics::LifecycleFigures l;
+  l.sweeps = 360;
+  l.swept = {{"udp_idle", 120}, {"tcp_closing", 14}, {"tcp_idle", 2}};
+  l.closes = {{{"seen", 5200}, {"deleted", 1730}, {"ring_full", 0}}};
+  l.invalidation_mode = "targeted";
+  l.invalidation = {{"closes", 5200},          {"local_only", 1730},     {"fallback", 3},
+                    {"sent_messages", 410},    {"sent_flows", 3470},     {"send_errors", 0},
+                    {"dropped", 0},            {"received_messages", 395}, {"received_flows", 3390},
+                    {"applied", 3385},         {"unmatched", 5},         {"refused_unauthenticated", 2},
+                    {"refused_malformed", 0},  {"refused_replayed", 1},  {"refused_stale", 0},
+                    {"refused_unknown_sender", 0}};
+  l.latency_samples = 3385;
+  l.latency_p50_seconds = 0.0008;
+  l.latency_p99_seconds = 0.0036;
+  f.lifecycle = l;
 
   auto& d = f.datapath;
   d.table_publications = 42;
