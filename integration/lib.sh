@@ -347,6 +347,7 @@ log_level = "info"
 
 [datapath]
 xdp_mode = "$MIXLB_XDP_MODE"
+conntrack_entries = ${MIXLB_CT_ENTRIES:-65536}
 
 [gossip]
 keyring = "$(mixlb_keyring "$node")"

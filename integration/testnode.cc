@@ -70,6 +70,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <random>
 #include <cerrno>
 #include <charconv>
 #include <chrono>
@@ -108,6 +109,7 @@ const char* const kUsage =
     "       mixlb-testnode udp --to ADDR:PORT --count N [--sport P] [--timeout-ms 1000]\n"
     "       mixlb-testnode mcast-capture --group GROUP:PORT --via IPV4 --count N --timeout-ms T\n"
     "       mixlb-testnode mcast-send --group GROUP:PORT --via IPV4 [--forge 1]\n"
+    "       mixlb-testnode synflood --from IPV4 --to IPV4:PORT --count N\n"
     "ADDR is an IPv4 address or an IPv6 address in brackets; --udp-port 0 serves no UDP.\n";
 
 [[noreturn]] void usage_error(const std::string& message) {
@@ -1123,6 +1125,64 @@ int run_mcast_send(Flags flags) {
   return sent > 0 ? 0 : 1;
 }
 
+// ---------------------------------------------------------------- synflood
+//
+// N SYNs from --from (each from another source port, none with a socket
+// behind it) to --to, through a raw socket, as fast as it can send: what
+// fills a connection table with flows that never become connections.
+
+std::uint16_t inet_checksum(const std::uint8_t* data, std::size_t len, std::uint32_t sum = 0) {
+  for (std::size_t i = 0; i + 1 < len; i += 2) sum += std::uint32_t(data[i]) << 8 | data[i + 1];
+  if (len & 1) sum += std::uint32_t(data[len - 1]) << 8;
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<std::uint16_t>(~sum);
+}
+
+int run_synflood(Flags flags) {
+  in_addr from{};
+  if (::inet_pton(AF_INET, flags.require("from").c_str(), &from) != 1) usage_error("--from must be an IPv4 address");
+  const Endpoint to = parse_endpoint(flags.require("to"), "to");
+  if (to.family() != AF_INET) usage_error("--to must be IPv4");
+  const auto count = flags.number<unsigned>("count", std::nullopt, 1, 100000000);
+  flags.finish();
+  const int fd = ::socket(AF_INET, SOCK_RAW, IPPROTO_RAW);
+  if (fd < 0) throw std::runtime_error(std::string("raw socket: ") + std::strerror(errno));
+  const auto* dst = reinterpret_cast<const sockaddr_in*>(to.get());
+  std::uint8_t pkt[40] = {};
+  pkt[0] = 0x45;
+  pkt[3] = 40;  // total length
+  pkt[8] = 64;  // TTL
+  pkt[9] = IPPROTO_TCP;
+  std::memcpy(pkt + 12, &from, 4);
+  std::memcpy(pkt + 16, &dst->sin_addr, 4);
+  std::memcpy(pkt + 22, &dst->sin_port, 2);
+  pkt[32] = 5 << 4;  // data offset
+  pkt[33] = 0x02;    // SYN
+  pkt[34] = 0xff;    // window
+  std::mt19937 rng(static_cast<unsigned>(::getpid()));
+  unsigned sent = 0;
+  const auto start = Clock::now();
+  for (unsigned i = 0; i < count; ++i) {
+    const std::uint16_t sport = static_cast<std::uint16_t>(1024 + rng() % 64000);
+    const std::uint32_t seq = static_cast<std::uint32_t>(rng());
+    pkt[20] = static_cast<std::uint8_t>(sport >> 8);
+    pkt[21] = static_cast<std::uint8_t>(sport);
+    for (int b = 0; b < 4; ++b) pkt[24 + b] = static_cast<std::uint8_t>(seq >> (24 - 8 * b));
+    pkt[36] = pkt[37] = 0;
+    // The pseudo-header: addresses, protocol, TCP length.
+    std::uint32_t sum = 0;
+    for (int k = 12; k < 20; k += 2) sum += std::uint32_t(pkt[k]) << 8 | pkt[k + 1];
+    sum += IPPROTO_TCP + 20;
+    const std::uint16_t tcp_sum = inet_checksum(pkt + 20, 20, sum);
+    pkt[36] = static_cast<std::uint8_t>(tcp_sum >> 8);
+    pkt[37] = static_cast<std::uint8_t>(tcp_sum);
+    if (::sendto(fd, pkt, sizeof(pkt), 0, to.get(), to.length) == sizeof(pkt)) ++sent;
+  }
+  const double s = std::chrono::duration<double>(Clock::now() - start).count();
+  std::printf("synflood sent %u of %u in %.2f s\n", sent, count, s);
+  return sent == count ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -1140,6 +1200,7 @@ int main(int argc, char** argv) {
     if (command == "udp") return run_udp(Flags(argc, argv, 2));
     if (command == "mcast-capture") return run_mcast_capture(Flags(argc, argv, 2));
     if (command == "mcast-send") return run_mcast_send(Flags(argc, argv, 2));
+    if (command == "synflood") return run_synflood(Flags(argc, argv, 2));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mixlb-testnode: %s\n", e.what());
     return 1;
