@@ -36,7 +36,7 @@ int mixlb_xdp(struct xdp_md *ctx)
 {
 	struct mixlb_vip_value *vip;
 	struct mixlb_vip_stats *stats;
-	struct mixlb_ct_value *entry;
+	struct mixlb_ct_value *entry, *half = NULL;
 	struct lb_packet pkt;
 	__u32 node = MIXLB_NODE_NONE, vip_id, slot_hint = MIXLB_SELF_STATS_SLOT;
 	__u32 slot = MIXLB_SELF_STATS_SLOT, flags = MIXLB_DECIDED_VIP, peer;
@@ -67,14 +67,20 @@ int mixlb_xdp(struct xdp_md *ctx)
 
 	/* A SYN opens a new connection: the current tables decide it, even over
 	 * an entry of an earlier connection with the same 5-tuple (see
-	 * conntrack.h); its insert below replaces that entry. */
+	 * conntrack.h); its insert below replaces that entry. The second packet
+	 * of a flow finds the first one's decision in the half-open table. */
 	entry = pkt.is_syn ? NULL : ct_lookup(&pkt);
-	if (entry) {
+	if (!entry)
+		half = ct_half_open(&pkt);
+	if (entry || half) {
+		struct mixlb_ct_value *known = entry ? entry : half;
+
 		flags |= MIXLB_DECIDED_CT_HIT;
-		node = entry->node_id;
-		vip_id = entry->vip_id;
-		slot_hint = entry->stats_slot;
-		ct_touch(entry, &pkt);
+		node = known->node_id;
+		vip_id = known->vip_id;
+		slot_hint = known->stats_slot;
+		if (entry)
+			ct_touch(entry, &pkt);
 		stats = stats_vip(vip_id);
 	} else {
 		vip = vip_lookup(&pkt);
@@ -92,7 +98,11 @@ int mixlb_xdp(struct xdp_md *ctx)
 		stats_count(MIXLB_CNT_ICMP_ERROR);
 
 	if (node == mixlb_self_node_id) {
-		if (!entry && !mixlb_dry_run && ct_local_alive(ctx, &pkt))
+		if (half)
+			ct_promote(&pkt, half);
+		else if (!entry && (pkt.is_syn || pkt.flow.proto == LB_IPPROTO_UDP))
+			ct_insert_new(&pkt, vip_id, node, MIXLB_SELF_STATS_SLOT);
+		else if (!entry && !mixlb_dry_run && ct_local_alive(ctx, &pkt))
 			ct_insert(&pkt, vip_id, node, MIXLB_SELF_STATS_SLOT);
 		if (stats) {
 			stats->local_pkts += 1;
@@ -104,7 +114,11 @@ int mixlb_xdp(struct xdp_md *ctx)
 
 	ret = fwd_l2_dsr(ctx, &pkt, node, slot_hint, &slot);
 	/* A new flow is pinned to its node even when this packet cannot leave. */
-	if (!entry)
+	if (half)
+		ct_promote(&pkt, half);
+	else if (!entry && (pkt.is_syn || pkt.flow.proto == LB_IPPROTO_UDP))
+		ct_insert_new(&pkt, vip_id, node, slot);
+	else if (!entry)
 		ct_insert(&pkt, vip_id, node, slot);
 	if (ret < 0)
 		goto drop;

@@ -31,6 +31,7 @@ DatapathSettings datapath_settings(const Config& config) {
   s.ring_size = config.datapath.maglev_table_size;
   s.max_vips = config.datapath.max_vips;
   s.conntrack_entries = config.datapath.conntrack_entries;
+  s.half_open_entries = config.datapath.half_open_entries;
   s.max_nodes = config.datapath.max_nodes;
   s.pin_dir = config.node.bpffs_dir + "/" + config.node.name;
   return s;

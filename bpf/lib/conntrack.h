@@ -10,14 +10,25 @@
  * change. It is consulted before the VIP map: an established packet needs
  * one hash lookup, and the entry says which VIP it belongs to.
  *
+ * Live flows first: a new flow's decision goes into a table of its own,
+ * mixlb_ct_new (half-open flows: a TCP SYN, a UDP flow's first datagram,
+ * an LRU of datapath.half_open_entries), and moves to the connection table
+ * with the flow's second packet (the handshake's ACK, the second datagram).
+ * A SYN flood or a port scan then churns only the half-open table; it
+ * cannot push the idle established flows out of the connection table.
+ *
  * Policy (docs/architecture.md, tested in test/bpf/):
- *   - TCP: a SYN creates the entry. A SYN is never looked up: it starts a
- *     new connection, which the current tables place, and its insert
- *     replaces any entry of an earlier connection that used the same
- *     5-tuple (a client reusing a source port must not follow a node that
- *     has since been drained, failed its health check or left). The price,
- *     as in Katran: a SYN retransmitted across a table change may land on
- *     another node than the first copy. A non-SYN packet that misses (a flow
+ *   - TCP: a SYN's decision goes into the half-open table; the first
+ *     packet after it, found there, moves it to the connection table with
+ *     the node the SYN got, whatever the tables say since -- unless that
+ *     packet is a RST or FIN, which ends the half-open flow instead. A SYN is never
+ *     looked up: it starts a new connection, which the current tables
+ *     place. When the connection table already holds an entry of the same
+ *     5-tuple (an earlier connection's), the SYN replaces it in place (a
+ *     client reusing a source port must not follow a node that has since
+ *     been drained, failed its health check or left). The price, as in
+ *     Katran: a SYN retransmitted across a table change may land on
+ *     another node than the first copy. A non-SYN packet that misses both (a flow
  *     the router moved here mid-stream) takes the Maglev answer, which every
  *     node shares, and is inserted too, marked MIXLB_CT_FROM_NON_SYN -- unless
  *     it carries FIN or RST: such a packet ends a connection (often one whose
@@ -27,7 +38,9 @@
  *     served here is pinned only while the local stack holds a connection
  *     for it (ct_local_alive): an ACK or a window update that arrives after
  *     the close deleted the entry finds a timewait socket or the listener.
- *   - UDP: the first packet creates the entry.
+ *   - UDP: the first datagram goes into the half-open table, the second
+ *     moves it to the connection table (a one-datagram exchange, a DNS
+ *     query, never takes a place there).
  *   - A hit ORs in the TCP flags seen and refreshes last_seen_ns (coarse
  *     clock, at most every MIXLB_CT_TOUCH_NS, so hits stay read-mostly).
  *   - A peer's SYN (a flow the peer balanced to this node) records the peer
@@ -42,6 +55,15 @@
 #include "shared_maps.h" /* mixlb_ct */
 #include "maglev.h"
 #include "stats.h"
+
+/* Half-open flows: the decision of a SYN or a first datagram (see above). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__type(key, struct mixlb_flow_key);
+	__type(value, struct mixlb_ct_value);
+	__uint(max_entries, MIXLB_DEFAULT_CT_ENTRIES / 4);
+} mixlb_ct_new SEC(".maps");
 
 
 static __always_inline struct mixlb_ct_value *ct_lookup(const struct lb_packet *pkt)
@@ -66,22 +88,32 @@ static __always_inline void ct_touch(struct mixlb_ct_value *entry, const struct 
 		entry->flags |= pkt->tcp_flags;
 }
 
-/* Records a new flow of `vip_id` served by `node`. */
-static __always_inline void ct_insert(const struct lb_packet *pkt, __u32 vip_id, __u32 node,
-				      __u32 slot)
+/* The entry of a flow of `vip_id` served by `node`, made now. */
+static __always_inline struct mixlb_ct_value ct_fresh(const struct lb_packet *pkt, __u32 vip_id, __u32 node,
+						      __u32 slot)
 {
 	struct mixlb_ct_value fresh = {};
 
-	if (mixlb_dry_run || pkt->kind != LB_KIND_FLOW)
-		return;
-	if (!pkt->is_syn && (pkt->tcp_flags & (MIXLB_CT_SEEN_FIN | MIXLB_CT_SEEN_RST)))
-		return;
 	fresh.last_seen_ns = bpf_ktime_get_coarse_ns();
 	fresh.created_s = (__u32)(fresh.last_seen_ns / 1000000000ull);
 	fresh.node_id = node;
 	fresh.vip_id = vip_id;
 	fresh.stats_slot = slot;
 	fresh.flags = pkt->tcp_flags;
+	return fresh;
+}
+
+/* Records a new flow of `vip_id` served by `node`. */
+static __always_inline void ct_insert(const struct lb_packet *pkt, __u32 vip_id, __u32 node,
+				      __u32 slot)
+{
+	struct mixlb_ct_value fresh;
+
+	if (mixlb_dry_run || pkt->kind != LB_KIND_FLOW)
+		return;
+	if (!pkt->is_syn && (pkt->tcp_flags & (MIXLB_CT_SEEN_FIN | MIXLB_CT_SEEN_RST)))
+		return;
+	fresh = ct_fresh(pkt, vip_id, node, slot);
 	if (pkt->flow.proto == LB_IPPROTO_TCP && !pkt->is_syn) {
 		fresh.flags |= MIXLB_CT_FROM_NON_SYN;
 		stats_count(MIXLB_CNT_CT_NON_SYN_MISS);
@@ -135,4 +167,65 @@ static __always_inline bool ct_local_alive(struct xdp_md *ctx, const struct lb_p
 		sk->state != BPF_TCP_CLOSE;
 	bpf_sk_release(sk);
 	return alive;
+}
+
+/* A half-open flow's decision, for its second packet (not for an ICMP error). */
+static __always_inline struct mixlb_ct_value *ct_half_open(const struct lb_packet *pkt)
+{
+	struct mixlb_ct_value *half;
+
+	if (pkt->kind != LB_KIND_FLOW || pkt->is_syn)
+		return NULL;
+	half = bpf_map_lookup_elem(&mixlb_ct_new, &pkt->flow);
+	if (half)
+		stats_count(MIXLB_CNT_CT_HIT);
+	return half;
+}
+
+/*
+ * A new flow's decision: into the half-open table, or, for a SYN whose
+ * 5-tuple the connection table still holds (an earlier connection), over
+ * that entry in place.
+ */
+static __always_inline void ct_insert_new(const struct lb_packet *pkt, __u32 vip_id, __u32 node, __u32 slot)
+{
+	struct mixlb_ct_value fresh, *old;
+
+	if (mixlb_dry_run || pkt->kind != LB_KIND_FLOW)
+		return;
+	fresh = ct_fresh(pkt, vip_id, node, slot);
+	if (pkt->is_syn) {
+		old = bpf_map_lookup_elem(&mixlb_ct, &pkt->flow);
+		if (old) {
+			*old = fresh;
+			return;
+		}
+	}
+	bpf_map_update_elem(&mixlb_ct_new, &pkt->flow, &fresh, BPF_ANY);
+}
+
+/*
+ * The second packet of a half-open flow: its decision enters the connection
+ * table. A RST or FIN there (the client's answer to a SYN-ACK it did not
+ * expect: a scan, a flood with its address) ends the flow instead: it is
+ * forwarded by the decision, which then goes.
+ */
+static __always_inline void ct_promote(const struct lb_packet *pkt, struct mixlb_ct_value *half)
+{
+	struct mixlb_ct_value entry;
+
+	if (mixlb_dry_run)
+		return;
+	if (pkt->tcp_flags & (MIXLB_CT_SEEN_FIN | MIXLB_CT_SEEN_RST)) {
+		bpf_map_delete_elem(&mixlb_ct_new, &pkt->flow);
+		return;
+	}
+	entry = *half;
+	entry.last_seen_ns = bpf_ktime_get_coarse_ns();
+	entry.flags |= pkt->tcp_flags;
+	if (bpf_map_update_elem(&mixlb_ct, &pkt->flow, &entry, BPF_ANY) == 0)
+		stats_count(MIXLB_CNT_CT_INSERT);
+	else
+		stats_count(MIXLB_CNT_CT_INSERT_FAIL);
+	bpf_map_delete_elem(&mixlb_ct_new, &pkt->flow);
 }

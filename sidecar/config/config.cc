@@ -649,6 +649,9 @@ class Checker {
       if (value != 0 && value < min)
         fail(key, fmt::format("{} is out of range: 0 (off), or {}..{}", value, min, find_key(key)->max));
     };
+    if (const auto half = config_.datapath.half_open_entries; half != 0 && half < 1024)
+      fail("datapath.half_open_entries",
+           fmt::format("{} is out of range: 0 (a quarter of conntrack_entries), or 1024..67108864", half));
     at_least("conntrack.sweep_interval_ms", config_.conntrack.sweep_interval_ms, 100);
     at_least("conntrack.udp_idle_ms", config_.conntrack.udp_idle_ms, 1000);
     at_least("conntrack.tcp_closing_idle_ms", config_.conntrack.tcp_closing_idle_ms, 1000);

@@ -72,6 +72,7 @@ struct DatapathSection {
   XdpMode xdp_mode = XdpMode::kAuto;
   std::uint32_t maglev_table_size = MIXLB_DEFAULT_RING_SIZE;  // prime
   std::uint32_t conntrack_entries = MIXLB_DEFAULT_CT_ENTRIES;
+  std::uint32_t half_open_entries = 0;  // 0: conntrack_entries / 4, at least 1024
   // The Maglev array holds max_vips * 2 * maglev_table_size ids.
   std::uint32_t max_vips = MIXLB_DEFAULT_MAX_VIPS;
   std::uint32_t max_nodes = MIXLB_DEFAULT_MAX_NODES;

@@ -150,6 +150,14 @@ const KeySpec kKeys[] = {
      .default_text = "`65536`", .allowed = "1024..67108864",
      .help = "Capacity of the connection table (5-tuple → node).", .min = 1024, .max = 67108864,
      .flag_value = "N", .integer = MIXLB_INTEGER(datapath.conntrack_entries)},
+    {.path = "datapath.half_open_entries", .type = KeyType::kInteger,
+     .default_text = "`0`: a quarter of `conntrack_entries`, at least 1024",
+     .allowed = "0, or 1024..67108864",
+     .help = "Capacity of the half-open table: the decisions of flows that have sent one "
+             "packet (a TCP SYN, a UDP flow's first datagram). A flow enters the connection "
+             "table with its second packet, so a SYN flood or a port scan churns only this "
+             "table and cannot evict established flows.",
+     .min = 0, .max = 67108864, .integer = MIXLB_INTEGER(datapath.half_open_entries)},
     {.path = "datapath.max_vips", .type = KeyType::kInteger, .default_text = "`16`",
      .allowed = "1..4096, at least the number of VIP entries",
      .help = "VIP entries the data path can hold; each address and port is one entry, and so is "

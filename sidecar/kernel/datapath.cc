@@ -161,6 +161,7 @@ DatapathMaps::DatapathMaps(const mixlb_xdp& skel, std::uint32_t ring_size, std::
       vip_filter_fd_(bpf_map__fd(skel.maps.mixlb_vip_filter)),
       peer_filter_fd_(bpf_map__fd(skel.maps.mixlb_peer_filter)),
       origins_fd_(bpf_map__fd(skel.maps.mixlb_origins)),
+      ct_new_fd_(bpf_map__fd(skel.maps.mixlb_ct_new)),
       ring_size_(ring_size),
       max_nodes_(max_nodes) {}
 
@@ -320,17 +321,23 @@ DpResult<std::size_t> DatapathMaps::purge_conntrack_to_node(std::uint32_t node_i
   return purge_conntrack_if([node_id](const mixlb_ct_value& v) { return v.node_id == node_id; });
 }
 
+// Both tables: a half-open flow of a removed VIP or a forgotten node must
+// not be promoted after its purge. The count is the connection table's.
 DpResult<std::size_t> DatapathMaps::purge_conntrack_if(
     const std::function<bool(const mixlb_ct_value&)>& is_doomed) {
-  std::vector<mixlb_flow_key> doomed;
-  auto walked = for_each_key<mixlb_flow_key>(ct_fd_, "mixlb_ct", [&](const mixlb_flow_key& k) {
-    mixlb_ct_value v{};
-    if (bpf_map_lookup_elem(ct_fd_, &k, &v) == 0 && is_doomed(v)) doomed.push_back(k);
-  });
-  if (!walked) return std::unexpected(walked.error());
-  for (const auto& k : doomed)
-    if (bpf_map_delete_elem(ct_fd_, &k) != 0 && errno != ENOENT) return fail("purging a connection", errno);
-  return doomed.size();
+  std::size_t purged = 0;
+  for (const auto& [fd, name] : {std::pair{ct_new_fd_, "mixlb_ct_new"}, std::pair{ct_fd_, "mixlb_ct"}}) {
+    std::vector<mixlb_flow_key> doomed;
+    auto walked = for_each_key<mixlb_flow_key>(fd, name, [&](const mixlb_flow_key& k) {
+      mixlb_ct_value v{};
+      if (bpf_map_lookup_elem(fd, &k, &v) == 0 && is_doomed(v)) doomed.push_back(k);
+    });
+    if (!walked) return std::unexpected(walked.error());
+    for (const auto& k : doomed)
+      if (bpf_map_delete_elem(fd, &k) != 0 && errno != ENOENT) return fail("purging a connection", errno);
+    purged = doomed.size();
+  }
+  return purged;
 }
 
 DpResult<std::vector<std::pair<mixlb_mac, std::uint32_t>>> DatapathMaps::peer_macs() const {
@@ -459,6 +466,13 @@ DpResult<bool> DatapathMaps::invalidate(const mixlb_flow_key& key, std::uint32_t
   return fail("deleting connection", errno);
 }
 
+DpResult<std::optional<mixlb_ct_value>> DatapathMaps::half_open(const mixlb_flow_key& key) const {
+  mixlb_ct_value value{};
+  if (bpf_map_lookup_elem(ct_new_fd_, &key, &value) == 0) return value;
+  if (errno == ENOENT) return std::optional<mixlb_ct_value>{};
+  return fail("looking up a half-open flow", errno);
+}
+
 DpResult<std::optional<std::uint32_t>> DatapathMaps::origin(const mixlb_flow_key& key) const {
   std::uint32_t node = 0;
   if (bpf_map_lookup_elem(origins_fd_, &key, &node) == 0) return node;
@@ -468,6 +482,11 @@ DpResult<std::optional<std::uint32_t>> DatapathMaps::origin(const mixlb_flow_key
 
 // ---------------------------------------------------------------------------
 // XdpProgram
+
+std::uint32_t half_open_entries(const DatapathSettings& settings) {
+  if (settings.half_open_entries != 0) return settings.half_open_entries;
+  return std::max<std::uint32_t>(1024, settings.conntrack_entries / 4);
+}
 
 DpResult<std::unique_ptr<XdpProgram>> XdpProgram::load(const DatapathSettings& settings) {
   if (settings.ring_size < 3) return fail("ring size must be at least 3", EINVAL);
@@ -497,6 +516,7 @@ DpResult<std::unique_ptr<XdpProgram>> XdpProgram::load(const DatapathSettings& s
                         Size{skel->maps.mixlb_maglev, static_cast<std::uint32_t>(slots)},
                         Size{skel->maps.mixlb_ct, settings.conntrack_entries},
                         Size{skel->maps.mixlb_origins, settings.conntrack_entries},
+                        Size{skel->maps.mixlb_ct_new, half_open_entries(settings)},
                         Size{skel->maps.mixlb_nodes, settings.max_nodes},
                         Size{skel->maps.mixlb_fib_cache, settings.max_nodes},
                         Size{skel->maps.mixlb_peer_macs, settings.max_nodes}}) {

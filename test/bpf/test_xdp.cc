@@ -75,7 +75,11 @@ TEST_CASE("a SYN to the VIP whose table names this node is passed to the local s
   CHECK(c.local_pkts == 1);
   CHECK(c.local_bytes == in.size());
   CHECK(c.fwd_pkts == 0);
+  // The SYN's decision waits in the half-open table, not the connection table.
   auto ct = lb.maps().conntrack(flow_of(f));
+  REQUIRE(ct.has_value());
+  CHECK_FALSE(ct->has_value());
+  ct = lb.maps().half_open(flow_of(f));
   REQUIRE(ct.has_value());
   REQUIRE(ct->has_value());
   CHECK((*ct)->node_id == kSelf);
@@ -169,9 +173,12 @@ TEST_CASE("an established flow keeps its node after the Maglev table changes") {
   CHECK(r.packet == test::with_macs(data, kPeerMac, test_net().dp0_mac));
   auto counters = lb.maps().counters();
   REQUIRE(counters.has_value());
-  CHECK(counters->events[MIXLB_CNT_CT_HIT] == 1);
+  CHECK(counters->events[MIXLB_CNT_CT_HIT] == 1);  // the half-open table's
   CHECK(counters->events[MIXLB_CNT_CT_MISS] == 2);
-  CHECK(counters->events[MIXLB_CNT_CT_INSERT] == 2);
+  CHECK(counters->events[MIXLB_CNT_CT_INSERT] == 1);  // the first one's second packet
+  auto ct = lb.maps().conntrack(flow_of(f));
+  REQUIRE((ct.has_value() && ct->has_value()));
+  CHECK((*ct)->node_id == kPeer);
 }
 
 TEST_CASE("a SYN reusing an established flow's 5-tuple is balanced afresh and replaces its entry") {
@@ -198,7 +205,7 @@ TEST_CASE("a SYN reusing an established flow's 5-tuple is balanced afresh and re
   REQUIRE(counters.has_value());
   CHECK(counters->events[MIXLB_CNT_CT_HIT] == 2);
   CHECK(counters->events[MIXLB_CNT_CT_MISS] == 2);
-  CHECK(counters->events[MIXLB_CNT_CT_INSERT] == 2);
+  CHECK(counters->events[MIXLB_CNT_CT_INSERT] == 1);  // the second SYN took the entry's place
 }
 
 TEST_CASE("a mid-stream packet without a connection entry follows Maglev and is pinned") {
@@ -280,10 +287,27 @@ TEST_CASE("a mid-stream packet served here is pinned only while the local stack 
   sh("ip addr del 10.100.0.1/32 dev lo");
 }
 
+TEST_CASE("a RST after a SYN ends the half-open flow: forwarded by its decision, never entered") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kPeer);
+  Frame f = syn_to_vip();
+  REQUIRE(lb.run(f.build()).verdict == XDP_TX);
+  f.tcp_flags = test::kRst;
+  CHECK(lb.run(f.build()).verdict == XDP_TX);
+  auto ct = lb.maps().conntrack(flow_of(f));
+  REQUIRE(ct.has_value());
+  CHECK_FALSE(ct->has_value());
+  auto half = lb.maps().half_open(flow_of(f));
+  REQUIRE(half.has_value());
+  CHECK_FALSE(half->has_value());
+}
+
 TEST_CASE("FIN and RST seen on a flow are recorded in its connection entry") {
   Lb lb;
   lb.vip_all("10.100.0.1", 80, kSelf);
   Frame f = syn_to_vip();
+  lb.run(f.build());
+  f.tcp_flags = test::kAck;  // the handshake's ACK enters the flow
   lb.run(f.build());
   f.tcp_flags = test::kFin | test::kAck;
   lb.run(f.build());
@@ -353,7 +377,9 @@ TEST_CASE("a peer's SYN records the peer as the flow's origin; its other packets
 TEST_CASE("an invalidation deletes an entry only while it points at the sender") {
   Lb lb;
   lb.vip_all("10.100.0.1", 80, kPeer);
-  const Frame f = syn_to_vip();
+  Frame f = syn_to_vip();
+  lb.run(f.build());
+  f.tcp_flags = test::kAck;
   lb.run(f.build());
   auto ct = lb.maps().conntrack(flow_of(f));
   REQUIRE((ct.has_value() && ct->has_value()));

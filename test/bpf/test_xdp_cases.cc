@@ -10,6 +10,8 @@
 
 #include <doctest/doctest.h>
 
+#include <sched.h>
+
 #include "cluster/maglev.h"
 #include "flow_hash.h"
 #include "lb_fixture.h"
@@ -295,7 +297,7 @@ TEST_CASE("an established IPv6 flow keeps its node after the table changes") {
 
 // ------------------------------------------------------------------ UDP
 
-TEST_CASE("the first UDP datagram of a flow is forwarded and creates its entry") {
+TEST_CASE("the first UDP datagram of a flow is forwarded and waits half-open; the second pins it") {
   Lb lb;
   all_udp(kPeer)(lb);
   const Frame f = udp4();
@@ -305,9 +307,22 @@ TEST_CASE("the first UDP datagram of a flow is forwarded and creates its entry")
   CHECK(r.packet == test::with_macs(in, kPeerMac, test_net().dp0_mac));
   auto ct = lb.maps().conntrack(flow_of(f));
   REQUIRE(ct.has_value());
+  CHECK_FALSE(ct->has_value());
+  auto half = lb.maps().half_open(flow_of(f));
+  REQUIRE(half.has_value());
+  REQUIRE(half->has_value());
+  CHECK((*half)->node_id == kPeer);
+  // The table changes before the second datagram: it keeps the first's node.
+  all_udp(kSelf)(lb);
+  CHECK(lb.run(in).verdict == XDP_TX);
+  ct = lb.maps().conntrack(flow_of(f));
+  REQUIRE(ct.has_value());
   REQUIRE(ct->has_value());
   CHECK((*ct)->node_id == kPeer);
   CHECK(((*ct)->flags & MIXLB_CT_FROM_NON_SYN) == 0);
+  half = lb.maps().half_open(flow_of(f));
+  REQUIRE(half.has_value());
+  CHECK_FALSE(half->has_value());
 }
 
 TEST_CASE("a UDP flow keeps its node after the table changes") {
@@ -706,6 +721,17 @@ TEST_CASE("the next-hop cache answers within its lifetime and a changed neighbou
   all(kPeer)(lb);
   const auto lifetime = std::chrono::nanoseconds(MIXLB_FIB_CACHE_NS);
   const Mac moved{0x02, 0xaa, 0, 0, 0, 0x77};
+  // The cache is per CPU: every run on one CPU, or a migration between two
+  // runs would meet another CPU's (empty) cache.
+  cpu_set_t all, one;
+  REQUIRE(sched_getaffinity(0, sizeof(all), &all) == 0);
+  CPU_ZERO(&one);
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+    if (CPU_ISSET(cpu, &all)) {
+      CPU_SET(cpu, &one);
+      break;
+    }
+  REQUIRE(sched_setaffinity(0, sizeof(one), &one) == 0);
   // The cached answer can only be told apart while the entry lives: an
   // attempt whose neighbour change took longer than that (a busy machine)
   // proves nothing and is made again, after the entry has expired.
@@ -735,6 +761,7 @@ TEST_CASE("the next-hop cache answers within its lifetime and a changed neighbou
     CHECK(after->fib_rets[BPF_FIB_LKUP_RET_SUCCESS] - before->fib_rets[BPF_FIB_LKUP_RET_SUCCESS] == 2);
   }
   sh("ip neigh replace 10.0.0.2 lladdr 02:aa:00:00:00:02 dev dp0 nud permanent");
+  sched_setaffinity(0, sizeof(all), &all);
   CHECK_MESSAGE(told, "every attempt took longer than the cache lifetime");
 }
 

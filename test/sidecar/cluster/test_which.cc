@@ -357,6 +357,8 @@ TEST_SUITE("which" * doctest::skip(cannot_run())) {
         CHECK(served.verdict == XDP_TX);
         CHECK(dst_mac_of(served.packet) == kPeerMac);
       }
+      // The flow's second packet (the handshake's ACK) pins it.
+      c.serve(f, test::kAck);
       const auto entry = c.conntrack(f);
       REQUIRE(entry.has_value());
       CHECK(entry->node_id == node_id_for(node));

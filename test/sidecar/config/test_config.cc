@@ -712,7 +712,7 @@ address = "10.0.0.99"
         {"typo in [datapath]",
          "[node]\nname = \"mix1\"\ninterface = \"eth0\"\n[datapath]\nmode = 1\n",
          "mix1.toml:5: datapath.mode: unknown key ([datapath] takes xdp_mode, maglev_table_size, "
-         "conntrack_entries, max_vips, max_nodes)"},
+         "conntrack_entries, half_open_entries, max_vips, max_nodes)"},
         {"typo in [neighbours]", "[neighbours]\nrefresh = 100\n",
          "mix1.toml:2: neighbours.refresh: unknown key ([neighbours] takes refresh_ms)"},
         {"typo in [[vip]]",
@@ -1398,6 +1398,20 @@ address = "10.0.0.99"
           "mix1.toml:5: conntrack.invalidation: `gossip` needs gossip, which is off (gossip.enabled = false)");
     CHECK(parse_error(node + "[conntrack]\ninvalidation_port = 0\n") ==
           "mix1.toml:5: conntrack.invalidation_port: 0 is out of range 1..65535");
+  }
+
+  TEST_CASE("datapath.half_open_entries: 0 sizes it from conntrack_entries; below 1024 is refused") {
+    const std::string node = "[node]\nname = \"m\"\ninterface = \"eth0\"\n";
+    const Config d = parse_config(node, "m.toml");
+    CHECK(d.datapath.half_open_entries == 0);
+    CHECK(half_open_entries(datapath_settings(d)) == MIXLB_DEFAULT_CT_ENTRIES / 4);
+    const Config small = parse_config(node + "[datapath]\nconntrack_entries = 2048\n", "m.toml");
+    CHECK(half_open_entries(datapath_settings(small)) == 1024);
+    const Config set = parse_config(node + "[datapath]\nhalf_open_entries = 5000\n", "m.toml");
+    CHECK(half_open_entries(datapath_settings(set)) == 5000);
+    CHECK(parse_error(node + "[datapath]\nhalf_open_entries = 512\n") ==
+          "mix1.toml:5: datapath.half_open_entries: 512 is out of range: 0 (a quarter of "
+          "conntrack_entries), or 1024..67108864");
   }
 
   TEST_CASE("bad gossip.seeds entries name the line, the entry and what is wrong") {
