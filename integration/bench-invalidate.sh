@@ -26,19 +26,9 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/lib.sh"
 
 MIXLB_LOG_PREFIX="# "
-exec 3>&1 1>&2
-emit() { printf '%s\n' "$1" >&3; }
-
 count=${2:-10000}
-mixlb_init "${1:?usage: $0 BUILD_DIR [CONNECTIONS]}" || exit 1
-reason=$(mixlb_probe)
-if [ -n "$reason" ]; then
-	emit "{\"bench\": \"conntrack\", \"case\": \"invalidate\", \"skipped\": \"$reason\"}"
-	exit 0
-fi
-mixlb_claim || exit 1
 export MIXLB_TCP_CLOSING_IDLE_MS=30000
-mixlb_cluster_up || { emit '{"bench": "conntrack", "case": "invalidate", "error": "the cluster did not come up"}'; exit 1; }
+mixlb_bench_start "${1:?usage: $0 BUILD_DIR [CONNECTIONS]}" invalidate
 label="$MIXLB_VIP:$MIXLB_HTTP_PORT/tcp"
 status=0
 for mode in targeted multicast broadcast gossip; do

@@ -32,10 +32,8 @@ if [ "${2:-}" = --bench ]; then
 	bench=1
 	short=${3:-100000}
 	syns=${4:-60000}
-	exec 3>&1 1>&2
 fi
 held=100
-emit() { printf '%s\n' "$1" >&3; }
 
 # The held connections, the burst, the flood, the drain: sets BROKEN,
 # OPENED, BURST_MS, ENTRIES.
@@ -81,14 +79,8 @@ run_scenario() {
 
 export MIXLB_CT_ENTRIES=4096 MIXLB_TCP_CLOSING_IDLE_MS=30000
 if [ "$bench" = 1 ]; then
-	mixlb_init "${build:?usage: $0 BUILD_DIR [--bench [SHORT] [SYNS]]}" || exit 1
-	reason=$(mixlb_probe)
-	if [ -n "$reason" ]; then
-		emit "{\"bench\": \"conntrack\", \"case\": \"live_flows\", \"skipped\": \"$reason\"}"
-		exit 0
-	fi
-	mixlb_claim || exit 1
-	mixlb_cluster_up && run_scenario || { emit '{"bench": "conntrack", "case": "live_flows", "error": "see the log"}'; exit 1; }
+	mixlb_bench_start "${build:?usage: $0 BUILD_DIR [--bench [SHORT] [SYNS]]}" live_flows
+	run_scenario || { emit '{"bench": "conntrack", "case": "live_flows", "error": "see the log"}'; exit 1; }
 	emit "{\"bench\": \"conntrack\", \"case\": \"live_flows\", \"table\": 4096, \"held\": $OPENED, \"short\": $short, \"syns\": $syns, \"burst_ms\": $BURST_MS, \"entries_after_burst\": \"$ENTRIES\", \"change\": \"drain mix2\", \"broken\": $BROKEN}"
 	exit 0
 fi
