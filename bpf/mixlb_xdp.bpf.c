@@ -36,7 +36,7 @@ int mixlb_xdp(struct xdp_md *ctx)
 {
 	struct mixlb_vip_value *vip;
 	struct mixlb_vip_stats *stats;
-	struct mixlb_ct_value *entry, *half = NULL;
+	struct mixlb_ct_value *entry, *half = NULL, *known;
 	struct lb_packet pkt;
 	__u32 node = MIXLB_NODE_NONE, vip_id, slot_hint = MIXLB_SELF_STATS_SLOT;
 	__u32 slot = MIXLB_SELF_STATS_SLOT, flags = MIXLB_DECIDED_VIP, peer;
@@ -65,16 +65,22 @@ int mixlb_xdp(struct xdp_md *ctx)
 			      flags | MIXLB_DECIDED_FROM_PEER);
 	}
 
-	/* A SYN opens a new connection: the current tables decide it, even over
-	 * an entry of an earlier connection with the same 5-tuple (see
-	 * conntrack.h); its insert below replaces that entry. The second packet
-	 * of a flow finds the first one's decision in the half-open table. */
+	/* A SYN opens a new connection: the current tables decide it and are not
+	 * asked. The second packet of a flow finds the first one's decision in
+	 * the half-open table -- also over the entry of an earlier, closed
+	 * connection with the same 5-tuple (see conntrack.h). */
 	entry = pkt.is_syn ? NULL : ct_lookup(&pkt);
-	if (!entry)
+	known = entry;
+	if (!entry || ct_ended(entry)) {
 		half = ct_half_open(&pkt);
-	if (entry || half) {
-		struct mixlb_ct_value *known = entry ? entry : half;
-
+		if (half) {
+			entry = NULL;
+			known = half;
+		}
+	}
+	if (known) {
+		if (pkt.kind == LB_KIND_FLOW)
+			stats_count(MIXLB_CNT_CT_HIT);
 		flags |= MIXLB_DECIDED_CT_HIT;
 		node = known->node_id;
 		vip_id = known->vip_id;

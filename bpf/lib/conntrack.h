@@ -23,12 +23,17 @@
  *     the node the SYN got, whatever the tables say since -- unless that
  *     packet is a RST or FIN, which ends the half-open flow instead. A SYN is never
  *     looked up: it starts a new connection, which the current tables
- *     place. When the connection table already holds an entry of the same
- *     5-tuple (an earlier connection's), the SYN replaces it in place (a
- *     client reusing a source port must not follow a node that has since
- *     been drained, failed its health check or left). The price, as in
- *     Katran: a SYN retransmitted across a table change may land on
- *     another node than the first copy. A non-SYN packet that misses both (a flow
+ *     place. The price, as in Katran: a SYN retransmitted across a table
+ *     change may land on another node than the first copy.
+ *   - A client reusing the 5-tuple of an earlier connection must not follow
+ *     that connection's node (since drained, failed or gone). Close tracking
+ *     and invalidation delete a closed connection's entry within
+ *     milliseconds; while one is still there and shows the client's FIN or
+ *     RST (ct_ended), the packet after the new SYN looks in the half-open
+ *     table too, and the new decision replaces the old entry. An entry
+ *     that saw neither (a client that crashed and came back with the same
+ *     port, before the sweeper's established timeout) still wins: the
+ *     price of a SYN path with no connection-table lookup. A non-SYN packet that misses both (a flow
  *     the router moved here mid-stream) takes the Maglev answer, which every
  *     node shares, and is inserted too, marked MIXLB_CT_FROM_NON_SYN -- unless
  *     it carries FIN or RST: such a packet ends a connection (often one whose
@@ -68,11 +73,13 @@ struct {
 
 static __always_inline struct mixlb_ct_value *ct_lookup(const struct lb_packet *pkt)
 {
-	struct mixlb_ct_value *entry = bpf_map_lookup_elem(&mixlb_ct, &pkt->flow);
+	return bpf_map_lookup_elem(&mixlb_ct, &pkt->flow);
+}
 
-	if (entry && pkt->kind == LB_KIND_FLOW)
-		stats_count(MIXLB_CNT_CT_HIT);
-	return entry;
+/* The entry's connection has ended: a FIN or RST of its client went by. */
+static __always_inline bool ct_ended(const struct mixlb_ct_value *entry)
+{
+	return entry->flags & (MIXLB_CT_SEEN_FIN | MIXLB_CT_SEEN_RST);
 }
 
 static __always_inline void ct_touch(struct mixlb_ct_value *entry, const struct lb_packet *pkt)
@@ -172,35 +179,19 @@ static __always_inline bool ct_local_alive(struct xdp_md *ctx, const struct lb_p
 /* A half-open flow's decision, for its second packet (not for an ICMP error). */
 static __always_inline struct mixlb_ct_value *ct_half_open(const struct lb_packet *pkt)
 {
-	struct mixlb_ct_value *half;
-
 	if (pkt->kind != LB_KIND_FLOW || pkt->is_syn)
 		return NULL;
-	half = bpf_map_lookup_elem(&mixlb_ct_new, &pkt->flow);
-	if (half)
-		stats_count(MIXLB_CNT_CT_HIT);
-	return half;
+	return bpf_map_lookup_elem(&mixlb_ct_new, &pkt->flow);
 }
 
-/*
- * A new flow's decision: into the half-open table, or, for a SYN whose
- * 5-tuple the connection table still holds (an earlier connection), over
- * that entry in place.
- */
+/* A new flow's decision: into the half-open table. */
 static __always_inline void ct_insert_new(const struct lb_packet *pkt, __u32 vip_id, __u32 node, __u32 slot)
 {
-	struct mixlb_ct_value fresh, *old;
+	struct mixlb_ct_value fresh;
 
 	if (mixlb_dry_run || pkt->kind != LB_KIND_FLOW)
 		return;
 	fresh = ct_fresh(pkt, vip_id, node, slot);
-	if (pkt->is_syn) {
-		old = bpf_map_lookup_elem(&mixlb_ct, &pkt->flow);
-		if (old) {
-			*old = fresh;
-			return;
-		}
-	}
 	bpf_map_update_elem(&mixlb_ct_new, &pkt->flow, &fresh, BPF_ANY);
 }
 
