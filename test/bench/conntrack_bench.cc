@@ -22,7 +22,14 @@
 //                     the steady state (nothing idle: one walk), and
 //                     removing every entry (a walk, a lookup and a delete
 //                     each)
+//   sweep_bpf_nothing_idle, sweep_bpf_all_idle
+//                     the same two sweeps of the same full table done in the
+//                     kernel (bpf/ct_sweep.bpf.c: bpf_for_each_map_elem, the
+//                     engine a BPF timer would run), one BPF_PROG_RUN each;
+//                     us is the syscall's wall time, all of it in the kernel
 #include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <sys/socket.h>
@@ -33,6 +40,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -47,6 +55,7 @@
 #include "kernel/conntrack_walk.h"
 #include "kernel/datapath.h"
 #include "invalidator.h"
+#include "ct_sweep.skel.h"
 
 namespace mixlb {
 namespace {
@@ -183,16 +192,58 @@ void track_rate() {
               static_cast<unsigned long long>(invalidator.counters().send_errors));
 }
 
+const SweepRules kDefaultRules{.udp_idle_ns = 120'000'000'000ull,
+                              .tcp_closing_idle_ns = 30'000'000'000ull,
+                              .tcp_idle_ns = 3'600'000'000'000ull};
+
+// The in-kernel sweep (bpf/ct_sweep.bpf.c) on the program's own table.
+class BpfSweep {
+ public:
+  explicit BpfSweep(int ct_fd) : skel_(ct_sweep__open()) {
+    if (!skel_) die("opening ct_sweep.bpf.o");
+    bpf_map_info info{};
+    __u32 length = sizeof(info);
+    if (bpf_obj_get_info_by_fd(ct_fd, &info, &length) != 0 ||
+        bpf_map__set_max_entries(skel_->maps.mixlb_ct, info.max_entries) != 0 ||
+        bpf_map__reuse_fd(skel_->maps.mixlb_ct, ct_fd) != 0)
+      die("sharing the connection table with ct_sweep.bpf.o");
+    if (int err = ct_sweep__load(skel_); err != 0) die("loading ct_sweep.bpf.o: " + std::string(std::strerror(-err)));
+  }
+  ~BpfSweep() { ct_sweep__destroy(skel_); }
+  BpfSweep(const BpfSweep&) = delete;
+  BpfSweep& operator=(const BpfSweep&) = delete;
+
+  struct Run {
+    std::uint64_t walked = 0, removed = 0;
+    double us = 0;
+  };
+  Run run(const SweepRules& rules) {
+    skel_->bss->udp_idle_ns = rules.udp_idle_ns;
+    skel_->bss->tcp_closing_idle_ns = rules.tcp_closing_idle_ns;
+    skel_->bss->tcp_idle_ns = rules.tcp_idle_ns;
+    skel_->bss->now_ns = coarse_now_ns();
+    LIBBPF_OPTS(bpf_test_run_opts, opts);
+    const auto start = Clock::now();
+    if (bpf_prog_test_run_opts(bpf_program__fd(skel_->progs.ct_sweep), &opts) != 0)
+      die("running ct_sweep: " + std::string(std::strerror(errno)));
+    const double us = std::chrono::duration<double, std::micro>(Clock::now() - start).count();
+    return {skel_->bss->walked, skel_->bss->removed, us};
+  }
+
+ private:
+  ct_sweep* skel_;
+};
+
+// The sidecar's sweep and the kernel's, each on a full table: nothing idle
+// (the steady state), then every entry idle (the table refilled between).
 void sweep_cost() {
   auto pinned = bench::load_pinned("conntrack-bench", [](const std::string& what) { die(what); });
   const DatapathSettings& settings = pinned->settings;
-  bench::fill_conntrack(pinned->program->maps(), MIXLB_DEFAULT_CT_ENTRIES,
-                        {node_id_for("mix1"), node_id_for("mix2"), node_id_for("mix3")});
+  const std::vector<std::uint32_t> nodes{node_id_for("mix1"), node_id_for("mix2"), node_id_for("mix3")};
+  bench::fill_conntrack(pinned->program->maps(), MIXLB_DEFAULT_CT_ENTRIES, nodes);
   auto ct = open_pinned_conntrack(settings.pin_dir);
   if (!ct) die(ct.error().message());
-  const SweepRules defaults{.udp_idle_ns = 120'000'000'000ull,
-                            .tcp_closing_idle_ns = 30'000'000'000ull,
-                            .tcp_idle_ns = 3'600'000'000'000ull};
+  const SweepRules& defaults = kDefaultRules;
   std::size_t walked = 0;
   const double keep = bench::median_us(5, [&] {
     auto r = sweep_conntrack(ct->get(), defaults);
@@ -210,6 +261,24 @@ void sweep_cost() {
   std::printf("{\"bench\": \"conntrack\", \"case\": \"sweep_all_idle\", \"entries\": %zu, \"removed\": %zu, "
               "\"us\": %.1f, \"removed_per_s\": %.0f}\n",
               all->walked, all->removed(), took, all->removed() / (took / 1e6));
+
+  bench::fill_conntrack(pinned->program->maps(), MIXLB_DEFAULT_CT_ENTRIES, nodes);
+  BpfSweep bpf_sweep(ct->get());
+  BpfSweep::Run kept;
+  const double bpf_keep = bench::median_us(5, [&] {
+    kept = bpf_sweep.run(defaults);
+    if (kept.removed != 0) die("the in-kernel sweep of fresh entries removed some");
+  });
+  std::printf("{\"bench\": \"conntrack\", \"case\": \"sweep_bpf_nothing_idle\", \"entries\": %llu, \"us\": %.1f, "
+              "\"entries_per_s\": %.0f}\n",
+              static_cast<unsigned long long>(kept.walked), bpf_keep, kept.walked / (bpf_keep / 1e6));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const BpfSweep::Run gone = bpf_sweep.run(SweepRules{.tcp_idle_ns = 1});
+  if (gone.removed != gone.walked) die("the in-kernel sweep of an idle table left entries");
+  std::printf("{\"bench\": \"conntrack\", \"case\": \"sweep_bpf_all_idle\", \"entries\": %llu, \"removed\": %llu, "
+              "\"us\": %.1f, \"removed_per_s\": %.0f}\n",
+              static_cast<unsigned long long>(gone.walked), static_cast<unsigned long long>(gone.removed), gone.us,
+              gone.removed / (gone.us / 1e6));
 }
 
 int run() {
