@@ -254,4 +254,71 @@ enum mixlb_close_counter {
 	MIXLB_CLOSE_COUNTER_MAX = 3,
 };
 
+/*
+ * The reuseport selector (mixlb_reuseport.bpf.c). A service is one
+ * SO_REUSEPORT group of the app's: the sockets of one (family, protocol,
+ * bound address, port). Every managed socket sits in the sockarray
+ * mixlb_rp_socks at an index the sidecar hands out; a generation's workers
+ * are a table of such indices, and a service names the table of its active
+ * generation, so switching generations is one write of the service.
+ */
+#define MIXLB_RP_MAX_SOCKETS 4096u
+#define MIXLB_RP_MAX_SERVICES 64u
+#define MIXLB_RP_MAX_TABLES 256u   /* generations alive at once, over all services */
+#define MIXLB_RP_TABLE_SLOTS 257u  /* a worker table: a Maglev table, so a prime */
+#define MIXLB_RP_DEFAULT_FLOWS 65536u
+#define MIXLB_RP_NO_TABLE 0xffffffffu
+
+/* A service: the group's bound address and port, as its sockets see them. */
+struct mixlb_rp_key {
+	__u32 addr[4]; /* the bound address (all zero: any); IPv4 in addr[0], network order */
+	__u16 port;    /* host order (struct bpf_sock's src_port) */
+	__u8 proto;    /* IPPROTO_TCP / IPPROTO_UDP */
+	__u8 family;   /* MIXLB_AF_INET / MIXLB_AF_INET6: the sockets' family */
+};
+
+enum mixlb_rp_policy {
+	MIXLB_RP_POLICY_HASH = 0, /* the flow hash over the table (consistent) */
+	MIXLB_RP_POLICY_CPU = 1,  /* the receiving CPU's slot */
+};
+
+struct mixlb_rp_service {
+	__u32 table;       /* the active generation's table; MIXLB_RP_NO_TABLE: the kernel's choice */
+	__u32 policy;      /* enum mixlb_rp_policy */
+	__u64 udp_idle_ns; /* a UDP flow idle this long is placed afresh */
+};
+
+/* A generation's workers: mixlb_rp_socks indices, MIXLB_RP_TABLE_SLOTS of them. */
+struct mixlb_rp_table {
+	__u32 socks[MIXLB_RP_TABLE_SLOTS];
+};
+
+/* A UDP flow of a service: the remote end, as the datagram came. */
+struct mixlb_rp_flow_key {
+	struct mixlb_rp_key service;
+	__u32 remote[4];
+	__be16 remote_port;
+	__u8 pad[2];
+};
+
+/*
+ * The socket a UDP flow started on. The sidecar writes each socket's cookie
+ * beside its index (mixlb_rp_cookies), so a flow never follows an index that
+ * another socket has taken since.
+ */
+struct mixlb_rp_flow {
+	__u64 cookie;
+	__u64 last_seen_ns; /* bpf_ktime_get_ns() */
+	__u32 sock;         /* index in mixlb_rp_socks */
+	__u32 table;        /* the generation (table) it was placed by */
+};
+
+/* Per-CPU counters of one table (one generation), index: its table. */
+struct mixlb_rp_stats {
+	__u64 selected;  /* new flows (TCP SYNs, UDP flows) given a socket of this generation */
+	__u64 migrated;  /* closing listeners' requests and children moved to it */
+	__u64 sticky;    /* UDP datagrams that followed their flow to a socket placed by it */
+	__u64 fallback;  /* its socket was gone: the kernel's own hash chose */
+};
+
 #endif /* MIXLB_ABI_H */

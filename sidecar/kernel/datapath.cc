@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "flow_hash.h"
+#include "kernel/bpf_object.h"
 #include "kernel/bpf_test_run.h"
 #include "mixlb_xdp.skel.h"
 
@@ -28,76 +29,6 @@ DatapathError error_from(std::string what, int err) {
 }
 
 std::unexpected<DatapathError> fail(std::string what, int err) { return datapath_failure(std::move(what), err); }
-
-std::size_t percpu_stride(std::size_t value_size) { return (value_size + 7) & ~std::size_t{7}; }
-
-int possible_cpus() {
-  static const int n = libbpf_num_possible_cpus();
-  return n;
-}
-
-// The maps a loaded program shares and pins: every map of the object but
-// the internal ones (.rodata, .bss), which belong to one program instance.
-// Taken from the object itself, so a map added to bpf/ is pinned, adopted
-// and shared without a list here to keep in step.
-std::vector<bpf_map*> shared_maps(const bpf_object* obj) {
-  std::vector<bpf_map*> out;
-  bpf_map* map = nullptr;
-  bpf_object__for_each_map(map, obj) {
-    if (!bpf_map__is_internal(map)) out.push_back(map);
-  }
-  return out;
-}
-
-bpf_map* find_map(const bpf_object* obj, std::string_view name) {
-  for (bpf_map* map : shared_maps(obj))
-    if (name == bpf_map__name(map)) return map;
-  return nullptr;
-}
-
-// Checks the maps pinned under pin_dir by an earlier run against what this
-// object would create (after its maps were sized): type, key and value
-// sizes, entries and flags. libbpf would refuse a mismatch too, but only as
-// "Invalid argument" from deep inside the load; this names the map and the
-// difference. True when at least one map is pinned there (they are adopted).
-DpResult<bool> check_pinned_maps(const bpf_object* obj, const std::string& pin_dir) {
-  bool any = false;
-  for (const bpf_map* map : shared_maps(obj)) {
-    const std::string path = pin_dir + "/" + bpf_map__name(map);
-    if (::access(path.c_str(), F_OK) != 0) {
-      if (errno == ENOENT) continue;
-      return fail("checking " + path, errno);
-    }
-    const int fd = bpf_obj_get(path.c_str());
-    if (fd < 0) {
-      const int err = errno;
-      return fail("opening pinned map " + path + (err == EPERM || err == EACCES ? " (needs root or CAP_BPF)" : ""), err);
-    }
-    bpf_map_info info{};
-    std::uint32_t len = sizeof(info);
-    const int rc = bpf_obj_get_info_by_fd(fd, &info, &len);
-    const int err = errno;
-    ::close(fd);
-    if (rc != 0) return fail("reading pinned map " + path, err);
-    auto differs = [&](const char* what, std::uint32_t pinned, std::uint32_t wanted) -> DpResult<void> {
-      if (pinned == wanted) return {};
-      return fail(fmt::format("the map pinned at {} has {} {}, this configuration makes it {}: restore the "
-                              "earlier size, or remove the pins with `mixlb cleanup` (the connection "
-                              "table goes with them)",
-                              path, what, pinned, wanted),
-                  EEXIST);
-    };
-    for (auto r : {differs("type", info.type, bpf_map__type(map)),
-                   differs("key size", info.key_size, bpf_map__key_size(map)),
-                   differs("value size", info.value_size, bpf_map__value_size(map)),
-                   differs("max_entries", info.max_entries, bpf_map__max_entries(map)),
-                   differs("flags", info.map_flags, bpf_map__map_flags(map))}) {
-      if (!r) return std::unexpected(r.error());
-    }
-    any = true;
-  }
-  return any;
-}
 
 constexpr const char* kLinkPinName = "xdp_link";
 
@@ -543,11 +474,7 @@ DpResult<std::unique_ptr<XdpProgram>> XdpProgram::load(const DatapathSettings& s
     self->created_pin_dir_ = !std::filesystem::exists(settings.pin_dir);
     std::filesystem::create_directories(settings.pin_dir, ec);
     if (ec) return std::unexpected(DatapathError{"creating pin directory " + settings.pin_dir, ec});
-    for (bpf_map* map : shared_maps(skel->obj)) {
-      const std::string path = settings.pin_dir + "/" + bpf_map__name(map);
-      if (int err = bpf_map__set_pin_path(map, path.c_str()); err != 0)
-        return fail("setting pin path " + path, err);
-    }
+    if (auto set = set_pin_paths(skel->obj, settings.pin_dir); !set) return std::unexpected(set.error());
     self->adopted_maps_ = *pinned;
   }
 
