@@ -23,6 +23,7 @@
 #include "flow_hash.h"
 #include "kernel/abi.h"
 #include "mixlb_close.skel.h"
+#include "mixlb_reuseport.skel.h"
 #include "mixlb_xdp.skel.h"
 
 #ifndef MIXLB_SOURCE_DIR
@@ -182,6 +183,12 @@ std::vector<CppStruct> cpp_structs() {
       cpp_struct<mixlb_settings>("mixlb_settings"),
       cpp_struct<mixlb_decision>("mixlb_decision"),
       cpp_struct<mixlb_close_event>("mixlb_close_event"),
+      cpp_struct<mixlb_rp_key>("mixlb_rp_key"),
+      cpp_struct<mixlb_rp_service>("mixlb_rp_service"),
+      cpp_struct<mixlb_rp_table>("mixlb_rp_table"),
+      cpp_struct<mixlb_rp_flow_key>("mixlb_rp_flow_key"),
+      cpp_struct<mixlb_rp_flow>("mixlb_rp_flow"),
+      cpp_struct<mixlb_rp_stats>("mixlb_rp_stats"),
   };
 }
 
@@ -264,15 +271,19 @@ TEST_SUITE("abi") {
     const std::unique_ptr<mixlb_close, decltype(&mixlb_close__destroy)> close(mixlb_close__open(),
                                                                               &mixlb_close__destroy);
     REQUIRE(close != nullptr);
-    // The XDP program's object, or the close-tracking program's for the
-    // structs only it uses.
-    const btf* objects[] = {object_btf(skel), bpf_object__btf(close->obj)};
+    const std::unique_ptr<mixlb_reuseport, decltype(&mixlb_reuseport__destroy)> reuseport(
+        mixlb_reuseport__open(), &mixlb_reuseport__destroy);
+    REQUIRE(reuseport != nullptr);
+    // The XDP program's object, or the close-tracking or reuseport
+    // program's for the structs only they use.
+    const btf* objects[] = {object_btf(skel), bpf_object__btf(close->obj), bpf_object__btf(reuseport->obj)};
     for (const CppStruct& s : cpp_structs()) {
       CAPTURE(s.name);
-      const btf* b = objects[0];
-      int id = btf__find_by_name_kind(b, s.name.c_str(), BTF_KIND_STRUCT);
-      if (id <= 0 && objects[1] != nullptr) {
-        b = objects[1];
+      const btf* b = nullptr;
+      int id = 0;
+      for (const btf* candidate : objects) {
+        if (candidate == nullptr || id > 0) continue;
+        b = candidate;
         id = btf__find_by_name_kind(b, s.name.c_str(), BTF_KIND_STRUCT);
       }
       // clang keeps only the types a program uses; an unused ABI struct
