@@ -209,6 +209,7 @@ void Daemon::start() {
 
   timed_step("invalidation", [this] { setup_invalidation(); });
   timed_step("close tracking", [this] { setup_close_tracking(); });
+  timed_step("reuseport selector", [this] { setup_sockets(); });
   setup_health();
   timed_step("joining gossip", [this] { setup_gossip(); });
 }
@@ -280,6 +281,85 @@ void Daemon::setup_close_tracking() {
   }
   close_tracker_ = std::move(*tracker);
   on_undo("detach close tracking", [this] { close_tracker_.reset(); });
+}
+
+// The reuseport selector (reuseport/sockets.h). Like close tracking it is
+// not needed to balance: a kernel that refuses it leaves the app's sockets
+// to the kernel's own SO_REUSEPORT hash, with a warning.
+void Daemon::setup_sockets() {
+  if (!config_.sockets.enabled) return;
+  SocketServiceSettings s;
+  s.pin_dir = datapath_settings(config_).pin_dir;
+  s.state_path = config_.node.run_dir + "/" + config_.node.name + ".sockets.json";
+  s.policy = config_.sockets.policy == SocketPolicy::kCpu ? WorkerPolicy::kCpu : WorkerPolicy::kHash;
+  s.udp_idle_ns = std::uint64_t{config_.sockets.udp_idle_ms} * 1'000'000ull;
+  s.udp_flows = config_.sockets.udp_flows;
+  // A VIP port this node serves: the protocol and port of a configured VIP
+  // (or one of its every-port entries), bound to the VIP's address or to
+  // any address.
+  s.managed = [this](const ServiceKey& key) {
+    const bool any = key.address.words == std::array<std::uint32_t, 4>{};
+    return std::any_of(vips_.begin(), vips_.end(), [&](const VipEntry& v) {
+      if (v.key.proto != key.proto) return false;
+      if (v.key.port != 0 && ntohs(v.key.port) != key.port) return false;
+      if (any) return true;
+      return v.key.family == key.address.family &&
+             std::equal(std::begin(v.key.addr), std::end(v.key.addr), key.address.words.begin());
+    });
+  };
+  auto started = SocketService::start(io_, std::move(s));
+  if (!started) {
+    spdlog::warn("no reuseport selector ({}); the app's sockets are left to the kernel's SO_REUSEPORT hash",
+                 started.error().message());
+    return;
+  }
+  sockets_ = std::move(*started);
+  on_undo("stop the reuseport selector", [this] { sockets_.reset(); });
+}
+
+nlohmann::json Daemon::sockets_request(const nlohmann::json& args) {
+  if (!sockets_)
+    throw AdminError(config_.sockets.enabled ? "the reuseport selector is not running (see the log at start)"
+                                             : "the reuseport selector is off (sockets.enabled = false)");
+  const std::string action = args.value("action", std::string("list"));
+  auto generation = [&]() -> std::uint32_t {
+    if (!args.contains("generation") || !args["generation"].is_number_unsigned())
+      throw AdminError("sockets " + action + ": GENERATION must be a generation number");
+    return args["generation"].get<std::uint32_t>();
+  };
+  auto service = [&]() -> std::string {
+    if (!args.contains("service")) throw AdminError("sockets " + action + ": which SERVICE? (e.g. tcp/80)");
+    return args["service"].get<std::string>();
+  };
+  nlohmann::json done = nlohmann::json::object();
+  if (action == "adopt") {
+    if (!args.contains("pid")) throw AdminError("sockets adopt: which process? (--pid PID)");
+    std::int32_t pid = 0;
+    const std::string text = args["pid"].get<std::string>();
+    if (std::from_chars(text.data(), text.data() + text.size(), pid).ec != std::errc{} || pid <= 0)
+      throw AdminError("sockets adopt: --pid takes a process id, not " + quote_input(text));
+    auto adopted = sockets_->adopt(pid, args.value("ready", std::string("yes")) == "yes");
+    if (!adopted) throw AdminError("sockets adopt: " + adopted.error());
+    done["adopted"] = nlohmann::json::array();
+    for (const auto& r : adopted->registered)
+      done["adopted"].push_back({{"service", r.service.to_string()},
+                                 {"generation", r.generation},
+                                 {"sockets", r.sockets},
+                                 {"active", r.active}});
+    done["skipped"] = nlohmann::json::array();
+    for (const auto& k : adopted->skipped) done["skipped"].push_back({{"fd", k.fd}, {"why", k.why}});
+  } else if (action == "switch" || action == "drain") {
+    const std::string name = service();
+    const std::uint32_t number = generation();
+    auto r = action == "switch" ? sockets_->switch_to(name, number) : sockets_->drain(name, number);
+    if (!r) throw AdminError("sockets " + action + ": " + r.error());
+    done[action == "switch" ? "switched" : "drained"] = {{"service", name}, {"generation", number}};
+  } else if (args.contains("service") || args.contains("generation") || args.contains("pid")) {
+    throw AdminError("sockets: SERVICE, GENERATION and --pid go with an action (adopt, switch, drain)");
+  }
+  nlohmann::json view = sockets_->view();
+  view.update(done);
+  return view;
 }
 
 // Everything that can fail without changing anything, so that a start that
@@ -850,6 +930,7 @@ void Daemon::remove_everything() {
   phase_ = Phase::kStopping;
   program_->detach();
   dry_run_.reset();
+  if (sockets_) sockets_->unpin();
   program_->unpin();
   if (record_.created_pin_parent) {
     std::error_code ec;
@@ -1368,6 +1449,7 @@ std::unique_ptr<AdminCommands> Daemon::make_admin_commands() {
   reply("undrain", [this](const Json&) { return Json(set_drained(false)); });
   reply("leave", [this](const Json&) { return Json(leave_command()); });
   reply("reload", [this](const Json&) { return Json(reload()); });
+  reply("sockets", [this](const Json& args) { return sockets_request(args); });
   reply("which", [this](const Json& args) {
     ProbeFlow flow;
     try {

@@ -60,6 +60,7 @@
 #include "config/config.h"
 #include "keyring.h"  // gossip/keyring.h
 #include "kernel/close_tracker.h"
+#include "reuseport/sockets.h"
 #include "invalidator.h"
 #include "kernel/conntrack_walk.h"
 #include "kernel/datapath.h"
@@ -164,6 +165,8 @@ class Daemon {
   // ct_walker_'s thread (kernel/conntrack_walk.h, sweep_conntrack).
   boost::asio::awaitable<void> sweep_loop();
   void setup_close_tracking();
+  void setup_sockets();
+  nlohmann::json sockets_request(const nlohmann::json& args);
   // The invalidator of conntrack.invalidation (invalidator.h), before close
   // tracking feeds it; a socket it cannot bind fails the start.
   void setup_invalidation();
@@ -218,6 +221,7 @@ class Daemon {
   std::unique_ptr<metrics::ConntrackWalker> ct_walker_;
   // Null when the kernel (or the container) refused close tracking.
   std::unique_ptr<CloseTracker> close_tracker_;
+  std::unique_ptr<SocketService> sockets_;  // null when sockets.enabled is false or the kernel refused
   // The keys read at start (gossip.keyring), for the invalidator too.
   std::vector<gossip::Key> keys_;
   std::unique_ptr<Invalidator> invalidator_;

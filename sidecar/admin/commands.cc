@@ -69,6 +69,25 @@ constexpr CommandArg kKeysArgs[] = {
      .help = "The key, 64 hex digits (install, use, remove).", .optional = true},
 };
 
+constexpr CommandArg kSocketsArgs[] = {
+    {.name = "action", .positional = true, .value = "ACTION",
+     .help = "`list` (the default) the services, generations and sockets; `adopt` the listening "
+             "sockets of process `--pid` as a new generation; `switch` SERVICE to GENERATION "
+             "(new flows go to it); `drain` GENERATION of SERVICE (the selector forgets it).",
+     .choices = kSocketActions, .optional = true},
+    {.name = "service", .positional = true, .value = "SERVICE",
+     .help = "For `switch` and `drain`: `tcp/80`, or the full name `sockets` lists "
+             "(`tcp 0.0.0.0:80`) when the short one is ambiguous.",
+     .optional = true},
+    {.name = "generation", .positional = true, .value = "GENERATION",
+     .help = "For `switch` and `drain`: the generation's number.", .number = true, .optional = true},
+    {.name = "pid", .value = "PID", .help = "For `adopt`: the process whose sockets to take."},
+    {.name = "ready", .value = "ANSWER",
+     .help = "For `adopt`: switch new flows to the adopted generation at once (`yes`, the "
+             "default) or wait for `switch` (`no`).",
+     .choices = kYesNo},
+};
+
 constexpr CommandSpec kCommands[] = {
     {.name = "status",
      .summary = "node, peers, VIPs, counters",
@@ -197,6 +216,22 @@ constexpr CommandSpec kCommands[] = {
      .example = "mixlbctl -n mix1 keys list",
      .timeout_ms = 15000,
      .render = typed<KeysResult, render_keys>},
+    {.name = "sockets",
+     .args = kSocketsArgs,
+     .summary = "the app's sockets on VIP ports: generations, switch, drain, adopt",
+     .description =
+         "The reuseport selector's view: per service (a VIP port's SO_REUSEPORT group) its "
+         "generations (app instances) with their state (`active` gets every new flow, "
+         "`starting` waits for a switch, `draining` keeps what it has), pid and counters "
+         "(`selected` new flows, `migrated` connections of its closing listeners' queues moved "
+         "to it, `sticky` UDP datagrams that followed their flow to it, `fallback` flows the "
+         "kernel placed because the chosen socket was gone), and per socket its slot, cookie, "
+         "state and accept queue. `adopt --pid PID` takes a running process's sockets (needs "
+         "CAP_SYS_PTRACE); `switch` is one map write; `drain` takes a generation out of the "
+         "selector. Refused when `sockets.enabled` is false. See [App restarts without failed "
+         "connections](#app-restarts-without-failed-connections).",
+     .example = "mixlbctl sockets adopt --pid 4242",
+     .render = render_sockets},
 };
 
 struct GlobalOption {

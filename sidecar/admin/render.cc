@@ -389,6 +389,61 @@ std::string render_drain(const DrainResult& drain) {
   return fmt::format("{} serving again with weight {}\n", dash(drain.node), drain.weight);
 }
 
+std::string render_sockets(const nlohmann::json& result) {
+  using nlohmann::json;
+  std::string out;
+  // What an action did, above the view it left.
+  if (result.contains("adopted")) {
+    for (const auto& r : result["adopted"])
+      out += fmt::format("adopted {} socket(s) of {} as generation {}{}\n", r.value("sockets", 0),
+                         r.value("service", std::string("-")), r.value("generation", 0),
+                         r.value("active", false) ? ", active" : ", waiting for `sockets switch`");
+    for (const auto& k : result.value("skipped", json::array()))
+      out += fmt::format("  left fd {}: {}\n", k.value("fd", 0), k.value("why", std::string("-")));
+  }
+  if (result.contains("switched"))
+    out += fmt::format("{} switched to generation {}\n", result["switched"].value("service", std::string("-")),
+                       result["switched"].value("generation", 0));
+  if (result.contains("drained"))
+    out += fmt::format("{} generation {} drained\n", result["drained"].value("service", std::string("-")),
+                       result["drained"].value("generation", 0));
+  const auto& services = result.value("services", json::array());
+  if (services.empty()) return out + "no managed sockets: hand the app's sockets over with `mixlbctl sockets "
+                                     "adopt --pid PID`\n";
+  for (const auto& s : services) {
+    out += fmt::format("{} (policy {})\n", s.value("service", std::string("-")), s.value("policy", std::string("-")));
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& g : s.value("generations", json::array())) {
+      auto count = [&](const char* key) { return g.contains(key) ? std::to_string(g[key].get<std::uint64_t>()) : "-"; };
+      rows.push_back({std::to_string(g.value("number", 0)), g.value("state", std::string("-")),
+                      g.value("label", std::string("-")), std::to_string(g.value("pid", 0)), "", "", "", "",
+                      count("selected"), count("migrated"), count("sticky"), count("fallback")});
+      for (const auto& w : g.value("workers", json::array())) {
+        const std::string queue = w.contains("queued") ? fmt::format("{}/{}", w["queued"].get<std::uint64_t>(),
+                                                                     w.value("backlog", 0u))
+                                                       : "-";
+        rows.push_back({"", "", "", "", std::to_string(w.value("index", 0)),
+                        std::to_string(w.value("cookie", std::uint64_t{0})), w.value("state", std::string("-")), queue,
+                        "", "", "", ""});
+      }
+    }
+    out += render_table({{"GEN", true},
+                         {"STATE"},
+                         {"LABEL"},
+                         {"PID", true},
+                         {"SLOT", true},
+                         {"COOKIE", true},
+                         {"SOCKET"},
+                         {"QUEUE", true},
+                         {"SELECTED", true},
+                         {"MIGRATED", true},
+                         {"STICKY", true},
+                         {"FALLBACK", true}},
+                        rows);
+  }
+  return out;
+}
+
 std::string render_reload(const ReloadResult& reload) {
   if (!reload.changed) return fmt::format("{}: nothing changed\n", dash(reload.file));
   std::string out = fmt::format("{} reloaded: applied {}\n", dash(reload.file),

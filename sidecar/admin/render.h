@@ -34,6 +34,9 @@ std::string render_members(const MembersResult& members);
 
 // One line each.
 std::string render_drain(const DrainResult& drain);
+// `sockets`: the JSON the daemon's SocketService::view() makes, plus what an
+// action did (`adopted`, `skipped`, `switched`, `drained`).
+std::string render_sockets(const nlohmann::json& sockets);
 std::string render_leave(const LeaveResult& leave);
 // What a reload applied and what waits for a restart.
 std::string render_reload(const ReloadResult& reload);

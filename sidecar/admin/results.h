@@ -246,6 +246,9 @@ struct WhichResult {
 
 // --- keys --------------------------------------------------------------------
 
+inline constexpr std::string_view kSocketActions[] = {"list", "adopt", "switch", "drain"};
+inline constexpr std::string_view kYesNo[] = {"yes", "no"};
+
 inline constexpr std::string_view kKeyOps[] = {"list", "install", "use", "remove", "generate"};
 
 // One member's answer to a key request.

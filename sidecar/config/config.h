@@ -100,6 +100,16 @@ struct ConntrackSection {
   std::uint32_t invalidation_max_age_ms = 30000;
 };
 
+// The reuseport selector (sidecar/reuseport/): which of the app's sockets
+// gets each new flow of a VIP port.
+enum class SocketPolicy { kHash, kCpu };
+struct SocketsSection {
+  bool enabled = true;
+  SocketPolicy policy = SocketPolicy::kHash;
+  std::uint32_t udp_idle_ms = 30000;
+  std::uint32_t udp_flows = 65536;
+};
+
 // How the sidecar checks its app's services (sidecar/health.h): the
 // defaults of every [[vip]] entry's own check.
 struct HealthSection {
@@ -187,6 +197,7 @@ struct Config {
   DatapathSection datapath;
   NeighboursSection neighbours;
   ConntrackSection conntrack;
+  SocketsSection sockets;
   HealthSection health;
   GossipSection gossip;
   MetricsSection metrics;

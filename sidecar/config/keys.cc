@@ -44,6 +44,7 @@ constexpr Words<InvalidationMode, 5> kInvalidationModes{{{{"off", InvalidationMo
                                                           {"multicast", InvalidationMode::kMulticast},
                                                           {"broadcast", InvalidationMode::kBroadcast},
                                                           {"targeted", InvalidationMode::kTargeted}}}};
+constexpr Words<SocketPolicy, 2> kSocketPolicies{{{{"hash", SocketPolicy::kHash}, {"cpu", SocketPolicy::kCpu}}}};
 constexpr Words<LogFormat, 2> kLogFormats{{{{"text", LogFormat::kText}, {"json", LogFormat::kJson}}}};
 
 // Log levels are kept as their word (spdlog reads it).
@@ -234,6 +235,34 @@ const KeySpec kKeys[] = {
              "than this. Replays within it are refused by each sender's sequence numbers.",
      .min = 1000, .max = 600000, .integer = MIXLB_INTEGER(conntrack.invalidation_max_age_ms)},
 
+    // [sockets]
+    {.path = "sockets.enabled", .type = KeyType::kBoolean, .default_text = "`true`",
+     .allowed = "`true`, `false`",
+     .help = "Load the reuseport selector, so the app's sockets on VIP ports can be handed to "
+             "the sidecar (`mixlbctl sockets adopt`) and the app restarted without "
+             "refusing or resetting a connection. `false`: the kernel's own SO_REUSEPORT hash, "
+             "and `sockets` requests are refused.",
+     .boolean = MIXLB_BOOLEAN(sockets.enabled)},
+    {.path = "sockets.policy", .type = KeyType::kChoice, .default_text = "`hash`",
+     .allowed = "`hash`, `cpu`",
+     .help = "Which socket of the active generation gets a new flow. `hash`: the flow's hash "
+             "over a consistent table of the generation's sockets (a worker that comes or goes "
+             "moves only its own share). `cpu`: the socket whose `SO_INCOMING_CPU` is the CPU "
+             "that received the packet, else the sockets in turn by CPU number.",
+     .choices = "hash or cpu", MIXLB_CHOICE(kSocketPolicies, sockets.policy)},
+    {.path = "sockets.udp_idle_ms", .type = KeyType::kInteger, .default_text = "`30000`",
+     .allowed = "1000..3600000",
+     .help = "A UDP flow stays on the socket that received its first datagram, whatever "
+             "generation is active since, until it has been idle this long; then it is placed "
+             "afresh. Longer than the app's own idle timeout, so a flow never reaches a process "
+             "that does not know it.",
+     .min = 1000, .max = 3600000, .integer = MIXLB_INTEGER(sockets.udp_idle_ms)},
+    {.path = "sockets.udp_flows", .type = KeyType::kInteger, .default_text = "`65536`",
+     .allowed = "1024..4194304",
+     .help = "Entries of the UDP flow table (an LRU): the UDP flows whose socket is remembered. "
+             "A flow pushed out is placed afresh by its next datagram.",
+     .min = 1024, .max = 4194304, .integer = MIXLB_INTEGER(sockets.udp_flows)},
+
     // [health]
     {.path = "health.kind", .type = KeyType::kChoice, .default_text = "`tcp`",
      .allowed = "`tcp`, `http`, `none`",
@@ -361,7 +390,7 @@ const KeySpec kKeys[] = {
 #undef MIXLB_ADDRESS
 #undef MIXLB_CHOICE
 
-constexpr std::string_view kSections[] = {"node",   "datapath", "neighbours", "conntrack",
+constexpr std::string_view kSections[] = {"node",   "datapath", "neighbours", "conntrack", "sockets",
                                           "health", "gossip",   "metrics"};
 
 const EntryKey kVipKeys[] = {

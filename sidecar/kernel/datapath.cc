@@ -635,6 +635,13 @@ DpResult<std::size_t> remove_pins(const std::string& pin_dir, bool parent_too) {
   std::size_t removed = 0;
   if (!std::filesystem::exists(pin_dir, ec)) return removed;
   for (const auto& entry : std::filesystem::directory_iterator(pin_dir, ec)) {
+    std::error_code type_ec;
+    if (entry.is_directory(type_ec)) {  // another object's pins (the reuseport selector's)
+      auto inner = remove_pins(entry.path().string(), false);
+      if (!inner) return inner;
+      removed += *inner;
+      continue;
+    }
     if (::unlink(entry.path().c_str()) != 0 && errno != ENOENT)
       return fail("removing pin " + entry.path().string(), errno);
     ++removed;

@@ -70,6 +70,9 @@ std::expected<SocketFacts, std::string> inspect_socket(int fd) {
   facts.reuseport = *reuseport != 0;
   facts.listening = *listening != 0;
   facts.incoming_cpu = cpu ? *cpu : -1;
+  socklen_t cookie_len = sizeof(facts.cookie);
+  if (::getsockopt(fd, SOL_SOCKET, SO_COOKIE, &facts.cookie, &cookie_len) != 0)
+    return std::unexpected(fmt::format("reading SO_COOKIE: {}", std::strerror(errno)));
   sockaddr_storage at{};
   socklen_t len = sizeof(at);
   if (::getsockname(fd, reinterpret_cast<sockaddr*>(&at), &len) != 0)
@@ -184,6 +187,12 @@ std::expected<std::vector<Registered>, std::string> SocketRegistry::register_soc
       return std::unexpected(fmt::format("socket {} ({}): not a VIP port this node serves; only the ports of the "
                                          "configured VIPs are managed",
                                          i + 1, f->service.to_string()));
+    if (auto g = generation_of(f->cookie))
+      return std::unexpected(fmt::format("socket {} ({}): registered already, in generation {}", i + 1,
+                                         f->service.to_string(), *g));
+    for (const auto& earlier : facts)
+      if (earlier.cookie == f->cookie)
+        return std::unexpected(fmt::format("socket {} ({}): the same socket twice", i + 1, f->service.to_string()));
     facts.push_back(*f);
   }
   std::vector<Registered> out;
@@ -305,6 +314,101 @@ std::vector<ServiceView> SocketRegistry::services() const {
     out.push_back(std::move(view));
   }
   return out;
+}
+
+nlohmann::json SocketRegistry::export_state() const {
+  using nlohmann::json;
+  json services = json::array();
+  for (const auto& [key, service] : services_) {
+    json generations = json::array();
+    for (const auto& g : service.generations) {
+      json workers = json::array();
+      for (const auto& w : g.workers)
+        workers.push_back({{"index", w.index}, {"cookie", w.cookie}, {"incoming_cpu", w.incoming_cpu}});
+      generations.push_back({{"number", g.number}, {"label", g.label}, {"pid", g.pid},
+                             {"state", to_string(g.state)}, {"table", g.table}, {"workers", std::move(workers)}});
+    }
+    services.push_back({{"proto", key.proto},
+                        {"address", key.address.to_string()},
+                        {"port", key.port},
+                        {"next_number", service.next_number},
+                        {"generations", std::move(generations)}});
+  }
+  return json{{"version", 1}, {"services", std::move(services)}};
+}
+
+std::expected<std::size_t, std::string> SocketRegistry::import_state(const nlohmann::json& state) {
+  if (!services_.empty()) return std::unexpected("the registry is not empty");
+  std::size_t kept = 0;
+  try {
+    if (state.at("version").get<int>() != 1) return std::unexpected("unknown state version");
+    for (const auto& s : state.at("services")) {
+      ServiceKey key;
+      key.proto = s.at("proto").get<int>();
+      auto address = Address::parse(s.at("address").get<std::string>());
+      if (!address) return std::unexpected("a service with a bad address");
+      key.address = *address;
+      key.port = s.at("port").get<std::uint16_t>();
+      Service service;
+      service.next_number = s.at("next_number").get<std::uint32_t>();
+      for (const auto& g : s.at("generations")) {
+        Generation generation{g.at("number").get<std::uint32_t>(), g.at("label").get<std::string>(),
+                              g.at("pid").get<std::int32_t>(), GenerationState::kStarting,
+                              g.at("table").get<std::uint32_t>(), {}};
+        const std::string st = g.at("state").get<std::string>();
+        generation.state = st == "active" ? GenerationState::kActive
+                           : st == "draining" ? GenerationState::kDraining
+                                              : GenerationState::kStarting;
+        if (generation.table >= MIXLB_RP_MAX_TABLES || table_used_[generation.table])
+          return std::unexpected("a generation with a bad or repeated table");
+        for (const auto& w : g.at("workers")) {
+          Worker worker{w.at("index").get<std::uint32_t>(), w.at("cookie").get<std::uint64_t>(),
+                        w.at("incoming_cpu").get<int>()};
+          if (worker.index >= MIXLB_RP_MAX_SOCKETS || index_used_[worker.index]) continue;
+          auto at = maps_.socket_at(worker.index);
+          if (!at || !at->has_value() || **at != worker.cookie) continue;  // closed meanwhile
+          index_used_[worker.index] = true;
+          generation.workers.push_back(worker);
+          ++kept;
+        }
+        if (generation.workers.empty()) continue;
+        table_used_[generation.table] = true;
+        service.generations.push_back(std::move(generation));
+      }
+      if (service.generations.empty()) {
+        (void)maps_.remove_service(key.bpf());
+        continue;
+      }
+      services_[key] = std::move(service);
+    }
+  } catch (const nlohmann::json::exception& e) {
+    services_.clear();
+    std::fill(index_used_.begin(), index_used_.end(), false);
+    std::fill(table_used_.begin(), table_used_.end(), false);
+    return std::unexpected(std::string("malformed: ") + e.what());
+  }
+  // The tables and services as the kept workers make them.
+  for (auto& [key, service] : services_) {
+    const Generation* active = nullptr;
+    for (const auto& g : service.generations) {
+      (void)write_table(g);
+      if (g.state == GenerationState::kActive) active = &g;
+    }
+    if (!active) {
+      (void)switch_to(key, service.generations.back().number);
+    } else {
+      (void)write_service(key, *active);
+    }
+  }
+  return kept;
+}
+
+std::optional<std::uint32_t> SocketRegistry::generation_of(std::uint64_t cookie) const {
+  for (const auto& [key, service] : services_)
+    for (const auto& g : service.generations)
+      for (const auto& w : g.workers)
+        if (w.cookie == cookie) return g.number;
+  return std::nullopt;
 }
 
 std::expected<ServiceKey, std::string> SocketRegistry::resolve(std::string_view name) const {

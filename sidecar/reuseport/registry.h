@@ -30,6 +30,7 @@
 #include <expected>
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <span>
 #include <string>
@@ -60,6 +61,7 @@ struct SocketFacts {
   bool reuseport = false;
   bool listening = false;  // TCP: in LISTEN
   int incoming_cpu = -1;   // SO_INCOMING_CPU, -1 when unset
+  std::uint64_t cookie = 0;  // SO_COOKIE
 };
 std::expected<SocketFacts, std::string> inspect_socket(int fd);
 
@@ -134,6 +136,16 @@ class SocketRegistry {
   std::size_t reconcile();
 
   std::vector<ServiceView> services() const;
+  // The registry as JSON, and back: a restarted sidecar takes over the
+  // generations its predecessor registered. import_state() keeps only the
+  // workers whose socket the kernel still holds at the recorded index (by
+  // cookie), rewrites their tables and the services, and returns how many
+  // workers it kept. It needs an empty registry.
+  nlohmann::json export_state() const;
+  std::expected<std::size_t, std::string> import_state(const nlohmann::json& state);
+
+  // The generation that holds the socket of `cookie`, if one does.
+  std::optional<std::uint32_t> generation_of(std::uint64_t cookie) const;
   // The service `name` means: its full name ("tcp 0.0.0.0:80"), or
   // "tcp/80" when one service has that protocol and port.
   std::expected<ServiceKey, std::string> resolve(std::string_view name) const;

@@ -163,7 +163,7 @@ TEST_SUITE("admin") {
     CHECK(find_command("frobnicate") == nullptr);
     CHECK(find_command("") == nullptr);
     CHECK(command_names() ==
-          "status, stats, vips, ct, members, drain, undrain, leave, reload, which, monitor, keys");
+          "status, stats, vips, ct, members, drain, undrain, leave, reload, which, monitor, keys, sockets");
   }
 
   TEST_CASE("every example is a command line that parses and passes the daemon's check") {

@@ -174,7 +174,7 @@ TEST_SUITE("admin") {
           json{{"ok", false},
                {"error",
                 R"(unknown command "frobnicate" (known: status, stats, vips, ct, members, drain, )"
-                R"(undrain, leave, reload, which, monitor, keys))"}});
+                R"(undrain, leave, reload, which, monitor, keys, sockets))"}});
     CHECK(*fixture.calls == 0);
   }
 

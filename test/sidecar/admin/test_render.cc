@@ -412,6 +412,30 @@ TEST_SUITE("admin") {
           "  none\n"
           "\ngossip  x\n");
   }
+
+  TEST_CASE("render_sockets: what an action did, then each service's generations and sockets") {
+    const json sockets = json::parse(R"({
+      "enabled": true, "policy": "hash",
+      "adopted": [{"service": "tcp 0.0.0.0:80", "generation": 2, "sockets": 2, "active": true}],
+      "skipped": [{"fd": 3, "why": "udp 0.0.0.0:53: not a managed VIP port"}],
+      "services": [{"service": "tcp 0.0.0.0:80", "policy": "hash", "generations": [
+        {"number": 1, "label": "pid:100", "pid": 100, "state": "draining", "table": 0,
+         "selected": 900, "migrated": 4, "sticky": 0, "fallback": 0,
+         "workers": [{"index": 0, "cookie": 4097, "incoming_cpu": -1, "state": "listen", "queued": 0, "backlog": 511}]},
+        {"number": 2, "label": "pid:200", "pid": 200, "state": "active", "table": 1,
+         "selected": 12, "migrated": 0, "sticky": 0, "fallback": 0,
+         "workers": [{"index": 1, "cookie": 4200, "incoming_cpu": -1, "state": "listen", "queued": 3, "backlog": 511},
+                     {"index": 2, "cookie": 4201, "incoming_cpu": -1, "state": "closed"}]}]}]})");
+    const std::string text = find_command("sockets")->render(sockets);
+    CHECK(text.find("adopted 2 socket(s) of tcp 0.0.0.0:80 as generation 2, active") != std::string::npos);
+    CHECK(text.find("left fd 3: udp 0.0.0.0:53: not a managed VIP port") != std::string::npos);
+    CHECK(text.find("tcp 0.0.0.0:80 (policy hash)") != std::string::npos);
+    CHECK(text.find("draining") != std::string::npos);
+    CHECK(text.find("3/511") != std::string::npos);
+    CHECK(text.find("closed") != std::string::npos);
+    CHECK(find_command("sockets")->render(json{{"services", json::array()}}).find("no managed sockets") !=
+          std::string::npos);
+  }
 }  // TEST_SUITE
 
 }  // namespace

@@ -701,10 +701,10 @@ address = "10.0.0.99"
   TEST_CASE("bad structure and types are reported at their line") {
     const BadInput cases[] = {
         {"unknown table", "[node]\nname = \"mix1\"\ninterface = \"eth0\"\n\n[nodes]\nx = 1\n",
-         "mix1.toml:5: nodes: unknown key (expected [node], [datapath], [neighbours], [conntrack], [health], "
+         "mix1.toml:5: nodes: unknown key (expected [node], [datapath], [neighbours], [conntrack], [sockets], [health], "
          "[gossip], [metrics], [[vip]] or [[peer]])"},
         {"unknown top-level key", "name = \"mix1\"\n",
-         "mix1.toml:1: name: unknown key (expected [node], [datapath], [neighbours], [conntrack], [health], "
+         "mix1.toml:1: name: unknown key (expected [node], [datapath], [neighbours], [conntrack], [sockets], [health], "
          "[gossip], [metrics], [[vip]] or [[peer]])"},
         {"typo in [node]", "[node]\nname = \"mix1\"\ninterfce = \"eth0\"\n",
          "mix1.toml:3: node.interfce: unknown key ([node] takes name, interface, address, weight, "

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kernel/unique_fd.h"
+#include "loopback.h"
 #include "reuseport/registry.h"
 
 namespace mixlb {
@@ -26,13 +27,17 @@ class FakeMaps : public SelectorMaps {
   mutable std::map<std::uint32_t, mixlb_rp_table> tables;
   mutable std::map<std::uint16_t, mixlb_rp_service> services;  // by port
   mutable std::set<int> attached;
-  mutable std::uint64_t next_cookie = 1000;
 
   DpResult<void> attach(int fd) const override {
     attached.insert(fd);
     return {};
   }
-  DpResult<std::uint64_t> put_socket(std::uint32_t index, int) const override { return socks[index] = next_cookie++; }
+  DpResult<std::uint64_t> put_socket(std::uint32_t index, int fd) const override {
+    std::uint64_t cookie = 0;
+    socklen_t len = sizeof(cookie);
+    REQUIRE(::getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &len) == 0);
+    return socks[index] = cookie;
+  }
   DpResult<void> remove_socket(std::uint32_t index) const override {
     socks.erase(index);
     return {};
@@ -64,19 +69,8 @@ class FakeMaps : public SelectorMaps {
   }
 };
 
-// A socket on 127.0.0.1:port (0: a fresh port), SO_REUSEPORT unless told not.
 UniqueFd sock(int type, std::uint16_t port, bool reuseport = true, bool listen = true) {
-  UniqueFd fd(::socket(AF_INET, type, 0));
-  REQUIRE(fd);
-  const int one = 1;
-  if (reuseport) REQUIRE(::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) == 0);
-  sockaddr_in at{};
-  at.sin_family = AF_INET;
-  at.sin_port = htons(port);
-  at.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd.get(), reinterpret_cast<sockaddr*>(&at), sizeof(at)) == 0);
-  if (type == SOCK_STREAM && listen) REQUIRE(::listen(fd.get(), 16) == 0);
-  return fd;
+  return test::loopback_socket(type, port, reuseport, listen);
 }
 
 std::uint16_t port_of(const UniqueFd& fd) {
@@ -185,6 +179,23 @@ TEST_SUITE("reuseport-registry") {
     }
   }
 
+  TEST_CASE("a socket registered already is refused, under any label") {
+    Fixture f;
+    f.add({f.first.get()}, "v1");
+    for (const char* label : {"v1", "v2"}) {
+      std::vector<int> fds{f.first.get()};
+      auto again = f.registry.register_sockets(RegisterRequest{fds, 1, label, true});
+      REQUIRE_FALSE(again.has_value());
+      CHECK(again.error().find("registered already, in generation 1") != std::string::npos);
+    }
+    UniqueFd other = sock(SOCK_STREAM, f.port);
+    std::vector<int> twice{other.get(), other.get()};
+    auto dup = f.registry.register_sockets(RegisterRequest{twice, 1, "v2", true});
+    REQUIRE_FALSE(dup.has_value());
+    CHECK(dup.error().find("the same socket twice") != std::string::npos);
+    CHECK(f.registry.services()[0].generations.size() == 1);
+  }
+
   TEST_CASE("sockets the kernel let go leave their table; an empty generation is forgotten, the newest takes over") {
     Fixture f;
     UniqueFd second = sock(SOCK_STREAM, f.port), next = sock(SOCK_STREAM, f.port);
@@ -236,6 +247,47 @@ TEST_SUITE("reuseport-registry") {
     CHECK(f.registry.services().empty());
     CHECK(f.maps.services.empty());
     CHECK_FALSE(f.registry.drain(key, 2).has_value());
+  }
+
+  TEST_CASE("a restarted sidecar takes over the generations, without the sockets that closed meanwhile") {
+    Fixture f;
+    UniqueFd second = sock(SOCK_STREAM, f.port), next = sock(SOCK_STREAM, f.port);
+    f.add({f.first.get(), second.get()}, "v1");
+    f.add({next.get()}, "v2", false);
+    const nlohmann::json state = f.registry.export_state();
+    const auto v1 = f.generation(1);
+    f.maps.socks.erase(v1.workers[1].index);  // closed while no sidecar ran
+    f.maps.tables.clear();
+    f.maps.services.clear();
+
+    SocketRegistry after(f.maps, RegistrySettings{.managed = [&](const ServiceKey& k) { return k.port == f.port; }});
+    auto kept = after.import_state(state);
+    REQUIRE_MESSAGE(kept.has_value(), (kept ? "" : kept.error()));
+    CHECK(*kept == 2);
+    auto services = after.services();
+    REQUIRE(services.size() == 1);
+    REQUIRE(services[0].generations.size() == 2);
+    CHECK(services[0].generations[0].state == GenerationState::kActive);
+    CHECK(services[0].generations[0].workers.size() == 1);
+    CHECK(services[0].generations[1].state == GenerationState::kStarting);
+    // Tables and the service are written again, from what was kept.
+    CHECK(f.maps.shares(v1.table) == std::map<std::uint32_t, int>{{v1.workers[0].index, 257}});
+    CHECK(f.maps.services.at(f.port).table == v1.table);
+    // Its index allocator knows the kept ones: a new socket takes another slot.
+    UniqueFd third = sock(SOCK_STREAM, f.port);
+    std::vector<int> fds{third.get()};
+    auto r = after.register_sockets(RegisterRequest{fds, 7, "v3", false});
+    REQUIRE(r.has_value());
+    CHECK(r->front().generation == 3);
+    std::set<std::uint32_t> indices;
+    for (const auto& g : after.services()[0].generations)
+      for (const auto& w : g.workers) CHECK(indices.insert(w.index).second);
+
+    CHECK_FALSE(after.import_state(state).has_value());  // not into a registry in use
+    SocketRegistry fresh(f.maps, RegistrySettings{});
+    auto bad = fresh.import_state(nlohmann::json{{"version", 1}, {"services", {{{"proto", 6}}}}});
+    REQUIRE_FALSE(bad.has_value());
+    CHECK(bad.error().find("malformed") != std::string::npos);
   }
 
   TEST_CASE("services are named in full or as protocol/port") {
