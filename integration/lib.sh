@@ -486,24 +486,24 @@ mixlb_start_sidecar() {
 	MIXLB_SIDECAR_PID[$node]=$!
 }
 
-# mixlb_bench_start BUILD_DIR CASE: the start of a benchmark on this
-# topology (./dev bench conntrack): its JSON goes to fd 3, its log to
+# mixlb_bench_start BUILD_DIR CASE [BENCH]: the start of a benchmark on this
+# topology (./dev bench BENCH, conntrack by default): its JSON goes to fd 3, its log to
 # stderr. Exits with a "skipped" line when the machine cannot run it and an
 # "error" line when the cluster does not come up; returns with the cluster
 # up otherwise. Defines emit LINE (to fd 3).
 mixlb_bench_start() {
-	local case=$2 reason
+	local case=$2 bench=${3:-conntrack} reason
 	exec 3>&1 1>&2
 	emit() { printf '%s\n' "$1" >&3; }
 	mixlb_init "$1" || exit 1
 	reason=$(mixlb_probe)
 	if [ -n "$reason" ]; then
-		emit "{\"bench\": \"conntrack\", \"case\": \"$case\", \"skipped\": \"$reason\"}"
+		emit "{\"bench\": \"$bench\", \"case\": \"$case\", \"skipped\": \"$reason\"}"
 		exit 0
 	fi
 	mixlb_claim || exit 1
 	mixlb_cluster_up || {
-		emit "{\"bench\": \"conntrack\", \"case\": \"$case\", \"error\": \"the cluster did not come up\"}"
+		emit "{\"bench\": \"$bench\", \"case\": \"$case\", \"error\": \"the cluster did not come up\"}"
 		exit 1
 	}
 }

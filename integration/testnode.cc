@@ -1,7 +1,8 @@
 // mixlb-testnode: the application and the clients of the multi-node
 // integration test.
 //
-//   mixlb-testnode serve --name NODE [--http-port 80] [--line-port 7000] [--udp-port 0]
+//   mixlb-testnode serve --name NODE [--http-port 80] [--line-port 7000] [--udp-port 0] [--reuseport 1]
+//   mixlb-testnode udp-hold --to ADDR:PORT --flows K --seconds S --interval-ms I
 //   mixlb-testnode hold --connect ADDR:PORT --seconds S --interval-ms I
 //   mixlb-testnode hold-many --connect ADDR:PORT --connections N --seconds S --interval-ms I
 //   mixlb-testnode load --to ADDR:PORT --workers W --seconds S [--pause-ms 0]
@@ -25,6 +26,11 @@
 // the VIP, and a reply from the node's own address would not reach a client
 // whose socket is connected to the VIP. A socket bound to the wildcard would
 // otherwise pick the source by route, which is the node address.
+//
+// With --reuseport 1 it is one generation of an app that is restarted in
+// place: every socket has SO_REUSEPORT (the next instance joins the same
+// groups), and SIGTERM is a graceful stop, as nginx's QUIT: the listeners
+// are shut down at once, the connections being served finish, then it exits.
 //
 // The HTTP reply has no Content-Length: its body ends where the connection
 // does, as HTTP/1.0 allows. So the client cannot finish before the server's
@@ -293,7 +299,7 @@ Endpoint parse_endpoint(const std::string& text, std::string_view flag) {
 // A socket of `family` and `type` bound to the wildcard address and `port`;
 // an IPv6 one is IPv6-only, since the IPv4 socket serves IPv4. An empty Fd
 // when the kernel has no IPv6 (the IPv4 services still run).
-Fd bind_any(int family, int type, std::uint16_t port) {
+Fd bind_any(int family, int type, std::uint16_t port, bool reuseport = false) {
   const std::string where = std::string(family == AF_INET6 ? "[::]:" : "0.0.0.0:") +
                             std::to_string(port) + (type == SOCK_DGRAM ? "/udp" : "/tcp");
   Fd fd(::socket(family, type | SOCK_CLOEXEC, 0));
@@ -307,6 +313,9 @@ Fd bind_any(int family, int type, std::uint16_t port) {
   int one = 1;
   if (::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) {
     throw std::system_error(errno, std::system_category(), "SO_REUSEADDR");
+  }
+  if (reuseport && ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
+    throw std::system_error(errno, std::system_category(), "SO_REUSEPORT");
   }
   if (family == AF_INET6 &&
       ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0) {
@@ -395,10 +404,21 @@ void serve_lines(Fd conn, const std::string& node) {
 
 using ConnectionHandler = void (*)(Fd, const std::string&);
 
+// A graceful stop (serve --reuseport, SIGTERM) shuts the listeners down and
+// waits for the connections being served.
+std::atomic<bool> g_stopping{false};
+std::atomic<int> g_serving{0};
+
+void serve_counted(ConnectionHandler handler, Fd conn, std::string node) {
+  handler(std::move(conn), node);
+  g_serving.fetch_sub(1);
+}
+
 void accept_loop(Fd listener, std::string node, ConnectionHandler handler, std::string what) {
   for (;;) {
     int fd = ::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) {
+      if (g_stopping.load()) return;  // shut down: the kernel moved or reset what was queued
       if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;
       // Out of descriptors or memory: report, back off, keep serving.
       std::fprintf(stderr, "mixlb-testnode: %s accept: %s\n", what.c_str(),
@@ -407,8 +427,10 @@ void accept_loop(Fd listener, std::string node, ConnectionHandler handler, std::
       continue;
     }
     try {
-      std::thread(handler, Fd(fd), node).detach();
+      g_serving.fetch_add(1);
+      std::thread(serve_counted, handler, Fd(fd), node).detach();
     } catch (const std::system_error& e) {
+      g_serving.fetch_sub(1);
       // The Fd moved into the failed thread's arguments is closed with them.
       std::fprintf(stderr, "mixlb-testnode: %s: cannot start a thread: %s\n", what.c_str(),
                    e.what());
@@ -503,15 +525,26 @@ int run_serve(Flags flags) {
   // As the first process of a container it has no default action for
   // SIGTERM (the kernel ignores it for PID 1), and `podman stop` would wait
   // its timeout, then SIGKILL: end at once, as the app does anywhere else.
-  struct sigaction quit {};
-  quit.sa_handler = [](int) { ::_exit(0); };
-  ::sigaction(SIGTERM, &quit, nullptr);
-  ::sigaction(SIGINT, &quit, nullptr);
   std::string node = flags.require("name");
   auto http_port = flags.number<std::uint16_t>("http-port", 80, 1, 65535);
   auto line_port = flags.number<std::uint16_t>("line-port", 7000, 1, 65535);
   auto udp_port = flags.number<std::uint16_t>("udp-port", 0, 0, 65535);
+  const bool reuseport = flags.number<unsigned>("reuseport", 0, 0, 1) == 1;
   flags.finish();
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  if (reuseport) {
+    // One instance of a generation of the app: SIGTERM is a graceful stop,
+    // taken by the main thread below once the services run.
+    ::pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  } else {
+    struct sigaction quit {};
+    quit.sa_handler = [](int) { ::_exit(0); };
+    ::sigaction(SIGTERM, &quit, nullptr);
+    ::sigaction(SIGINT, &quit, nullptr);
+  }
   if (node.empty() || node.find_first_of(" \r\n") != std::string::npos) {
     usage_error("--name must be one word");
   }
@@ -527,14 +560,14 @@ int run_serve(Flags flags) {
   std::vector<Service> services;
   for (int family : {AF_INET, AF_INET6}) {
     const std::string suffix = family == AF_INET6 ? " (IPv6)" : " (IPv4)";
-    if (Fd fd = bind_any(family, SOCK_STREAM, http_port)) {
+    if (Fd fd = bind_any(family, SOCK_STREAM, http_port, reuseport)) {
       services.push_back({std::move(fd), family, &serve_http, "http" + suffix});
     }
-    if (Fd fd = bind_any(family, SOCK_STREAM, line_port)) {
+    if (Fd fd = bind_any(family, SOCK_STREAM, line_port, reuseport)) {
       services.push_back({std::move(fd), family, &serve_lines, "lines" + suffix});
     }
     if (udp_port == 0) continue;
-    if (Fd fd = bind_any(family, SOCK_DGRAM, udp_port)) {
+    if (Fd fd = bind_any(family, SOCK_DGRAM, udp_port, reuseport)) {
       services.push_back({std::move(fd), family, nullptr, "udp" + suffix});
     }
   }
@@ -543,15 +576,34 @@ int run_serve(Flags flags) {
                udp_port == 0 ? "no port" : (":" + std::to_string(udp_port)).c_str());
 
   std::vector<std::thread> threads;
+  std::vector<int> listeners;
   for (auto& s : services) {
     if (s.handler != nullptr) {
+      listeners.push_back(s.fd.get());
       threads.emplace_back(accept_loop, std::move(s.fd), node, s.handler, s.what);
     } else {
       threads.emplace_back(udp_loop, std::move(s.fd), node, s.family);
     }
   }
-  for (auto& t : threads) t.join();  // the loops run until the process is killed
-  return 0;
+  if (!reuseport) {
+    for (auto& t : threads) t.join();  // the loops run until the process is killed
+    return 0;
+  }
+  // The graceful stop of an app handing over to its next generation: shut
+  // the listeners down (the kernel moves their queued connections to the
+  // group's live sockets, or resets them when nothing moves them), finish
+  // the connections being served (5 s at most), then exit. UDP sockets go
+  // with the process.
+  int signal = 0;
+  ::sigwait(&stop_signals, &signal);
+  g_stopping.store(true);
+  for (int fd : listeners) ::shutdown(fd, SHUT_RDWR);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (g_serving.load() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(milliseconds(10));
+  std::fprintf(stderr, "mixlb-testnode: %s stopped (%d connection(s) still open)\n", node.c_str(),
+               g_serving.load());
+  ::_exit(0);
 }
 
 // ---------------------------------------------------------------- stopping
@@ -1044,6 +1096,62 @@ int run_udp(Flags flags) {
   return 0;
 }
 
+// ---------------------------------------------------------------- udp-hold
+//
+// Long-lived UDP flows across restarts of the app: K sockets, each its own
+// flow (its own source port, connected to the VIP), each sending one request
+// every --interval-ms for --seconds (or until SIGTERM). Per flow it prints
+// "flow sport P answered A/N names X[,Y...]": the names of the app
+// instances that answered, in the order they first did; a flow that stayed on
+// its socket has one name. Then "flows K answered A/N moved M".
+int run_udp_hold(Flags flags) {
+  Endpoint to = parse_endpoint(flags.require("to"), "to");
+  auto flows = flags.number<unsigned>("flows", std::nullopt, 1, 1000);
+  auto seconds = flags.number<unsigned>("seconds", std::nullopt, 1, 3600);
+  auto interval = milliseconds(flags.number<unsigned>("interval-ms", 100, 1, 60000));
+  flags.finish();
+  struct Flow {
+    Fd fd;
+    unsigned port = 0, sent = 0, answered = 0;
+    std::vector<std::string> names;
+  };
+  std::vector<Flow> all(flows);
+  for (auto& f : all) {
+    f.fd = Fd(::socket(to.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    if (!f.fd) throw std::system_error(errno, std::system_category(), "socket");
+    if (::connect(f.fd.get(), to.get(), to.length) < 0) throw std::system_error(errno, std::system_category(), "connect");
+    f.port = local_port(f.fd.get());
+  }
+  auto& stop = StopSignal::instance();
+  const auto end = Clock::now() + std::chrono::seconds(seconds);
+  for (unsigned round = 1; Clock::now() < end && !stop.stopped(); ++round) {
+    const auto next = Clock::now() + interval;
+    for (std::size_t i = 0; i < all.size(); ++i) {
+      Flow& f = all[i];
+      const std::string payload = "req " + std::to_string(::getpid()) + "-" + std::to_string(i) + "-" + std::to_string(round);
+      ++f.sent;
+      std::string error;
+      if (::send(f.fd.get(), payload.data(), payload.size(), 0) < 0) continue;
+      if (auto node = await_answer(f.fd.get(), payload, milliseconds(1000), error)) {
+        ++f.answered;
+        if (std::find(f.names.begin(), f.names.end(), *node) == f.names.end()) f.names.push_back(*node);
+      }
+    }
+    stop.wait_until(next);
+  }
+  unsigned sent = 0, answered = 0, moved = 0;
+  for (const auto& f : all) {
+    std::string names;
+    for (const auto& n : f.names) names += (names.empty() ? "" : ",") + n;
+    std::printf("flow sport %u answered %u/%u names %s\n", f.port, f.answered, f.sent, names.empty() ? "-" : names.c_str());
+    sent += f.sent;
+    answered += f.answered;
+    if (f.names.size() > 1) ++moved;
+  }
+  std::printf("flows %u answered %u/%u moved %u\n", flows, answered, sent, moved);
+  return 0;
+}
+
 // ---------------------------------------------------------------- mcast-capture / mcast-send
 //
 // What a host on the segment without the cluster's key can do with the
@@ -1191,10 +1299,11 @@ int main(int argc, char** argv) {
   std::string_view command = argv[1];
   try {
     if (command == "serve") return run_serve(Flags(argc, argv, 2));
-    if (command == "hold" || command == "hold-many" || command == "load") {
+    if (command == "hold" || command == "hold-many" || command == "load" || command == "udp-hold") {
       StopSignal::instance();  // before any thread: they must inherit the blocked signals
       if (command == "hold") return run_hold(Flags(argc, argv, 2));
       if (command == "hold-many") return run_hold_many(Flags(argc, argv, 2));
+      if (command == "udp-hold") return run_udp_hold(Flags(argc, argv, 2));
       return run_load(Flags(argc, argv, 2));
     }
     if (command == "udp") return run_udp(Flags(argc, argv, 2));

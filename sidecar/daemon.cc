@@ -341,19 +341,28 @@ nlohmann::json Daemon::sockets_request(const nlohmann::json& args) {
     auto adopted = sockets_->adopt(pid, args.value("ready", std::string("yes")) == "yes");
     if (!adopted) throw AdminError("sockets adopt: " + adopted.error());
     done["adopted"] = nlohmann::json::array();
-    for (const auto& r : adopted->registered)
-      done["adopted"].push_back({{"service", r.service.to_string()},
-                                 {"generation", r.generation},
-                                 {"sockets", r.sockets},
-                                 {"active", r.active}});
+    for (const auto& r : adopted->registered) {
+      nlohmann::json one = {{"service", r.service.to_string()},
+                            {"generation", r.generation},
+                            {"sockets", r.sockets},
+                            {"active", r.active}};
+      if (r.switch_ns != 0) one["switch_us"] = static_cast<double>(r.switch_ns) / 1000.0;
+      done["adopted"].push_back(std::move(one));
+    }
     done["skipped"] = nlohmann::json::array();
     for (const auto& k : adopted->skipped) done["skipped"].push_back({{"fd", k.fd}, {"why", k.why}});
   } else if (action == "switch" || action == "drain") {
     const std::string name = service();
     const std::uint32_t number = generation();
-    auto r = action == "switch" ? sockets_->switch_to(name, number) : sockets_->drain(name, number);
-    if (!r) throw AdminError("sockets " + action + ": " + r.error());
-    done[action == "switch" ? "switched" : "drained"] = {{"service", name}, {"generation", number}};
+    if (action == "switch") {
+      auto r = sockets_->switch_to(name, number);
+      if (!r) throw AdminError("sockets switch: " + r.error());
+      done["switched"] = {{"service", name}, {"generation", number}, {"switch_us", static_cast<double>(*r) / 1000.0}};
+    } else {
+      auto r = sockets_->drain(name, number);
+      if (!r) throw AdminError("sockets drain: " + r.error());
+      done["drained"] = {{"service", name}, {"generation", number}};
+    }
   } else if (args.contains("service") || args.contains("generation") || args.contains("pid")) {
     throw AdminError("sockets: SERVICE, GENERATION and --pid go with an action (adopt, switch, drain)");
   }

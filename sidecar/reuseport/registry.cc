@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstring>
 
@@ -232,22 +233,26 @@ std::expected<std::vector<Registered>, std::string> SocketRegistry::register_soc
     Generation* g = find(r.service, r.generation);
     const bool first = services_[r.service].generations.size() == 1;
     if (g->state == GenerationState::kActive || request.ready || first) {
-      if (auto s = switch_to(r.service, r.generation); !s) return std::unexpected(s.error());
+      auto s = switch_to(r.service, r.generation);
+      if (!s) return std::unexpected(s.error());
+      r.switch_ns = *s;
     }
     r.active = g->state == GenerationState::kActive;
   }
   return out;
 }
 
-std::expected<void, std::string> SocketRegistry::switch_to(const ServiceKey& key, std::uint32_t number) {
+std::expected<std::uint64_t, std::string> SocketRegistry::switch_to(const ServiceKey& key, std::uint32_t number) {
   Generation* target = find(key, number);
   if (!target) return std::unexpected(fmt::format("{} has no generation {}", key.to_string(), number));
   if (target->workers.empty()) return std::unexpected(fmt::format("{} generation {} has no sockets", key.to_string(), number));
+  const auto started = std::chrono::steady_clock::now();
   if (auto w = write_service(key, *target); !w) return std::unexpected(w.error());
+  const auto took = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started);
   for (auto& g : services_[key].generations)
     if (g.state == GenerationState::kActive && g.number != number) g.state = GenerationState::kDraining;
   target->state = GenerationState::kActive;
-  return {};
+  return static_cast<std::uint64_t>(took.count());
 }
 
 std::expected<void, std::string> SocketRegistry::drain(const ServiceKey& key, std::uint32_t number) {

@@ -101,6 +101,7 @@ struct Registered {
   std::uint32_t generation = 0;
   std::size_t sockets = 0;
   bool active = false;
+  std::uint64_t switch_ns = 0;  // how long the switch to it took (the service write), when it switched
 };
 
 struct RegistrySettings {
@@ -122,7 +123,8 @@ class SocketRegistry {
 
   // Makes generation `number` of `service` the active one: one write of the
   // service. The one active before drains.
-  std::expected<void, std::string> switch_to(const ServiceKey& service, std::uint32_t number);
+  // Returns how long the switch took, in nanoseconds.
+  std::expected<std::uint64_t, std::string> switch_to(const ServiceKey& service, std::uint32_t number);
   // Takes a generation's workers out of the sockarray and forgets it: the
   // selector gives it nothing more (its sockets stay in the kernel's group
   // until the app closes them; the kernel's own hash reaches them only when

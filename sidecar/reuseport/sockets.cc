@@ -182,7 +182,7 @@ std::expected<SocketService::Adopted, std::string> SocketService::adopt(std::int
   return out;  // the copies close here: the process owns its sockets alone again
 }
 
-std::expected<void, std::string> SocketService::switch_to(std::string_view service, std::uint32_t generation) {
+std::expected<std::uint64_t, std::string> SocketService::switch_to(std::string_view service, std::uint32_t generation) {
   auto key = registry_->resolve(service);
   if (!key) return std::unexpected(key.error());
   auto done = registry_->switch_to(*key, generation);

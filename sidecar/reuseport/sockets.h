@@ -63,7 +63,8 @@ class SocketService {
   };
   std::expected<Adopted, std::string> adopt(std::int32_t pid, bool ready);
 
-  std::expected<void, std::string> switch_to(std::string_view service, std::uint32_t generation);
+  // Returns how long the switch took (the service's map write), in ns.
+  std::expected<std::uint64_t, std::string> switch_to(std::string_view service, std::uint32_t generation);
   std::expected<void, std::string> drain(std::string_view service, std::uint32_t generation);
 
   // Services, generations, workers with their kernel state and counters,

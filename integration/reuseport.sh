@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# App restarts under load, with the reuseport selector and without it.
+#
+#   integration/reuseport.sh BUILD_DIR            the test (TAP)
+#   integration/reuseport.sh BUILD_DIR --bench    ./dev bench reuseport
+#
+# The integration topology (lib.sh), with mix2 and mix3 drained so that every
+# new flow through the VIP is served by mix1. mix1's app is replaced by
+# generations of `mixlb-testnode serve --reuseport 1` (SO_REUSEPORT on every
+# socket; SIGTERM shuts the listeners down, finishes what it serves, exits).
+#
+# TCP: a client loop opens a new connection per HTTP request through the VIP
+# (16 workers) while mix1's app is restarted RESTARTS times: a new instance
+# starts, then (selector) `mixlbctl sockets adopt --pid NEW` switches new
+# flows to it, then the old instance gets SIGTERM and exits. Counted: failed
+# requests, resets among them, mix1's TcpExtListenDrops,
+# TcpExtListenOverflows and TcpExtTCPAbortOn* deltas, and (selector) the
+# connections migrated from closing listeners. `plain` is the same loop
+# with no selector: the kernel's own SO_REUSEPORT hash, which spreads new
+# connections over the old and the new listeners and resets what was
+# queued on the old one when it closes.
+#
+# UDP: 20 long-lived flows (one datagram each every 100 ms) through the VIP
+# while generations are started and switched to RESTARTS times, the old
+# ones left running (a QUIC-like app drains its flows): each flow must be
+# answered by one instance only. `plain` again for comparison: a new
+# socket in the group takes a share of the existing flows.
+#
+# The test wants selector: 0 failed, 0 resets, the counters' deltas 0, no
+# UDP flow moved and none unanswered; it only reports plain. The benchmark
+# prints one JSON object per mode and protocol.
+set -u -o pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib.sh
+source "$here/lib.sh"
+
+MIXLB_LOG_PREFIX="# "
+build=${1:-}
+bench=0
+[ "${2:-}" = --bench ] && bench=1
+restarts=${MIXLB_RESTARTS:-20}
+GENS=()    # pids of mix1's app generations still running, oldest first
+GEN_NO=0
+
+# Starts the next generation of mix1's app; waits until it listens.
+start_generation() {
+	local log pid i
+	GEN_NO=$((GEN_NO + 1))
+	log=$MIXLB_TMP/mix1.gen$GEN_NO.log
+	nsenter --net="$(mixlb_netns mix1)" -- "$MIXLB_TESTNODE" serve --name "mix1-g$GEN_NO" --reuseport 1 \
+		--http-port "$MIXLB_HTTP_PORT" --line-port "$MIXLB_LINE_PORT" --udp-port "$MIXLB_UDP_PORT" >"$log" 2>&1 &
+	pid=$!
+	MIXLB_OTHER_PIDS+=("$pid")
+	for ((i = 0; i < 100; i++)); do
+		if [ "$(mixlb_in mix1 ss -Htlnp "( sport = :$MIXLB_HTTP_PORT )" | grep -c "pid=$pid,")" -ge 2 ] &&
+			[ "$(mixlb_in mix1 ss -Hulnp "( sport = :$MIXLB_UDP_PORT )" | grep -c "pid=$pid,")" -ge 2 ]; then
+			GENS+=("$pid")
+			return 0
+		fi
+		mixlb_alive "$pid" || break
+		sleep 0.05
+	done
+	mixlb_log "generation $GEN_NO of mix1's app did not start listening:"
+	mixlb_log_file "$log"
+	return 1
+}
+
+# Stops the oldest running generation (a graceful stop) and waits for it.
+stop_oldest() {
+	local pid=${GENS[0]} i
+	kill -TERM "$pid" 2>/dev/null
+	for ((i = 0; i < 200; i++)); do
+		mixlb_alive "$pid" || break
+		sleep 0.05
+	done
+	GENS=("${GENS[@]:1}")
+}
+
+stop_all() {
+	while [ "${#GENS[@]}" -gt 0 ]; do stop_oldest; done
+}
+
+# Hands generation pid $1 to mix1's sidecar; prints the switch time in µs.
+adopt() {
+	local out
+	out=$(mixlb_ctl mix1 sockets adopt --pid "$1" --json) || { mixlb_log "adopt failed: $out"; return 1; }
+	mixlb_json 'max(a.get("switch_us", 0) for a in d["adopted"])' <<<"$out"
+}
+
+# The sum of mix1's counters whose names match the regex $1 (nstat, absolute).
+nstat_sum() {
+	mixlb_in mix1 nstat -asz 2>/dev/null | awk -v re="$1" '$1 ~ re { s += $2 } END { print s + 0 }'
+}
+
+# Migrated connections so far: the selector's counter of every generation it
+# still knows (a generation's count lives as long as the generation does, so
+# this is read before each old one goes).
+migrated_now() {
+	mixlb_ctl mix1 sockets --json |
+		mixlb_json 'sum(g.get("migrated", 0) for s in d["services"] if s["service"].startswith("tcp") for g in s["generations"])'
+}
+
+# p99 of the numbers on stdin.
+p99() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) { print 0; exit } i = int(NR * 0.99 + 0.999); if (i < 1) i = 1; print v[i] }'; }
+
+# One TCP run of RESTARTS restarts in mode $1 (selector|plain). Sets
+# T_REQUESTS T_FAILED T_RESETS T_MIGRATED T_SWITCH_P99 T_DROPS T_RATE.
+tcp_run() {
+	local mode=$1 load_pid out=$MIXLB_TMP/tcp.$1.load switches=() migrated=0 drops_before drops_after start_ms took_ms summary r
+	stop_all
+	start_generation || return 1
+	if [ "$mode" = selector ]; then adopt "${GENS[0]}" >/dev/null || return 1; fi
+	drops_before=$(nstat_sum '^(TcpExtListenDrops|TcpExtListenOverflows|TcpExtTCPAbortOn)')
+	start_ms=$(mixlb_now_ms)
+	nsenter --net="$(mixlb_netns client)" -- "$MIXLB_TESTNODE" load --to "$MIXLB_VIP:$MIXLB_HTTP_PORT" \
+		--workers 16 --seconds 600 >"$out" 2>&1 &
+	load_pid=$!
+	MIXLB_OTHER_PIDS+=("$load_pid")
+	sleep 1
+	for ((r = 1; r <= restarts; r++)); do
+		start_generation || { kill -TERM "$load_pid"; return 1; }
+		if [ "$mode" = selector ]; then
+			switches+=("$(adopt "${GENS[-1]}")") || { kill -TERM "$load_pid"; return 1; }
+			migrated=$((migrated + $(migrated_now)))
+		fi
+		stop_oldest
+		sleep 0.5
+	done
+	sleep 1
+	kill -TERM "$load_pid"
+	wait "$load_pid"
+	took_ms=$(($(mixlb_now_ms) - start_ms))
+	# What moved to the last generation when the one before it closed.
+	[ "$mode" = selector ] && migrated=$((migrated + $(migrated_now)))
+	drops_after=$(nstat_sum '^(TcpExtListenDrops|TcpExtListenOverflows|TcpExtTCPAbortOn)')
+	summary=$(grep '^load ' "$out")
+	mixlb_log "$mode: $summary"
+	grep '^req .* - ' "$out" | head -3 | while read -r line; do mixlb_log "  $line"; done
+	T_REQUESTS=$(awk '{ print $3 }' <<<"$summary")
+	T_FAILED=$(awk '{ print $7 }' <<<"$summary")
+	T_RESETS=$(grep -c '^req .* - .*reset' "$out")
+	T_MIGRATED=$migrated
+	T_DROPS=$((drops_after - drops_before))
+	T_RATE=$((T_REQUESTS * 1000 / took_ms))
+	T_SWITCH_P99=$(printf '%s\n' "${switches[@]}" | grep -v '^$' | p99)
+	mixlb_log "$mode: $T_REQUESTS connections in $took_ms ms ($T_RATE/s), $T_FAILED failed, $T_RESETS reset, $T_MIGRATED migrated, listen drops/overflows/aborts +$T_DROPS, switch p99 ${T_SWITCH_P99} us"
+	[ -n "$T_REQUESTS" ] && [ -n "$T_FAILED" ]
+}
+
+# One UDP run in mode $1: 20 held flows while RESTARTS generations start
+# (and, with the selector, are switched to); the old ones keep running.
+# Sets U_FLOWS U_SENT U_ANSWERED U_MOVED U_SWITCH_P99.
+udp_run() {
+	local mode=$1 hold_pid out=$MIXLB_TMP/udp.$1.hold switches=() r summary
+	stop_all
+	start_generation || return 1
+	if [ "$mode" = selector ]; then adopt "${GENS[0]}" >/dev/null || return 1; fi
+	nsenter --net="$(mixlb_netns client)" -- "$MIXLB_TESTNODE" udp-hold --to "$MIXLB_VIP:$MIXLB_UDP_PORT" \
+		--flows 20 --seconds 600 --interval-ms 100 >"$out" 2>&1 &
+	hold_pid=$!
+	MIXLB_OTHER_PIDS+=("$hold_pid")
+	sleep 1
+	for ((r = 1; r <= restarts; r++)); do
+		start_generation || { kill -TERM "$hold_pid"; return 1; }
+		if [ "$mode" = selector ]; then
+			switches+=("$(adopt "${GENS[-1]}")") || { kill -TERM "$hold_pid"; return 1; }
+		fi
+		sleep 0.3
+	done
+	sleep 1
+	kill -TERM "$hold_pid"
+	wait "$hold_pid"
+	summary=$(grep '^flows ' "$out")
+	mixlb_log "$mode udp: $summary"
+	grep '^flow .*,' "$out" | head -3 | while read -r line; do mixlb_log "  $line"; done
+	U_FLOWS=$(awk '{ print $2 }' <<<"$summary")
+	U_ANSWERED=$(awk '{ split($4, a, "/"); print a[1] }' <<<"$summary")
+	U_SENT=$(awk '{ split($4, a, "/"); print a[2] }' <<<"$summary")
+	U_MOVED=$(awk '{ print $6 }' <<<"$summary")
+	U_SWITCH_P99=$(printf '%s\n' "${switches[@]}" | grep -v '^$' | p99)
+	stop_all
+	[ -n "$U_MOVED" ]
+}
+
+# mix1 alone serves new flows; its original app makes way for generations.
+prepare() {
+	mixlb_ctl mix2 drain >/dev/null && mixlb_ctl mix3 drain >/dev/null || { mixlb_log "drain failed"; return 1; }
+	kill -TERM "${MIXLB_SERVER_PID[mix1]}" 2>/dev/null
+	wait "${MIXLB_SERVER_PID[mix1]}" 2>/dev/null
+	sleep 1  # the drains reach every node's tables
+}
+
+tcp_json() {
+	emit "{\"bench\": \"reuseport\", \"mode\": \"$1\", \"proto\": \"tcp\", \"restarts\": $restarts, \"connections\": $T_REQUESTS, \"connections_per_s\": $T_RATE, \"failed\": $T_FAILED, \"resets\": $T_RESETS, \"migrated\": $T_MIGRATED, \"listen_drops_overflows_aborts\": $T_DROPS, \"switch_latency_us_p99\": ${T_SWITCH_P99:-0}}"
+}
+udp_json() {
+	emit "{\"bench\": \"reuseport\", \"mode\": \"$1\", \"proto\": \"udp\", \"restarts\": $restarts, \"connections\": $U_FLOWS, \"datagrams\": $U_SENT, \"failed\": $((U_SENT - U_ANSWERED)), \"resets\": 0, \"migrated\": 0, \"moved_flows\": $U_MOVED, \"switch_latency_us_p99\": ${U_SWITCH_P99:-0}}"
+}
+
+if [ "$bench" = 1 ]; then
+	mixlb_bench_start "${build:?usage: $0 BUILD_DIR [--bench]}" restarts reuseport
+	prepare || { emit '{"bench": "reuseport", "error": "see the log"}'; exit 1; }
+	for mode in plain selector; do
+		tcp_run "$mode" && tcp_json "$mode" || emit "{\"bench\": \"reuseport\", \"mode\": \"$mode\", \"proto\": \"tcp\", \"error\": \"see the log\"}"
+		udp_run "$mode" && udp_json "$mode" || emit "{\"bench\": \"reuseport\", \"mode\": \"$mode\", \"proto\": \"udp\", \"error\": \"see the log\"}"
+	done
+	exit 0
+fi
+
+start_ms=$(mixlb_now_ms)
+mixlb_tap_start 6 "$build" nstat || exit "$MIXLB_TAP_EXIT"
+mixlb_tap_up mixlb_cluster_up
+prepare
+mixlb_tap $? "mix2 and mix3 drained; mix1's app replaced by SO_REUSEPORT generations"
+
+tcp_run plain
+mixlb_tap $? "plain SO_REUSEPORT, $restarts restarts under load: ${T_FAILED:-?} of ${T_REQUESTS:-?} connections failed, ${T_RESETS:-?} reset (reported, not checked)"
+
+check_tcp() {
+	tcp_run selector || return 1
+	[ "$T_REQUESTS" -gt 0 ] || { mixlb_fail "no request went through"; return 1; }
+	[ "$T_FAILED" -eq 0 ] || { mixlb_fail "$T_FAILED of $T_REQUESTS connections failed"; return 1; }
+	[ "$T_RESETS" -eq 0 ] || { mixlb_fail "$T_RESETS connections were reset"; return 1; }
+	[ "$T_DROPS" -eq 0 ] || { mixlb_fail "listen drops, overflows or aborts grew by $T_DROPS"; return 1; }
+}
+check_tcp
+mixlb_tap $? "selector, $restarts restarts under load: 0 of ${T_REQUESTS:-?} connections failed or reset, listen drops/overflows/aborts +0"
+
+udp_run plain
+mixlb_tap $? "plain SO_REUSEPORT, $restarts new UDP generations: ${U_MOVED:-?} of 20 flows moved (reported, not checked)"
+
+check_udp() {
+	udp_run selector || return 1
+	[ "$U_MOVED" -eq 0 ] || { mixlb_fail "$U_MOVED of $U_FLOWS flows reached another generation"; return 1; }
+	[ "$U_ANSWERED" -eq "$U_SENT" ] || { mixlb_fail "$((U_SENT - U_ANSWERED)) of $U_SENT datagrams unanswered"; return 1; }
+}
+check_udp
+mixlb_tap $? "selector, $restarts new UDP generations: every one of 20 flows stayed on its socket, every datagram answered"
+mixlb_tap_end "$start_ms"
