@@ -26,6 +26,10 @@
 # answered by one instance only. `plain` again for comparison: a new
 # socket in the group takes a share of the existing flows.
 #
+# nginx: Debian's nginx (`listen 80 reuseport`, two workers) restarted
+# RESTARTS times under the same load: a new master started, adopted (which
+# switches), the old one stopped with QUIT.
+#
 # The test wants selector: 0 failed, 0 resets, the counters' deltas 0, no
 # UDP flow moved and none unanswered; it only reports plain. The benchmark
 # prints one JSON object per mode and protocol.
@@ -183,6 +187,88 @@ udp_run() {
 	[ -n "$U_MOVED" ]
 }
 
+# nginx (Debian's) on mix1: instance $1 with `listen 80 reuseport` and two
+# workers, daemonised; prints its master's pid once it listens.
+start_nginx() {
+	local n=$1 dir=$MIXLB_TMP/nginx.$1 pid i
+	mkdir -p "$dir"
+	cat >"$dir/nginx.conf" <<-EOF
+		daemon on;
+		pid $dir/nginx.pid;
+		worker_processes 2;
+		error_log $dir/error.log warn;
+		events { worker_connections 4096; }
+		http {
+		  access_log off;
+		  client_body_temp_path $dir/body;
+		  proxy_temp_path $dir/proxy;
+		  server {
+		    listen $MIXLB_HTTP_PORT reuseport backlog=4096;
+		    location / { default_type text/plain; return 200 "mix1-nginx$n\n"; }
+		  }
+		}
+	EOF
+	mixlb_in mix1 nginx -p "$dir" -c "$dir/nginx.conf" >"$dir/start.log" 2>&1 || {
+		mixlb_log "nginx $n did not start:"
+		mixlb_log_file "$dir/start.log"
+		return 1
+	}
+	for ((i = 0; i < 100; i++)); do
+		pid=$(cat "$dir/nginx.pid" 2>/dev/null)
+		if [ -n "$pid" ] && [ "$(mixlb_in mix1 ss -Htlnp "( sport = :$MIXLB_HTTP_PORT )" | grep -c "\"nginx\",pid=")" -ge 2 ]; then
+			MIXLB_OTHER_PIDS+=("$pid")
+			echo "$pid"
+			return 0
+		fi
+		sleep 0.05
+	done
+	mixlb_log "nginx $n did not start listening"
+	return 1
+}
+
+# Waits (5 s at most) for a graceful stop (QUIT) of nginx master $1.
+stop_nginx() {
+	local i
+	kill -QUIT "$1" 2>/dev/null
+	for ((i = 0; i < 100; i++)); do
+		mixlb_alive "$1" || return 0
+		sleep 0.05
+	done
+	mixlb_log "nginx $1 still runs 5 s after QUIT"
+}
+
+# nginx restarted RESTARTS times under the same load, each new master
+# adopted (the switch), then the old one QUIT. Sets N_REQUESTS N_FAILED N_RESETS.
+nginx_run() {
+	local out=$MIXLB_TMP/nginx.load load_pid old new r summary
+	stop_all
+	old=$(start_nginx 0) || return 1
+	adopt "$old" >/dev/null || return 1
+	nsenter --net="$(mixlb_netns client)" -- "$MIXLB_TESTNODE" load --to "$MIXLB_VIP:$MIXLB_HTTP_PORT" \
+		--workers 16 --seconds 600 >"$out" 2>&1 &
+	load_pid=$!
+	MIXLB_OTHER_PIDS+=("$load_pid")
+	sleep 1
+	for ((r = 1; r <= restarts; r++)); do
+		new=$(start_nginx "$r") || { kill -TERM "$load_pid"; return 1; }
+		adopt "$new" >/dev/null || { kill -TERM "$load_pid"; return 1; }
+		stop_nginx "$old"
+		old=$new
+		sleep 0.5
+	done
+	sleep 1
+	kill -TERM "$load_pid"
+	wait "$load_pid"
+	stop_nginx "$old"
+	summary=$(grep '^load ' "$out")
+	mixlb_log "nginx: $summary"
+	grep '^req .* - ' "$out" | head -3 | while read -r line; do mixlb_log "  $line"; done
+	N_REQUESTS=$(awk '{ print $3 }' <<<"$summary")
+	N_FAILED=$(awk '{ print $7 }' <<<"$summary")
+	N_RESETS=$(grep -c '^req .* - .*reset' "$out")
+	[ -n "$N_REQUESTS" ] && [ -n "$N_FAILED" ]
+}
+
 # mix1 alone serves new flows; its original app makes way for generations.
 prepare() {
 	mixlb_ctl mix2 drain >/dev/null && mixlb_ctl mix3 drain >/dev/null || { mixlb_log "drain failed"; return 1; }
@@ -205,11 +291,16 @@ if [ "$bench" = 1 ]; then
 		tcp_run "$mode" && tcp_json "$mode" || emit "{\"bench\": \"reuseport\", \"mode\": \"$mode\", \"proto\": \"tcp\", \"error\": \"see the log\"}"
 		udp_run "$mode" && udp_json "$mode" || emit "{\"bench\": \"reuseport\", \"mode\": \"$mode\", \"proto\": \"udp\", \"error\": \"see the log\"}"
 	done
+	if nginx_run; then
+		emit "{\"bench\": \"reuseport\", \"mode\": \"selector\", \"proto\": \"tcp\", \"app\": \"nginx\", \"restarts\": $restarts, \"connections\": $N_REQUESTS, \"failed\": $N_FAILED, \"resets\": $N_RESETS}"
+	else
+		emit '{"bench": "reuseport", "mode": "selector", "proto": "tcp", "app": "nginx", "error": "see the log"}'
+	fi
 	exit 0
 fi
 
 start_ms=$(mixlb_now_ms)
-mixlb_tap_start 6 "$build" nstat || exit "$MIXLB_TAP_EXIT"
+mixlb_tap_start 7 "$build" nstat nginx || exit "$MIXLB_TAP_EXIT"
 mixlb_tap_up mixlb_cluster_up
 prepare
 mixlb_tap $? "mix2 and mix3 drained; mix1's app replaced by SO_REUSEPORT generations"
@@ -237,4 +328,12 @@ check_udp() {
 }
 check_udp
 mixlb_tap $? "selector, $restarts new UDP generations: every one of 20 flows stayed on its socket, every datagram answered"
+
+check_nginx() {
+	nginx_run || return 1
+	[ "$N_REQUESTS" -gt 0 ] || { mixlb_fail "no request reached nginx"; return 1; }
+	[ "$N_FAILED" -eq 0 ] || { mixlb_fail "$N_FAILED of $N_REQUESTS requests to nginx failed"; return 1; }
+}
+check_nginx
+mixlb_tap $? "nginx restarted $restarts times with sockets adopt under load: 0 of ${N_REQUESTS:-?} requests failed"
 mixlb_tap_end "$start_ms"

@@ -927,7 +927,8 @@ GetResult http_get(const Endpoint& to) {
     }
   }
   auto head_end = answer.find("\r\n\r\n");
-  if (!answer.starts_with("HTTP/1.0 200 ") || head_end == std::string::npos) {
+  // Its own servers answer HTTP/1.0, a real one (nginx) HTTP/1.1.
+  if (!(answer.starts_with("HTTP/1.0 200 ") || answer.starts_with("HTTP/1.1 200 ")) || head_end == std::string::npos) {
     r.error = "answer '" + answer.substr(0, std::min<std::size_t>(answer.find('\r'), 60)) +
               "' is not a 200";
     return r;
