@@ -635,6 +635,10 @@ metrics::MetricsSources Daemon::metrics_sources() {
     return std::vector<metrics::AppHealth>{{config_.node.name, !health_ || health_->healthy()}};
   };
   s.table_rebuilds = [this] { return resyncs_; };
+  s.sockets = [this]() -> std::optional<metrics::SocketsFigures> {
+    if (!sockets_) return std::nullopt;
+    return sockets_->figures();
+  };
   s.lifecycle = [this] {
     metrics::LifecycleFigures l;
     l.sweeps = sweeps_;

@@ -281,6 +281,26 @@ std::vector<AppHealth> app_health_of(const Membership& membership) {
 
 namespace {
 
+void write_sockets(const SocketsFigures& f, Exposition& out) {
+  auto& sockets = out.gauge("mixlb_reuseport_sockets",
+                            "The app's sockets the reuseport selector manages, by service, generation and the "
+                            "generation's state (active, starting, draining).");
+  auto& flows = out.counter("mixlb_reuseport_flows_total",
+                            "Flows the reuseport selector placed on a generation's sockets, by how: selected "
+                            "(a new flow), migrated (a closing listener's queued connection), sticky (a UDP "
+                            "datagram that followed its flow), fallback (the chosen socket was gone; the "
+                            "kernel's hash placed it).");
+  auto& udp = out.gauge("mixlb_reuseport_udp_flows", "UDP flows pinned to a generation's sockets.");
+  for (const auto& g : f.generations) {
+    const std::string number = std::to_string(g.number);
+    sockets.add({{"service", g.service}, {"generation", number}, {"state", g.state}}, g.sockets);
+    for (const auto& [how, n] : {std::pair{"selected", g.selected}, std::pair{"migrated", g.migrated},
+                                 std::pair{"sticky", g.sticky}, std::pair{"fallback", g.fallback}})
+      flows.add({{"service", g.service}, {"generation", number}, {"outcome", how}}, n);
+    if (g.udp_flows) udp.add({{"service", g.service}, {"generation", number}}, *g.udp_flows);
+  }
+}
+
 void write_lifecycle(const LifecycleFigures& l, Exposition& out) {
   out.counter("mixlb_conntrack_sweeps_total", "Walks of the connection table by the sweeper.").add(l.sweeps);
   auto& swept = out.counter("mixlb_conntrack_swept_total",
@@ -342,6 +362,7 @@ void write_metrics(const MetricsFigures& figures, Exposition& out) {
   if (figures.conntrack) write_conntrack(*figures.conntrack, figures.datapath, out);
   write_gossip(figures.gossip, out);
   if (figures.lifecycle) write_lifecycle(*figures.lifecycle, out);
+  if (figures.sockets) write_sockets(*figures.sockets, out);
 }
 
 std::string render_metrics(const MetricsFigures& figures) {

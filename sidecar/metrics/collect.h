@@ -105,6 +105,19 @@ struct LifecycleFigures {
   double latency_p50_seconds = 0, latency_p99_seconds = 0;
 };
 
+// The reuseport selector's generations (reuseport/sockets.h), one row each.
+struct SocketsFigures {
+  struct Generation {
+    std::string service;  // "tcp 0.0.0.0:80"
+    std::uint32_t number = 0;
+    std::string state;  // active, starting, draining
+    std::size_t sockets = 0;
+    std::uint64_t selected = 0, migrated = 0, sticky = 0, fallback = 0;
+    std::optional<std::size_t> udp_flows;  // UDP services only
+  };
+  std::vector<Generation> generations;
+};
+
 struct MetricsFigures {
   std::string node;
   std::string version;
@@ -118,6 +131,7 @@ struct MetricsFigures {
   std::uint64_t table_rebuilds = 0;
   GossipFigures gossip;
   std::optional<LifecycleFigures> lifecycle;  // nullopt: left out
+  std::optional<SocketsFigures> sockets;       // nullopt: no selector runs
 };
 
 void write_metrics(const MetricsFigures& figures, Exposition& out);

@@ -82,6 +82,7 @@ struct MetricsEndpoint::Gather {
     f.app_health = sources.app_health();
     f.table_rebuilds = sources.table_rebuilds();
     if (sources.lifecycle) f.lifecycle = sources.lifecycle();
+    if (sources.sockets) f.sockets = sources.sockets();
     co_return render_metrics(f);
   }
 };

@@ -59,6 +59,8 @@ struct MetricsSources {
   // The sweeper's, close tracking's and invalidation's counters; empty:
   // their families are left out.
   std::function<LifecycleFigures()> lifecycle;
+  // The reuseport selector's generations; empty: its families are left out.
+  std::function<std::optional<SocketsFigures>()> sockets;
   // Asks the gossip thread for a snapshot, answered through the callback on
   // any thread; empty when gossip is off.
   std::function<void(std::function<void(GossipSnapshotResult)>)> gossip_snapshot;

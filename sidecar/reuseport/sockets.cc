@@ -200,6 +200,30 @@ std::expected<void, std::string> SocketService::drain(std::string_view service, 
   return done;
 }
 
+metrics::SocketsFigures SocketService::figures() const {
+  metrics::SocketsFigures out;
+  for (const auto& s : registry_->services()) {
+    for (const auto& g : s.generations) {
+      metrics::SocketsFigures::Generation row;
+      row.service = s.key.to_string();
+      row.number = g.number;
+      row.state = std::string(to_string(g.state));
+      row.sockets = g.workers.size();
+      if (auto stats = selector_->stats(g.table)) {
+        row.selected = stats->selected;
+        row.migrated = stats->migrated;
+        row.sticky = stats->sticky;
+        row.fallback = stats->fallback;
+      }
+      if (s.key.proto == IPPROTO_UDP) {
+        if (auto flows = selector_->flows_of(g.table)) row.udp_flows = *flows;
+      }
+      out.generations.push_back(std::move(row));
+    }
+  }
+  return out;
+}
+
 nlohmann::json SocketService::view() const {
   using nlohmann::json;
   auto diag = dump_sockets();

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "kernel/reuseport.h"
+#include "metrics/collect.h"
 #include "reuseport/registry.h"
 
 namespace mixlb {
@@ -72,6 +73,8 @@ class SocketService {
   nlohmann::json view() const;
 
   void reconcile();
+  // Every generation with its counters, for /metrics.
+  metrics::SocketsFigures figures() const;
   // Removes the selector's pins (a leave). Attached groups keep the program
   // until their sockets close.
   void unpin();

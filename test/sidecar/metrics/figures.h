@@ -38,6 +38,12 @@ inline metrics::MetricsFigures realistic_figures() {
   l.latency_p50_seconds = 0.0008;
   l.latency_p99_seconds = 0.0036;
   f.lifecycle = l;
+  metrics::SocketsFigures sockets;
+  sockets.generations = {{"tcp 0.0.0.0:80", 4, "draining", 2, 90210, 3, 0, 0, std::nullopt},
+                         {"tcp 0.0.0.0:80", 5, "active", 2, 1200, 0, 0, 1, std::nullopt},
+                         {"udp 0.0.0.0:443", 2, "active", 4, 800, 0, 15000, 0, 640},
+                         {"udp 0.0.0.0:443", 3, "starting", 4, 0, 0, 0, 0, 0}};
+  f.sockets = sockets;
 
   auto& d = f.datapath;
   d.table_publications = 42;
