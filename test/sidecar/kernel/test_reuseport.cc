@@ -7,6 +7,8 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -272,6 +274,37 @@ TEST_SUITE("reuseport" * doctest::skip(cannot_run())) {
     CHECK(s.stats(0).selected == 0);
     close_all(clients);
     ::close(only);
+  }
+
+  // One CPU: nothing to tell apart.
+  TEST_CASE("the cpu policy gives each receiving CPU its slot's socket" *
+            doctest::skip(std::thread::hardware_concurrency() < 2)) {
+    Selector s(IPPROTO_TCP);
+    const int cpu0 = member(SOCK_STREAM), cpu1 = member(SOCK_STREAM);
+    s.put(0, cpu0);
+    s.put(1, cpu1);
+    mixlb_rp_table by_cpu{};
+    for (std::uint32_t slot = 0; slot < MIXLB_RP_TABLE_SLOTS; ++slot) by_cpu.socks[slot] = slot % 2;
+    REQUIRE(s.sel->set_table(2, by_cpu).has_value());
+    REQUIRE(s.sel->set_service(s.key, mixlb_rp_service{2, MIXLB_RP_POLICY_CPU, 0}).has_value());
+    // On loopback the SYN is received on the CPU that sent it.
+    for (int cpu : {0, 1, 0, 1}) {
+      CAPTURE(cpu);
+      std::vector<int> clients;
+      std::thread([&] {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        REQUIRE(::pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0);
+        clients = connect_clients(3);
+      }).join();
+      CHECK(accept_all(cpu == 0 ? cpu0 : cpu1).size() == 3);
+      CHECK(accept_all(cpu == 0 ? cpu1 : cpu0).empty());
+      close_all(clients);
+    }
+    CHECK(s.stats(2).selected == 12);
+    ::close(cpu0);
+    ::close(cpu1);
   }
 
   TEST_CASE("a socket the sockarray cannot hold is refused with the reason") {
