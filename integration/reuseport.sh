@@ -26,6 +26,11 @@
 # answered by one instance only. `plain` again for comparison: a new
 # socket in the group takes a share of the existing flows.
 #
+# handoff: the TCP loop again, each instance started by mixlb-run, which
+# makes the HTTP socket, hands it to the sidecar over its handoff socket
+# (SCM_RIGHTS; the registration switches) and execs the app with it
+# (LISTEN_FDS).
+#
 # nginx: Debian's nginx (`listen 80 reuseport`, two workers) restarted
 # RESTARTS times under the same load: a new master started, adopted (which
 # switches), the old one stopped with QUIT.
@@ -52,7 +57,12 @@ start_generation() {
 	local log pid i
 	GEN_NO=$((GEN_NO + 1))
 	log=$MIXLB_TMP/mix1.gen$GEN_NO.log
-	nsenter --net="$(mixlb_netns mix1)" -- "$MIXLB_TESTNODE" serve --name "mix1-g$GEN_NO" --reuseport 1 \
+	local run=()
+	# handoff: the app is started by mixlb-run, which makes its HTTP socket
+	# and hands it to the sidecar (the switch) before the app runs.
+	[ "${GEN_VIA_RUN:-0}" = 1 ] && run=("$MIXLB_BUILD/sidecar/mixlb-run" --socket "$MIXLB_RUN_DIR/mix1.handoff"
+		--label "g$GEN_NO" --listen "tcp:0.0.0.0:$MIXLB_HTTP_PORT" --)
+	nsenter --net="$(mixlb_netns mix1)" -- "${run[@]}" "$MIXLB_TESTNODE" serve --name "mix1-g$GEN_NO" --reuseport 1 \
 		--http-port "$MIXLB_HTTP_PORT" --line-port "$MIXLB_LINE_PORT" --udp-port "$MIXLB_UDP_PORT" >"$log" 2>&1 &
 	pid=$!
 	MIXLB_OTHER_PIDS+=("$pid")
@@ -108,11 +118,15 @@ migrated_now() {
 # p99 of the numbers on stdin.
 p99() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) { print 0; exit } i = int(NR * 0.99 + 0.999); if (i < 1) i = 1; print v[i] }'; }
 
-# One TCP run of RESTARTS restarts in mode $1 (selector|plain). Sets
+# One TCP run of RESTARTS restarts in mode $1: selector (each new instance
+# adopted), handoff (each started by mixlb-run, which registers its socket),
+# plain (neither). Sets
 # T_REQUESTS T_FAILED T_RESETS T_MIGRATED T_SWITCH_P99 T_DROPS T_RATE.
 tcp_run() {
 	local mode=$1 load_pid out=$MIXLB_TMP/tcp.$1.load switches=() migrated=0 drops_before drops_after start_ms took_ms summary r
 	stop_all
+	GEN_VIA_RUN=0
+	[ "$mode" = handoff ] && GEN_VIA_RUN=1
 	start_generation || return 1
 	if [ "$mode" = selector ]; then adopt "${GENS[0]}" >/dev/null || return 1; fi
 	drops_before=$(nstat_sum '^(TcpExtListenDrops|TcpExtListenOverflows|TcpExtTCPAbortOn)')
@@ -137,6 +151,7 @@ tcp_run() {
 	took_ms=$(($(mixlb_now_ms) - start_ms))
 	# What moved to the last generation when the one before it closed.
 	[ "$mode" = selector ] && migrated=$((migrated + $(migrated_now)))
+	GEN_VIA_RUN=0
 	drops_after=$(nstat_sum '^(TcpExtListenDrops|TcpExtListenOverflows|TcpExtTCPAbortOn)')
 	summary=$(grep '^load ' "$out")
 	mixlb_log "$mode: $summary"
@@ -291,6 +306,7 @@ if [ "$bench" = 1 ]; then
 		tcp_run "$mode" && tcp_json "$mode" || emit "{\"bench\": \"reuseport\", \"mode\": \"$mode\", \"proto\": \"tcp\", \"error\": \"see the log\"}"
 		udp_run "$mode" && udp_json "$mode" || emit "{\"bench\": \"reuseport\", \"mode\": \"$mode\", \"proto\": \"udp\", \"error\": \"see the log\"}"
 	done
+	tcp_run handoff && tcp_json handoff || emit '{"bench": "reuseport", "mode": "handoff", "proto": "tcp", "error": "see the log"}'
 	if nginx_run; then
 		emit "{\"bench\": \"reuseport\", \"mode\": \"selector\", \"proto\": \"tcp\", \"app\": \"nginx\", \"restarts\": $restarts, \"connections\": $N_REQUESTS, \"failed\": $N_FAILED, \"resets\": $N_RESETS}"
 	else
@@ -300,7 +316,7 @@ if [ "$bench" = 1 ]; then
 fi
 
 start_ms=$(mixlb_now_ms)
-mixlb_tap_start 7 "$build" nstat nginx || exit "$MIXLB_TAP_EXIT"
+mixlb_tap_start 8 "$build" nstat nginx || exit "$MIXLB_TAP_EXIT"
 mixlb_tap_up mixlb_cluster_up
 prepare
 mixlb_tap $? "mix2 and mix3 drained; mix1's app replaced by SO_REUSEPORT generations"
@@ -317,6 +333,20 @@ check_tcp() {
 }
 check_tcp
 mixlb_tap $? "selector, $restarts restarts under load: 0 of ${T_REQUESTS:-?} connections failed or reset, listen drops/overflows/aborts +0"
+
+check_handoff() {
+	tcp_run handoff || return 1
+	[ "$T_REQUESTS" -gt 0 ] || { mixlb_fail "no request went through"; return 1; }
+	[ "$T_FAILED" -eq 0 ] || { mixlb_fail "$T_FAILED of $T_REQUESTS connections failed"; return 1; }
+	# The running instance is the active generation, under mixlb-run's label.
+	local active
+	active=$(mixlb_ctl mix1 sockets --json |
+		mixlb_json '[g["label"] for s in d["services"] if s["service"].startswith("tcp") for g in s["generations"] if g["state"] == "active"]')
+	mixlb_log "handoff: the active generation is labelled '$active'"
+	[ "$active" = "g$GEN_NO" ] || { mixlb_fail "the active generation is '$active', not g$GEN_NO"; return 1; }
+}
+check_handoff
+mixlb_tap $? "mixlb-run hands each new instance's socket over (SCM_RIGHTS), $restarts restarts under load: 0 of ${T_REQUESTS:-?} connections failed"
 
 udp_run plain
 mixlb_tap $? "plain SO_REUSEPORT, $restarts new UDP generations: ${U_MOVED:-?} of 20 flows moved (reported, not checked)"

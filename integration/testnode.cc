@@ -27,6 +27,8 @@
 // whose socket is connected to the VIP. A socket bound to the wildcard would
 // otherwise pick the source by route, which is the node address.
 //
+// Its HTTP socket may come from systemd-style socket activation (LISTEN_FDS,
+// as mixlb-run passes it, named "tcp-PORT"); the others it binds itself.
 // With --reuseport 1 it is one generation of an app that is restarted in
 // place: every socket has SO_REUSEPORT (the next instance joins the same
 // groups), and SIGTERM is a graceful stop, as nginx's QUIT: the listeners
@@ -66,6 +68,7 @@
 // connection keeps each handler a straight-line function that a bad client
 // can only ever end for itself.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -521,6 +524,33 @@ void udp_loop(Fd sock, std::string node, int family) {
   }
 }
 
+// Sockets passed by systemd-style socket activation (mixlb-run): LISTEN_PID
+// names this process, LISTEN_FDS counts them from fd 3, LISTEN_FDNAMES names
+// them "tcp-PORT" / "udp-PORT". Returns the one for (type, port, family), or
+// an empty Fd to bind one here.
+Fd inherited_socket(int type, std::uint16_t port, int family) {
+  const char* pid = std::getenv("LISTEN_PID");
+  const char* fds = std::getenv("LISTEN_FDS");
+  const char* names = std::getenv("LISTEN_FDNAMES");
+  if (!pid || !fds || !names || std::to_string(::getpid()) != pid) return {};
+  const std::string want = std::string(type == SOCK_DGRAM ? "udp-" : "tcp-") + std::to_string(port);
+  std::string_view rest = names;
+  const int count = std::atoi(fds);
+  for (int i = 0; i < count; ++i) {
+    const auto colon = rest.find(':');
+    const std::string_view name = rest.substr(0, colon);
+    rest = colon == std::string_view::npos ? std::string_view{} : rest.substr(colon + 1);
+    if (name != want) continue;
+    sockaddr_storage at{};
+    socklen_t len = sizeof at;
+    if (::getsockname(3 + i, reinterpret_cast<sockaddr*>(&at), &len) == 0 && at.ss_family == family) {
+      ::fcntl(3 + i, F_SETFD, FD_CLOEXEC);
+      return Fd(3 + i);
+    }
+  }
+  return {};
+}
+
 int run_serve(Flags flags) {
   // As the first process of a container it has no default action for
   // SIGTERM (the kernel ignores it for PID 1), and `podman stop` would wait
@@ -560,7 +590,9 @@ int run_serve(Flags flags) {
   std::vector<Service> services;
   for (int family : {AF_INET, AF_INET6}) {
     const std::string suffix = family == AF_INET6 ? " (IPv6)" : " (IPv4)";
-    if (Fd fd = bind_any(family, SOCK_STREAM, http_port, reuseport)) {
+    if (Fd given = inherited_socket(SOCK_STREAM, http_port, family)) {
+      services.push_back({std::move(given), family, &serve_http, "http" + suffix + ", handed over"});
+    } else if (Fd fd = bind_any(family, SOCK_STREAM, http_port, reuseport)) {
       services.push_back({std::move(fd), family, &serve_http, "http" + suffix});
     }
     if (Fd fd = bind_any(family, SOCK_STREAM, line_port, reuseport)) {

@@ -315,7 +315,23 @@ void Daemon::setup_sockets() {
   }
   sockets_ = std::move(*started);
   on_undo("stop the reuseport selector", [this] { sockets_.reset(); });
+  // Where a cooperating app (mixlb-run, client/mixlb_sockets.h) hands its
+  // sockets over. Not `.sock`: mixlbctl finds the admin socket as the only
+  // one of those in the run directory.
+  handoff_ = std::make_unique<HandoffServer>(
+      io_, [this](const RegisterRequest& r) { return sockets_->register_sockets(r); });
+  try {
+    handoff_->start(handoff_path());
+  } catch (const std::runtime_error& e) {
+    spdlog::warn("no handoff socket ({}); apps can still be adopted (mixlbctl sockets adopt)", e.what());
+    handoff_.reset();
+    return;
+  }
+  on_undo("close the handoff socket", [this] { handoff_->stop(); });
+  spdlog::info("reuseport selector ready; apps hand their sockets over at {}", handoff_path());
 }
+
+std::string Daemon::handoff_path() const { return config_.node.run_dir + "/" + config_.node.name + ".handoff"; }
 
 nlohmann::json Daemon::sockets_request(const nlohmann::json& args) {
   if (!sockets_)
@@ -969,6 +985,7 @@ void Daemon::finish() {
   sweep_timer_.cancel();
   signals_.cancel();
   if (admin_) admin_->stop();
+  if (handoff_) handoff_->stop();
   if (metrics_) metrics_->stop();
   io_.stop();
 }

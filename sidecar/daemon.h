@@ -60,6 +60,7 @@
 #include "config/config.h"
 #include "keyring.h"  // gossip/keyring.h
 #include "kernel/close_tracker.h"
+#include "reuseport/handoff.h"
 #include "reuseport/sockets.h"
 #include "invalidator.h"
 #include "kernel/conntrack_walk.h"
@@ -166,6 +167,7 @@ class Daemon {
   boost::asio::awaitable<void> sweep_loop();
   void setup_close_tracking();
   void setup_sockets();
+  std::string handoff_path() const;
   nlohmann::json sockets_request(const nlohmann::json& args);
   // The invalidator of conntrack.invalidation (invalidator.h), before close
   // tracking feeds it; a socket it cannot bind fails the start.
@@ -222,6 +224,7 @@ class Daemon {
   // Null when the kernel (or the container) refused close tracking.
   std::unique_ptr<CloseTracker> close_tracker_;
   std::unique_ptr<SocketService> sockets_;  // null when sockets.enabled is false or the kernel refused
+  std::unique_ptr<HandoffServer> handoff_;  // with sockets_: where cooperating apps register
   // The keys read at start (gossip.keyring), for the invalidator too.
   std::vector<gossip::Key> keys_;
   std::unique_ptr<Invalidator> invalidator_;
