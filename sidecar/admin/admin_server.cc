@@ -1,5 +1,7 @@
 #include "admin/admin_server.h"
 
+#include "admin/socket_file.h"
+
 #include <array>
 
 #include <fmt/format.h>
@@ -43,75 +45,6 @@ namespace {
 
 std::string errno_text(int error) {
   return std::error_code(error, std::system_category()).message();
-}
-
-// Connects without blocking: 0 when something is listening (or its backlog
-// is full, which also means it is alive), otherwise the errno.
-int probe_socket(const std::string& path) {
-  const auto address = unix_socket_address(path);
-  if (!address) return ENAMETOOLONG;
-  const UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (fd.get() < 0) return errno;
-  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&*address), sizeof(*address)) == 0) {
-    return 0;
-  }
-  return errno == EAGAIN ? 0 : errno;
-}
-
-// mkdir -p with mode 0700 for the directories it creates.
-void make_private_directories(const std::string& dir) {
-  if (dir.empty()) return;
-  std::size_t at = 0;
-  while (at != std::string::npos) {
-    at = dir.find('/', at + 1);
-    const std::string prefix = dir.substr(0, at);
-    if (prefix.empty() || prefix == "/") continue;
-    if (::mkdir(prefix.c_str(), 0700) == 0) {
-      // mkdir's mode passes through the umask; say exactly what we mean.
-      if (::chmod(prefix.c_str(), 0700) != 0) {
-        throw std::runtime_error(
-            fmt::format("cannot set mode 0700 on {}: {}", prefix, errno_text(errno)));
-      }
-      continue;
-    }
-    if (errno == EEXIST) continue;
-    throw std::runtime_error(fmt::format("cannot create directory {} for the admin socket: {}",
-                                         prefix, errno_text(errno)));
-  }
-}
-
-// Makes `path` free to bind: its directory exists, and a socket file that
-// nobody answers on any more is removed.
-void prepare_socket_path(const std::string& path) {
-  if (!unix_socket_address(path)) {
-    throw std::runtime_error(fmt::format("admin socket path '{}' is empty or longer than {} bytes",
-                                         path, sizeof(sockaddr_un::sun_path) - 1));
-  }
-  if (const auto slash = path.rfind('/'); slash != std::string::npos && slash != 0) {
-    make_private_directories(path.substr(0, slash));
-  }
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return;
-    throw std::runtime_error(fmt::format("cannot check {}: {}", path, errno_text(errno)));
-  }
-  if (!S_ISSOCK(st.st_mode)) {
-    throw std::runtime_error(
-        fmt::format("{} exists and is not a socket; refusing to replace it", path));
-  }
-  const int probe = probe_socket(path);
-  if (probe == 0)
-    throw std::runtime_error(fmt::format("another mixlb is already serving {}", path));
-  if (probe == ENOENT) return;  // it went away meanwhile
-  if (probe != ECONNREFUSED) {
-    throw std::runtime_error(
-        fmt::format("cannot check whether {} is in use: {}", path, errno_text(probe)));
-  }
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-    throw std::runtime_error(
-        fmt::format("cannot remove stale admin socket {}: {}", path, errno_text(errno)));
-  }
-  spdlog::info("removed stale admin socket {}", path);
 }
 
 // g++ 12 can inline Asio's frame allocator into a coroutine's ramp but not
@@ -497,8 +430,7 @@ struct AdminServer::State {
   std::set<Connection*> live;
   bool running = false;
   std::uint64_t generation = 0;
-  dev_t socket_dev = 0;  // identity of the file we bound, so stop() removes only it
-  ino_t socket_ino = 0;
+  SocketFile file{"admin socket"};
 };
 
 #pragma GCC diagnostic pop
@@ -513,44 +445,7 @@ AdminServer::~AdminServer() { stop(); }
 void AdminServer::start() {
   State& s = *state_;
   if (s.running) return;
-  prepare_socket_path(s.path);
-
-  boost::system::error_code ec;
-  auto fail = [&](std::string message) {
-    boost::system::error_code ignored;
-    const bool bound = s.acceptor.is_open() && s.socket_ino != 0;
-    s.acceptor.close(ignored);
-    if (bound) ::unlink(s.path.c_str());
-    s.socket_dev = 0;
-    s.socket_ino = 0;
-    throw std::runtime_error(std::move(message));
-  };
-
-  s.acceptor.open(Stream(), ec);
-  if (ec) fail(fmt::format("cannot create admin socket {}: {}", s.path, ec.message()));
-  // bind() gives the new file the socket inode's mode less the umask, so
-  // setting the mode here makes the file 0600 from its first moment without
-  // touching the process-wide umask while other threads run.
-  if (::fchmod(s.acceptor.native_handle(), 0600) != 0) {
-    fail(fmt::format("cannot set mode of admin socket {}: {}", s.path, errno_text(errno)));
-  }
-  s.acceptor.bind(Stream::endpoint(s.path), ec);
-  if (ec) fail(fmt::format("cannot bind admin socket {}: {}", s.path, ec.message()));
-
-  struct stat st {};
-  if (::chmod(s.path.c_str(), 0600) != 0 || ::lstat(s.path.c_str(), &st) != 0) {
-    const int error = errno;
-    ::unlink(s.path.c_str());
-    fail(fmt::format("cannot set mode 0600 on admin socket {}: {}", s.path, errno_text(error)));
-  }
-  s.socket_dev = st.st_dev;
-  s.socket_ino = st.st_ino;
-  if (!S_ISSOCK(st.st_mode) || (st.st_mode & 07777) != 0600) {
-    fail(fmt::format("admin socket {} has mode {:o}, not 0600", s.path, st.st_mode & 07777));
-  }
-
-  s.acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) fail(fmt::format("cannot listen on admin socket {}: {}", s.path, ec.message()));
+  s.file.listen(s.acceptor, s.path);
 
   s.running = true;
   ++s.generation;
@@ -568,12 +463,7 @@ void AdminServer::stop() {
   for (auto* connection : std::vector<State::Connection*>(s.live.begin(), s.live.end())) {
     connection->close();
   }
-  struct stat st {};
-  if (::lstat(s.path.c_str(), &st) == 0 && st.st_dev == s.socket_dev && st.st_ino == s.socket_ino) {
-    ::unlink(s.path.c_str());
-  }
-  s.socket_dev = 0;
-  s.socket_ino = 0;
+  s.file.remove_if_ours(s.path);
   spdlog::info("admin socket {} closed", s.path);
 }
 

@@ -27,7 +27,7 @@
 #include <stdexcept>
 #include <system_error>
 
-#include "admin/admin_client.h"  // unix_socket_address
+#include "admin/socket_file.h"
 #include "common/log_failure.h"
 #include "common/quote.h"
 #include "kernel/unique_fd.h"
@@ -43,41 +43,6 @@ std::string errno_text(int error) {
   return std::error_code(error, std::system_category()).message();
 }
 
-// bind() found a file at `path`. It is removed when it is a socket nobody
-// answers on any more (what a crashed sidecar leaves); a live server's
-// socket, or anything that is not a socket, makes start() refuse.
-void remove_stale_socket(const std::string& path, const sockaddr_un& address) {
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) return;  // it went away meanwhile
-    throw std::runtime_error(fmt::format("cannot check {}: {}", path, errno_text(errno)));
-  }
-  if (!S_ISSOCK(st.st_mode)) {
-    throw std::runtime_error(
-        fmt::format("{} exists and is not a socket; refusing to replace it", path));
-  }
-  // A connect without blocking: it succeeds, or finds the backlog full, only
-  // when something listens.
-  const UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!probe) throw std::runtime_error(fmt::format("cannot check {}: {}", path, errno_text(errno)));
-  const int answered =
-      ::connect(probe.get(), reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0
-          ? 0
-          : errno;
-  if (answered == 0 || answered == EAGAIN) {
-    throw std::runtime_error(
-        fmt::format("{} is already served by a live process (another mixlb?)", path));
-  }
-  if (answered != ECONNREFUSED && answered != ENOENT) {
-    throw std::runtime_error(
-        fmt::format("cannot check whether {} is in use: {}", path, errno_text(answered)));
-  }
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-    throw std::runtime_error(
-        fmt::format("cannot remove the stale socket {}: {}", path, errno_text(errno)));
-  }
-  spdlog::info("removed stale handoff socket {}", path);
-}
 
 // Takes ownership of the fds an SCM_RIGHTS message of `message` carries, so
 // that whatever happens next, they are closed.
@@ -420,56 +385,6 @@ struct HandoffServer::State {
 
   // Binds and listens at `path`, the file mode 0600, taking over a stale
   // socket file; throws with a sentence naming the path.
-  void listen_at(const std::string& socket_path) {
-    const auto address = unix_socket_address(socket_path);
-    if (!address) {
-      throw std::runtime_error(
-          fmt::format("handoff socket path '{}' is empty or longer than {} bytes", socket_path,
-                      sizeof(sockaddr_un::sun_path) - 1));
-    }
-    auto fail = [&](std::string message) {
-      boost::system::error_code ignored;
-      acceptor.close(ignored);
-      if (socket_ino != 0) ::unlink(socket_path.c_str());
-      socket_dev = 0;
-      socket_ino = 0;
-      throw std::runtime_error(std::move(message));
-    };
-    boost::system::error_code ec;
-    acceptor.open(Stream(), ec);
-    if (ec) fail(fmt::format("cannot create handoff socket {}: {}", socket_path, ec.message()));
-    // bind() gives the file the socket inode's mode less the umask, so the
-    // file is never more open than 0600, not even before the chmod below.
-    if (::fchmod(acceptor.native_handle(), 0600) != 0) {
-      fail(fmt::format("cannot set the mode of handoff socket {}: {}", socket_path,
-                       errno_text(errno)));
-    }
-    acceptor.bind(Stream::endpoint(socket_path), ec);
-    if (ec == asio::error::address_in_use) {
-      try {
-        remove_stale_socket(socket_path, *address);
-      } catch (const std::runtime_error& e) {
-        fail(e.what());
-      }
-      acceptor.bind(Stream::endpoint(socket_path), ec);
-    }
-    if (ec) fail(fmt::format("cannot bind handoff socket {}: {}", socket_path, ec.message()));
-
-    struct stat st {};
-    if (::lstat(socket_path.c_str(), &st) != 0) {
-      fail(fmt::format("cannot check handoff socket {}: {}", socket_path, errno_text(errno)));
-    }
-    socket_dev = st.st_dev;
-    socket_ino = st.st_ino;
-    // A umask that takes the owner's bits would lock out the app too.
-    if ((st.st_mode & 07777) != 0600 && ::chmod(socket_path.c_str(), 0600) != 0) {
-      fail(fmt::format("cannot set mode 0600 on handoff socket {}: {}", socket_path,
-                       errno_text(errno)));
-    }
-    acceptor.listen(asio::socket_base::max_listen_connections, ec);
-    if (ec) fail(fmt::format("cannot listen on handoff socket {}: {}", socket_path, ec.message()));
-  }
-
   asio::io_context& io;
   HandoffRegister register_sockets;
   HandoffServerOptions options;
@@ -478,8 +393,7 @@ struct HandoffServer::State {
   std::set<Connection*> live;
   bool running = false;
   std::uint64_t generation = 0;
-  dev_t socket_dev = 0;  // identity of the file we bound, so stop() removes only it
-  ino_t socket_ino = 0;
+  SocketFile file{"handoff socket"};
 };
 
 #pragma GCC diagnostic pop
@@ -496,7 +410,7 @@ void HandoffServer::start(const std::string& path) {
     throw std::runtime_error(fmt::format(
         "the handoff server already serves {}; stop it before starting it at {}", s.path, path));
   }
-  s.listen_at(path);
+  s.file.listen(s.acceptor, path);
   s.path = path;
   s.running = true;
   ++s.generation;
@@ -514,12 +428,7 @@ void HandoffServer::stop() {
   for (auto* connection : std::vector<State::Connection*>(s.live.begin(), s.live.end())) {
     connection->close();
   }
-  struct stat st {};
-  if (::lstat(s.path.c_str(), &st) == 0 && st.st_dev == s.socket_dev && st.st_ino == s.socket_ino) {
-    ::unlink(s.path.c_str());
-  }
-  s.socket_dev = 0;
-  s.socket_ino = 0;
+  s.file.remove_if_ours(s.path);
   spdlog::info("handoff socket {} closed", s.path);
 }
 

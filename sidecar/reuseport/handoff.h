@@ -19,9 +19,10 @@
 // something the request says, so an app cannot register under another's.
 //
 // The server runs on the daemon's io_context like the admin server
-// (admin/admin_server.h), whose rules it follows: the socket file is 0600,
-// start() refuses a path a live server answers on and replaces a stale one,
-// stop() removes the file only if it is still the one it bound; only root
+// (admin/admin_server.h), and its socket file follows the same rules, in
+// the same code (admin/socket_file.h): 0600, a missing directory made 0700,
+// a path a live server answers on refused and a stale one replaced, the
+// file removed by stop() only while it is still the one it bound; only root
 // and the daemon's own uid may register (peer credentials read at accept,
 // the others get an error line); each connection has its request within
 // 2 s; connections are bounded. It waits with Asio and reads with ::recvmsg
