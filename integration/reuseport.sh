@@ -115,6 +115,30 @@ migrated_now() {
 		mixlb_json 'sum(g.get("migrated", 0) for s in d["services"] if s["service"].startswith("tcp") for g in s["generations"])'
 }
 
+# The client loop through the VIP (16 workers, a new connection per HTTP
+# request), its report in $1; sets LOAD_PID.
+load_start() {
+	nsenter --net="$(mixlb_netns client)" -- "$MIXLB_TESTNODE" load --to "$MIXLB_VIP:$MIXLB_HTTP_PORT" \
+		--workers 16 --seconds 600 >"$1" 2>&1 &
+	LOAD_PID=$!
+	MIXLB_OTHER_PIDS+=("$LOAD_PID")
+}
+
+# Stops the loop whose report is $1 and logs it under the name $2; sets
+# LOAD_REQUESTS, LOAD_FAILED, LOAD_RESETS.
+load_stop() {
+	local summary
+	kill -TERM "$LOAD_PID"
+	wait "$LOAD_PID"
+	summary=$(grep '^load ' "$1")
+	mixlb_log "$2: $summary"
+	grep '^req .* - ' "$1" | head -3 | while read -r line; do mixlb_log "  $line"; done
+	LOAD_REQUESTS=$(awk '{ print $3 }' <<<"$summary")
+	LOAD_FAILED=$(awk '{ print $7 }' <<<"$summary")
+	LOAD_RESETS=$(grep -c '^req .* - .*reset' "$1")
+	[ -n "$LOAD_REQUESTS" ] && [ -n "$LOAD_FAILED" ]
+}
+
 # p99 of the numbers on stdin.
 p99() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) { print 0; exit } i = int(NR * 0.99 + 0.999); if (i < 1) i = 1; print v[i] }'; }
 
@@ -123,7 +147,7 @@ p99() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) { print 0; exit } i = i
 # plain (neither). Sets
 # T_REQUESTS T_FAILED T_RESETS T_MIGRATED T_SWITCH_P99 T_DROPS T_RATE.
 tcp_run() {
-	local mode=$1 load_pid out=$MIXLB_TMP/tcp.$1.load switches=() migrated=0 drops_before drops_after start_ms took_ms summary r
+	local mode=$1 out=$MIXLB_TMP/tcp.$1.load switches=() migrated=0 drops_before drops_after start_ms took_ms r
 	stop_all
 	GEN_VIA_RUN=0
 	[ "$mode" = handoff ] && GEN_VIA_RUN=1
@@ -131,40 +155,32 @@ tcp_run() {
 	if [ "$mode" = selector ]; then adopt "${GENS[0]}" >/dev/null || return 1; fi
 	drops_before=$(nstat_sum '^(TcpExtListenDrops|TcpExtListenOverflows|TcpExtTCPAbortOn)')
 	start_ms=$(mixlb_now_ms)
-	nsenter --net="$(mixlb_netns client)" -- "$MIXLB_TESTNODE" load --to "$MIXLB_VIP:$MIXLB_HTTP_PORT" \
-		--workers 16 --seconds 600 >"$out" 2>&1 &
-	load_pid=$!
-	MIXLB_OTHER_PIDS+=("$load_pid")
+	load_start "$out"
 	sleep 1
 	for ((r = 1; r <= restarts; r++)); do
-		start_generation || { kill -TERM "$load_pid"; return 1; }
+		start_generation || { kill -TERM "$LOAD_PID"; return 1; }
 		if [ "$mode" = selector ]; then
-			switches+=("$(adopt "${GENS[-1]}")") || { kill -TERM "$load_pid"; return 1; }
+			switches+=("$(adopt "${GENS[-1]}")") || { kill -TERM "$LOAD_PID"; return 1; }
 			migrated=$((migrated + $(migrated_now)))
 		fi
 		stop_oldest
 		sleep 0.5
 	done
 	sleep 1
-	kill -TERM "$load_pid"
-	wait "$load_pid"
+	load_stop "$out" "$mode" || return 1
 	took_ms=$(($(mixlb_now_ms) - start_ms))
 	# What moved to the last generation when the one before it closed.
 	[ "$mode" = selector ] && migrated=$((migrated + $(migrated_now)))
 	GEN_VIA_RUN=0
 	drops_after=$(nstat_sum '^(TcpExtListenDrops|TcpExtListenOverflows|TcpExtTCPAbortOn)')
-	summary=$(grep '^load ' "$out")
-	mixlb_log "$mode: $summary"
-	grep '^req .* - ' "$out" | head -3 | while read -r line; do mixlb_log "  $line"; done
-	T_REQUESTS=$(awk '{ print $3 }' <<<"$summary")
-	T_FAILED=$(awk '{ print $7 }' <<<"$summary")
-	T_RESETS=$(grep -c '^req .* - .*reset' "$out")
+	T_REQUESTS=$LOAD_REQUESTS
+	T_FAILED=$LOAD_FAILED
+	T_RESETS=$LOAD_RESETS
 	T_MIGRATED=$migrated
 	T_DROPS=$((drops_after - drops_before))
 	T_RATE=$((T_REQUESTS * 1000 / took_ms))
 	T_SWITCH_P99=$(printf '%s\n' "${switches[@]}" | grep -v '^$' | p99)
 	mixlb_log "$mode: $T_REQUESTS connections in $took_ms ms ($T_RATE/s), $T_FAILED failed, $T_RESETS reset, $T_MIGRATED migrated, listen drops/overflows/aborts +$T_DROPS, switch p99 ${T_SWITCH_P99} us"
-	[ -n "$T_REQUESTS" ] && [ -n "$T_FAILED" ]
 }
 
 # One UDP run in mode $1: 20 held flows while RESTARTS generations start
@@ -255,33 +271,25 @@ stop_nginx() {
 # nginx restarted RESTARTS times under the same load, each new master
 # adopted (the switch), then the old one QUIT. Sets N_REQUESTS N_FAILED N_RESETS.
 nginx_run() {
-	local out=$MIXLB_TMP/nginx.load load_pid old new r summary
+	local out=$MIXLB_TMP/nginx.load old new r
 	stop_all
 	old=$(start_nginx 0) || return 1
 	adopt "$old" >/dev/null || return 1
-	nsenter --net="$(mixlb_netns client)" -- "$MIXLB_TESTNODE" load --to "$MIXLB_VIP:$MIXLB_HTTP_PORT" \
-		--workers 16 --seconds 600 >"$out" 2>&1 &
-	load_pid=$!
-	MIXLB_OTHER_PIDS+=("$load_pid")
+	load_start "$out"
 	sleep 1
 	for ((r = 1; r <= restarts; r++)); do
-		new=$(start_nginx "$r") || { kill -TERM "$load_pid"; return 1; }
-		adopt "$new" >/dev/null || { kill -TERM "$load_pid"; return 1; }
+		new=$(start_nginx "$r") || { kill -TERM "$LOAD_PID"; return 1; }
+		adopt "$new" >/dev/null || { kill -TERM "$LOAD_PID"; return 1; }
 		stop_nginx "$old"
 		old=$new
 		sleep 0.5
 	done
 	sleep 1
-	kill -TERM "$load_pid"
-	wait "$load_pid"
+	load_stop "$out" nginx || return 1
 	stop_nginx "$old"
-	summary=$(grep '^load ' "$out")
-	mixlb_log "nginx: $summary"
-	grep '^req .* - ' "$out" | head -3 | while read -r line; do mixlb_log "  $line"; done
-	N_REQUESTS=$(awk '{ print $3 }' <<<"$summary")
-	N_FAILED=$(awk '{ print $7 }' <<<"$summary")
-	N_RESETS=$(grep -c '^req .* - .*reset' "$out")
-	[ -n "$N_REQUESTS" ] && [ -n "$N_FAILED" ]
+	N_REQUESTS=$LOAD_REQUESTS
+	N_FAILED=$LOAD_FAILED
+	N_RESETS=$LOAD_RESETS
 }
 
 # mix1 alone serves new flows; its original app makes way for generations.
