@@ -239,7 +239,8 @@ const KeySpec kKeys[] = {
     {.path = "sockets.enabled", .type = KeyType::kBoolean, .default_text = "`true`",
      .allowed = "`true`, `false`",
      .help = "Load the reuseport selector, so the app's sockets on VIP ports can be handed to "
-             "the sidecar (`mixlbctl sockets adopt`) and the app restarted without "
+             "the sidecar (`mixlbctl sockets adopt`, or the handoff socket "
+             "`<run_dir>/<name>.handoff` that `mixlb-run` uses) and the app restarted without "
              "refusing or resetting a connection. `false`: the kernel's own SO_REUSEPORT hash, "
              "and `sockets` requests are refused.",
      .boolean = MIXLB_BOOLEAN(sockets.enabled)},
