@@ -152,19 +152,26 @@ DpResult<void> ReuseportSelector::reset_stats(std::uint32_t table) const {
   return {};
 }
 
-DpResult<std::size_t> ReuseportSelector::flows_of(std::uint32_t table) const {
+DpResult<std::map<std::uint32_t, std::size_t>> ReuseportSelector::flows_by_table() const {
   const int fd = bpf_map__fd(skel_->maps.mixlb_rp_flows);
   mixlb_rp_flow_key key{}, next{};
   const mixlb_rp_flow_key* prev = nullptr;
-  std::size_t n = 0;
+  std::map<std::uint32_t, std::size_t> out;
   while (bpf_map_get_next_key(fd, prev, &next) == 0) {
     mixlb_rp_flow flow{};
-    if (bpf_map_lookup_elem(fd, &next, &flow) == 0 && flow.table == table) ++n;
+    if (bpf_map_lookup_elem(fd, &next, &flow) == 0) ++out[flow.table];
     key = next;
     prev = &key;
   }
   if (errno != ENOENT) return datapath_failure("walking the reuseport flow table", errno);
-  return n;
+  return out;
+}
+
+DpResult<std::size_t> ReuseportSelector::flows_of(std::uint32_t table) const {
+  auto all = flows_by_table();
+  if (!all) return std::unexpected(all.error());
+  auto it = all->find(table);
+  return it == all->end() ? 0 : it->second;
 }
 
 void ReuseportSelector::unpin() {

@@ -18,6 +18,7 @@
 // registration attaches again (attach() on every registered socket is
 // cheap and idempotent).
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -81,7 +82,10 @@ class ReuseportSelector : public SelectorMaps {
   DpResult<ReuseportStats> stats(std::uint32_t table) const;
   DpResult<void> reset_stats(std::uint32_t table) const override;
 
-  // UDP flows placed by `table` (a walk of the flow table).
+  // UDP flows by the table that placed them: one walk of the flow table
+  // (its cost grows with the table: read it once per view, not per table).
+  DpResult<std::map<std::uint32_t, std::size_t>> flows_by_table() const;
+  // Those of one table.
   DpResult<std::size_t> flows_of(std::uint32_t table) const;
 
   int program_fd() const;

@@ -202,6 +202,7 @@ std::expected<void, std::string> SocketService::drain(std::string_view service, 
 
 metrics::SocketsFigures SocketService::figures() const {
   metrics::SocketsFigures out;
+  const auto udp_flows = selector_->flows_by_table();
   for (const auto& s : registry_->services()) {
     for (const auto& g : s.generations) {
       metrics::SocketsFigures::Generation row;
@@ -215,8 +216,9 @@ metrics::SocketsFigures SocketService::figures() const {
         row.sticky = stats->sticky;
         row.fallback = stats->fallback;
       }
-      if (s.key.proto == IPPROTO_UDP) {
-        if (auto flows = selector_->flows_of(g.table)) row.udp_flows = *flows;
+      if (s.key.proto == IPPROTO_UDP && udp_flows) {
+        auto it = udp_flows->find(g.table);
+        row.udp_flows = it == udp_flows->end() ? 0 : it->second;
       }
       out.generations.push_back(std::move(row));
     }
@@ -227,6 +229,7 @@ metrics::SocketsFigures SocketService::figures() const {
 nlohmann::json SocketService::view() const {
   using nlohmann::json;
   auto diag = dump_sockets();
+  const auto udp_flows = selector_->flows_by_table();
   json services = json::array();
   for (const auto& s : registry_->services()) {
     json generations = json::array();
@@ -254,8 +257,9 @@ nlohmann::json SocketService::view() const {
         gen["sticky"] = stats->sticky;
         gen["fallback"] = stats->fallback;
       }
-      if (s.key.proto == IPPROTO_UDP) {
-        if (auto flows = selector_->flows_of(g.table)) gen["udp_flows"] = *flows;
+      if (s.key.proto == IPPROTO_UDP && udp_flows) {
+        auto it = udp_flows->find(g.table);
+        gen["udp_flows"] = it == udp_flows->end() ? 0 : it->second;
       }
       generations.push_back(std::move(gen));
     }
