@@ -390,18 +390,9 @@ struct AdminServer::State {
     const std::uint64_t generation = self->generation;
     auto current = [&] { return self->running && self->generation == generation; };
     for (;;) {
-      boost::system::error_code ec;
-      Stream::socket socket =
-          co_await self->acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
-      if (!current() || ec == asio::error::operation_aborted) co_return;
-      if (ec) {
-        // EMFILE and the like: back off instead of spinning on the error.
-        spdlog::warn("admin {}: accept failed: {}", self->path, ec.message());
-        asio::steady_timer pause(self->io, std::chrono::milliseconds(100));
-        co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-        if (!current()) co_return;
-        continue;
-      }
+      auto accepted = co_await accept_next(self->acceptor, "admin", self->path, current);
+      if (!accepted) co_return;
+      Stream::socket socket = std::move(*accepted);
       const auto peer = self->options.peer_credentials(socket.native_handle());
       std::optional<std::string> refused;
       if (!peer) {

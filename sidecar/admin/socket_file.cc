@@ -11,6 +11,11 @@
 #include <stdexcept>
 #include <system_error>
 
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <chrono>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -110,6 +115,22 @@ void SocketFile::listen(boost::asio::local::stream_protocol::acceptor& acceptor,
     fail(fmt::format("{} {} has mode {:o}, not 0600", what_, path, st.st_mode & 07777));
   acceptor.listen(boost::asio::socket_base::max_listen_connections, ec);
   if (ec) fail(fmt::format("cannot listen on {} {}: {}", what_, path, ec.message()));
+}
+
+boost::asio::awaitable<std::optional<boost::asio::local::stream_protocol::socket>> accept_next(
+    boost::asio::local::stream_protocol::acceptor& acceptor, std::string_view what, const std::string& path,
+    std::function<bool()> serving) {
+  namespace asio = boost::asio;
+  for (;;) {
+    boost::system::error_code ec;
+    auto socket = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    if (!serving() || ec == asio::error::operation_aborted) co_return std::nullopt;
+    if (!ec) co_return std::move(socket);
+    spdlog::warn("{} {}: accept failed: {}", what, path, ec.message());
+    asio::steady_timer pause(acceptor.get_executor(), std::chrono::milliseconds(100));
+    co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (!serving()) co_return std::nullopt;
+  }
 }
 
 void SocketFile::remove_if_ours(const std::string& path) {

@@ -16,8 +16,17 @@
 //     over keeps its socket.
 #include <sys/types.h>
 
+// clang-format off
+// Boost 1.74's awaitable.hpp uses std::exchange without including <utility>.
+#include <utility>
+// clang-format on
+
+#include <boost/asio/awaitable.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <functional>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace mixlb {
 
@@ -37,5 +46,13 @@ class SocketFile {
   dev_t dev_ = 0;
   ino_t ino_ = 0;
 };
+
+// The next connection on `acceptor`; nullopt once the server is gone (the
+// acceptor closed, or `serving()` says no). An accept that fails otherwise
+// (EMFILE and the like) is logged as `what` at `path` and retried after
+// 100 ms, so a server out of descriptors never spins on the error.
+boost::asio::awaitable<std::optional<boost::asio::local::stream_protocol::socket>> accept_next(
+    boost::asio::local::stream_protocol::acceptor& acceptor, std::string_view what, const std::string& path,
+    std::function<bool()> serving);
 
 }  // namespace mixlb

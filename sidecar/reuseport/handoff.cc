@@ -357,18 +357,10 @@ struct HandoffServer::State {
   static asio::awaitable<void> accept_loop(std::shared_ptr<State> self) {
     const std::uint64_t generation = self->generation;
     for (;;) {
-      boost::system::error_code ec;
-      Stream::socket socket =
-          co_await self->acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
-      if (!self->current(generation) || ec == asio::error::operation_aborted) co_return;
-      if (ec) {
-        // EMFILE and the like: back off instead of spinning on the error.
-        spdlog::warn("handoff {}: accept failed: {}", self->path, ec.message());
-        asio::steady_timer pause(self->io, std::chrono::milliseconds(100));
-        co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-        if (!self->current(generation)) co_return;
-        continue;
-      }
+      auto accepted =
+          co_await accept_next(self->acceptor, "handoff", self->path, [&] { return self->current(generation); });
+      if (!accepted) co_return;
+      Stream::socket socket = std::move(*accepted);
       const auto peer = self->options.peer_credentials(socket.native_handle());
       if (const auto refused = self->refusal(peer)) {
         spdlog::warn("handoff {}: refusing a connection{}: {}", self->path,
@@ -383,8 +375,6 @@ struct HandoffServer::State {
     }
   }
 
-  // Binds and listens at `path`, the file mode 0600, taking over a stale
-  // socket file; throws with a sentence naming the path.
   asio::io_context& io;
   HandoffRegister register_sockets;
   HandoffServerOptions options;
