@@ -71,6 +71,19 @@ MIXLB_HASH_INLINE __u32 mixlb_flow_hash(const struct mixlb_flow_key *key)
 }
 
 /*
+ * The check word of a half-open slot (struct mixlb_half_open): the flow's
+ * hash mixed with what the decision says. A slot whose flow and decision
+ * come from two different writes fails it, barring a 32-bit coincidence.
+ */
+MIXLB_HASH_INLINE __u32 mixlb_half_open_check(__u32 flow_hash, const struct mixlb_ct_value *d)
+{
+	__u32 c = flow_hash ^ (d->node_id * 0x9e3779b1u) ^
+		  ((((__u32)d->vip_id << 16) | d->stats_slot) * 0x85ebca6bu);
+
+	return c ^ (c >> 15);
+}
+
+/*
  * The filter bit of an address (four words, as in the keys) or of a MAC
  * (its six bytes in the first words, the rest zero): a multiplicative hash
  * of the folded words, top 12 bits.

@@ -99,6 +99,21 @@ struct mixlb_ct_value {
 	__u32 created_s; /* bpf_ktime_get_coarse_ns() / 1e9 at the insert; 0 in an entry of 0.1.0 */
 };
 
+/*
+ * A slot of the half-open table (mixlb_half_open, bpf/lib/conntrack.h): the
+ * decision of a flow that has sent one packet, in slot flow hash & mask. A
+ * slot is written with plain stores, so two CPUs writing one slot at once
+ * can leave a flow with another's decision; `check` (mixlb_half_open_check()
+ * in flow_hash.h, over the flow's hash and the decision) then fails and the
+ * slot is read as empty. family 0 (no real flow has it) marks an empty slot.
+ */
+struct mixlb_half_open {
+	struct mixlb_flow_key flow;
+	struct mixlb_ct_value decision;
+	__u32 check;
+	__u32 pad;
+};
+
 /* last_seen_ns is refreshed at most this often, to keep hits read-mostly. */
 #define MIXLB_CT_TOUCH_NS 100000000ull
 

@@ -36,9 +36,9 @@ int mixlb_xdp(struct xdp_md *ctx)
 {
 	struct mixlb_vip_value *vip;
 	struct mixlb_vip_stats *stats;
-	struct mixlb_ct_value *entry, *half = NULL, *known;
+	struct mixlb_ct_value *entry, *half = NULL, *known, decision;
 	struct lb_packet pkt;
-	__u32 node = MIXLB_NODE_NONE, vip_id, slot_hint = MIXLB_SELF_STATS_SLOT;
+	__u32 node = MIXLB_NODE_NONE, vip_id, slot_hint = MIXLB_SELF_STATS_SLOT, hash = 0;
 	__u32 slot = MIXLB_SELF_STATS_SLOT, flags = MIXLB_DECIDED_VIP, peer;
 	__u64 bytes = ctx->data_end - ctx->data;
 	int ret = 0;
@@ -65,15 +65,21 @@ int mixlb_xdp(struct xdp_md *ctx)
 			      flags | MIXLB_DECIDED_FROM_PEER);
 	}
 
+	/* One clock read per VIP packet: the entry's last_seen, a new entry's
+	 * times and the next-hop cache's expiry all use it. */
+	pkt.now_ns = bpf_ktime_get_coarse_ns();
+
 	/* A SYN opens a new connection: the current tables decide it and are not
 	 * asked. The second packet of a flow finds the first one's decision in
 	 * the half-open table -- also over the entry of an earlier, closed
-	 * connection with the same 5-tuple (see conntrack.h). */
+	 * connection with the same 5-tuple (see conntrack.h). The flow hash
+	 * (Maglev's, and the half-open slot's) is computed only when needed. */
 	entry = pkt.is_syn ? NULL : ct_lookup(&pkt);
 	known = entry;
 	if (!entry || ct_ended(entry)) {
-		half = ct_half_open(&pkt);
-		if (half) {
+		hash = mixlb_flow_hash(&pkt.flow);
+		if (ct_half_open(&pkt, hash, &decision)) {
+			half = &decision;
 			entry = NULL;
 			known = half;
 		}
@@ -96,7 +102,7 @@ int mixlb_xdp(struct xdp_md *ctx)
 		stats = stats_vip(vip_id);
 		if (pkt.kind == LB_KIND_FLOW)
 			stats_count(MIXLB_CNT_CT_MISS);
-		ret = maglev_pick(vip, mixlb_flow_hash(&pkt.flow), &node);
+		ret = maglev_pick(vip, hash, &node);
 		if (ret < 0)
 			goto drop;
 	}
@@ -105,9 +111,9 @@ int mixlb_xdp(struct xdp_md *ctx)
 
 	if (node == mixlb_self_node_id) {
 		if (half)
-			ct_promote(&pkt, half);
+			ct_promote(&pkt, hash, half);
 		else if (!entry && (pkt.is_syn || pkt.flow.proto == LB_IPPROTO_UDP))
-			ct_insert_new(&pkt, vip_id, node, MIXLB_SELF_STATS_SLOT);
+			ct_insert_new(&pkt, hash, vip_id, node, MIXLB_SELF_STATS_SLOT);
 		else if (!entry && !mixlb_dry_run && ct_local_alive(ctx, &pkt))
 			ct_insert(&pkt, vip_id, node, MIXLB_SELF_STATS_SLOT);
 		if (stats) {
@@ -121,9 +127,9 @@ int mixlb_xdp(struct xdp_md *ctx)
 	ret = fwd_l2_dsr(ctx, &pkt, node, slot_hint, &slot);
 	/* A new flow is pinned to its node even when this packet cannot leave. */
 	if (half)
-		ct_promote(&pkt, half);
+		ct_promote(&pkt, hash, half);
 	else if (!entry && (pkt.is_syn || pkt.flow.proto == LB_IPPROTO_UDP))
-		ct_insert_new(&pkt, vip_id, node, slot);
+		ct_insert_new(&pkt, hash, vip_id, node, slot);
 	else if (!entry)
 		ct_insert(&pkt, vip_id, node, slot);
 	if (ret < 0)

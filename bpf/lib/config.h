@@ -14,6 +14,9 @@ const volatile __u32 mixlb_self_node_id = MIXLB_NODE_NONE;
 /* Slots per Maglev table half (prime). */
 const volatile __u32 mixlb_ring_size = MIXLB_DEFAULT_RING_SIZE;
 
+/* Slots of the half-open table - 1 (a power of two - 1; conntrack.h). */
+const volatile __u32 mixlb_half_open_mask = MIXLB_DEFAULT_CT_ENTRIES / 4 - 1;
+
 /* Columns of the per-(VIP, node) counters. */
 const volatile __u32 mixlb_max_nodes = MIXLB_DEFAULT_MAX_NODES;
 

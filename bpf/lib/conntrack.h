@@ -11,11 +11,21 @@
  * one hash lookup, and the entry says which VIP it belongs to.
  *
  * Live flows first: a new flow's decision goes into a table of its own,
- * mixlb_ct_new (half-open flows: a TCP SYN, a UDP flow's first datagram,
- * an LRU of datapath.half_open_entries), and moves to the connection table
- * with the flow's second packet (the handshake's ACK, the second datagram).
- * A SYN flood or a port scan then churns only the half-open table; it
- * cannot push the idle established flows out of the connection table.
+ * the half-open table (a TCP SYN, a UDP flow's first datagram), and moves to
+ * the connection table with the flow's second packet (the handshake's ACK,
+ * the second datagram). A SYN flood or a port scan then churns only the
+ * half-open table; it cannot push the idle established flows out of the
+ * connection table.
+ *
+ * The half-open table is direct-mapped: an array of
+ * datapath.half_open_entries slots (a power of two), the flow's slot picked
+ * by the flow hash Maglev already computed. Recording a decision is one
+ * array lookup and a few stores -- no hash of the key, no lock, no LRU
+ * list, which is what an LRU insert costs (docs/benchmarks.md). The price:
+ * a new flow whose slot is taken by a newer one loses its decision; its
+ * second packet then misses both tables and gets the Maglev answer, which
+ * is the same node unless the tables changed within the handshake. The
+ * LRU it replaces lost decisions the same way, oldest first, once full.
  *
  * Policy (docs/architecture.md, tested in test/bpf/):
  *   - TCP: a SYN's decision goes into the half-open table; the first
@@ -63,13 +73,11 @@
 
 /* Half-open flows: the decision of a SYN or a first datagram (see above). */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
-	__type(key, struct mixlb_flow_key);
-	__type(value, struct mixlb_ct_value);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct mixlb_half_open);
 	__uint(max_entries, MIXLB_DEFAULT_CT_ENTRIES / 4);
-} mixlb_ct_new SEC(".maps");
-
+} mixlb_half_open SEC(".maps");
 
 static __always_inline struct mixlb_ct_value *ct_lookup(const struct lb_packet *pkt)
 {
@@ -88,7 +96,7 @@ static __always_inline void ct_touch(struct mixlb_ct_value *entry, const struct 
 
 	if (mixlb_dry_run || pkt->kind != LB_KIND_FLOW)
 		return;
-	now = bpf_ktime_get_coarse_ns();
+	now = pkt->now_ns;
 	if (now - entry->last_seen_ns > MIXLB_CT_TOUCH_NS)
 		entry->last_seen_ns = now;
 	if ((entry->flags & pkt->tcp_flags) != pkt->tcp_flags)
@@ -101,7 +109,7 @@ static __always_inline struct mixlb_ct_value ct_fresh(const struct lb_packet *pk
 {
 	struct mixlb_ct_value fresh = {};
 
-	fresh.last_seen_ns = bpf_ktime_get_coarse_ns();
+	fresh.last_seen_ns = pkt->now_ns;
 	fresh.created_s = (__u32)(fresh.last_seen_ns / 1000000000ull);
 	fresh.node_id = node;
 	fresh.vip_id = vip_id;
@@ -176,23 +184,64 @@ static __always_inline bool ct_local_alive(struct xdp_md *ctx, const struct lb_p
 	return alive;
 }
 
-/* A half-open flow's decision, for its second packet (not for an ICMP error). */
-static __always_inline struct mixlb_ct_value *ct_half_open(const struct lb_packet *pkt)
+static __always_inline struct mixlb_half_open *ct_half_open_slot(__u32 flow_hash)
 {
-	if (pkt->kind != LB_KIND_FLOW || pkt->is_syn)
-		return NULL;
-	return bpf_map_lookup_elem(&mixlb_ct_new, &pkt->flow);
+	__u32 idx = flow_hash & mixlb_half_open_mask;
+
+	return bpf_map_lookup_elem(&mixlb_half_open, &idx);
 }
 
-/* A new flow's decision: into the half-open table. */
-static __always_inline void ct_insert_new(const struct lb_packet *pkt, __u32 vip_id, __u32 node, __u32 slot)
+static __always_inline bool ct_same_flow(const struct mixlb_flow_key *a, const struct mixlb_flow_key *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+
+	return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4])) == 0;
+}
+
+/*
+ * A half-open flow's decision, for its second packet (not for an ICMP
+ * error), copied into *decision: the slot may be rewritten by another CPU
+ * at any time, so the copy is what is checked and used.
+ */
+static __always_inline bool ct_half_open(const struct lb_packet *pkt, __u32 flow_hash,
+					 struct mixlb_ct_value *decision)
+{
+	struct mixlb_half_open *slot;
+
+	if (pkt->kind != LB_KIND_FLOW || pkt->is_syn)
+		return false;
+	slot = ct_half_open_slot(flow_hash);
+	if (!slot || !ct_same_flow(&slot->flow, &pkt->flow))
+		return false;
+	*decision = slot->decision;
+	return slot->check == mixlb_half_open_check(flow_hash, decision);
+}
+
+/* A new flow's decision: into its half-open slot. */
+static __always_inline void ct_insert_new(const struct lb_packet *pkt, __u32 flow_hash, __u32 vip_id,
+					  __u32 node, __u32 slot_idx)
 {
 	struct mixlb_ct_value fresh;
+	struct mixlb_half_open *slot;
 
 	if (mixlb_dry_run || pkt->kind != LB_KIND_FLOW)
 		return;
-	fresh = ct_fresh(pkt, vip_id, node, slot);
-	bpf_map_update_elem(&mixlb_ct_new, &pkt->flow, &fresh, BPF_ANY);
+	slot = ct_half_open_slot(flow_hash);
+	if (!slot)
+		return;
+	fresh = ct_fresh(pkt, vip_id, node, slot_idx);
+	slot->flow = pkt->flow;
+	slot->decision = fresh;
+	slot->check = mixlb_half_open_check(flow_hash, &fresh);
+}
+
+/* Empties the flow's half-open slot, if it still holds the flow. */
+static __always_inline void ct_half_open_clear(const struct lb_packet *pkt, __u32 flow_hash)
+{
+	struct mixlb_half_open *slot = ct_half_open_slot(flow_hash);
+
+	if (slot && ct_same_flow(&slot->flow, &pkt->flow))
+		slot->flow.family = 0;
 }
 
 /*
@@ -201,22 +250,21 @@ static __always_inline void ct_insert_new(const struct lb_packet *pkt, __u32 vip
  * expect: a scan, a flood with its address) ends the flow instead: it is
  * forwarded by the decision, which then goes.
  */
-static __always_inline void ct_promote(const struct lb_packet *pkt, struct mixlb_ct_value *half)
+static __always_inline void ct_promote(const struct lb_packet *pkt, __u32 flow_hash,
+				       const struct mixlb_ct_value *half)
 {
 	struct mixlb_ct_value entry;
 
 	if (mixlb_dry_run)
 		return;
-	if (pkt->tcp_flags & (MIXLB_CT_SEEN_FIN | MIXLB_CT_SEEN_RST)) {
-		bpf_map_delete_elem(&mixlb_ct_new, &pkt->flow);
-		return;
+	if (!(pkt->tcp_flags & (MIXLB_CT_SEEN_FIN | MIXLB_CT_SEEN_RST))) {
+		entry = *half;
+		entry.last_seen_ns = pkt->now_ns;
+		entry.flags |= pkt->tcp_flags;
+		if (bpf_map_update_elem(&mixlb_ct, &pkt->flow, &entry, BPF_ANY) == 0)
+			stats_count(MIXLB_CNT_CT_INSERT);
+		else
+			stats_count(MIXLB_CNT_CT_INSERT_FAIL);
 	}
-	entry = *half;
-	entry.last_seen_ns = bpf_ktime_get_coarse_ns();
-	entry.flags |= pkt->tcp_flags;
-	if (bpf_map_update_elem(&mixlb_ct, &pkt->flow, &entry, BPF_ANY) == 0)
-		stats_count(MIXLB_CNT_CT_INSERT);
-	else
-		stats_count(MIXLB_CNT_CT_INSERT_FAIL);
-	bpf_map_delete_elem(&mixlb_ct_new, &pkt->flow);
+	ct_half_open_clear(pkt, flow_hash);
 }

@@ -90,7 +90,7 @@ static __always_inline int fwd_l2_dsr(struct xdp_md *ctx, const struct lb_packet
 	struct bpf_fib_lookup fib = {};
 	struct mixlb_fib_cache *c;
 	struct mixlb_node *node;
-	__u64 now = bpf_ktime_get_coarse_ns();
+	__u64 now = pkt->now_ns;
 	long rc;
 
 	c = fwd_cached(ctx, slot_hint, node_id, now);

@@ -68,6 +68,7 @@ struct lb_packet {
 	__u8 kind;                  /* enum lb_packet_kind */
 	__u8 tcp_flags;             /* MIXLB_CT_SEEN_* bits of this packet */
 	__u8 is_syn;                /* SYN without ACK: a new TCP connection */
+	__u64 now_ns;               /* bpf_ktime_get_coarse_ns(), read once per VIP packet by the caller */
 };
 
 /* Where the transport header starts and which protocol it is. */

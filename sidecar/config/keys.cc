@@ -154,10 +154,12 @@ const KeySpec kKeys[] = {
     {.path = "datapath.half_open_entries", .type = KeyType::kInteger,
      .default_text = "`0`: a quarter of `conntrack_entries`, at least 1024",
      .allowed = "0, or 1024..67108864",
-     .help = "Capacity of the half-open table: the decisions of flows that have sent one "
-             "packet (a TCP SYN, a UDP flow's first datagram). A flow enters the connection "
-             "table with its second packet, so a SYN flood or a port scan churns only this "
-             "table and cannot evict established flows.",
+     .help = "Slots of the half-open table: the decisions of flows that have sent one "
+             "packet (a TCP SYN, a UDP flow's first datagram), one slot per flow hash, "
+             "rounded up to a power of two. A flow enters the connection table with its "
+             "second packet, so a SYN flood or a port scan churns only this table and cannot "
+             "evict established flows. A new flow whose slot a newer one took gets the "
+             "Maglev answer for its second packet.",
      .min = 0, .max = 67108864, .integer = MIXLB_INTEGER(datapath.half_open_entries)},
     {.path = "datapath.max_vips", .type = KeyType::kInteger, .default_text = "`16`",
      .allowed = "1..4096, at least the number of VIP entries",

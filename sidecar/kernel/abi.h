@@ -17,6 +17,7 @@ static_assert(sizeof(mixlb_vip_value) == 16);
 static_assert(sizeof(mixlb_close_event) == 56);
 static_assert(sizeof(mixlb_flow_key) == 40);
 static_assert(sizeof(mixlb_ct_value) == 24);
+static_assert(sizeof(mixlb_half_open) == 72);
 static_assert(sizeof(mixlb_filter) == 512);
 static_assert(sizeof(mixlb_fib_cache) == 40);
 static_assert(sizeof(mixlb_node) == 24);

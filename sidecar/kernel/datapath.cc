@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -31,6 +32,10 @@ DatapathError error_from(std::string what, int err) {
 std::unexpected<DatapathError> fail(std::string what, int err) { return datapath_failure(std::move(what), err); }
 
 constexpr const char* kLinkPinName = "xdp_link";
+
+// Maps of earlier versions that this one no longer has; only transient
+// state was in them. mixlb_ct_new: the half-open LRU, now mixlb_half_open.
+constexpr const char* kRetiredMaps[] = {"mixlb_ct_new"};
 
 // Walks every key of a hash map with BPF_MAP_GET_NEXT_KEY.
 template <typename Key, typename Fn>
@@ -92,7 +97,7 @@ DatapathMaps::DatapathMaps(const mixlb_xdp& skel, std::uint32_t ring_size, std::
       vip_filter_fd_(bpf_map__fd(skel.maps.mixlb_vip_filter)),
       peer_filter_fd_(bpf_map__fd(skel.maps.mixlb_peer_filter)),
       origins_fd_(bpf_map__fd(skel.maps.mixlb_origins)),
-      ct_new_fd_(bpf_map__fd(skel.maps.mixlb_ct_new)),
+      half_open_fd_(bpf_map__fd(skel.maps.mixlb_half_open)),
       ring_size_(ring_size),
       max_nodes_(max_nodes) {}
 
@@ -256,19 +261,40 @@ DpResult<std::size_t> DatapathMaps::purge_conntrack_to_node(std::uint32_t node_i
 // not be promoted after its purge. The count is the connection table's.
 DpResult<std::size_t> DatapathMaps::purge_conntrack_if(
     const std::function<bool(const mixlb_ct_value&)>& is_doomed) {
-  std::size_t purged = 0;
-  for (const auto& [fd, name] : {std::pair{ct_new_fd_, "mixlb_ct_new"}, std::pair{ct_fd_, "mixlb_ct"}}) {
-    std::vector<mixlb_flow_key> doomed;
-    auto walked = for_each_key<mixlb_flow_key>(fd, name, [&](const mixlb_flow_key& k) {
-      mixlb_ct_value v{};
-      if (bpf_map_lookup_elem(fd, &k, &v) == 0 && is_doomed(v)) doomed.push_back(k);
-    });
-    if (!walked) return std::unexpected(walked.error());
-    for (const auto& k : doomed)
-      if (bpf_map_delete_elem(fd, &k) != 0 && errno != ENOENT) return fail("purging a connection", errno);
-    purged = doomed.size();
+  if (auto half = purge_half_open_if(is_doomed); !half) return std::unexpected(half.error());
+  std::vector<mixlb_flow_key> doomed;
+  auto walked = for_each_key<mixlb_flow_key>(ct_fd_, "mixlb_ct", [&](const mixlb_flow_key& k) {
+    mixlb_ct_value v{};
+    if (bpf_map_lookup_elem(ct_fd_, &k, &v) == 0 && is_doomed(v)) doomed.push_back(k);
+  });
+  if (!walked) return std::unexpected(walked.error());
+  for (const auto& k : doomed)
+    if (bpf_map_delete_elem(ct_fd_, &k) != 0 && errno != ENOENT) return fail("purging a connection", errno);
+  return doomed.size();
+}
+
+// The half-open table is an array: a doomed slot is emptied (family 0).
+DpResult<void> DatapathMaps::purge_half_open_if(const std::function<bool(const mixlb_ct_value&)>& is_doomed) {
+  bpf_map_info info{};
+  std::uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(half_open_fd_, &info, &len) != 0) return fail("reading mixlb_half_open's size", errno);
+  constexpr std::uint32_t kBatch = 4096;
+  std::vector<std::uint32_t> keys(kBatch);
+  std::vector<mixlb_half_open> slots(kBatch);
+  const mixlb_half_open empty{};
+  for (std::uint32_t first = 0; first < info.max_entries; first += kBatch) {
+    std::uint32_t in = first, out = 0, count = std::min(kBatch, info.max_entries - first);
+    if (bpf_map_lookup_batch(half_open_fd_, first == 0 ? nullptr : &in, &out, keys.data(), slots.data(), &count,
+                             nullptr) != 0 &&
+        errno != ENOENT)
+      return fail("walking mixlb_half_open", errno);
+    for (std::uint32_t i = 0; i < count; ++i) {
+      if (slots[i].flow.family == 0 || !is_doomed(slots[i].decision)) continue;
+      if (bpf_map_update_elem(half_open_fd_, &keys[i], &empty, BPF_ANY) != 0)
+        return fail("emptying a half-open slot", errno);
+    }
   }
-  return purged;
+  return {};
 }
 
 DpResult<std::vector<std::pair<mixlb_mac, std::uint32_t>>> DatapathMaps::peer_macs() const {
@@ -398,10 +424,16 @@ DpResult<bool> DatapathMaps::invalidate(const mixlb_flow_key& key, std::uint32_t
 }
 
 DpResult<std::optional<mixlb_ct_value>> DatapathMaps::half_open(const mixlb_flow_key& key) const {
-  mixlb_ct_value value{};
-  if (bpf_map_lookup_elem(ct_new_fd_, &key, &value) == 0) return value;
-  if (errno == ENOENT) return std::optional<mixlb_ct_value>{};
-  return fail("looking up a half-open flow", errno);
+  bpf_map_info info{};
+  std::uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(half_open_fd_, &info, &len) != 0) return fail("reading mixlb_half_open's size", errno);
+  const std::uint32_t hash = mixlb_flow_hash(&key);
+  const std::uint32_t index = hash & (info.max_entries - 1);
+  mixlb_half_open slot{};
+  if (bpf_map_lookup_elem(half_open_fd_, &index, &slot) != 0) return fail("looking up a half-open slot", errno);
+  if (std::memcmp(&slot.flow, &key, sizeof(key)) != 0 || slot.check != mixlb_half_open_check(hash, &slot.decision))
+    return std::optional<mixlb_ct_value>{};
+  return slot.decision;
 }
 
 DpResult<std::optional<std::uint32_t>> DatapathMaps::origin(const mixlb_flow_key& key) const {
@@ -415,8 +447,10 @@ DpResult<std::optional<std::uint32_t>> DatapathMaps::origin(const mixlb_flow_key
 // XdpProgram
 
 std::uint32_t half_open_entries(const DatapathSettings& settings) {
-  if (settings.half_open_entries != 0) return settings.half_open_entries;
-  return std::max<std::uint32_t>(1024, settings.conntrack_entries / 4);
+  const std::uint32_t wanted = settings.half_open_entries != 0
+                                   ? settings.half_open_entries
+                                   : std::max<std::uint32_t>(1024, settings.conntrack_entries / 4);
+  return std::bit_ceil(wanted);
 }
 
 DpResult<std::unique_ptr<XdpProgram>> XdpProgram::load(const DatapathSettings& settings) {
@@ -435,6 +469,7 @@ DpResult<std::unique_ptr<XdpProgram>> XdpProgram::load(const DatapathSettings& s
   skel->rodata->mixlb_self_node_id = settings.self_node_id;
   skel->rodata->mixlb_ring_size = settings.ring_size;
   skel->rodata->mixlb_max_nodes = settings.max_nodes;
+  skel->rodata->mixlb_half_open_mask = half_open_entries(settings) - 1;
   skel->rodata->mixlb_dry_run = settings.dry_run ? 1 : 0;
 
   struct Size {
@@ -447,7 +482,7 @@ DpResult<std::unique_ptr<XdpProgram>> XdpProgram::load(const DatapathSettings& s
                         Size{skel->maps.mixlb_maglev, static_cast<std::uint32_t>(slots)},
                         Size{skel->maps.mixlb_ct, settings.conntrack_entries},
                         Size{skel->maps.mixlb_origins, settings.conntrack_entries},
-                        Size{skel->maps.mixlb_ct_new, half_open_entries(settings)},
+                        Size{skel->maps.mixlb_half_open, half_open_entries(settings)},
                         Size{skel->maps.mixlb_nodes, settings.max_nodes},
                         Size{skel->maps.mixlb_fib_cache, settings.max_nodes},
                         Size{skel->maps.mixlb_peer_macs, settings.max_nodes}}) {
@@ -476,6 +511,9 @@ DpResult<std::unique_ptr<XdpProgram>> XdpProgram::load(const DatapathSettings& s
     if (ec) return std::unexpected(DatapathError{"creating pin directory " + settings.pin_dir, ec});
     if (auto set = set_pin_paths(skel->obj, settings.pin_dir); !set) return std::unexpected(set.error());
     self->adopted_maps_ = *pinned;
+    // Pins of maps an earlier version had and this one replaced: the
+    // program still running keeps its own reference until it is replaced.
+    for (const char* retired : kRetiredMaps) std::filesystem::remove(settings.pin_dir + "/" + retired, ec);
   }
 
   if (int err = mixlb_xdp__load(skel); err != 0) {

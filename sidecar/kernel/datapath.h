@@ -39,8 +39,8 @@ struct DatapathSettings {
   std::uint32_t ring_size = MIXLB_DEFAULT_RING_SIZE;
   std::uint32_t max_vips = MIXLB_DEFAULT_MAX_VIPS;
   std::uint32_t conntrack_entries = MIXLB_DEFAULT_CT_ENTRIES;
-  // The half-open table (bpf/lib/conntrack.h); 0: a quarter of
-  // conntrack_entries, at least 1024.
+  // The half-open table's slots (bpf/lib/conntrack.h); 0: a quarter of
+  // conntrack_entries, at least 1024. Rounded up to a power of two.
   std::uint32_t half_open_entries = 0;
   std::uint32_t max_nodes = MIXLB_DEFAULT_MAX_NODES;
   std::string pin_dir;  // "" = no pinning (tests)
@@ -50,7 +50,7 @@ struct DatapathSettings {
   const class XdpProgram* share_maps_with = nullptr;
 };
 
-// The half-open table's size for these settings.
+// The half-open table's size for these settings: a power of two.
 std::uint32_t half_open_entries(const DatapathSettings& settings);
 
 // An error with the call that failed and the errno it returned.
@@ -140,7 +140,8 @@ class DatapathMaps {
   DpResult<bool> invalidate(const mixlb_flow_key& key, std::uint32_t node);
   // The peer that balanced a flow served here (mixlb_origins), if recorded.
   DpResult<std::optional<std::uint32_t>> origin(const mixlb_flow_key& key) const;
-  // A half-open flow's decision (its SYN or first datagram), if held.
+  // A half-open flow's decision (its SYN or first datagram), if its slot
+  // holds it (and passes its check).
   DpResult<std::optional<mixlb_ct_value>> half_open(const mixlb_flow_key& key) const;
 
  private:
@@ -149,10 +150,11 @@ class DatapathMaps {
   DpResult<void> sync_vip_filter(const mixlb_vip_key* extra);
 
   DpResult<std::size_t> purge_conntrack_if(const std::function<bool(const mixlb_ct_value&)>& doomed);
+  DpResult<void> purge_half_open_if(const std::function<bool(const mixlb_ct_value&)>& doomed);
 
   int vips_fd_ = -1, maglev_fd_ = -1, ct_fd_ = -1, nodes_fd_ = -1, peer_macs_fd_ = -1,
       vip_stats_fd_ = -1, vip_node_fd_ = -1, counters_fd_ = -1, drops_fd_ = -1, fib_rets_fd_ = -1,
-      settings_fd_ = -1, vip_filter_fd_ = -1, peer_filter_fd_ = -1, origins_fd_ = -1, ct_new_fd_ = -1;
+      settings_fd_ = -1, vip_filter_fd_ = -1, peer_filter_fd_ = -1, origins_fd_ = -1, half_open_fd_ = -1;
   std::uint32_t ring_size_ = MIXLB_DEFAULT_RING_SIZE;
   std::uint32_t max_nodes_ = MIXLB_DEFAULT_MAX_NODES;
 };

@@ -5,6 +5,7 @@
 // netns_fixture.h builds them in a private network namespace. Without root or
 // BPF, every case here reports skipped with the reason.
 #include <arpa/inet.h>
+#include <bpf/bpf.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -338,6 +339,75 @@ TEST_CASE("a RST after a SYN ends the half-open flow: forwarded by its decision,
   auto half = lb.maps().half_open(flow_of(f));
   REQUIRE(half.has_value());
   CHECK_FALSE(half->has_value());
+}
+
+// A flow whose half-open slot (flow hash & slots - 1) is `f`'s.
+static Frame same_half_open_slot(Lb& lb, const Frame& f) {
+  const int fd = lb.prog->map_fd("mixlb_half_open");
+  bpf_map_info info{};
+  std::uint32_t len = sizeof(info);
+  REQUIRE(bpf_obj_get_info_by_fd(fd, &info, &len) == 0);
+  const std::uint32_t mask = info.max_entries - 1;
+  const auto flow = flow_of(f);
+  Frame other = f;
+  for (other.sport = 1024;; ++other.sport) {
+    const auto o = flow_of(other);
+    if (other.sport != f.sport && (mixlb_flow_hash(&o) & mask) == (mixlb_flow_hash(&flow) & mask)) return other;
+  }
+}
+
+TEST_CASE("a new flow whose half-open slot a newer one took: its ACK gets the Maglev answer of the moment") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kPeer);
+  const Frame a = syn_to_vip();
+  const Frame b = same_half_open_slot(lb, a);
+  REQUIRE(lb.run(a.build()).verdict == XDP_TX);  // A's decision: the peer
+  lb.vip_all("10.100.0.1", 80, kSelf);           // the table changes within A's handshake
+  REQUIRE(lb.run(b.build()).verdict == XDP_PASS);  // B takes the slot
+  auto half = lb.maps().half_open(flow_of(a));
+  REQUIRE(half.has_value());
+  CHECK_FALSE(half->has_value());
+  Frame ack_a = a, ack_b = b;
+  ack_a.tcp_flags = ack_b.tcp_flags = test::kAck;
+  // A lost its decision: its ACK is placed by the table it meets.
+  CHECK(lb.run(ack_a.build()).verdict == XDP_PASS);
+  CHECK(lb.run(ack_b.build()).verdict == XDP_PASS);
+  auto counters = lb.maps().counters();
+  REQUIRE(counters.has_value());
+  CHECK(counters->events[MIXLB_CNT_CT_MISS] == 3);  // both SYNs and A's ACK
+  CHECK(counters->events[MIXLB_CNT_CT_HIT] == 1);   // B's ACK found its decision
+  CHECK(counters->events[MIXLB_CNT_CT_INSERT] == 1);  // and promoted it
+}
+
+TEST_CASE("a half-open slot whose check fails (two writers at once) reads as empty") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kPeer);
+  const Frame f = syn_to_vip();
+  REQUIRE(lb.run(f.build()).verdict == XDP_TX);
+  const auto flow = flow_of(f);
+  const int fd = lb.prog->map_fd("mixlb_half_open");
+  bpf_map_info info{};
+  std::uint32_t len = sizeof(info);
+  REQUIRE(bpf_obj_get_info_by_fd(fd, &info, &len) == 0);
+  const std::uint32_t index = mixlb_flow_hash(&flow) & (info.max_entries - 1);
+  mixlb_half_open slot{};
+  REQUIRE(bpf_map_lookup_elem(fd, &index, &slot) == 0);
+  CHECK(slot.check == mixlb_half_open_check(mixlb_flow_hash(&flow), &slot.decision));
+  // The flow's key with another write's decision: what a torn slot looks like.
+  slot.decision.node_id = kGhost;
+  REQUIRE(bpf_map_update_elem(fd, &index, &slot, BPF_ANY) == 0);
+  auto half = lb.maps().half_open(flow);
+  REQUIRE(half.has_value());
+  CHECK_FALSE(half->has_value());
+  lb.vip_all("10.100.0.1", 80, kSelf);
+  Frame ack = f;
+  ack.tcp_flags = test::kAck;
+  // Not to the ghost node the torn slot names: the table's answer.
+  CHECK(lb.run(ack.build()).verdict == XDP_PASS);
+  auto counters = lb.maps().counters();
+  REQUIRE(counters.has_value());
+  CHECK(counters->events[MIXLB_CNT_CT_MISS] == 2);
+  CHECK(counters->events[MIXLB_CNT_CT_HIT] == 0);
 }
 
 TEST_CASE("FIN and RST seen on a flow are recorded in its connection entry") {

@@ -174,6 +174,7 @@ std::vector<CppStruct> cpp_structs() {
       cpp_struct<mixlb_vip_value>("mixlb_vip_value"),
       cpp_struct<mixlb_flow_key>("mixlb_flow_key"),
       cpp_struct<mixlb_ct_value>("mixlb_ct_value"),
+      cpp_struct<mixlb_half_open>("mixlb_half_open"),
       cpp_struct<mixlb_filter>("mixlb_filter"),
       cpp_struct<mixlb_fib_cache>("mixlb_fib_cache"),
       cpp_struct<mixlb_node>("mixlb_node"),
