@@ -24,12 +24,14 @@ void BroadcastQueue::erase(const std::string& key) {
   if (by_key_.empty()) smallest_ = SIZE_MAX;
 }
 
-std::size_t BroadcastQueue::fill(Bytes& out, std::size_t budget, int limit, std::uint64_t packet) {
+std::size_t BroadcastQueue::fill(Bytes& out, std::size_t budget, int limit, std::uint64_t packet,
+                                 std::uint64_t since) {
+  if (since == 0 || since > packet) since = packet;
   std::size_t used = 0;
   std::vector<Item*> sent;
   for (auto it = queue_.begin(); it != queue_.end() && budget - used >= smallest_;) {
     Item* item = it->second;
-    if (item->framed.size() > budget - used || (packet != 0 && item->last_packet == packet)) {
+    if (item->framed.size() > budget - used || (packet != 0 && item->last_packet >= since)) {
       ++it;
       continue;
     }

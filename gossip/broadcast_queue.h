@@ -37,9 +37,13 @@ class BroadcastQueue {
   // Appends queued messages that fit into `budget` bytes to `out`, fewest
   // transmissions first, counting one transmission for each; messages that
   // reach `limit` transmissions are retired. Returns the bytes appended.
-  // `packet` identifies the packet being filled: a message already put into
-  // the same packet by an earlier call is not put in again.
-  std::size_t fill(Bytes& out, std::size_t budget, int limit, std::uint64_t packet = 0);
+  // `packet` identifies the packet being filled (packet ids grow): a message
+  // already put into a packet numbered `since` or later is skipped, so by
+  // default one put into this packet by an earlier call is not put in again,
+  // and with `since` the first packet of a gossip round, a message goes out
+  // at most once in the round's extra packets.
+  std::size_t fill(Bytes& out, std::size_t budget, int limit, std::uint64_t packet = 0,
+                   std::uint64_t since = 0);
 
   // Transmissions so far of the message under `key`; -1 when none is queued.
   int transmits(const std::string& key) const;

@@ -33,6 +33,9 @@ void validate(const Config& c) {
   require(c.event_retransmit_mult >= 1, "event_retransmit_mult must be at least 1");
   require(c.gossip_interval > Duration::zero(), "gossip_interval must be positive");
   require(c.gossip_nodes >= 0, "gossip_nodes must not be negative");
+  require(c.event_burst_packets >= 0, "event_burst_packets must not be negative");
+  require(c.event_round_gap >= Duration::zero(), "event_round_gap must not be negative");
+  require(c.max_queued_events >= 1, "max_queued_events must be at least 1");
   require(c.packet_size >= 512 && c.packet_size <= 65000, "packet_size must be 512..65000");
   require(c.membership_share > 0 && c.membership_share < 1, "membership_share must be in (0, 1)");
   require(c.push_pull_interval > Duration::zero(), "push_pull_interval must be positive");

@@ -78,6 +78,19 @@ struct Config {
   int event_retransmit_mult = 8;
   Duration gossip_interval = 200ms;
   int gossip_nodes = 3;
+  // User events that the round's gossip_nodes packets had no room for go
+  // out in up to this many more packets per round, each to a random member,
+  // until every queued event has been sent once in the round (mixlb's
+  // choice: memberlist sends one packet per target, so a burst of events
+  // drains at one packet's share per target and interval). Each of these
+  // packets still gives membership updates their share first. 0: none.
+  int event_burst_packets = 16;
+  // A user event of this node starts a gossip round at once, unless one ran
+  // less than this long ago (then it starts when the gap is over), so the
+  // first members hear it within about this time rather than up to a
+  // gossip_interval later (mixlb's choice: memberlist waits for the next
+  // round). The events queued meanwhile share the round. Zero: never.
+  Duration event_round_gap = 20ms;
   // Dead members still receive gossip for this long (so they can learn of
   // it and refute), and are forgotten after it.
   Duration gossip_to_the_dead = 30s;
@@ -106,6 +119,11 @@ struct Config {
   // --- bounds ---
   std::size_t max_metadata_size = 512;
   std::size_t max_event_payload = 256;
+  // User events queued for spreading, this node's and those it relays. A
+  // new event of this node beyond it is refused (send_event: kQueueFull),
+  // one from another member is delivered but not relayed; both are counted
+  // (Stats::events_dropped).
+  std::size_t max_queued_events = 4096;
   // Received user-event ids are remembered this long for deduplication, and
   // so are the key requests this node has applied (with its answer).
   Duration event_dedup_window = 10min;

@@ -40,6 +40,8 @@ class Category final : public std::error_category {
         return "this node has no keyring (gossip is not encrypted)";
       case Errc::kBusy:
         return "another key request of this node is still running";
+      case Errc::kQueueFull:
+        return "the user-event queue is full (gossip max_queued_events)";
     }
     return "unknown gossip error";
   }

@@ -27,6 +27,7 @@ enum class Errc {
   kKeyringFull,           // keyring: it holds kMaxKeys keys already
   kNoKeyring,             // key management at a node that sends plaintext
   kBusy,                  // a key request of this node is still running
+  kQueueFull,             // max_queued_events user events are waiting to be spread
 };
 
 const std::error_category& gossip_category() noexcept;

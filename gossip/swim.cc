@@ -280,11 +280,19 @@ std::expected<std::uint64_t, std::error_code> Swim::send_event(ByteView payload,
   if (payload.size() > config_.max_event_payload) {
     return std::unexpected(make_error_code(Errc::kTooLarge));
   }
+  if (user_events_.size() >= config_.max_queued_events) {
+    ++stats_.events_dropped;
+    return std::unexpected(make_error_code(Errc::kQueueFull));
+  }
   const std::uint64_t seq = next_event_seq_++;
   const std::string key = event_key(config_.name, seq);
   remember_event(key, now);
   user_events_.push(key, framed(UserEvent{config_.name, seq, payload}));
   arm_gossip(now);
+  if (config_.event_round_gap > Duration::zero() && !event_round_armed_) {
+    event_round_armed_ = true;
+    schedule(std::max(now, last_round_ + config_.event_round_gap), TimerKind::kEventRound);
+  }
   return seq;
 }
 
@@ -380,6 +388,10 @@ void Swim::fire(const Timer& timer, TimePoint now) {
       gossip_armed_ = false;
       gossip(now);
       if (!updates_.empty() || !user_events_.empty() || !key_forwards_.empty()) arm_gossip(now);
+      break;
+    case TimerKind::kEventRound:
+      event_round_armed_ = false;
+      gossip(now);
       break;
     case TimerKind::kPushPull:
       if (left_) break;
@@ -762,8 +774,12 @@ void Swim::on_user_event(std::string_view origin, std::uint64_t seq, ByteView pa
   const std::string key = event_key(origin, seq);
   if (seen_events_.count(key)) return;
   remember_event(key, now);
-  user_events_.push(key, framed(UserEvent{origin, seq, payload}));
-  arm_gossip(now);
+  if (user_events_.size() < config_.max_queued_events) {
+    user_events_.push(key, framed(UserEvent{origin, seq, payload}));
+    arm_gossip(now);
+  } else {
+    ++stats_.events_dropped;  // delivered here; the other members hear it from the origin
+  }
   events_.emplace_back(
       UserEventDelivery{std::string(origin), seq, Bytes(payload.begin(), payload.end())});
 }
@@ -1018,9 +1034,9 @@ void Swim::send(const Address& to, std::initializer_list<Message> primary) {
 
 // Fills what is left of the packet: each kind first takes up to its share,
 // then whatever room the other kind left unused.
-void Swim::piggyback(Bytes& plain) {
+std::size_t Swim::piggyback(Bytes& plain, std::uint64_t events_since) {
   const std::size_t room = packet_room();
-  if (plain.size() >= room) return;
+  if (plain.size() >= room) return 0;
   const std::size_t free = room - plain.size();
   const auto membership =
       static_cast<std::size_t>(static_cast<double>(free) * config_.membership_share);
@@ -1028,8 +1044,11 @@ void Swim::piggyback(Bytes& plain) {
   const int limit = retransmit_limit(config_, n);
   const std::uint64_t packet = ++packets_filled_;
   std::size_t used = updates_.fill(plain, membership, limit, packet);
-  used += user_events_.fill(plain, free - used, event_retransmit_limit(config_, n), packet);
+  const std::size_t events =
+      user_events_.fill(plain, free - used, event_retransmit_limit(config_, n), packet, events_since);
+  used += events;
   if (used < free) updates_.fill(plain, free - used, limit, packet);
+  return events;
 }
 
 void Swim::emit(const Address& to, const Bytes& plain) {
@@ -1071,7 +1090,8 @@ void Swim::arm_gossip(TimePoint now) {
 
 void Swim::gossip(TimePoint now) {
   if (updates_.empty() && user_events_.empty() && key_forwards_.empty()) return;
-  auto targets = random_members(config_.gossip_nodes, [&](const Entry& e) {
+  last_round_ = now;
+  auto gossip_target = [&](const Entry& e) {
     if (e.member.name == config_.name) return false;
     switch (e.member.state) {
       case MemberState::kAlive:
@@ -1083,8 +1103,10 @@ void Swim::gossip(TimePoint now) {
         return false;
     }
     return false;
-  });
+  };
+  auto targets = random_members(config_.gossip_nodes, gossip_target);
   bool piggybacking = !updates_.empty() || !user_events_.empty();
+  const std::uint64_t round_start = packets_filled_ + 1;
   for (Entry* target : targets) {
     for (auto& forward : key_forwards_) {
       emit(target->member.address, forward.packet);
@@ -1100,6 +1122,24 @@ void Swim::gossip(TimePoint now) {
       continue;
     }
     emit(target->member.address, plain);
+  }
+  // Events the round's packets had no room for: more packets, each to a
+  // random member, with only events not yet sent in this round.
+  for (int extra = 0; extra < config_.event_burst_packets && !user_events_.empty() && !targets.empty();
+       ++extra) {
+    auto target = random_members(1, gossip_target);
+    if (target.empty()) break;
+    Bytes plain;
+    plain.reserve(packet_room());
+    plain.push_back(kWireVersion);
+    const bool events = piggyback(plain, round_start) > 0;
+    // Membership updates put in are counted as sent: send them even when
+    // the packet has no event left to carry.
+    if (plain.size() > 1) {
+      ++stats_.event_burst_packets;
+      emit(target.front()->member.address, plain);
+    }
+    if (!events) break;
   }
   const int limit = event_retransmit_limit(config_, members_.size());
   std::erase_if(key_forwards_, [&](const KeyForward& f) { return f.sent >= limit; });

@@ -286,6 +286,8 @@ struct Stats {
   std::uint64_t key_answers_sent = 0;      // answers to other origins (first and again)
   std::uint64_t key_answers_received = 0;  // accepted by this node as origin
   std::uint64_t key_answers_ignored = 0;   // for no pending request, or from a non-member
+  std::uint64_t event_burst_packets = 0;   // gossip packets beyond gossip_nodes per round (Config)
+  std::uint64_t events_dropped = 0;        // user events refused or not relayed: max_queued_events
   std::array<std::uint64_t, static_cast<std::size_t>(DropReason::kCount)> drops{};
   std::string last_drop;  // "10.0.0.9:7946: no installed key authenticates the packet"
 };
@@ -387,6 +389,7 @@ class Swim {
     kSuspicion,
     kSuspicionRecheck,
     kGossip,
+    kEventRound,  // a gossip round started by a new user event of this node
     kPushPull,
     kRejoin,
     kStream,
@@ -492,7 +495,9 @@ class Swim {
 
   // Sending.
   void send(const Address& to, std::initializer_list<Message> primary);
-  void piggyback(Bytes& plain);
+  // Returns the bytes of user events it added; `events_since` as in
+  // BroadcastQueue::fill (0: this packet).
+  std::size_t piggyback(Bytes& plain, std::uint64_t events_since = 0);
   void emit(const Address& to, const Bytes& plain);
   // Key management's datagrams: one per envelope, each made by the keyring
   // (seal_also, seal_each: see "Key requests" above).
@@ -544,6 +549,8 @@ class Swim {
   BroadcastQueue updates_;
   BroadcastQueue user_events_;
   bool gossip_armed_ = false;
+  bool event_round_armed_ = false;
+  TimePoint last_round_{};
   std::uint64_t packets_filled_ = 0;
   std::uint64_t next_event_seq_;
   std::unordered_map<std::string, TimePoint> seen_events_;

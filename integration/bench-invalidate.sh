@@ -18,7 +18,7 @@
 #   invalidations      flows named in the invalidations sent
 # The sweeper runs with its default timeouts, so what is left at 1 s is
 # what invalidation left. One JSON object per line on stdout; the log goes
-# to stderr.
+# to stderr. MIXLB_INVALIDATION_MODES="gossip targeted" measures those modes alone.
 set -u -o pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -31,7 +31,7 @@ export MIXLB_TCP_CLOSING_IDLE_MS=30000
 mixlb_bench_start "${1:?usage: $0 BUILD_DIR [CONNECTIONS]}" invalidate
 label="$MIXLB_VIP:$MIXLB_HTTP_PORT/tcp"
 status=0
-for mode in targeted multicast broadcast gossip; do
+for mode in ${MIXLB_INVALIDATION_MODES:-targeted multicast broadcast gossip}; do
 	MIXLB_INVALIDATION=$mode
 	for n in "${MIXLB_NODES[@]}"; do
 		mixlb_stop_sidecar "$n" && mixlb_start_sidecar "$n" && mixlb_wait_ready "$n" || {

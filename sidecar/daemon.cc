@@ -233,7 +233,6 @@ void Daemon::setup_invalidation() {
   s.max_age = std::chrono::milliseconds(config_.conntrack.invalidation_max_age_ms);
   s.cluster = config_.gossip.cluster;
   s.keys = keys_;
-  s.gossip_interval = std::chrono::milliseconds(config_.gossip.interval_ms);
   s.gossip_payload = gossip::Config{}.max_event_payload;
   invalidator_ = std::make_unique<Invalidator>(io_, std::move(s), program_->maps(), [this](std::vector<std::uint8_t> p) {
     if (!gossip_) return std::make_error_code(std::errc::not_connected);

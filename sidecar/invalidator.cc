@@ -91,7 +91,6 @@ Invalidator::Invalidator(boost::asio::io_context& io, InvalidatorSettings settin
       guard_(settings_.max_age),
       rx_(io),
       tx_(io),
-      gossip_timer_(io),
       rx_buffer_(65536),
       sequence_(static_cast<std::uint64_t>(unix_now_us())) {
   set_keys(settings_.keys);
@@ -114,10 +113,7 @@ std::error_code Invalidator::start(std::string& what) {
   boost::system::error_code ec;
   const auto mode = settings_.mode;
   if (mode == InvalidationMode::kOff) return {};
-  if (mode == InvalidationMode::kGossip) {
-    gossip_tick();
-    return {};
-  }
+  if (mode == InvalidationMode::kGossip) return {};
   const Address& self = settings_.self_address;
   if ((mode == InvalidationMode::kMulticast || mode == InvalidationMode::kBroadcast) && !self.is_v4()) {
     what = fmt::format("{} invalidation needs an IPv4 node address, this node has {}", to_string(mode),
@@ -166,7 +162,6 @@ std::error_code Invalidator::start(std::string& what) {
 
 void Invalidator::stop() {
   boost::system::error_code ec;
-  gossip_timer_.cancel();
   rx_.close(ec);
   tx_.close(ec);
 }
@@ -205,9 +200,8 @@ void Invalidator::queue(std::optional<Address> to, const mixlb_flow_key& flow, s
   if (p.flows.empty() || closed_us < p.oldest_close_us) p.oldest_close_us = closed_us;
   p.flows.push_back(flow);
   ++pending_flows_;
-  // Gossip mode sends at its own pace (gossip_tick); the others once the
-  // closes of this ring drain are all queued.
-  if (settings_.mode == InvalidationMode::kGossip || flush_posted_) return;
+  // Sent once the closes of this ring drain are all queued.
+  if (flush_posted_) return;
   flush_posted_ = true;
   boost::asio::post(io_, [this, alive = alive_] {
     if (*alive) flush();
@@ -217,31 +211,11 @@ void Invalidator::queue(std::optional<Address> to, const mixlb_flow_key& flow, s
 void Invalidator::flush() {
   flush_posted_ = false;
   const std::size_t envelope = keyring_ ? gossip::kEnvelopeOverhead : 0;
-  for (auto& [to, pending] : pending_) send_batches(to, pending, kDatagramSize - envelope);
+  const std::size_t room =
+      settings_.mode == InvalidationMode::kGossip ? settings_.gossip_payload : kDatagramSize - envelope;
+  for (auto& [to, pending] : pending_) send_batches(to, pending, room);
   pending_.clear();
   pending_flows_ = 0;
-}
-
-// Gossip mode: one user event per interval, so the gossip layer's queue
-// stays bounded by what it can spread; the rest waits (up to max_pending).
-void Invalidator::gossip_tick() {
-  auto it = pending_.find(std::nullopt);
-  if (it != pending_.end() && !it->second.flows.empty()) {
-    Pending& p = it->second;
-    std::size_t bytes = kInvalidationHeaderSize, n = 0;
-    while (n < p.flows.size() && bytes + encoded_flow_size(p.flows[n]) <= settings_.gossip_payload)
-      bytes += encoded_flow_size(p.flows[n++]);
-    Pending head{std::vector<mixlb_flow_key>(p.flows.begin(), p.flows.begin() + static_cast<long>(n)),
-                 p.oldest_close_us};
-    p.flows.erase(p.flows.begin(), p.flows.begin() + static_cast<long>(n));
-    pending_flows_ -= n;
-    if (p.flows.empty()) pending_.erase(it);
-    send_batches(std::nullopt, head, settings_.gossip_payload);
-  }
-  gossip_timer_.expires_after(settings_.gossip_interval);
-  gossip_timer_.async_wait([this, alive = alive_](const boost::system::error_code& ec) {
-    if (!ec && *alive) gossip_tick();
-  });
 }
 
 void Invalidator::send_batches(const std::optional<Address>& to, Pending& pending, std::size_t room) {
@@ -343,10 +317,10 @@ void Invalidator::on_datagram(std::span<const std::uint8_t> datagram) {
 
 void Invalidator::on_gossip_event(std::span<const std::uint8_t> payload) {
   ++counters_.received_messages;
-  apply(payload);
+  apply(payload, /*windowed=*/false);
 }
 
-void Invalidator::apply(std::span<const std::uint8_t> plaintext) {
+void Invalidator::apply(std::span<const std::uint8_t> plaintext, bool windowed) {
   auto batch = decode_invalidations(plaintext);
   if (!batch) {
     ++counters_.refused_malformed;
@@ -359,7 +333,8 @@ void Invalidator::apply(std::span<const std::uint8_t> plaintext) {
     return;
   }
   const std::int64_t now = unix_now_us();
-  switch (guard_.check(batch->sender, batch->sequence, batch->sent_us, now)) {
+  switch (windowed ? guard_.check(batch->sender, batch->sequence, batch->sent_us, now)
+                   : guard_.check_age(batch->sent_us, now)) {
     case ReplayGuard::Verdict::kFresh: break;
     case ReplayGuard::Verdict::kReplayed:
       ++counters_.refused_replayed;

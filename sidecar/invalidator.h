@@ -8,10 +8,11 @@
 // One mode per cluster (conntrack.invalidation; docs/configuration.md has
 // the trade-offs):
 //   gossip     user events through the gossip channel: no port of its own,
-//              sealed by the gossip layer, but spread by piggybacking at the
-//              gossip interval, so slow and of bounded throughput (one event
-//              per interval; flows beyond `max_pending` are dropped, counted,
-//              and left to the sweeper)
+//              sealed by the gossip layer, spread epidemically at the gossip
+//              interval (each event sent event_retransmit_mult × log n times
+//              by every node, membership updates keeping their share of every
+//              packet; the gossip layer's event_burst_packets and
+//              max_queued_events bound its rate and its queue)
 //   multicast  one datagram per batch to a group on the uplink, every node
 //              a member of it
 //   broadcast  one datagram per batch to the segment's broadcast address
@@ -28,7 +29,8 @@
 // nothing is sent for them.
 //
 // Batching: the closes of one ring-buffer drain are queued, and one flush
-// posted behind them sends them in as few datagrams as fit (1,400 bytes).
+// posted behind them sends them in as few datagrams as fit (1,400 bytes),
+// or user events (gossip_payload).
 // Everything runs on the io_context's thread.
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/udp.hpp>
@@ -64,8 +66,7 @@ struct InvalidatorSettings {
   std::string cluster;
   std::vector<gossip::Key> keys;  // empty: in the clear
   std::size_t max_pending = 65536;  // flows waiting to be sent
-  // gossip mode: one user event per interval, of at most this many bytes
-  std::chrono::milliseconds gossip_interval{200};
+  // gossip mode: user events of at most this many bytes
   std::size_t gossip_payload = 256;
 };
 
@@ -135,11 +136,12 @@ class Invalidator {
   };
   void queue(std::optional<Address> to, const mixlb_flow_key& flow, std::int64_t closed_us);
   void flush();
-  void gossip_tick();
   void send_batches(const std::optional<Address>& to, Pending& pending, std::size_t room);
   void send_datagram(const Address& to, std::span<const std::uint8_t> plaintext);
   void receive();
-  void apply(std::span<const std::uint8_t> plaintext);
+  // `windowed`: judge replays by the sender's sequence window (the UDP
+  // modes), else by age alone (gossip events: ReplayGuard::check_age).
+  void apply(std::span<const std::uint8_t> plaintext, bool windowed = true);
   std::optional<Address> node_address(std::uint32_t node_id) const;
   std::vector<Address> peer_addresses() const;
 
@@ -151,7 +153,6 @@ class Invalidator {
   ReplayGuard guard_;
   boost::asio::ip::udp::socket rx_;
   boost::asio::ip::udp::socket tx_;
-  boost::asio::steady_timer gossip_timer_;
   std::vector<std::uint8_t> rx_buffer_;
   boost::asio::ip::udp::endpoint rx_from_;
   boost::asio::ip::udp::endpoint tx_local_;

@@ -138,6 +138,7 @@ GossipSettings gossip_settings(const Config& config, const Address& self_address
   c.probe_interval = std::chrono::milliseconds(config.gossip.probe_interval_ms);
   c.probe_timeout = std::chrono::milliseconds(config.gossip.probe_timeout_ms);
   c.gossip_interval = std::chrono::milliseconds(config.gossip.interval_ms);
+  c.event_round_gap = c.gossip_interval / 10;  // gossip-mode invalidations: see gossip/config.h
   c.suspicion_mult = static_cast<int>(config.gossip.suspicion_mult);
   c.push_pull_interval = std::chrono::milliseconds(config.gossip.push_pull_interval_ms);
   c.rejoin_interval = std::chrono::milliseconds(config.gossip.rejoin_interval_ms);

@@ -134,6 +134,7 @@ MembersResult members_result(const MembersView& view) {
     g.bytes_sent = c.bytes_sent;
     g.bytes_received = c.bytes_received;
     for (auto d : c.drops) g.drops += d;
+    g.events_dropped = c.events_dropped;
     g.last_drop = c.last_drop;
     g.last_error = view.snapshot->transport.last_error;
   } else {

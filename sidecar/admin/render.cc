@@ -362,10 +362,12 @@ std::string render_members(const MembersResult& members) {
   if (const auto& g = members.gossip) {
     out += fmt::format(
         "\ngossip  probes {} (failed {}), suspicions raised {}, deaths declared {}, refutations "
-        "{}, local health {}\n        sent {} B, received {} B, dropped {} message(s){}\n",
+        "{}, local health {}\n        sent {} B, received {} B, dropped {} message(s){}{}\n",
         g->probes, g->probes_failed, g->suspicions_raised, g->deaths_declared, g->refutations,
         g->health_score, g->bytes_sent, g->bytes_received, g->drops,
-        g->last_drop.empty() ? std::string() : " (last: " + g->last_drop + ")");
+        g->last_drop.empty() ? std::string() : " (last: " + g->last_drop + ")",
+        g->events_dropped == 0 ? std::string()
+                               : fmt::format(", {} user event(s) over the queue bound", g->events_dropped));
   } else if (!members.gossip_error.empty()) {
     out += "\ngossip  " + members.gossip_error + "\n";
   }

@@ -310,6 +310,7 @@ void to_json(json& j, const GossipCounters& v) {
        {"bytes_sent", v.bytes_sent},
        {"bytes_received", v.bytes_received},
        {"drops", v.drops},
+       {"events_dropped", v.events_dropped},
        {"last_drop", v.last_drop},
        {"last_error", v.last_error}};
 }
@@ -323,6 +324,7 @@ void from_json(const json& j, GossipCounters& v) {
   read(j, "bytes_sent", v.bytes_sent);
   read(j, "bytes_received", v.bytes_received);
   read(j, "drops", v.drops);
+  read(j, "events_dropped", v.events_dropped);
   read(j, "last_drop", v.last_drop);
   read(j, "last_error", v.last_error);
 }

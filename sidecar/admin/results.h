@@ -179,6 +179,7 @@ struct GossipCounters {
   int health_score = 0;
   std::uint64_t probes = 0, probes_failed = 0, suspicions_raised = 0, deaths_declared = 0;
   std::uint64_t refutations = 0, bytes_sent = 0, bytes_received = 0, drops = 0;
+  std::uint64_t events_dropped = 0;  // user events: the queue was full
   std::string last_drop;
   std::string last_error;
 };

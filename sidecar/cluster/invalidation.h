@@ -30,7 +30,9 @@
 // window of the 64 below it (as IPsec does); a sequence seen already or
 // below the window is refused, and so is a message whose sent_us is further
 // from the receiver's clock than the allowed age, which covers a receiver
-// that restarted and forgot its windows.
+// that restarted and forgot its windows. In gossip mode the gossip layer
+// delivers each event once (it remembers the ids for 10 minutes) and in no
+// particular order, so only the age is checked there.
 #include <chrono>
 #include <cstdint>
 #include <expected>
@@ -73,6 +75,14 @@ class ReplayGuard {
   // Judges one message and, when it is fresh, records its sequence.
   Verdict check(std::uint32_t sender, std::uint64_t sequence, std::int64_t sent_us,
                 std::int64_t now_us);
+  // Judges its age alone (kFresh or kStale), for messages whose duplicates
+  // another layer refuses: gossip user events, deduplicated by (origin,
+  // sequence) and arriving out of order by many more than the window, as
+  // an epidemic delivers them.
+  Verdict check_age(std::int64_t sent_us, std::int64_t now_us) const {
+    const std::int64_t age = now_us - sent_us;
+    return age > max_age_us_ || -age > max_age_us_ ? Verdict::kStale : Verdict::kFresh;
+  }
   // A sender that left the cluster: its window goes.
   void forget(std::uint32_t sender) { windows_.erase(sender); }
   std::size_t senders() const { return windows_.size(); }

@@ -215,8 +215,9 @@ const KeySpec kKeys[] = {
              "forwarded the flow (its data path saw the peer's MAC), to every peer when that is "
              "not known. `multicast`: a datagram per batch to `invalidation_group`. `broadcast`: "
              "a datagram per batch to the segment's broadcast address (IPv4). `gossip`: user "
-             "events through the gossip channel, with no port of its own but at the gossip "
-             "interval and a bounded rate (needs gossip). `off`: the other nodes' entries wait "
+             "events through the gossip channel, with no port of its own, spread from node to "
+             "node, so every node sends each batch several times (needs gossip). `off`: the "
+             "other nodes' entries wait "
              "for the sweeper. The datagrams are sealed with the keyring. See [Connection "
              "life cycle](operations.md#connection-life-cycle).",
      .choices = "targeted, multicast, broadcast, gossip or off", .flag_value = "MODE",

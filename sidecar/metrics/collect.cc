@@ -199,6 +199,12 @@ void write_gossip(const GossipFigures& g, Exposition& out) {
        c.deaths_declared},
       {"mixlb_gossip_refutations_total", "Suspicions about this node that it refuted.",
        c.refutations},
+      {"mixlb_gossip_event_burst_packets_total",
+       "Gossip packets sent beyond gossip_nodes in a round, for user events the round's packets had no room for.",
+       c.event_burst_packets},
+      {"mixlb_gossip_events_dropped_total",
+       "User events (gossip-mode invalidations) refused or not relayed: the event queue was full.",
+       c.events_dropped},
   };
   for (const auto& [name, help, value] : plain) out.counter(name, help).add(value);
   out.counter("mixlb_gossip_sent_bytes_total",

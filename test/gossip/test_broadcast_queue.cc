@@ -88,6 +88,24 @@ TEST_CASE("a second fill of the same packet does not repeat a message") {
   CHECK(q.fill(out, 100, 5, 8) == 20);  // the next packet carries both
 }
 
+TEST_CASE("a fill with `since` skips what packets since then carried (a gossip round's extra packets)") {
+  BroadcastQueue q;
+  q.push("a", message('a', 10));
+  q.push("b", message('b', 10));
+  q.push("c", message('c', 10));
+  Bytes out;
+  CHECK(q.fill(out, 10, 5, 7) == 10);  // the round's first packet: c
+  CHECK(q.fill(out, 10, 5, 8) == 10);  // its second: b
+  // Extra packets of the round, which began at packet 7: a, then nothing,
+  // though c and b are still queued with fewer transmissions than the limit.
+  CHECK(q.fill(out, 100, 5, 9, 7) == 10);
+  CHECK(q.fill(out, 100, 5, 10, 7) == 0);
+  CHECK(q.transmits("a") == 1);
+  CHECK(q.transmits("b") == 1);
+  CHECK(q.transmits("c") == 1);
+  CHECK(q.fill(out, 100, 5, 11, 11) == 30);  // the next round carries all three
+}
+
 TEST_CASE("erase and clear") {
   BroadcastQueue q;
   q.push("a", message('a', 1));

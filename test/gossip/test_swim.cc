@@ -213,6 +213,107 @@ TEST_CASE("a user event is delivered once to every other member, never to its or
             .error() == Errc::kTooLarge);
 }
 
+// Three nodes of the given burst setting; node 0 queues 300 events of 200
+// bytes (six fit a packet's share) at once. Returns how many of the 600
+// deliveries (300 to each of nodes 1 and 2) were made within `within`.
+int burst_deliveries(int burst_packets, Duration within) {
+  Simulation sim("event burst " + std::to_string(burst_packets), sim::test_seed(3));
+  sim.base_config().event_burst_packets = burst_packets;
+  for (int i = 0; i < 3; ++i) sim.add_node();
+  for (int i = 1; i < 3; ++i) sim.join(i, {0});
+  REQUIRE(sim.run_until([&] { return sim.converged(); }, 10s));
+  int delivered = 0;
+  sim.on_event = [&](int, const Event& event) {
+    if (std::holds_alternative<UserEventDelivery>(event)) ++delivered;
+  };
+  sim.input(0, [&](Swim& swim) {
+    for (int i = 0; i < 300; ++i) {
+      Bytes payload(200, static_cast<std::uint8_t>(i));
+      REQUIRE(swim.send_event(payload, sim.now()));
+    }
+  });
+  sim.run_for(within);
+  if (burst_packets > 0) CHECK(sim.node(0).stats().event_burst_packets > 0);
+  else CHECK(sim.node(0).stats().event_burst_packets == 0);
+  return delivered;
+}
+
+TEST_CASE("a burst of user events goes out in extra packets within a few gossip rounds") {
+  // One packet per target and round carries six of them: 300 events need 25
+  // rounds (5 s) to go out once. With up to 16 more packets a round, each
+  // event goes out once in the first three rounds (to a random member), and
+  // is sent again in each later round until its transmissions run out.
+  const int with_burst = burst_deliveries(16, 3s);
+  const int without = burst_deliveries(0, 3s);
+  MESSAGE("deliveries of 600 within 3 s: ", with_burst, " with extra packets, ", without, " without");
+  CHECK(with_burst == 600);
+  CHECK(without < 400);
+}
+
+TEST_CASE("a burst of user events leaves membership updates their share of every packet") {
+  Simulation sim = small_cluster("burst and metadata", 3);
+  sim.input(0, [&](Swim& swim) {
+    for (int i = 0; i < 300; ++i) REQUIRE(swim.send_event(Bytes(200, 7), sim.now()));
+    REQUIRE_FALSE(swim.set_metadata(bytes_of("weight=0"), sim.now()));
+  });
+  // The update goes out in the first round, ahead of the queued events.
+  sim.run_for(sim.node(0).config().gossip_interval + 50ms);
+  CHECK(sim.node(1).member(sim.name(0))->metadata == bytes_of("weight=0"));
+  CHECK(sim.node(2).member(sim.name(0))->metadata == bytes_of("weight=0"));
+}
+
+// How long until both other members of a quiet trio have an event of node
+// 0's, given its event_round_gap.
+Duration first_delivery(Duration gap) {
+  Simulation sim("event round gap", sim::test_seed(5));
+  sim.base_config().event_round_gap = gap;
+  for (int i = 0; i < 3; ++i) sim.add_node();
+  for (int i = 1; i < 3; ++i) sim.join(i, {0});
+  REQUIRE(sim.run_until([&] { return sim.converged(); }, 10s));
+  sim.run_for(5s);  // quiet: nothing queued, no gossip round armed
+  int delivered = 0;
+  sim.on_event = [&](int, const Event& event) {
+    if (std::holds_alternative<UserEventDelivery>(event)) ++delivered;
+  };
+  const TimePoint sent = sim.now();
+  sim.input(0, [&](Swim& swim) { REQUIRE(swim.send_event(bytes_of("x"), sim.now())); });
+  REQUIRE(sim.run_until([&] { return delivered == 2; }, 2s, 1ms));
+  return sim.now() - sent;
+}
+
+TEST_CASE("a new event of this node starts a gossip round at once, not at the next interval") {
+  const Duration eager = first_delivery(20ms);
+  const Duration waiting = first_delivery(Duration::zero());
+  MESSAGE("both members had the event after ", sim::seconds(eager) * 1000, " ms with event_round_gap 20 ms, ",
+          sim::seconds(waiting) * 1000, " ms without");
+  CHECK(eager <= 5ms);  // the round runs now; the simulated network's delay only
+  CHECK(waiting > 20ms);
+}
+
+TEST_CASE("the user-event queue is bounded: new events are refused, others' not relayed") {
+  Simulation sim("event queue bound", sim::test_seed(4));
+  sim.base_config().max_queued_events = 10;
+  for (int i = 0; i < 3; ++i) sim.add_node();
+  for (int i = 1; i < 3; ++i) sim.join(i, {0});
+  REQUIRE(sim.run_until([&] { return sim.converged(); }, 10s));
+  std::vector<int> delivered(3);
+  sim.on_event = [&](int observer, const Event& event) {
+    if (std::holds_alternative<UserEventDelivery>(event)) ++delivered[observer];
+  };
+  for (int i = 0; i < 10; ++i) REQUIRE(sim.node(1).send_event(bytes_of("mine"), sim.now()));
+  CHECK(sim.node(1).send_event(bytes_of("one too many"), sim.now()).error() == Errc::kQueueFull);
+  CHECK(sim.node(1).stats().events_dropped == 1);
+  // Node 1's queue is full when node 0's event reaches it: delivered there,
+  // not queued again (node 2 has it from node 0 itself).
+  sim.input(0, [&](Swim& swim) { REQUIRE(swim.send_event(bytes_of("theirs"), sim.now())); });
+  REQUIRE(sim.run_until([&] { return delivered[1] >= 1; }, 1s, 10ms));
+  CHECK(sim.node(1).stats().events_dropped == 2);
+  sim.run_for(10s);
+  CHECK(delivered[1] == 1);
+  CHECK(delivered[2] == 11);
+  CHECK(delivered[0] == 10);
+}
+
 TEST_CASE("a member that leaves is marked left, not dead, and stops probing") {
   Simulation sim = small_cluster("leave", 3);
   std::vector<std::pair<int, MemberEventKind>> about_2;

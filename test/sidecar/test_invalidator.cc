@@ -59,7 +59,8 @@ struct Node {
   std::unique_ptr<Invalidator> invalidator;
 };
 
-Node make_node(boost::asio::io_context& io, std::uint32_t self, const char* ip, const gossip::Key& key) {
+Node make_node(boost::asio::io_context& io, std::uint32_t self, const char* ip, const gossip::Key& key,
+               InvalidationMode mode = InvalidationMode::kTargeted, Invalidator::GossipSend gossip_send = {}) {
   Node n;
   n.program = load_test_program(small_test_settings(self, 13));
   auto& maps = n.program->maps();
@@ -67,13 +68,13 @@ Node make_node(boost::asio::io_context& io, std::uint32_t self, const char* ip, 
   REQUIRE(maps.set_node(kB, node_at("127.0.0.3", 2)).has_value());
   REQUIRE(maps.set_node(kC, node_at("127.0.0.4", 3)).has_value());
   InvalidatorSettings s;
-  s.mode = InvalidationMode::kTargeted;
+  s.mode = mode;
   s.self_id = self;
   s.self_address = *Address::parse(ip);
   s.port = kPort;
   s.cluster = "test";
   s.keys = {key};
-  n.invalidator = std::make_unique<Invalidator>(io, s, maps);
+  n.invalidator = std::make_unique<Invalidator>(io, s, maps, std::move(gossip_send));
   std::string what;
   const auto ec = n.invalidator->start(what);
   REQUIRE_MESSAGE(!ec, what << ": " << ec.message());
@@ -134,6 +135,54 @@ TEST_SUITE("invalidator" * doctest::skip(cannot_run())) {
     const LatencySummary l = b.invalidator->latency();
     CHECK(l.samples == 200);
     CHECK(l.p99_us > 0);
+  }
+
+  TEST_CASE("gossip: a burst of closes goes to the gossip layer at once; events apply in any order, once") {
+    test_net();
+    boost::asio::io_context io;
+    const gossip::Key key = gossip::generate_key();
+    std::vector<std::vector<std::uint8_t>> events;
+    Node a = make_node(io, kA, "127.0.0.2", key, InvalidationMode::kGossip, [&](std::vector<std::uint8_t> p) {
+      events.push_back(std::move(p));
+      return std::error_code();
+    });
+    Node b = make_node(io, kB, "127.0.0.3", key, InvalidationMode::kGossip);
+    auto& b_maps = b.program->maps();
+    const mixlb_ct_value to_a{.last_seen_ns = 1, .node_id = kA};
+    // B holds the entries of every fourth flow (its table is small); the
+    // others' invalidations find nothing.
+    constexpr std::uint16_t kFlows = 1200;
+    for (std::uint16_t p = 4; p <= kFlows; p += 4) REQUIRE(b_maps.conntrack_insert(flow(p), to_a).has_value());
+    const std::uint64_t at = monotonic_ns();
+    for (std::uint16_t p = 1; p <= kFlows; ++p)
+      a.invalidator->on_close(mixlb_close_event{.flow = flow(p), .at_ns = at, .origin_node = kB});
+    // One flush, well inside a gossip interval: the gossip layer paces them.
+    io.run_for(20ms);
+    const auto& sent = a.invalidator->counters();
+    CHECK(sent.sent_flows == kFlows);
+    CHECK(events.size() == sent.sent_messages);
+    CHECK(events.size() == 75);  // 16 flows of 14 bytes to an event of 256 (31 bytes of header)
+    for (const auto& e : events) CHECK(e.size() <= 256);
+    // The gossip layer seals, opens and deduplicates them, and delivers them
+    // in whatever order the epidemic brings: here the last first, 74
+    // sequences apart, beyond the UDP modes' window of 64.
+    for (auto e = events.rbegin(); e != events.rend(); ++e) b.invalidator->on_gossip_event(*e);
+    CHECK(b.invalidator->counters().applied == kFlows / 4);
+    CHECK(b.invalidator->counters().unmatched == kFlows - kFlows / 4);
+    CHECK(b.invalidator->counters().refused_replayed == 0);
+    for (std::uint16_t p = 1; p <= kFlows; ++p) {
+      auto e = b_maps.conntrack(flow(p));
+      REQUIRE(e.has_value());
+      CHECK_FALSE(e->has_value());
+    }
+    // An event older than the allowed age is refused.
+    InvalidationBatch old{.sender = kA, .sequence = 1, .sent_us = unix_now_us() - 31'000'000,
+                          .closed_us = unix_now_us() - 31'000'000, .flows = {flow(1)}};
+    REQUIRE(b_maps.conntrack_insert(flow(1), to_a).has_value());
+    b.invalidator->on_gossip_event(encode_invalidations(old));
+    CHECK(b.invalidator->counters().refused_stale == 1);
+    auto kept = b_maps.conntrack(flow(1));
+    REQUIRE((kept.has_value() && kept->has_value()));
   }
 
   TEST_CASE("a message under another key, a replay, a stale one and one from an unknown sender delete nothing") {

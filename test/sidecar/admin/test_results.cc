@@ -161,7 +161,7 @@ TEST_SUITE("admin") {
     self.in_tables = true;
     members.members = {row, self};
     members.states = std::vector<std::string>{"dead", "left"};
-    members.gossip = GossipCounters{-1, 50, 2, 1, 4, 3, 1000, 900, 1, "bad key", "timeout"};
+    members.gossip = GossipCounters{-1, 50, 2, 1, 4, 3, 1000, 900, 1, 7, "bad key", "timeout"};
     const json wire = json::parse(R"({
       "node":"mix1","cluster":"prod","gossip_address":"10.0.0.11:7946",
       "members":[{"name":"mix2","self":false,"state":"dead","incarnation":12,
@@ -174,7 +174,7 @@ TEST_SUITE("admin") {
       "states":["dead","left"],
       "gossip":{"health_score":-1,"probes":50,"probes_failed":2,"suspicions_raised":1,
                 "deaths_declared":4,"refutations":3,"bytes_sent":1000,"bytes_received":900,
-                "drops":1,"last_drop":"bad key","last_error":"timeout"}})");
+                "drops":1,"events_dropped":7,"last_drop":"bad key","last_error":"timeout"}})");
     check_wire_form(members, wire);
 
     members.gossip.reset();

@@ -117,6 +117,11 @@ TEST_SUITE("invalidation") {
     CHECK(guard.senders() == 3);
     guard.forget(9);
     CHECK(guard.senders() == 2);
+    // Age alone (gossip events): any order, no window kept.
+    CHECK(guard.check_age(now - 29000000, now) == V::kFresh);
+    CHECK(guard.check_age(now - 30000001, now) == V::kStale);
+    CHECK(guard.check_age(now + 30000001, now) == V::kStale);
+    CHECK(guard.senders() == 2);
   }
 }
 

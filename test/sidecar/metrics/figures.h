@@ -110,6 +110,8 @@ inline metrics::MetricsFigures realistic_figures() {
   s.core.indirect_probes = 4;
   s.core.suspicions_raised = 1;
   s.core.deaths_declared = 1;
+  s.core.event_burst_packets = 40;
+  s.core.events_dropped = 2;
   s.core.bytes_sent = 412330;
   s.core.bytes_received = 409876;
   s.core.drops[static_cast<std::size_t>(gossip::DropReason::kNoKeyAuthenticates)] = 6;

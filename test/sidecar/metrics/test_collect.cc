@@ -173,6 +173,8 @@ TEST_CASE("gossip: members by state, counters, bytes by protocol, drops by reaso
   CHECK(has_line(text, "mixlb_gossip_suspicions_raised_total 1"));
   CHECK(has_line(text, "mixlb_gossip_deaths_declared_total 1"));
   CHECK(has_line(text, "mixlb_gossip_refutations_total 0"));
+  CHECK(has_line(text, "mixlb_gossip_event_burst_packets_total 40"));
+  CHECK(has_line(text, "mixlb_gossip_events_dropped_total 2"));
   CHECK(has_line(text, "mixlb_gossip_sent_bytes_total{protocol=\"udp\"} 412330"));
   CHECK(has_line(text, "mixlb_gossip_sent_bytes_total{protocol=\"tcp\"} 19000"));
   CHECK(has_line(text, "mixlb_gossip_received_bytes_total{protocol=\"tcp\"} 20480"));
