@@ -9,7 +9,9 @@
 # measurement; the environment changes them and the rest:
 # MIXLB_E2E_ROUNDS, MIXLB_E2E_DURATION, MIXLB_E2E_WARMUP (2 s),
 # MIXLB_E2E_CONNECTIONS (64), MIXLB_E2E_THREADS (2),
-# MIXLB_E2E_IPERF_SECONDS (4), MIXLB_E2E_PAGE_BYTES (1024).
+# MIXLB_E2E_IPERF_SECONDS (4), MIXLB_E2E_PAGE_BYTES (1024). MIXLB_E2E_PROFILE=DIR
+# records the sidecars with perf during each workload's first VIP round
+# (DIR/sidecars.WORKLOAD.data; perf report -i FILE --sort comm,sym).
 #
 # The integration topology (lib.sh: a client, an ECMP router, a switch,
 # three nodes with the real sidecar). Each node's app is Debian's nginx
@@ -75,6 +77,7 @@ connections=${MIXLB_E2E_CONNECTIONS:-64}
 threads=${MIXLB_E2E_THREADS:-2}
 iperf_seconds=${MIXLB_E2E_IPERF_SECONDS:-4}   # measured, after one omitted second
 page_bytes=${MIXLB_E2E_PAGE_BYTES:-1024}
+profile=${MIXLB_E2E_PROFILE:-}                # a directory: perf profiles of the sidecars (vip, round 1)
 while [ $# -gt 0 ]; do
 	case $1 in
 	--rounds) rounds=${2:-}; shift 2 || usage ;;
@@ -347,9 +350,19 @@ sidecar_ticks() {
 # measure_wrk WORKLOAD PATH ROUND: wrk's figures and the sidecars' CPU.
 measure_wrk() {
 	local out=$MIXLB_TMP/wrk.$1.$2.$3 f rps p50 p99 err t0 t1 ms0 ms1 cpu
+	local perf_pid=""
+	if [ -n "$profile" ] && [ "$2" = vip ] && [ "$3" = 1 ]; then
+		mkdir -p "$profile"
+		perf record -q -F 499 -g -p "$(IFS=,; echo "${MIXLB_SIDECAR_PID[*]}")" -o "$profile/sidecars.$1.data" \
+			-- sleep "$duration" >/dev/null 2>&1 &
+		perf_pid=$!
+	fi
 	t0=$(sidecar_ticks)
 	ms0=$(mixlb_now_ms)
-	if wrk_run "$1" "$2" "$duration" "$out" && f=$(wrk_figures "$out"); then
+	wrk_run "$1" "$2" "$duration" "$out"
+	local wrk_rc=$?
+	[ -z "$perf_pid" ] || wait "$perf_pid"
+	if [ "$wrk_rc" = 0 ] && f=$(wrk_figures "$out"); then
 		t1=$(sidecar_ticks)
 		ms1=$(mixlb_now_ms)
 		# Percent of one CPU, the three sidecars together.

@@ -364,6 +364,7 @@ invalidation = "${MIXLB_INVALIDATION:-targeted}"
 sweep_interval_ms = 500
 udp_idle_ms = 2000
 tcp_closing_idle_ms = ${MIXLB_TCP_CLOSING_IDLE_MS:-5000}
+close_batch_ms = ${MIXLB_CLOSE_BATCH_MS:-10}
 
 [health]
 kind = "http"

@@ -268,10 +268,14 @@ Address Daemon::broadcast_address() {
 // refuses it leaves the sidecar running without it: the sweeper then removes
 // closed connections' entries once idle.
 void Daemon::setup_close_tracking() {
-  auto tracker = CloseTracker::start(io_, *program_, [this](const mixlb_close_event& e) {
-    spdlog::trace("close tracking: {} -> {} closed", flow_client(e.flow), flow_vip(e.flow));
-    invalidator_->on_close(e);
-  });
+  auto tracker = CloseTracker::start(
+      io_, *program_,
+      [this](const mixlb_close_event& e) {
+        if (spdlog::should_log(spdlog::level::trace))
+          spdlog::trace("close tracking: {} -> {} closed", flow_client(e.flow), flow_vip(e.flow));
+        invalidator_->on_close(e);
+      },
+      std::chrono::milliseconds(config_.conntrack.close_batch_ms));
   if (!tracker) {
     spdlog::warn("no close tracking ({}); entries of closed connections leave the table when the "
                  "sweeper finds them idle",

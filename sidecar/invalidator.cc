@@ -210,6 +210,7 @@ void Invalidator::queue(std::optional<Address> to, const mixlb_flow_key& flow, s
 
 void Invalidator::flush() {
   flush_posted_ = false;
+  addresses_.clear();
   const std::size_t envelope = keyring_ ? gossip::kEnvelopeOverhead : 0;
   const std::size_t room =
       settings_.mode == InvalidationMode::kGossip ? settings_.gossip_payload : kDatagramSize - envelope;
@@ -271,10 +272,17 @@ void Invalidator::send_datagram(const Address& to, std::span<const std::uint8_t>
   ++counters_.sent_messages;
 }
 
-std::optional<Address> Invalidator::node_address(std::uint32_t node_id) const {
+std::optional<Address> Invalidator::lookup_address(std::uint32_t node_id) const {
   auto node = maps_.node(node_id);
   if (!node || !node->has_value()) return std::nullopt;
   return from_node(**node);
+}
+
+std::optional<Address> Invalidator::node_address(std::uint32_t node_id) const {
+  // Remembered until the next flush: the closes of one drain name a few
+  // nodes many times, and each answer is a map lookup.
+  if (auto it = addresses_.find(node_id); it != addresses_.end()) return it->second;
+  return addresses_.emplace(node_id, lookup_address(node_id)).first->second;
 }
 
 std::vector<Address> Invalidator::peer_addresses() const {
@@ -327,7 +335,7 @@ void Invalidator::apply(std::span<const std::uint8_t> plaintext, bool windowed) 
     spdlog::debug("invalidation refused: {}", batch.error());
     return;
   }
-  if (batch->sender == settings_.self_id || !node_address(batch->sender)) {
+  if (batch->sender == settings_.self_id || !lookup_address(batch->sender)) {
     ++counters_.refused_unknown_sender;
     spdlog::debug("invalidation refused: sender {:08x} is not a peer in the data path", batch->sender);
     return;

@@ -45,6 +45,7 @@
 #include <span>
 #include <string>
 #include <system_error>
+#include <unordered_map>
 #include <vector>
 
 #include "cluster/invalidation.h"
@@ -142,7 +143,8 @@ class Invalidator {
   // `windowed`: judge replays by the sender's sequence window (the UDP
   // modes), else by age alone (gossip events: ReplayGuard::check_age).
   void apply(std::span<const std::uint8_t> plaintext, bool windowed = true);
-  std::optional<Address> node_address(std::uint32_t node_id) const;
+  std::optional<Address> lookup_address(std::uint32_t node_id) const;
+  std::optional<Address> node_address(std::uint32_t node_id) const;  // cached until the next flush
   std::vector<Address> peer_addresses() const;
 
   boost::asio::io_context& io_;
@@ -160,6 +162,8 @@ class Invalidator {
   // (group, broadcast address or gossip); an address is a targeted peer.
   std::map<std::optional<Address>, Pending> pending_;
   std::size_t pending_flows_ = 0;
+  // Node addresses looked up since the last flush (node_address).
+  mutable std::unordered_map<std::uint32_t, std::optional<Address>> addresses_;
   bool flush_posted_ = false;
   std::uint64_t sequence_;
   InvalidationCounters counters_;

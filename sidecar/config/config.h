@@ -94,6 +94,7 @@ struct ConntrackSection {
   std::uint32_t udp_idle_ms = 120000;
   std::uint32_t tcp_closing_idle_ms = 30000;
   std::uint32_t tcp_idle_ms = 3600000;
+  std::uint32_t close_batch_ms = 10;
   InvalidationMode invalidation = InvalidationMode::kTargeted;
   std::uint32_t invalidation_port = 9066;
   std::optional<Address> invalidation_group = Address::parse("224.0.0.88");

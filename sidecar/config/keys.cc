@@ -190,6 +190,15 @@ const KeySpec kKeys[] = {
              "runs on a thread of its own; `./dev bench conntrack` prints its cost on a full "
              "table.",
      .min = 0, .max = 3600000, .integer = MIXLB_INTEGER(conntrack.sweep_interval_ms)},
+    {.path = "conntrack.close_batch_ms", .type = KeyType::kInteger, .default_text = "`10`",
+     .allowed = "0..100",
+     .help = "Closes are gathered for this long after the first one wakes the sidecar, then "
+             "handed on together: one wake-up, and one invalidation datagram per destination, for "
+             "all the closes of the window instead of one each. It adds up to this much to the "
+             "invalidation latency; 0 hands each wake-up's closes on at once (at thousands of "
+             "closes a second that costs the sidecar several times the CPU, see "
+             "docs/benchmarks.md).",
+     .min = 0, .max = 100, .integer = MIXLB_INTEGER(conntrack.close_batch_ms)},
     {.path = "conntrack.udp_idle_ms", .type = KeyType::kInteger, .default_text = "`120000`",
      .allowed = "0 (never), or 1000..86400000",
      .help = "A UDP flow without a packet for this long loses its entry: its next datagram is "

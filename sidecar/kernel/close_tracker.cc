@@ -15,9 +15,10 @@
 namespace mixlb {
 
 DpResult<std::unique_ptr<CloseTracker>> CloseTracker::start(boost::asio::io_context& io, const XdpProgram& program,
-                                                            OnClose on_close) {
+                                                            OnClose on_close, std::chrono::milliseconds batch) {
   std::unique_ptr<CloseTracker> self(new CloseTracker(io));
   self->on_close_ = std::move(on_close);
+  self->batch_ = batch;
   self->skel_ = mixlb_close__open();
   if (!self->skel_) return datapath_failure("opening the close-tracking BPF object", errno);
   auto* skel = self->skel_;
@@ -68,11 +69,18 @@ void CloseTracker::wait() {
   ring_fd_.async_wait(boost::asio::posix::stream_descriptor::wait_read,
                       [this, alive = alive_](const boost::system::error_code& ec) {
                         if (ec || !*alive) return;
-                        if (const int n = ring_buffer__consume(ring_); n < 0)
-                          spdlog::warn("close tracking: reading the ring buffer: {}",
-                                       std::error_code(-n, std::generic_category()).message());
-                        wait();
+                        if (batch_.count() == 0) return consume();
+                        batch_timer_.expires_after(batch_);
+                        batch_timer_.async_wait([this, alive](const boost::system::error_code& ec) {
+                          if (!ec && *alive) consume();
+                        });
                       });
+}
+
+void CloseTracker::consume() {
+  if (const int n = ring_buffer__consume(ring_); n < 0)
+    spdlog::warn("close tracking: reading the ring buffer: {}", std::error_code(-n, std::generic_category()).message());
+  wait();
 }
 
 int CloseTracker::on_sample(void* ctx, void* data, std::size_t size) {

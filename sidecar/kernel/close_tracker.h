@@ -15,6 +15,8 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -40,9 +42,14 @@ class CloseTracker {
   using OnClose = std::function<void(const mixlb_close_event&)>;
 
   // Loads the program on `program`'s mixlb_ct, mixlb_vips and mixlb_origins, attaches it,
-  // and calls `on_close` on `io`'s thread for every event, in batches.
+  // and calls `on_close` on `io`'s thread for every event, in batches: the
+  // events of `batch` after the one that woke it (zero: those the ring holds
+  // when it wakes). While events wait unread the kernel wakes no one (its
+  // ring buffer notifies only a consumer that has caught up), so a window
+  // costs one wake-up however many closes it gathers.
   static DpResult<std::unique_ptr<CloseTracker>> start(boost::asio::io_context& io, const XdpProgram& program,
-                                                       OnClose on_close);
+                                                       OnClose on_close,
+                                                       std::chrono::milliseconds batch = {});
   ~CloseTracker();  // detaches, and hands on nothing more
   CloseTracker(const CloseTracker&) = delete;
   CloseTracker& operator=(const CloseTracker&) = delete;
@@ -50,14 +57,17 @@ class CloseTracker {
   CloseCounters counters() const;
 
  private:
-  explicit CloseTracker(boost::asio::io_context& io) : ring_fd_(io) {}
+  explicit CloseTracker(boost::asio::io_context& io) : ring_fd_(io), batch_timer_(io) {}
   void wait();
+  void consume();
   static int on_sample(void* self, void* data, std::size_t size);
 
   mixlb_close* skel_ = nullptr;
   bpf_link* link_ = nullptr;
   ring_buffer* ring_ = nullptr;
   boost::asio::posix::stream_descriptor ring_fd_;
+  boost::asio::steady_timer batch_timer_;
+  std::chrono::milliseconds batch_{};
   OnClose on_close_;
   std::uint64_t consumed_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

@@ -98,6 +98,7 @@ DatapathMaps::DatapathMaps(const mixlb_xdp& skel, std::uint32_t ring_size, std::
       peer_filter_fd_(bpf_map__fd(skel.maps.mixlb_peer_filter)),
       origins_fd_(bpf_map__fd(skel.maps.mixlb_origins)),
       half_open_fd_(bpf_map__fd(skel.maps.mixlb_half_open)),
+      half_open_slots_(bpf_map__max_entries(skel.maps.mixlb_half_open)),
       ring_size_(ring_size),
       max_nodes_(max_nodes) {}
 
@@ -275,15 +276,12 @@ DpResult<std::size_t> DatapathMaps::purge_conntrack_if(
 
 // The half-open table is an array: a doomed slot is emptied (family 0).
 DpResult<void> DatapathMaps::purge_half_open_if(const std::function<bool(const mixlb_ct_value&)>& is_doomed) {
-  bpf_map_info info{};
-  std::uint32_t len = sizeof(info);
-  if (bpf_obj_get_info_by_fd(half_open_fd_, &info, &len) != 0) return fail("reading mixlb_half_open's size", errno);
   constexpr std::uint32_t kBatch = 4096;
   std::vector<std::uint32_t> keys(kBatch);
   std::vector<mixlb_half_open> slots(kBatch);
   const mixlb_half_open empty{};
-  for (std::uint32_t first = 0; first < info.max_entries; first += kBatch) {
-    std::uint32_t in = first, out = 0, count = std::min(kBatch, info.max_entries - first);
+  for (std::uint32_t first = 0; first < half_open_slots_; first += kBatch) {
+    std::uint32_t in = first, out = 0, count = std::min(kBatch, half_open_slots_ - first);
     if (bpf_map_lookup_batch(half_open_fd_, first == 0 ? nullptr : &in, &out, keys.data(), slots.data(), &count,
                              nullptr) != 0 &&
         errno != ENOENT)
@@ -411,24 +409,25 @@ DpResult<void> DatapathMaps::conntrack_insert(const mixlb_flow_key& key, const m
 // A lookup, then a delete: a SYN that re-balances the 5-tuple between the
 // two could lose its fresh entry, which its next packet takes the Maglev
 // answer for again (conntrack.h: non-SYN miss). Rare, and never worse.
+// One syscall for the common case (the entry points at the sender): taken
+// out with its value, and put back only when it points elsewhere (a reused
+// 5-tuple that a newer SYN balanced to another node) -- unless a packet
+// made a new entry in the meantime, which then stays.
 DpResult<bool> DatapathMaps::invalidate(const mixlb_flow_key& key, std::uint32_t node) {
   mixlb_ct_value value{};
-  if (bpf_map_lookup_elem(ct_fd_, &key, &value) != 0) {
+  if (bpf_map_lookup_and_delete_elem(ct_fd_, &key, &value) != 0) {
     if (errno == ENOENT) return false;
-    return fail("looking up connection", errno);
+    return fail("taking out a connection", errno);
   }
-  if (value.node_id != node) return false;
-  if (bpf_map_delete_elem(ct_fd_, &key) == 0) return true;
-  if (errno == ENOENT) return false;
-  return fail("deleting connection", errno);
+  if (value.node_id == node) return true;
+  if (bpf_map_update_elem(ct_fd_, &key, &value, BPF_NOEXIST) != 0 && errno != EEXIST)
+    return fail("putting back a connection of another node", errno);
+  return false;
 }
 
 DpResult<std::optional<mixlb_ct_value>> DatapathMaps::half_open(const mixlb_flow_key& key) const {
-  bpf_map_info info{};
-  std::uint32_t len = sizeof(info);
-  if (bpf_obj_get_info_by_fd(half_open_fd_, &info, &len) != 0) return fail("reading mixlb_half_open's size", errno);
   const std::uint32_t hash = mixlb_flow_hash(&key);
-  const std::uint32_t index = hash & (info.max_entries - 1);
+  const std::uint32_t index = hash & (half_open_slots_ - 1);
   mixlb_half_open slot{};
   if (bpf_map_lookup_elem(half_open_fd_, &index, &slot) != 0) return fail("looking up a half-open slot", errno);
   if (std::memcmp(&slot.flow, &key, sizeof(key)) != 0 || slot.check != mixlb_half_open_check(hash, &slot.decision))

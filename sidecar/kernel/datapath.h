@@ -155,6 +155,7 @@ class DatapathMaps {
   int vips_fd_ = -1, maglev_fd_ = -1, ct_fd_ = -1, nodes_fd_ = -1, peer_macs_fd_ = -1,
       vip_stats_fd_ = -1, vip_node_fd_ = -1, counters_fd_ = -1, drops_fd_ = -1, fib_rets_fd_ = -1,
       settings_fd_ = -1, vip_filter_fd_ = -1, peer_filter_fd_ = -1, origins_fd_ = -1, half_open_fd_ = -1;
+  std::uint32_t half_open_slots_ = 0;  // a power of two (the map's size, read once at load)
   std::uint32_t ring_size_ = MIXLB_DEFAULT_RING_SIZE;
   std::uint32_t max_nodes_ = MIXLB_DEFAULT_MAX_NODES;
 };

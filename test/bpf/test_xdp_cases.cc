@@ -325,6 +325,29 @@ TEST_CASE("the first UDP datagram of a flow is forwarded and waits half-open; th
   CHECK_FALSE(half->has_value());
 }
 
+TEST_CASE("a purge empties the half-open slots of the doomed decisions, and no others") {
+  Lb lb;
+  all_udp(kPeer)(lb);
+  const Frame to_peer = udp4();
+  CHECK(lb.run(to_peer.build()).verdict == XDP_TX);
+  all_udp(kSelf)(lb);
+  Frame here = udp4();
+  here.sport = static_cast<std::uint16_t>(to_peer.sport + 1);
+  CHECK(lb.run(here.build()).verdict == XDP_PASS);
+  // What the sidecar does when the peer is forgotten (cluster_sync.cc).
+  auto purged = lb.maps().purge_conntrack_to_node(kPeer);
+  REQUIRE(purged.has_value());
+  auto gone = lb.maps().half_open(flow_of(to_peer));
+  REQUIRE(gone.has_value());
+  CHECK_FALSE(gone->has_value());
+  auto kept = lb.maps().half_open(flow_of(here));
+  REQUIRE(kept.has_value());
+  REQUIRE(kept->has_value());
+  CHECK((*kept)->node_id == kSelf);
+  // The purged flow's next datagram is balanced afresh by today's table.
+  CHECK(lb.run(to_peer.build()).verdict == XDP_PASS);
+}
+
 TEST_CASE("a UDP flow keeps its node after the table changes") {
   run({[] { return udp4().build(); }, pinned(udp4(), kPeer, all_udp(kSelf)), XDP_TX, Out::kToPeer});
 }

@@ -303,6 +303,22 @@ TEST_CASE("pinned maps of other sizes are named before anything is loaded; the p
   same->unpin();
 }
 
+TEST_CASE("an upgrade removes the pin of a retired map (mixlb_ct_new) and adopts the others") {
+  PinDir pins;
+  { load(pins.path); }
+  // What the previous version left: its half-open LRU, pinned by name.
+  const int old = bpf_map_create(BPF_MAP_TYPE_LRU_HASH, "mixlb_ct_new", sizeof(mixlb_flow_key),
+                                 sizeof(mixlb_ct_value), 1024, nullptr);
+  REQUIRE(old >= 0);
+  REQUIRE(bpf_obj_pin(old, (pins.path + "/mixlb_ct_new").c_str()) == 0);
+  ::close(old);
+  auto upgraded = load(pins.path);
+  CHECK(upgraded->adopted_maps());
+  CHECK_FALSE(std::filesystem::exists(pins.path + "/mixlb_ct_new"));
+  CHECK(std::filesystem::exists(pins.path + "/mixlb_half_open"));
+  upgraded->unpin();
+}
+
 TEST_CASE("a failed start removes what it made and keeps what it adopted") {
   PinDir pins;
   const int ifindex = test_net().dp0;

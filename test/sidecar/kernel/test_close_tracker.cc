@@ -71,21 +71,28 @@ mixlb_flow_key key_of(std::uint16_t client_port, const char* vip, std::uint16_t 
   return k;
 }
 
+// The VIP 10.100.0.1:80/tcp on lo, served by node mix1 alone, in a test
+// program's maps.
+std::unique_ptr<XdpProgram> program_with_vip() {
+  REQUIRE(std::system("ip addr add 10.100.0.1/32 dev lo 2>/dev/null; true") == 0);
+  DatapathSettings settings = small_test_settings(node_id_for("mix1"), 13);
+  auto prog = load_test_program(settings);
+  ClusterSync sync(prog->maps(), settings.max_vips);
+  VipEntry vip;
+  vip.key = make_vip_key(*Address::parse("10.100.0.1"), 80, 6);
+  vip.label = vip_label(vip.key);
+  const std::vector<Member> members{Member{"mix1", node_id_for("mix1"), *Address::parse("10.0.0.1"), 1, true}};
+  const std::vector<VipEntry> vips{vip};
+  REQUIRE(sync.apply(members, vips).has_value());
+  return prog;
+}
+
 }  // namespace
 
 TEST_SUITE("close-tracking" * doctest::skip(cannot_run())) {
   TEST_CASE("a VIP socket's close deletes its entry and reaches the sidecar; others do not") {
     test_net();
-    REQUIRE(std::system("ip addr add 10.100.0.1/32 dev lo 2>/dev/null; true") == 0);
-    DatapathSettings settings = small_test_settings(node_id_for("mix1"), 13);
-    auto prog = load_test_program(settings);
-    ClusterSync sync(prog->maps(), settings.max_vips);
-    VipEntry vip;
-    vip.key = make_vip_key(*Address::parse("10.100.0.1"), 80, 6);
-    vip.label = vip_label(vip.key);
-    const std::vector<Member> members{Member{"mix1", node_id_for("mix1"), *Address::parse("10.0.0.1"), 1, true}};
-    const std::vector<VipEntry> vips{vip};
-    REQUIRE(sync.apply(members, vips).has_value());
+    auto prog = program_with_vip();
 
     boost::asio::io_context io;
     std::vector<mixlb_close_event> events;
@@ -151,6 +158,44 @@ TEST_SUITE("close-tracking" * doctest::skip(cannot_run())) {
     CHECK(c.deleted == 1);
     CHECK(c.ring_full == 0);
     CHECK(c.consumed == 2);
+    std::system("ip addr del 10.100.0.1/32 dev lo 2>/dev/null");
+  }
+
+  TEST_CASE("a batch window hands on the closes of the window together, one wake-up for all") {
+    test_net();
+    auto prog = program_with_vip();
+    const int listener = tcp_socket("10.100.0.1", 80);
+    REQUIRE(::listen(listener, 64) == 0);
+
+    // Ten closes 10 ms apart, the sidecar's loop running between them; the
+    // times at which they are handed on, for a window of `batch`.
+    auto handed_on = [&](std::chrono::milliseconds batch) {
+      boost::asio::io_context io;
+      std::vector<std::chrono::steady_clock::time_point> at;
+      auto tracker = CloseTracker::start(
+          io, *prog, [&](const mixlb_close_event&) { at.push_back(std::chrono::steady_clock::now()); }, batch);
+      REQUIRE_MESSAGE(tracker.has_value(), (tracker ? "" : tracker.error().message()));
+      for (int i = 0; i < 10; ++i) {
+        auto [server, client] = connect_pair(listener, "10.100.0.1", 80);
+        ::close(server);
+        ::close(client);
+        io.run_for(10ms);
+      }
+      const auto deadline = std::chrono::steady_clock::now() + 3s;
+      while (at.size() < 10 && std::chrono::steady_clock::now() < deadline) io.run_for(20ms);
+      REQUIRE(at.size() == 10);
+      return at;
+    };
+    auto spread = [](const auto& at) { return at.back() - at.front(); };
+    // Without a window each close is handed on as it comes, 10 ms apart;
+    // with a window longer than the ten, all at once.
+    const auto each = handed_on(0ms);
+    const auto together = handed_on(300ms);
+    MESSAGE("handed on over ", std::chrono::duration<double, std::milli>(spread(each)).count(), " ms without a window, ",
+            std::chrono::duration<double, std::milli>(spread(together)).count(), " ms with one of 300 ms");
+    CHECK(spread(each) >= 50ms);
+    CHECK(spread(together) < 5ms);
+    ::close(listener);
     std::system("ip addr del 10.100.0.1/32 dev lo 2>/dev/null");
   }
 }
