@@ -168,6 +168,11 @@ TEST_SUITE("admin") {
     stuck["gossip"] = {{"error", "the gossip thread did not answer: timed out"}};
     CHECK(render("members", stuck).ends_with("\ngossip  the gossip thread did not answer: timed out\n"));
     CHECK(render("members", json::array()).starts_with("unexpected members result: []"));
+    // Gossip-mode invalidations beyond the event queue: said on the same line.
+    json overflowing = members;
+    overflowing["gossip"]["events_dropped"] = 12;
+    CHECK(render("members", overflowing)
+              .ends_with("key authenticates the packet), 12 user event(s) over the queue bound\n"));
 
     // A member that died keeps its flows for a while; one restarting its
     // sidecar gets no new flows.
