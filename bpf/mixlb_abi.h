@@ -128,6 +128,15 @@ struct mixlb_filter {
 };
 
 /*
+ * A CPU's last reading of the coarse clock and the jiffies it was taken at
+ * (mixlb_clock, bpf/lib/clock.h): the clock is read again when jiffies moves.
+ */
+struct mixlb_clock {
+	__u64 jiffies;
+	__u64 ns;
+};
+
+/*
  * The next hop towards a node, as bpf_fib_lookup last answered it, per CPU
  * and indexed by the node's stats slot. Only successful lookups are cached,
  * for MIXLB_FIB_CACHE_NS, so a neighbour that goes away is noticed within

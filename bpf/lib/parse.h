@@ -40,6 +40,12 @@
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1fff
 
+/* TCP flags, as in byte 13 of the header. */
+#define LB_TCP_FIN 0x01
+#define LB_TCP_SYN 0x02
+#define LB_TCP_RST 0x04
+#define LB_TCP_ACK 0x10
+
 #define LB_IPPROTO_TCP 6
 #define LB_IPPROTO_UDP 17
 #define LB_IPPROTO_ICMP 1
@@ -68,7 +74,7 @@ struct lb_packet {
 	__u8 kind;                  /* enum lb_packet_kind */
 	__u8 tcp_flags;             /* MIXLB_CT_SEEN_* bits of this packet */
 	__u8 is_syn;                /* SYN without ACK: a new TCP connection */
-	__u64 now_ns;               /* bpf_ktime_get_coarse_ns(), read once per VIP packet by the caller */
+	__u64 now_ns;               /* clock_coarse_ns() (clock.h), read once per VIP packet by the caller */
 };
 
 /* Where the transport header starts and which protocol it is. */
@@ -221,6 +227,7 @@ static __always_inline int lb_ports(struct xdp_md *ctx, const struct lb_l4 *l4,
 {
 	struct tcphdr *tcp;
 	struct udphdr *udp;
+	__u8 flags;
 
 	if (l4->proto == LB_IPPROTO_TCP) {
 		tcp = lb_ptr(ctx, l4->off, sizeof(*tcp));
@@ -228,13 +235,15 @@ static __always_inline int lb_ports(struct xdp_md *ctx, const struct lb_l4 *l4,
 			return LB_PARSE_NOT_OURS;
 		pkt->flow.sport = tcp->source;
 		pkt->flow.dport = tcp->dest;
-		if (tcp->syn)
+		/* One read of the flags byte rather than one per bit field. */
+		flags = ((const __u8 *)tcp)[13];
+		if (flags & LB_TCP_SYN)
 			pkt->tcp_flags |= MIXLB_CT_SEEN_SYN;
-		if (tcp->fin)
+		if (flags & LB_TCP_FIN)
 			pkt->tcp_flags |= MIXLB_CT_SEEN_FIN;
-		if (tcp->rst)
+		if (flags & LB_TCP_RST)
 			pkt->tcp_flags |= MIXLB_CT_SEEN_RST;
-		pkt->is_syn = tcp->syn && !tcp->ack;
+		pkt->is_syn = (flags & (LB_TCP_SYN | LB_TCP_ACK)) == LB_TCP_SYN;
 	} else if (l4->proto == LB_IPPROTO_UDP) {
 		udp = lb_ptr(ctx, l4->off, sizeof(*udp));
 		if (!udp || (l4->end && l4->off + sizeof(*udp) > l4->end))

@@ -8,6 +8,7 @@
 #include <bpf/bpf.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -89,6 +90,41 @@ TEST_CASE("a SYN to the VIP whose table names this node is passed to the local s
   CHECK((*ct)->last_seen_ns > 0);
   // Created now, in whole seconds of the same clock (`mixlbctl ct` shows the age).
   CHECK((*ct)->created_s == (*ct)->last_seen_ns / 1'000'000'000ull);
+}
+
+// CLOCK_MONOTONIC_COARSE, the clock bpf_ktime_get_coarse_ns() reads.
+static std::uint64_t coarse_now_ns() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return std::uint64_t(ts.tv_sec) * 1'000'000'000ull + std::uint64_t(ts.tv_nsec);
+}
+
+TEST_CASE("a new flow's times come from the coarse clock, read again once the tick has moved") {
+  // The program keeps each CPU's last clock reading until jiffies moves
+  // (bpf/lib/clock.h). A reading may lag the clock by a tick (at most
+  // 10 ms: HZ >= 100), never more; a reading kept past its tick would show
+  // the second flow at the first one's time.
+  constexpr std::uint64_t kTick = 10'000'000;
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kSelf);
+  auto stamped = [&](std::uint16_t sport) {
+    Frame f = syn_to_vip();
+    f.sport = sport;
+    const std::uint64_t before = coarse_now_ns();
+    REQUIRE(lb.run(f.build()).verdict == XDP_PASS);
+    const std::uint64_t after = coarse_now_ns();
+    const auto slot = lb.maps().half_open(flow_of(f));
+    REQUIRE(slot.has_value());
+    REQUIRE(slot->has_value());
+    const std::uint64_t seen = (*slot)->last_seen_ns;
+    CHECK(seen + kTick >= before);
+    CHECK(seen <= after);
+    return seen;
+  };
+  const std::uint64_t first = stamped(41000);
+  ::usleep(60'000);
+  const std::uint64_t second = stamped(41001);
+  CHECK(second >= first + 60'000'000 - kTick);
 }
 
 TEST_CASE("a SYN to the VIP whose table names a peer leaves by XDP_TX with both MACs from the FIB") {

@@ -177,6 +177,7 @@ std::vector<CppStruct> cpp_structs() {
       cpp_struct<mixlb_half_open>("mixlb_half_open"),
       cpp_struct<mixlb_filter>("mixlb_filter"),
       cpp_struct<mixlb_fib_cache>("mixlb_fib_cache"),
+      cpp_struct<mixlb_clock>("mixlb_clock"),
       cpp_struct<mixlb_node>("mixlb_node"),
       cpp_struct<mixlb_mac>("mixlb_mac"),
       cpp_struct<mixlb_vip_stats>("mixlb_vip_stats"),
