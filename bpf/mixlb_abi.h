@@ -114,6 +114,20 @@ struct mixlb_half_open {
 	__u32 pad;
 };
 
+/*
+ * A slot of the connection-table cache (mixlb_ct_cache, bpf/lib/conntrack.h):
+ * one CPU's copy of a connection-table entry, good within the tick (the
+ * jiffies value) it was copied in. family 0 in the flow marks an empty slot.
+ */
+struct mixlb_ct_cached {
+	struct mixlb_flow_key flow;
+	struct mixlb_ct_value value;
+	__u64 jiffies;
+};
+
+/* Slots of each CPU's connection-table cache (a power of two). */
+#define MIXLB_CT_CACHE_SLOTS 4096u
+
 /* last_seen_ns is refreshed at most this often, to keep hits read-mostly. */
 #define MIXLB_CT_TOUCH_NS 100000000ull
 

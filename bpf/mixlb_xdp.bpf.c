@@ -42,6 +42,7 @@ int mixlb_xdp(struct xdp_md *ctx)
 	__u32 node = MIXLB_NODE_NONE, vip_id, slot_hint = MIXLB_SELF_STATS_SLOT, hash = 0;
 	__u32 slot = MIXLB_SELF_STATS_SLOT, flags = MIXLB_DECIDED_VIP, peer;
 	__u64 bytes = ctx->data_end - ctx->data;
+	bool cached = false, hashed = false;
 	int ret = 0;
 
 	if (lb_parse(ctx, &pkt) != LB_PARSE_OK || !vip_maybe(&pkt))
@@ -69,17 +70,30 @@ int mixlb_xdp(struct xdp_md *ctx)
 	/* One clock reading per VIP packet (clock.h: no helper call within a
 	 * tick): the entry's last_seen, a new entry's times and the next-hop
 	 * cache's expiry all use it. */
-	pkt.now_ns = clock_coarse_ns();
+	pkt.now_ns = clock_coarse_ns(&pkt.now_jiffies);
 
 	/* A SYN opens a new connection: the current tables decide it and are not
-	 * asked. The second packet of a flow finds the first one's decision in
-	 * the half-open table -- also over the entry of an earlier, closed
-	 * connection with the same 5-tuple (see conntrack.h). The flow hash
-	 * (Maglev's, and the half-open slot's) is computed only when needed. */
-	entry = pkt.is_syn ? NULL : ct_lookup(&pkt);
+	 * asked. Any other packet asks this CPU's cache of the connection table
+	 * first, then the table (conntrack.h). The second packet of a flow
+	 * finds the first one's decision in the half-open table -- also over
+	 * the entry of an earlier, closed connection with the same 5-tuple. One
+	 * flow hash serves the cache, the half-open slot and Maglev; an ICMP
+	 * error about a known flow (no cache) needs none. */
+	entry = NULL;
+	if (pkt.kind == LB_KIND_FLOW) {
+		hash = mixlb_flow_hash(&pkt.flow);
+		hashed = true;
+	}
+	if (!pkt.is_syn) {
+		entry = ct_cached(&pkt, hash);
+		cached = entry != NULL;
+		if (!cached)
+			entry = ct_lookup(&pkt);
+	}
 	known = entry;
 	if (!entry || ct_ended(entry)) {
-		hash = mixlb_flow_hash(&pkt.flow);
+		if (!hashed)
+			hash = mixlb_flow_hash(&pkt.flow);
 		if (ct_half_open(&pkt, hash, &decision)) {
 			half = &decision;
 			entry = NULL;
@@ -93,8 +107,10 @@ int mixlb_xdp(struct xdp_md *ctx)
 		node = known->node_id;
 		vip_id = known->vip_id;
 		slot_hint = known->stats_slot;
-		if (entry)
+		if (entry && !cached) {
 			ct_touch(entry, &pkt);
+			ct_cache_put(&pkt, hash, entry);
+		}
 		stats = stats_vip(vip_id);
 	} else {
 		vip = vip_lookup(&pkt);

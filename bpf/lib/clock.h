@@ -31,21 +31,21 @@ struct {
 	__uint(max_entries, 1);
 } mixlb_clock SEC(".maps");
 
-static __always_inline __u64 clock_coarse_ns(void)
+/* The coarse clock in ns; *jiffies gets the tick it belongs to. */
+static __always_inline __u64 clock_coarse_ns(__u64 *jiffies)
 {
 	struct mixlb_clock *c;
 	__u32 zero = 0;
-	__u64 jiffies;
 
+	*jiffies = bpf_jiffies64();
 	if (mixlb_dry_run)
 		return bpf_ktime_get_coarse_ns();
 	c = bpf_map_lookup_elem(&mixlb_clock, &zero);
 	if (!c)
 		return bpf_ktime_get_coarse_ns();
-	jiffies = bpf_jiffies64();
-	if (c->jiffies != jiffies) {
+	if (c->jiffies != *jiffies) {
 		c->ns = bpf_ktime_get_coarse_ns();
-		c->jiffies = jiffies;
+		c->jiffies = *jiffies;
 	}
 	return c->ns;
 }

@@ -79,6 +79,84 @@ struct {
 	__uint(max_entries, MIXLB_DEFAULT_CT_ENTRIES / 4);
 } mixlb_half_open SEC(".maps");
 
+/*
+ * The connection-table cache: per CPU, direct-mapped by the flow hash, a
+ * copy of the entries this CPU found in the connection table, each good
+ * within the tick it was copied in. The connection table is a hash map whose
+ * lookup is a kernel call (a hash, a bucket walk and a compare, each a
+ * function with its own return, which hosts with return-stack mitigations
+ * make expensive); the cache is an inlined array read and a compare, with
+ * the flow hash computed in the program. A busy flow's packets then reach
+ * the table once per tick and CPU, and that packet refreshes last_seen_ns
+ * and the flags there as before.
+ *
+ * What a copy may miss, it misses for at most one tick (1-10 ms):
+ *   - a packet with a TCP flag the copy has not seen (a FIN, a RST) skips
+ *     the cache, so the flags always reach the table; the entry it then
+ *     finds ended is taken out of the cache;
+ *   - an entry deleted or changed by anyone else (close tracking,
+ *     invalidation, the sweeper, the sidecar dropping a node or a VIP, or
+ *     this program on another CPU) is still used by this CPU's copy until
+ *     the tick moves. The sidecar's own deletes also empty the slot
+ *     (DatapathMaps), so that lag is left only to a packet that raced them.
+ * A dry-run instance does not use the cache.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct mixlb_ct_cached);
+	__uint(max_entries, MIXLB_CT_CACHE_SLOTS);
+} mixlb_ct_cache SEC(".maps");
+
+static __always_inline bool ct_same_flow(const struct mixlb_flow_key *a, const struct mixlb_flow_key *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+
+	return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4])) == 0;
+}
+
+static __always_inline struct mixlb_ct_cached *ct_cache_slot(__u32 flow_hash)
+{
+	__u32 idx = flow_hash & (MIXLB_CT_CACHE_SLOTS - 1);
+
+	return bpf_map_lookup_elem(&mixlb_ct_cache, &idx);
+}
+
+/* This CPU's copy of the flow's entry, if it is from this tick and the packet adds no flag. */
+static __always_inline struct mixlb_ct_value *ct_cached(const struct lb_packet *pkt, __u32 flow_hash)
+{
+	struct mixlb_ct_cached *slot;
+
+	if (mixlb_dry_run || pkt->kind != LB_KIND_FLOW)
+		return NULL;
+	slot = ct_cache_slot(flow_hash);
+	if (!slot || slot->jiffies != pkt->now_jiffies || !ct_same_flow(&slot->flow, &pkt->flow) ||
+	    (pkt->tcp_flags & ~slot->value.flags))
+		return NULL;
+	return &slot->value;
+}
+
+/* After a connection-table hit: a copy for the rest of the tick, or none for an ended entry. */
+static __always_inline void ct_cache_put(const struct lb_packet *pkt, __u32 flow_hash,
+					 const struct mixlb_ct_value *entry)
+{
+	struct mixlb_ct_cached *slot;
+
+	if (mixlb_dry_run || pkt->kind != LB_KIND_FLOW)
+		return;
+	slot = ct_cache_slot(flow_hash);
+	if (!slot)
+		return;
+	if (entry->flags & (MIXLB_CT_SEEN_FIN | MIXLB_CT_SEEN_RST)) {
+		if (ct_same_flow(&slot->flow, &pkt->flow))
+			slot->flow.family = 0;
+		return;
+	}
+	slot->flow = pkt->flow;
+	slot->value = *entry;
+	slot->jiffies = pkt->now_jiffies;
+}
+
 static __always_inline struct mixlb_ct_value *ct_lookup(const struct lb_packet *pkt)
 {
 	return bpf_map_lookup_elem(&mixlb_ct, &pkt->flow);
@@ -191,12 +269,6 @@ static __always_inline struct mixlb_half_open *ct_half_open_slot(__u32 flow_hash
 	return bpf_map_lookup_elem(&mixlb_half_open, &idx);
 }
 
-static __always_inline bool ct_same_flow(const struct mixlb_flow_key *a, const struct mixlb_flow_key *b)
-{
-	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
-
-	return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4])) == 0;
-}
 
 /*
  * A half-open flow's decision, for its second packet (not for an ICMP

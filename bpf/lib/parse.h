@@ -75,6 +75,7 @@ struct lb_packet {
 	__u8 tcp_flags;             /* MIXLB_CT_SEEN_* bits of this packet */
 	__u8 is_syn;                /* SYN without ACK: a new TCP connection */
 	__u64 now_ns;               /* clock_coarse_ns() (clock.h), read once per VIP packet by the caller */
+	__u64 now_jiffies;          /* the tick of now_ns */
 };
 
 /* Where the transport header starts and which protocol it is. */

@@ -21,6 +21,7 @@ static_assert(sizeof(mixlb_half_open) == 72);
 static_assert(sizeof(mixlb_filter) == 512);
 static_assert(sizeof(mixlb_fib_cache) == 40);
 static_assert(sizeof(mixlb_clock) == 16);
+static_assert(sizeof(mixlb_ct_cached) == 72);
 static_assert(sizeof(mixlb_node) == 24);
 static_assert(sizeof(mixlb_backend_stats) == 16);
 static_assert(sizeof(mixlb_settings) == 8);

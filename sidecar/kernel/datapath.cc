@@ -98,6 +98,7 @@ DatapathMaps::DatapathMaps(const mixlb_xdp& skel, std::uint32_t ring_size, std::
       peer_filter_fd_(bpf_map__fd(skel.maps.mixlb_peer_filter)),
       origins_fd_(bpf_map__fd(skel.maps.mixlb_origins)),
       half_open_fd_(bpf_map__fd(skel.maps.mixlb_half_open)),
+      ct_cache_fd_(bpf_map__fd(skel.maps.mixlb_ct_cache)),
       half_open_slots_(bpf_map__max_entries(skel.maps.mixlb_half_open)),
       ring_size_(ring_size),
       max_nodes_(max_nodes) {}
@@ -269,9 +270,21 @@ DpResult<std::size_t> DatapathMaps::purge_conntrack_if(
     if (bpf_map_lookup_elem(ct_fd_, &k, &v) == 0 && is_doomed(v)) doomed.push_back(k);
   });
   if (!walked) return std::unexpected(walked.error());
-  for (const auto& k : doomed)
+  for (const auto& k : doomed) {
     if (bpf_map_delete_elem(ct_fd_, &k) != 0 && errno != ENOENT) return fail("purging a connection", errno);
+    if (auto forgot = forget_cached(k); !forgot) return std::unexpected(forgot.error());
+  }
   return doomed.size();
+}
+
+// Every CPU's cache slot of the flow is emptied, whichever flow it holds:
+// the program only misses the cache there once more (conntrack.h).
+DpResult<void> DatapathMaps::forget_cached(const mixlb_flow_key& key) {
+  const std::uint32_t index = mixlb_flow_hash(&key) & (MIXLB_CT_CACHE_SLOTS - 1);
+  const std::vector<unsigned char> empty(percpu_stride(sizeof(mixlb_ct_cached)) * possible_cpus(), 0);
+  if (bpf_map_update_elem(ct_cache_fd_, &index, empty.data(), BPF_ANY) != 0)
+    return fail("emptying a connection-table cache slot", errno);
+  return {};
 }
 
 // The half-open table is an array: a doomed slot is emptied (family 0).
@@ -433,6 +446,20 @@ DpResult<std::optional<mixlb_ct_value>> DatapathMaps::half_open(const mixlb_flow
   if (std::memcmp(&slot.flow, &key, sizeof(key)) != 0 || slot.check != mixlb_half_open_check(hash, &slot.decision))
     return std::optional<mixlb_ct_value>{};
   return slot.decision;
+}
+
+DpResult<bool> DatapathMaps::cached(const mixlb_flow_key& key) const {
+  const std::uint32_t index = mixlb_flow_hash(&key) & (MIXLB_CT_CACHE_SLOTS - 1);
+  const std::size_t stride = percpu_stride(sizeof(mixlb_ct_cached));
+  std::vector<unsigned char> buf(stride * possible_cpus());
+  if (bpf_map_lookup_elem(ct_cache_fd_, &index, buf.data()) != 0)
+    return fail("looking up a connection-table cache slot", errno);
+  for (int cpu = 0; cpu < possible_cpus(); ++cpu) {
+    mixlb_ct_cached slot;
+    std::memcpy(&slot, buf.data() + cpu * stride, sizeof(slot));
+    if (slot.flow.family != 0 && std::memcmp(&slot.flow, &key, sizeof(key)) == 0) return true;
+  }
+  return false;
 }
 
 DpResult<std::optional<std::uint32_t>> DatapathMaps::origin(const mixlb_flow_key& key) const {

@@ -143,6 +143,9 @@ class DatapathMaps {
   // A half-open flow's decision (its SYN or first datagram), if its slot
   // holds it (and passes its check).
   DpResult<std::optional<mixlb_ct_value>> half_open(const mixlb_flow_key& key) const;
+  // Whether any CPU's connection-table cache holds a copy of the flow's entry
+  // (bpf/lib/conntrack.h), whatever its tick.
+  DpResult<bool> cached(const mixlb_flow_key& key) const;
 
  private:
   DpResult<void> sync_peer_filter();
@@ -151,10 +154,13 @@ class DatapathMaps {
 
   DpResult<std::size_t> purge_conntrack_if(const std::function<bool(const mixlb_ct_value&)>& doomed);
   DpResult<void> purge_half_open_if(const std::function<bool(const mixlb_ct_value&)>& doomed);
+  // Empties the flow's slot of the per-CPU connection-table cache.
+  DpResult<void> forget_cached(const mixlb_flow_key& key);
 
   int vips_fd_ = -1, maglev_fd_ = -1, ct_fd_ = -1, nodes_fd_ = -1, peer_macs_fd_ = -1,
       vip_stats_fd_ = -1, vip_node_fd_ = -1, counters_fd_ = -1, drops_fd_ = -1, fib_rets_fd_ = -1,
-      settings_fd_ = -1, vip_filter_fd_ = -1, peer_filter_fd_ = -1, origins_fd_ = -1, half_open_fd_ = -1;
+      settings_fd_ = -1, vip_filter_fd_ = -1, peer_filter_fd_ = -1, origins_fd_ = -1, half_open_fd_ = -1,
+      ct_cache_fd_ = -1;
   std::uint32_t half_open_slots_ = 0;  // a power of two (the map's size, read once at load)
   std::uint32_t ring_size_ = MIXLB_DEFAULT_RING_SIZE;
   std::uint32_t max_nodes_ = MIXLB_DEFAULT_MAX_NODES;

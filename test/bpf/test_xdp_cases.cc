@@ -8,6 +8,8 @@
 #include <chrono>
 #include <thread>
 
+#include <unistd.h>
+
 #include <doctest/doctest.h>
 
 #include <sched.h>
@@ -289,6 +291,70 @@ TEST_CASE("an IPv4 frame shorter than its total length passes untouched") {
          return f.build();
        },
        all(kPeer), XDP_PASS, Out::kSame});
+}
+
+TEST_CASE("a connection-table hit is copied into the CPU's cache; a purge empties it at once") {
+  Lb lb;
+  all_udp(kPeer)(lb);
+  const Frame f = udp4();
+  const Bytes in = f.build();
+  auto cached = [&] {
+    auto c = lb.maps().cached(flow_of(f));
+    REQUIRE(c.has_value());
+    return *c;
+  };
+  CHECK(lb.run(in).verdict == XDP_TX);  // half-open
+  CHECK(lb.run(in).verdict == XDP_TX);  // into the connection table
+  CHECK_FALSE(cached());
+  CHECK(lb.run(in).verdict == XDP_TX);  // found there: copied
+  CHECK(cached());
+  // The peer is forgotten: its flows go from the table and from every
+  // CPU's cache, so the next datagram is balanced by today's table at
+  // once, not after the tick.
+  all_udp(kSelf)(lb);
+  REQUIRE(lb.maps().purge_conntrack_to_node(kPeer).has_value());
+  CHECK_FALSE(cached());
+  CHECK(lb.run(in).verdict == XDP_PASS);
+}
+
+TEST_CASE("a FIN skips the cache, so the connection table records it, and the ended entry leaves the cache") {
+  Lb lb;
+  lb.vip_all("10.100.0.1", 80, kPeer);
+  Frame f = syn_to_vip();
+  CHECK(lb.run(f.build()).verdict == XDP_TX);
+  f.tcp_flags = test::kAck;
+  CHECK(lb.run(f.build()).verdict == XDP_TX);
+  CHECK(lb.run(f.build()).verdict == XDP_TX);
+  auto c = lb.maps().cached(flow_of(f));
+  REQUIRE(c.has_value());
+  CHECK(*c);
+  f.tcp_flags = test::kFin | test::kAck;
+  CHECK(lb.run(f.build()).verdict == XDP_TX);
+  const auto ct = lb.maps().conntrack(flow_of(f));
+  REQUIRE(ct.has_value());
+  REQUIRE(ct->has_value());
+  CHECK(((*ct)->flags & MIXLB_CT_SEEN_FIN) != 0);
+  c = lb.maps().cached(flow_of(f));
+  REQUIRE(c.has_value());
+  CHECK_FALSE(*c);
+}
+
+TEST_CASE("a cached copy is good for its tick only: a delete nobody told the cache about is seen after it") {
+  Lb lb;
+  all_udp(kPeer)(lb);
+  const Frame f = udp4();
+  const Bytes in = f.build();
+  for (int i = 0; i < 3; ++i) CHECK(lb.run(in).verdict == XDP_TX);
+  auto c = lb.maps().cached(flow_of(f));
+  REQUIRE(c.has_value());
+  REQUIRE(*c);
+  // As an invalidation deletes an entry: the table only.
+  auto gone = lb.maps().invalidate(flow_of(f), kPeer);
+  REQUIRE(gone.has_value());
+  REQUIRE(*gone);
+  all_udp(kSelf)(lb);
+  ::usleep(20'000);  // past the tick (HZ >= 100)
+  CHECK(lb.run(in).verdict == XDP_PASS);
 }
 
 TEST_CASE("an established IPv6 flow keeps its node after the table changes") {

@@ -178,6 +178,7 @@ std::vector<CppStruct> cpp_structs() {
       cpp_struct<mixlb_filter>("mixlb_filter"),
       cpp_struct<mixlb_fib_cache>("mixlb_fib_cache"),
       cpp_struct<mixlb_clock>("mixlb_clock"),
+      cpp_struct<mixlb_ct_cached>("mixlb_ct_cached"),
       cpp_struct<mixlb_node>("mixlb_node"),
       cpp_struct<mixlb_mac>("mixlb_mac"),
       cpp_struct<mixlb_vip_stats>("mixlb_vip_stats"),
