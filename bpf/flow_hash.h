@@ -96,4 +96,32 @@ MIXLB_HASH_INLINE __u32 mixlb_filter_bit(const __u32 *words)
 	return (folded * 0x9e3779b1u) >> 20;
 }
 
+/*
+ * The connection-table cache's slot of a flow (conntrack.h). The cache
+ * compares the whole flow, so its index only has to spread flows, not pick
+ * nodes: the key as five 64-bit words, the source's and ports' words and
+ * the destination's each folded and multiplied, mixed once more (xor-shift,
+ * multiply), the top bits. It is a few instructions where the flow hash is
+ * about seventy, and a packet the cache answers computes only this. Flows
+ * made to share a slot only miss the cache and ask the table.
+ */
+MIXLB_HASH_INLINE __u32 mixlb_ct_cache_slot(const struct mixlb_flow_key *key)
+{
+	__u64 x;
+#ifdef __cplusplus
+	__u64 w[5];
+
+	static_assert(sizeof(struct mixlb_flow_key) == sizeof(w), "flow key is five 64-bit words");
+	std::memcpy(w, key, sizeof(w));
+#else
+	/* The program's keys are 8-byte aligned (the stack is checked strictly). */
+	const __u64 *w = (const __u64 *)key;
+#endif
+
+	x = ((w[0] ^ w[1] ^ w[4]) * 0x9e3779b97f4a7c15ull) ^ ((w[2] ^ w[3]) * 0xc2b2ae3d27d4eb4full);
+	x ^= x >> 29;
+	x *= 0xff51afd7ed558ccdull;
+	return (__u32)(x >> (64 - MIXLB_CT_CACHE_BITS));
+}
+
 #endif /* MIXLB_FLOW_HASH_H */

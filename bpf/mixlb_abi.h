@@ -125,8 +125,9 @@ struct mixlb_ct_cached {
 	__u64 jiffies;
 };
 
-/* Slots of each CPU's connection-table cache (a power of two). */
-#define MIXLB_CT_CACHE_SLOTS 4096u
+/* Slots of each CPU's connection-table cache: 2^MIXLB_CT_CACHE_BITS. */
+#define MIXLB_CT_CACHE_BITS 12
+#define MIXLB_CT_CACHE_SLOTS (1u << MIXLB_CT_CACHE_BITS)
 
 /* last_seen_ns is refreshed at most this often, to keep hits read-mostly. */
 #define MIXLB_CT_TOUCH_NS 100000000ull

@@ -39,10 +39,10 @@ int mixlb_xdp(struct xdp_md *ctx)
 	struct mixlb_vip_stats *stats;
 	struct mixlb_ct_value *entry, *half = NULL, *known, decision;
 	struct lb_packet pkt;
-	__u32 node = MIXLB_NODE_NONE, vip_id, slot_hint = MIXLB_SELF_STATS_SLOT, hash = 0;
+	__u32 node = MIXLB_NODE_NONE, vip_id, slot_hint = MIXLB_SELF_STATS_SLOT, hash = 0, cache_idx = 0;
 	__u32 slot = MIXLB_SELF_STATS_SLOT, flags = MIXLB_DECIDED_VIP, peer;
 	__u64 bytes = ctx->data_end - ctx->data;
-	bool cached = false, hashed = false;
+	bool cached = false;
 	int ret = 0;
 
 	if (lb_parse(ctx, &pkt) != LB_PARSE_OK || !vip_maybe(&pkt))
@@ -76,24 +76,22 @@ int mixlb_xdp(struct xdp_md *ctx)
 	 * asked. Any other packet asks this CPU's cache of the connection table
 	 * first, then the table (conntrack.h). The second packet of a flow
 	 * finds the first one's decision in the half-open table -- also over
-	 * the entry of an earlier, closed connection with the same 5-tuple. One
-	 * flow hash serves the cache, the half-open slot and Maglev; an ICMP
-	 * error about a known flow (no cache) needs none. */
+	 * the entry of an earlier, closed connection with the same 5-tuple.
+	 * The flow hash serves the half-open slot and Maglev, so only a flow
+	 * the table does not know computes it; the cache has its own, cheaper
+	 * index. */
 	entry = NULL;
-	if (pkt.kind == LB_KIND_FLOW) {
-		hash = mixlb_flow_hash(&pkt.flow);
-		hashed = true;
-	}
 	if (!pkt.is_syn) {
-		entry = ct_cached(&pkt, hash);
+		if (pkt.kind == LB_KIND_FLOW)
+			cache_idx = mixlb_ct_cache_slot(&pkt.flow);
+		entry = ct_cached(&pkt, cache_idx);
 		cached = entry != NULL;
 		if (!cached)
 			entry = ct_lookup(&pkt);
 	}
 	known = entry;
 	if (!entry || ct_ended(entry)) {
-		if (!hashed)
-			hash = mixlb_flow_hash(&pkt.flow);
+		hash = mixlb_flow_hash(&pkt.flow);
 		if (ct_half_open(&pkt, hash, &decision)) {
 			half = &decision;
 			entry = NULL;
@@ -109,7 +107,7 @@ int mixlb_xdp(struct xdp_md *ctx)
 		slot_hint = known->stats_slot;
 		if (entry && !cached) {
 			ct_touch(entry, &pkt);
-			ct_cache_put(&pkt, hash, entry);
+			ct_cache_put(&pkt, cache_idx, entry);
 		}
 		stats = stats_vip(vip_id);
 	} else {

@@ -80,13 +80,13 @@ struct {
 } mixlb_half_open SEC(".maps");
 
 /*
- * The connection-table cache: per CPU, direct-mapped by the flow hash, a
+ * The connection-table cache: per CPU, direct-mapped (mixlb_ct_cache_slot), a
  * copy of the entries this CPU found in the connection table, each good
  * within the tick it was copied in. The connection table is a hash map whose
  * lookup is a kernel call (a hash, a bucket walk and a compare, each a
  * function with its own return, which hosts with return-stack mitigations
- * make expensive); the cache is an inlined array read and a compare, with
- * the flow hash computed in the program. A busy flow's packets then reach
+ * make expensive); the cache is an inlined array read and a compare, its
+ * index a short multiplicative hash computed in the program. A busy flow's packets then reach
  * the table once per tick and CPU, and that packet refreshes last_seen_ns
  * and the flags there as before.
  *
@@ -115,21 +115,19 @@ static __always_inline bool ct_same_flow(const struct mixlb_flow_key *a, const s
 	return ((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4])) == 0;
 }
 
-static __always_inline struct mixlb_ct_cached *ct_cache_slot(__u32 flow_hash)
+static __always_inline struct mixlb_ct_cached *ct_cache_slot(__u32 idx)
 {
-	__u32 idx = flow_hash & (MIXLB_CT_CACHE_SLOTS - 1);
-
 	return bpf_map_lookup_elem(&mixlb_ct_cache, &idx);
 }
 
 /* This CPU's copy of the flow's entry, if it is from this tick and the packet adds no flag. */
-static __always_inline struct mixlb_ct_value *ct_cached(const struct lb_packet *pkt, __u32 flow_hash)
+static __always_inline struct mixlb_ct_value *ct_cached(const struct lb_packet *pkt, __u32 idx)
 {
 	struct mixlb_ct_cached *slot;
 
 	if (mixlb_dry_run || pkt->kind != LB_KIND_FLOW)
 		return NULL;
-	slot = ct_cache_slot(flow_hash);
+	slot = ct_cache_slot(idx);
 	if (!slot || slot->jiffies != pkt->now_jiffies || !ct_same_flow(&slot->flow, &pkt->flow) ||
 	    (pkt->tcp_flags & ~slot->value.flags))
 		return NULL;
@@ -137,14 +135,14 @@ static __always_inline struct mixlb_ct_value *ct_cached(const struct lb_packet *
 }
 
 /* After a connection-table hit: a copy for the rest of the tick, or none for an ended entry. */
-static __always_inline void ct_cache_put(const struct lb_packet *pkt, __u32 flow_hash,
+static __always_inline void ct_cache_put(const struct lb_packet *pkt, __u32 idx,
 					 const struct mixlb_ct_value *entry)
 {
 	struct mixlb_ct_cached *slot;
 
 	if (mixlb_dry_run || pkt->kind != LB_KIND_FLOW)
 		return;
-	slot = ct_cache_slot(flow_hash);
+	slot = ct_cache_slot(idx);
 	if (!slot)
 		return;
 	if (entry->flags & (MIXLB_CT_SEEN_FIN | MIXLB_CT_SEEN_RST)) {

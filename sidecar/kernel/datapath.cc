@@ -280,7 +280,7 @@ DpResult<std::size_t> DatapathMaps::purge_conntrack_if(
 // Every CPU's cache slot of the flow is emptied, whichever flow it holds:
 // the program only misses the cache there once more (conntrack.h).
 DpResult<void> DatapathMaps::forget_cached(const mixlb_flow_key& key) {
-  const std::uint32_t index = mixlb_flow_hash(&key) & (MIXLB_CT_CACHE_SLOTS - 1);
+  const std::uint32_t index = mixlb_ct_cache_slot(&key);
   const std::vector<unsigned char> empty(percpu_stride(sizeof(mixlb_ct_cached)) * possible_cpus(), 0);
   if (bpf_map_update_elem(ct_cache_fd_, &index, empty.data(), BPF_ANY) != 0)
     return fail("emptying a connection-table cache slot", errno);
@@ -449,7 +449,7 @@ DpResult<std::optional<mixlb_ct_value>> DatapathMaps::half_open(const mixlb_flow
 }
 
 DpResult<bool> DatapathMaps::cached(const mixlb_flow_key& key) const {
-  const std::uint32_t index = mixlb_flow_hash(&key) & (MIXLB_CT_CACHE_SLOTS - 1);
+  const std::uint32_t index = mixlb_ct_cache_slot(&key);
   const std::size_t stride = percpu_stride(sizeof(mixlb_ct_cached));
   std::vector<unsigned char> buf(stride * possible_cpus());
   if (bpf_map_lookup_elem(ct_cache_fd_, &index, buf.data()) != 0)

@@ -3,6 +3,7 @@
 // the BPF object's BTF records them, that every struct of the header has the
 // same layout in the BPF object as in C++, and that both sides hash a flow
 // alike.
+#include <arpa/inet.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <doctest/doctest.h>
@@ -335,6 +336,58 @@ TEST_SUITE("abi") {
     m = k;
     m.family = MIXLB_AF_INET6;
     CHECK(mixlb_flow_hash(&m) != base);
+  }
+
+  // The cache's index (conntrack.h) is a cheaper hash than the flow hash; a
+  // field it left out, or a sequence it folded together, would put many live
+  // flows in one slot and send them all back to the table. 4,096 flows in
+  // 4,096 slots fill about 2,589 (1 - 1/e) when spread at random.
+  TEST_CASE("the connection-table cache's slot spreads flows like a random hash, in both families") {
+    auto slots_used = [](auto make) {
+      std::set<std::uint32_t> used;
+      for (std::uint32_t i = 0; i < MIXLB_CT_CACHE_SLOTS; ++i) {
+        mixlb_flow_key k{};
+        k.dport = htons(80);
+        k.proto = 6;
+        k.family = MIXLB_AF_INET;
+        k.dst[0] = htonl(0x0a640001);
+        make(k, i);
+        const std::uint32_t slot = mixlb_ct_cache_slot(&k);
+        REQUIRE(slot < MIXLB_CT_CACHE_SLOTS);
+        used.insert(slot);
+      }
+      return used.size();
+    };
+    // One client, consecutive source ports.
+    CHECK(slots_used([](mixlb_flow_key& k, std::uint32_t i) {
+            k.src[0] = htonl(0x0a000102);
+            k.sport = htons(static_cast<std::uint16_t>(32768 + i));
+          }) > 2450);
+    // Consecutive client addresses, one source port.
+    CHECK(slots_used([](mixlb_flow_key& k, std::uint32_t i) {
+            k.src[0] = htonl(0x0a000000 + i);
+            k.sport = htons(40000);
+          }) > 2450);
+    // 64 clients with 64 ports each: address and port bits must not cancel.
+    CHECK(slots_used([](mixlb_flow_key& k, std::uint32_t i) {
+            k.src[0] = htonl(0x0a000000 + (i & 63));
+            k.sport = htons(static_cast<std::uint16_t>(40000 + (i >> 6)));
+          }) > 2450);
+    // IPv6 clients of one /64 that differ in the last word.
+    CHECK(slots_used([](mixlb_flow_key& k, std::uint32_t i) {
+            k.family = MIXLB_AF_INET6;
+            k.src[0] = htonl(0xfd000001);
+            k.src[3] = htonl(i + 1);
+            k.dst[0] = htonl(0xfd000100);
+            k.dst[3] = htonl(1);
+            k.sport = htons(40000);
+          }) > 2450);
+    // Two VIPs: the same clients to the other VIP.
+    CHECK(slots_used([](mixlb_flow_key& k, std::uint32_t i) {
+            k.src[0] = htonl(0x0a000102);
+            k.dst[0] = htonl(0x0a640002 + i);
+            k.sport = htons(40000);
+          }) > 2450);
   }
 
 }  // TEST_SUITE
