@@ -267,7 +267,6 @@ static __always_inline struct mixlb_half_open *ct_half_open_slot(__u32 flow_hash
 	return bpf_map_lookup_elem(&mixlb_half_open, &idx);
 }
 
-
 /*
  * A half-open flow's decision, for its second packet (not for an ICMP
  * error), copied into *decision: the slot may be rewritten by another CPU
