@@ -86,9 +86,9 @@ struct {
  * lookup is a kernel call (a hash, a bucket walk and a compare, each a
  * function with its own return, which hosts with return-stack mitigations
  * make expensive); the cache is an inlined array read and a compare, its
- * index a short multiplicative hash computed in the program. A busy flow's packets then reach
- * the table once per tick and CPU, and that packet refreshes last_seen_ns
- * and the flags there as before.
+ * index a short multiplicative hash computed in the program. A busy flow's
+ * packets then reach the table once per tick and CPU, and that packet
+ * refreshes last_seen_ns and the flags there as before.
  *
  * What a copy may miss, it misses for at most one tick (1-10 ms):
  *   - a packet with a TCP flag the copy has not seen (a FIN, a RST) skips
