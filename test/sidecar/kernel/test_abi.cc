@@ -382,7 +382,7 @@ TEST_SUITE("abi") {
             k.dst[3] = htonl(1);
             k.sport = htons(40000);
           }) > 2450);
-    // Two VIPs: the same clients to the other VIP.
+    // Many VIPs: one client and port to 4,096 consecutive destinations.
     CHECK(slots_used([](mixlb_flow_key& k, std::uint32_t i) {
             k.src[0] = htonl(0x0a000102);
             k.dst[0] = htonl(0x0a640002 + i);
