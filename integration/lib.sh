@@ -30,6 +30,16 @@
 # needs an XDP program on the peer, and every veth has TX checksum offload off,
 # because a frame sent back with XDP_TX keeps whatever checksum it carried.
 #
+# MIXLB_SWITCH picks how the switch forwards. bridge (the default): every
+# frame crosses the bridge as an skb, on the host's CPUs. xdp: the switch
+# ports run bpf/xdp_switch.bpf.c instead of xdp_pass, which sends a unicast
+# frame for a known port's MAC straight to that port as an XDP frame, as a
+# hardware switch would without the hosts' CPUs; broadcast, multicast and
+# unknown destinations still go through the bridge. Its table is filled
+# here from the MACs of the ports' peers, and the router's end gets
+# xdp_pass, since a redirect into a veth needs an XDP program on its peer.
+# `./dev bench e2e` runs on xdp (integration/e2e.sh says why).
+#
 # Everything a run creates carries a per-run prefix P ("mx" + 4 hex digits,
 # claimed atomically by creating /run/mixlb-P), so the demo and a test run can
 # share a machine. A script calls mixlb_init (build outputs, teardown trap),
@@ -51,6 +61,7 @@ MIXLB_UDP_PORT=5300
 MIXLB_NODES=(mix1 mix2 mix3)
 MIXLB_LOG_PREFIX=${MIXLB_LOG_PREFIX-"# "}
 MIXLB_XDP_MODE=${MIXLB_XDP_MODE:-auto}   # auto: native, or generic reported as a fallback
+MIXLB_SWITCH=${MIXLB_SWITCH:-bridge}     # bridge, or xdp: known unicast forwarded in XDP
 MIXLB_READY_TIMEOUT=${MIXLB_READY_TIMEOUT:-20}
 MIXLB_PROBE_MS=${MIXLB_PROBE_MS:-200}     # gossip probe interval
 # Set: each sidecar's /metrics listens on its node address and this port
@@ -147,6 +158,7 @@ mixlb_init() {
 	MIXLB_CTL=$MIXLB_BUILD/sidecar/mixlbctl
 	MIXLB_TESTNODE=$MIXLB_BUILD/integration/mixlb-testnode
 	MIXLB_XDP_PASS=$MIXLB_BUILD/bpf/xdp_pass.o
+	MIXLB_XDP_SWITCH=$MIXLB_BUILD/bpf/xdp_switch.o
 	local f
 	for f in "$MIXLB_SIDECAR" "$MIXLB_CTL" "$MIXLB_TESTNODE"; do
 		[ -x "$f" ] || { mixlb_log "missing build output $f (run ninja)"; return 1; }
@@ -284,7 +296,13 @@ mixlb_topology_up() {
 		net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 \
 		net.ipv6.conf.all.forwarding=1 net.ipv6.fib_multipath_hash_policy=1 || return 1
 
-	# one veth per mix node, its switch end in the bridge with xdp_pass
+	# one veth per mix node, its switch end in the bridge with xdp_pass (or
+	# the XDP switch)
+	case $MIXLB_SWITCH in
+	bridge) ;;
+	xdp) mixlb__xdp_switch_load || return 1 ;;
+	*) mixlb_log "MIXLB_SWITCH is '$MIXLB_SWITCH'; it must be bridge or xdp"; return 1 ;;
+	esac
 	for n in sr "${MIXLB_NODES[@]}"; do
 		local sw_if=$P-sr
 		if [ "$n" != sr ]; then
@@ -292,8 +310,12 @@ mixlb_topology_up() {
 			mixlb__veth switch "$sw_if" "$n" "$(mixlb_if "$n")" || return 1
 		fi
 		mixlb_do ip -n "$(mixlb_ns switch)" link set dev "$sw_if" master "$P-br" || return 1
-		mixlb_do ip -n "$(mixlb_ns switch)" link set dev "$sw_if" xdpdrv obj "$MIXLB_XDP_PASS" sec xdp ||
-			return 1
+		if [ "$MIXLB_SWITCH" = xdp ]; then
+			mixlb__xdp_switch_port "$sw_if" || return 1
+		else
+			mixlb_do ip -n "$(mixlb_ns switch)" link set dev "$sw_if" xdpdrv obj "$MIXLB_XDP_PASS" sec xdp ||
+				return 1
+		fi
 	done
 	for n in "${MIXLB_NODES[@]}"; do
 		mixlb_do ip -n "$(mixlb_ns "$n")" addr add "$(mixlb_addr "$n")/24" dev "$(mixlb_if "$n")" || return 1
@@ -306,6 +328,57 @@ mixlb_topology_up() {
 	done
 
 	mixlb_route_via "${MIXLB_NODES[@]}"
+}
+
+# The XDP switch (MIXLB_SWITCH=xdp): its program and table, pinned under the
+# run's bpffs directory (gone with it at teardown), and the router's end of
+# its link ready to receive redirected frames.
+mixlb__xdp_switch_load() {
+	local dir=$MIXLB_BPFFS/switch
+	mkdir -p "$dir" || return 1
+	mixlb_do bpftool prog load "$MIXLB_XDP_SWITCH" "$dir/xdp_switch" type xdp pinmaps "$dir"
+}
+
+# mixlb__xdp_switch_port PORT: attaches the XDP switch to the switch port
+# PORT and enters the MAC of PORT's peer (the router's or a node's end) in
+# its table. Through nsenter, which keeps the bpffs pins in sight.
+mixlb__xdp_switch_port() {
+	local port=$1 dir=$MIXLB_BPFFS/switch peer_ns peer_if mac idx
+	if [ "$port" = "$MIXLB_P-sr" ]; then
+		peer_ns=router peer_if=$MIXLB_P-rs
+	else
+		peer_ns=mix${port##*-s} peer_if=$(mixlb_if "mix${port##*-s}")
+	fi
+	mixlb_do mixlb_in switch ip link set dev "$port" xdpdrv pinned "$dir/xdp_switch" || return 1
+	# A veth takes redirected frames only while its peer polls with NAPI,
+	# which GRO turns on (as does an XDP program, but a node's sidecar
+	# attaches its own only once it runs, and not across a stop).
+	mixlb_do mixlb_in "$peer_ns" ethtool -K "$peer_if" gro on || return 1
+	mac=$(ip -n "$(mixlb_ns "$peer_ns")" -o link show dev "$peer_if" | grep -o 'link/ether [0-9a-f:]*')
+	idx=$(ip -n "$(mixlb_ns switch)" -o link show dev "$port" | cut -d: -f1)
+	if [[ ! "$mac" =~ ^link/ether\ ([0-9a-f]{2}:){5}[0-9a-f]{2}$ ]] || [[ ! "$idx" =~ ^[0-9]+$ ]]; then
+		mixlb_log "the XDP switch cannot read $peer_if's MAC ($mac) or $port's ifindex ($idx)"
+		return 1
+	fi
+	mac=${mac#link/ether }
+	# The key: the MAC's 6 bytes, then 2 zero bytes; the value: the ifindex,
+	# little endian. bpftool takes one argument per byte.
+	local key value
+	read -r -a key <<<"${mac//:/ } 00 00"
+	read -r -a value <<<"$(printf '%02x %02x %02x %02x' $((idx & 255)) $((idx >> 8 & 255)) \
+		$((idx >> 16 & 255)) $((idx >> 24 & 255)))"
+	mixlb_do bpftool map update pinned "$dir/switch_fdb" key hex "${key[@]}" value hex "${value[@]}"
+}
+
+# mixlb_switch_redirects: how many frames the switch's ports have redirected
+# in XDP so far (0 on the bridge switch).
+mixlb_switch_redirects() {
+	local port sum=0 n
+	for port in "$MIXLB_P-sr" "${MIXLB_NODES[@]/#mix/$MIXLB_P-s}"; do
+		n=$(mixlb_in switch ethtool -S "$port" 2>/dev/null | awk '/_xdp_redirect:/ { s += $2 } END { print s + 0 }')
+		sum=$((sum + n))
+	done
+	echo "$sum"
 }
 
 # mixlb_route_via NODE...: the router's routes to both VIPs, as one nexthop or
