@@ -44,9 +44,10 @@ with open(tmp + "/iperf.dat", "w") as f:
     for p in ("direct", "vip_local", "vip_forwarded"):
         f.write("%s %s\n" % (p, med.get(("iperf", p), {}).get("mbit_per_s", "NaN")))
 with open(tmp + "/title", "w") as f:
-    f.write("mixlb e2e: medians of %s rounds, wrk -c %s, %s-byte page, XDP %s, %s CPUs" % (
+    # Runs before the switch was named in the setup row ran on the bridge.
+    f.write("mixlb e2e: medians of %s rounds, wrk -c %s, %s-byte page, XDP %s, %s switch, %s CPUs" % (
         setup.get("rounds", "?"), setup.get("wrk_connections", "?"), setup.get("page_bytes", "?"),
-        setup.get("xdp_mode", "?"), setup.get("cpus", "?")))
+        setup.get("xdp_mode", "?"), setup.get("switch", "bridge"), setup.get("cpus", "?")))
 EOF
 
 # Two series per cluster with gap 1: the bars are 1/3 wide, centred 1/6
