@@ -268,9 +268,10 @@ const char* verdict_name(std::uint32_t v) {
 
 // What a case claims the connection table does on every run of mixlb.
 // What the connection table must show for a case: untouched, a hit on every
-// run, a miss and an insert on every run, or (an ICMP error about a known
-// flow) read without being counted as a hit or miss.
-enum class CtWork { kNone, kHit, kNew, kIcmp };
+// run, a miss and an insert on every run, (an ICMP error about a known
+// flow) read without being counted as a hit or miss, or (a frame a peer
+// forwarded) untouched while the peer counter counts every run.
+enum class CtWork { kNone, kHit, kNew, kIcmp, kFromPeer };
 
 struct Case {
   std::string name;
@@ -463,6 +464,11 @@ void run_case(const Cluster& cluster, const Baselines& baselines, const Case& c,
   const int lb_fd = lb_prog->prog_fd(), base_fd = baselines.tx_fd();
   open_flow(*lb_prog, c, ifindex);
   auto& maps = lb_prog->maps();
+  if (c.ct == CtWork::kFromPeer) {
+    mixlb_mac mac{};
+    std::memcpy(mac.addr, kPeerMac.data(), sizeof(mac.addr));
+    if (auto r = maps.set_peer_mac(mac, kPeer); !r) throw BenchError(r.error().message());
+  }
   const auto g0 = global_counters(maps);
 
   run_batch(lb_fd, c, 0, kWarmup, ifindex, c.verdict, true);
@@ -502,6 +508,11 @@ void run_case(const Cluster& cluster, const Baselines& baselines, const Case& c,
       if (grew(MIXLB_CNT_ICMP_ERROR) != runs || grew(MIXLB_CNT_CT_HIT) + grew(MIXLB_CNT_CT_MISS) != 0)
         throw BenchError("expected an ICMP error routed on every run and no connection-table counts, got " +
                          std::to_string(grew(MIXLB_CNT_ICMP_ERROR)) + " routed");
+      break;
+    case CtWork::kFromPeer:
+      if (grew(MIXLB_CNT_FROM_PEER) != runs || grew(MIXLB_CNT_CT_HIT) + grew(MIXLB_CNT_CT_MISS) != 0)
+        throw BenchError("expected every run delivered as a peer's and no connection-table counts, got " +
+                         std::to_string(grew(MIXLB_CNT_FROM_PEER)) + " from a peer");
       break;
     case CtWork::kNew:
       // A new flow's decision goes into the half-open table, not the
@@ -606,6 +617,12 @@ std::vector<Case> make_cases(const Cluster& cluster, const Net& net) {
     const Frame syn = flow_owned_by(cluster.tcp4, kSelf, next, v4());
     cases.push_back(
         established("vip_local_pass", syn, data_of(syn).build(), kSelf, cluster.tcp4.id));
+  }
+  {  // Data of a flow a peer balanced to this node (its source MAC is the
+     // peer's): what the serving node pays for every forwarded packet.
+    Frame f = data_of(flow_owned_by(cluster.tcp4, kSelf, next, v4()));
+    f.src_mac = kPeerMac;
+    cases.push_back(Case{.name = "from_peer_pass_v4", .frames = {f.build()}, .ct = CtWork::kFromPeer});
   }
   {  // A SYN of a new flow for every run, forwarded to the peer.
     auto frames = frames_owned_by(cluster.tcp4, kPeer, n, next, [&](std::uint32_t i) {
