@@ -82,6 +82,9 @@ enum mixlb_ct_flag {
 	MIXLB_CT_SEEN_FIN = 1u << 1,
 	MIXLB_CT_SEEN_RST = 1u << 2,
 	MIXLB_CT_FROM_NON_SYN = 1u << 3, /* created by a non-SYN packet */
+	/* Only ever in a connection-table cache slot, never in the table: the
+	 * copy records a flow whose frames a peer forwards here (bpf/lib/conntrack.h). */
+	MIXLB_CT_PEER_COPY = 1u << 4,
 };
 
 /*

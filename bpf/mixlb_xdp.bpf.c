@@ -38,9 +38,10 @@ int mixlb_xdp(struct xdp_md *ctx)
 	struct mixlb_vip_value *vip;
 	struct mixlb_vip_stats *stats;
 	struct mixlb_ct_value *entry, *half = NULL, *known, decision;
+	struct mixlb_ct_cached *hit = NULL;
 	struct lb_packet pkt;
-	__u32 node = MIXLB_NODE_NONE, vip_id, slot_hint = MIXLB_SELF_STATS_SLOT, hash = 0, cache_idx = 0;
-	__u32 slot = MIXLB_SELF_STATS_SLOT, flags = MIXLB_DECIDED_VIP, peer;
+	__u32 node = MIXLB_NODE_NONE, vip_id = 0, slot_hint = MIXLB_SELF_STATS_SLOT, hash = 0, cache_idx = 0;
+	__u32 slot = MIXLB_SELF_STATS_SLOT, flags = MIXLB_DECIDED_VIP, peer = MIXLB_NODE_NONE;
 	__u64 bytes = ctx->data_end - ctx->data;
 	bool cached = false;
 	int ret = 0;
@@ -50,41 +51,60 @@ int mixlb_xdp(struct xdp_md *ctx)
 	if (pkt.kind == LB_KIND_ICMP_ERROR)
 		flags |= MIXLB_DECIDED_ICMP;
 
-	peer = peer_sent(ctx);
-	if (peer != MIXLB_NODE_NONE) {
-		vip = vip_lookup(&pkt);
-		if (!vip)
-			return decide(XDP_PASS, MIXLB_NODE_NONE, 0, 0, 0);
-		stats_count(MIXLB_CNT_FROM_PEER);
-		if (pkt.is_syn)
-			ct_record_origin(&pkt, peer);
-		stats = stats_vip(vip->vip_id);
-		if (stats) {
-			stats->from_peer_pkts += 1;
-			stats->from_peer_bytes += bytes;
-		}
-		return decide(XDP_PASS, mixlb_self_node_id, 0, vip->vip_id,
-			      flags | MIXLB_DECIDED_FROM_PEER);
-	}
-
 	/* One clock reading per VIP packet (clock.h: no helper call within a
-	 * tick): the entry's last_seen, a new entry's times and the next-hop
-	 * cache's expiry all use it. */
+	 * tick): the cache's tick, the entry's last_seen, a new entry's times
+	 * and the next-hop cache's expiry all use it. */
 	pkt.now_ns = clock_coarse_ns(&pkt.now_jiffies);
 
 	/* A SYN opens a new connection: the current tables decide it and are not
 	 * asked. Any other packet asks this CPU's cache of the connection table
-	 * first, then the table (conntrack.h). The second packet of a flow
-	 * finds the first one's decision in the half-open table -- also over
-	 * the entry of an earlier, closed connection with the same 5-tuple.
-	 * The flow hash serves the half-open slot and Maglev, so only a flow
-	 * the table does not know computes it; the cache has its own, cheaper
-	 * index. */
+	 * first (conntrack.h), with an index of its own. */
+	if (!pkt.is_syn && pkt.kind == LB_KIND_FLOW) {
+		cache_idx = mixlb_ct_cache_slot(&pkt.flow);
+		hit = ct_cache_hit(&pkt, cache_idx);
+	}
+
+	/* A peer's frame was balanced there: it is delivered here, never
+	 * balanced again. A copy of the flow's last delivery answers without
+	 * the peer's and the VIP's hash lookups; a frame the peer filter rules
+	 * out (the router's) looks no further for a peer. */
+	if (hit && (hit->value.flags & MIXLB_CT_PEER_COPY)) {
+		if (peer_maybe(ctx)) {
+			peer = hit->value.node_id;
+			vip_id = hit->value.vip_id;
+		} else {
+			hit = NULL;
+		}
+	} else {
+		peer = peer_sent(ctx);
+		if (peer != MIXLB_NODE_NONE) {
+			vip = vip_lookup(&pkt);
+			if (!vip)
+				return decide(XDP_PASS, MIXLB_NODE_NONE, 0, 0, 0);
+			vip_id = vip->vip_id;
+			if (pkt.is_syn)
+				ct_record_origin(&pkt, peer);
+			else
+				ct_cache_put_peer(&pkt, cache_idx, vip_id, peer);
+		}
+	}
+	if (peer != MIXLB_NODE_NONE) {
+		stats_count(MIXLB_CNT_FROM_PEER);
+		stats = stats_vip(vip_id);
+		if (stats) {
+			stats->from_peer_pkts += 1;
+			stats->from_peer_bytes += bytes;
+		}
+		return decide(XDP_PASS, mixlb_self_node_id, 0, vip_id, flags | MIXLB_DECIDED_FROM_PEER);
+	}
+
+	/* The packet after a SYN finds the SYN's decision in the half-open
+	 * table -- also over the entry of an earlier, closed connection with
+	 * the same 5-tuple. The flow hash serves the half-open slot and Maglev,
+	 * so only a flow the table does not know computes it. */
 	entry = NULL;
 	if (!pkt.is_syn) {
-		if (pkt.kind == LB_KIND_FLOW)
-			cache_idx = mixlb_ct_cache_slot(&pkt.flow);
-		entry = ct_cached(&pkt, cache_idx);
+		entry = ct_cached(&pkt, hit);
 		cached = entry != NULL;
 		if (!cached)
 			entry = ct_lookup(&pkt);

@@ -90,6 +90,8 @@ struct {
  * packets then reach the table once per tick and CPU, and that packet
  * refreshes last_seen_ns and the flags there as before.
  *
+ * A peer's flow delivered here gets a copy too (ct_cache_put_peer, below).
+ *
  * What a copy may miss, it misses for at most one tick (1-10 ms):
  *   - a packet with a TCP flag the copy has not seen (a FIN, a RST) skips
  *     the cache, so the flags always reach the table; the entry it then
@@ -98,7 +100,11 @@ struct {
  *     invalidation, the sweeper, the sidecar dropping a node or a VIP, or
  *     this program on another CPU) is still used by this CPU's copy until
  *     the tick moves. The sidecar's own deletes also empty the slot
- *     (DatapathMaps), so that lag is left only to a packet that raced them.
+ *     (DatapathMaps), so that lag is left only to a packet that raced them;
+ *   - a peer forgotten, or a VIP removed, while a peer copy of one of its
+ *     flows lives: that flow's frames from the peer's MAC are still
+ *     delivered here and counted as the peer's, as they were a moment
+ *     before.
  * A dry-run instance does not use the cache.
  */
 struct {
@@ -120,18 +126,26 @@ static __always_inline struct mixlb_ct_cached *ct_cache_slot(__u32 idx)
 	return bpf_map_lookup_elem(&mixlb_ct_cache, &idx);
 }
 
-/* This CPU's copy of the flow's entry, if it is from this tick and the packet adds no flag. */
-static __always_inline struct mixlb_ct_value *ct_cached(const struct lb_packet *pkt, __u32 idx)
+/* This CPU's slot for the packet's flow, if it holds a copy of it from this tick. */
+static __always_inline struct mixlb_ct_cached *ct_cache_hit(const struct lb_packet *pkt, __u32 idx)
 {
 	struct mixlb_ct_cached *slot;
 
 	if (mixlb_dry_run || pkt->kind != LB_KIND_FLOW)
 		return NULL;
 	slot = ct_cache_slot(idx);
-	if (!slot || slot->jiffies != pkt->now_jiffies || !ct_same_flow(&slot->flow, &pkt->flow) ||
-	    (pkt->tcp_flags & ~slot->value.flags))
+	if (!slot || slot->jiffies != pkt->now_jiffies || !ct_same_flow(&slot->flow, &pkt->flow))
 		return NULL;
-	return &slot->value;
+	return slot;
+}
+
+/* The connection-table entry a hit holds, unless the packet adds a flag to it. */
+static __always_inline struct mixlb_ct_value *ct_cached(const struct lb_packet *pkt,
+							struct mixlb_ct_cached *hit)
+{
+	if (!hit || (hit->value.flags & MIXLB_CT_PEER_COPY) || (pkt->tcp_flags & ~hit->value.flags))
+		return NULL;
+	return &hit->value;
 }
 
 /* After a connection-table hit: a copy for the rest of the tick, or none for an ended entry. */
@@ -152,6 +166,33 @@ static __always_inline void ct_cache_put(const struct lb_packet *pkt, __u32 idx,
 	}
 	slot->flow = pkt->flow;
 	slot->value = *entry;
+	slot->jiffies = pkt->now_jiffies;
+}
+
+/*
+ * After a peer's frame was delivered here: a copy that lets the flow's next
+ * frames this tick skip the two hash lookups that recognised it (the peer's
+ * MAC, the VIP). Such a copy has no table entry behind it (a peer's flows
+ * have theirs on the peer); it records the VIP and the peer, and is used
+ * only for a frame whose source MAC passes the peer filter, so the router's
+ * frames of the flow are never taken for a peer's. Any TCP flag may use it:
+ * a peer's frame updates no table here.
+ */
+static __always_inline void ct_cache_put_peer(const struct lb_packet *pkt, __u32 idx, __u16 vip_id,
+					      __u32 peer)
+{
+	struct mixlb_ct_cached *slot;
+
+	if (mixlb_dry_run || pkt->kind != LB_KIND_FLOW || pkt->is_syn)
+		return;
+	slot = ct_cache_slot(idx);
+	if (!slot)
+		return;
+	slot->flow = pkt->flow;
+	__builtin_memset(&slot->value, 0, sizeof(slot->value));
+	slot->value.node_id = peer;
+	slot->value.vip_id = vip_id;
+	slot->value.flags = MIXLB_CT_PEER_COPY;
 	slot->jiffies = pkt->now_jiffies;
 }
 

@@ -27,17 +27,32 @@ struct {
 	__uint(max_entries, MIXLB_DEFAULT_MAX_NODES);
 } mixlb_peer_macs SEC(".maps");
 
+/* The frame's source MAC, as the peer map's key (the words past it zero). */
+static __always_inline bool peer_source(struct xdp_md *ctx, __u32 *words)
+{
+	struct ethhdr *eth = lb_ptr(ctx, 0, sizeof(*eth));
+
+	if (!eth)
+		return false;
+	__builtin_memcpy(words, eth->h_source, 6);
+	return true;
+}
+
+/* false: no peer sent the frame (the filter's answer, one array read). */
+static __always_inline bool peer_maybe(struct xdp_md *ctx)
+{
+	__u32 words[4] = {};
+
+	return peer_source(ctx, words) && filter_maybe(&mixlb_peer_filter, words);
+}
+
 /* The node id of the peer that sent the frame, MIXLB_NODE_NONE if no peer did. */
 static __always_inline __u32 peer_sent(struct xdp_md *ctx)
 {
-	struct ethhdr *eth = lb_ptr(ctx, 0, sizeof(*eth));
 	__u32 words[4] = {};
 	__u32 *node;
 
-	if (!eth)
-		return MIXLB_NODE_NONE;
-	__builtin_memcpy(words, eth->h_source, 6);
-	if (!filter_maybe(&mixlb_peer_filter, words))
+	if (!peer_source(ctx, words) || !filter_maybe(&mixlb_peer_filter, words))
 		return MIXLB_NODE_NONE;
 	node = bpf_map_lookup_elem(&mixlb_peer_macs, words);
 	return node ? *node : MIXLB_NODE_NONE;

@@ -4,6 +4,7 @@
 // behind dp1 (redirect) and one without a neighbour entry; plus helpers to
 // publish tables and run frames. Built on the namespace in netns_fixture.h.
 #include <arpa/inet.h>
+#include <sched.h>
 
 #include <cstring>
 #include <memory>
@@ -96,6 +97,14 @@ struct Lb {
     return *half;
   }
 
+  // Makes `mac` the MAC of peer `id`, as the sidecar does for a member.
+  mixlb_mac peer_mac(const Mac& mac, std::uint32_t id) {
+    mixlb_mac m{};
+    std::memcpy(m.addr, mac.data(), sizeof(m.addr));
+    REQUIRE(maps().set_peer_mac(m, id).has_value());
+    return m;
+  }
+
   XdpRunResult run(const Bytes& frame, int ifindex = -1) {
     auto r = xdp_test_run(prog->prog_fd(), frame, ifindex < 0 ? test_net().dp0 : ifindex);
     REQUIRE_MESSAGE(r.has_value(), (r ? "" : r.error().message()));
@@ -107,6 +116,27 @@ struct Lb {
     REQUIRE(c.has_value());
     return *c;
   }
+};
+
+// Runs the calling thread on one CPU while it lives. The program's caches
+// are per CPU: a test that must meet its own copy cannot migrate between
+// two runs.
+struct OneCpu {
+  cpu_set_t all{};
+  OneCpu() {
+    REQUIRE(sched_getaffinity(0, sizeof(all), &all) == 0);
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+      if (CPU_ISSET(cpu, &all)) {
+        CPU_SET(cpu, &one);
+        break;
+      }
+    REQUIRE(sched_setaffinity(0, sizeof(one), &one) == 0);
+  }
+  ~OneCpu() { sched_setaffinity(0, sizeof(all), &all); }
+  OneCpu(const OneCpu&) = delete;
+  OneCpu& operator=(const OneCpu&) = delete;
 };
 
 inline Frame syn_to_vip() {

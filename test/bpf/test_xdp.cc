@@ -469,9 +469,7 @@ TEST_CASE("FIN and RST seen on a flow are recorded in its connection entry") {
 TEST_CASE("a frame from a known peer's MAC is delivered locally, never balanced again") {
   Lb lb;
   lb.vip_all("10.100.0.1", 80, kPeer);
-  mixlb_mac mac{};
-  std::memcpy(mac.addr, kPeerMac.data(), 6);
-  REQUIRE(lb.maps().set_peer_mac(mac, kPeer).has_value());
+  lb.peer_mac(kPeerMac, kPeer);
   Frame f = syn_to_vip();
   f.src_mac = kPeerMac;
   const Bytes in = f.build();
@@ -490,9 +488,7 @@ TEST_CASE("a frame from a known peer's MAC is delivered locally, never balanced 
 TEST_CASE("a peer's SYN records the peer as the flow's origin; its other packets and the router's do not") {
   Lb lb;
   lb.vip_all("10.100.0.1", 80, kPeer);
-  mixlb_mac mac{};
-  std::memcpy(mac.addr, kPeerMac.data(), 6);
-  REQUIRE(lb.maps().set_peer_mac(mac, kPeer).has_value());
+  lb.peer_mac(kPeerMac, kPeer);
   Frame syn = syn_to_vip();
   syn.src_mac = kPeerMac;
   lb.run(syn.build());
