@@ -143,8 +143,8 @@ class DatapathMaps {
   // A half-open flow's decision (its SYN or first datagram), if its slot
   // holds it (and passes its check).
   DpResult<std::optional<mixlb_ct_value>> half_open(const mixlb_flow_key& key) const;
-  // Whether any CPU's connection-table cache holds a copy of the flow's entry
-  // (bpf/lib/conntrack.h), whatever its tick.
+  // Whether any CPU's connection-table cache holds a copy for the flow (of its
+  // entry, or a peer copy: bpf/lib/conntrack.h), whatever its tick.
   DpResult<bool> cached(const mixlb_flow_key& key) const;
 
  private:
