@@ -17,8 +17,9 @@
 //     sequence, so drift (clock, a noisy neighbour) falls on both alike.
 //   - Every run's verdict and output bytes are checked, and after each case
 //     the program's own counters must show exactly the connection-table
-//     work the case claims (every run a miss and an insert, or every run a
-//     hit). A case that fails either check prints an error line instead of
+//     work the case claims (CtWork: every run a hit, a miss, an ICMP error
+//     routed, or a peer's frame delivered, each without the other counts).
+//     A case that fails either check prints an error line instead of
 //     figures.
 //   - Each case loads the real program afresh (XdpProgram, the same nodes
 //     and VIPs, an empty connection table), so cases do not inherit each
