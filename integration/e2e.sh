@@ -9,7 +9,10 @@
 # measurement; the environment changes them and the rest:
 # MIXLB_E2E_ROUNDS, MIXLB_E2E_DURATION, MIXLB_E2E_WARMUP (2 s),
 # MIXLB_E2E_CONNECTIONS (64), MIXLB_E2E_THREADS (2),
-# MIXLB_E2E_IPERF_SECONDS (4), MIXLB_E2E_PAGE_BYTES (1024). MIXLB_E2E_PROFILE=DIR
+# MIXLB_E2E_IPERF_SECONDS (4), MIXLB_E2E_PAGE_BYTES (1024),
+# MIXLB_E2E_WORKLOADS ("keepalive close iperf": a subset measures less),
+# MIXLB_E2E_NFT (roundrobin; hash: the nftables path's pick, below).
+# MIXLB_E2E_PROFILE=DIR
 # records the sidecars with perf during each workload's first VIP round
 # (DIR/sidecars.WORKLOAD.data; perf report -i FILE --sort comm,sym).
 #
@@ -26,7 +29,15 @@
 #              to the node its Maglev table names; replies go straight back
 #   nftables   10.100.0.2 on the router: an nftables DNAT (numgen inc,
 #              round robin per new connection) to the three node addresses;
-#              the nodes reply via the router, whose conntrack un-NATs
+#              the nodes reply via the router, whose conntrack un-NATs.
+#              MIXLB_E2E_NFT=hash picks by a hash of the client's address
+#              and port instead (jhash), so each new connection lands where
+#              a hash puts it, as with any balancer that picks per flow
+#              without shared state (mixlb's Maglev, ECMP): what round
+#              robin's even spread is worth. One pick per run: the two
+#              would share the router's conntrack, where a client port
+#              reused for the other pick's address clashes with the old
+#              connection's reply tuple
 #   haproxy    10.100.0.3 on the router: HAProxy in TCP mode, balance
 #              roundrobin over the three nodes, no logging
 #
@@ -105,6 +116,20 @@ HAPROXY_ADDR=10.100.0.3
 IPERF_PORT=$MIXLB_LINE_PORT
 WRK_PATHS=(direct vip nftables haproxy)
 IPERF_PATHS=(direct vip_local vip_forwarded)
+read -r -a WORKLOADS <<<"${MIXLB_E2E_WORKLOADS:-keepalive close iperf}"
+case ${MIXLB_E2E_NFT:-roundrobin} in
+roundrobin) nft_pick="numgen inc" ;;
+hash) nft_pick="jhash ip saddr . tcp sport" ;;
+*) echo "MIXLB_E2E_NFT: '$MIXLB_E2E_NFT' is neither roundrobin nor hash" >&2; exit 2 ;;
+esac
+[ ${#WORKLOADS[@]} -gt 0 ] || { echo "MIXLB_E2E_WORKLOADS: no workload" >&2; exit 2; }
+for v in "${WORKLOADS[@]}"; do
+	case $v in
+	keepalive | close | iperf) ;;
+	*) echo "MIXLB_E2E_WORKLOADS: unknown workload '$v' (keepalive close iperf)" >&2; exit 2 ;;
+	esac
+done
+measures() { [[ " ${WORKLOADS[*]} " == *" $1 "* ]]; }
 workers=$(nproc)
 # The sidecars as shipped: connection-table entries of closing flows live
 # 30 s (lib.sh's 5 s is for the tests' sweeper checks).
@@ -250,8 +275,8 @@ start_haproxy() {
 }
 
 # The nftables balancer on the router: DNAT of NFT_ADDR:80 to the nodes,
-# round robin per new connection (numgen inc). Added for its measurement
-# only (see the top).
+# round robin per new connection (numgen inc) or by MIXLB_E2E_NFT's hash.
+# Added for its measurement only (see the top).
 nft_up() {
 	local n i=0 map=""
 	for n in "${MIXLB_NODES[@]}"; do
@@ -262,7 +287,7 @@ nft_up() {
 		table ip mixlb_e2e {
 		  chain prerouting {
 		    type nat hook prerouting priority dstnat; policy accept;
-		    ip daddr $NFT_ADDR tcp dport $MIXLB_HTTP_PORT dnat to numgen inc mod ${#MIXLB_NODES[@]} map { $map }
+		    ip daddr $NFT_ADDR tcp dport $MIXLB_HTTP_PORT dnat to $nft_pick mod ${#MIXLB_NODES[@]} map { $map }
 		  }
 		}
 	EOF
@@ -576,7 +601,7 @@ if [ "$MIXLB_SWITCH" = xdp ]; then
 fi
 xdp=$(xdp_modes)
 mixlb_log "xdp mode: $xdp"
-emit "{\"bench\": \"e2e\", \"setup\": {\"xdp_mode\": \"$xdp\", \"switch\": \"$MIXLB_SWITCH\", \"rounds\": $rounds, \"duration_s\": $duration, \"warmup_s\": $warmup, \"wrk_connections\": $connections, \"wrk_threads\": $threads, \"page_bytes\": $page_bytes, \"nginx_workers_per_node\": $workers, \"iperf_seconds\": $iperf_seconds, \"cpus\": $(nproc), \"kernel\": \"$(uname -r)\", \"nftables\": \"dnat numgen inc\", \"haproxy\": \"$(haproxy -v | awk 'NR == 1 { print $3 }') mode tcp roundrobin\", \"nginx\": \"$(nginx -v 2>&1 | sed 's|.*/||')\"}}"
+emit "{\"bench\": \"e2e\", \"setup\": {\"xdp_mode\": \"$xdp\", \"switch\": \"$MIXLB_SWITCH\", \"rounds\": $rounds, \"duration_s\": $duration, \"warmup_s\": $warmup, \"wrk_connections\": $connections, \"wrk_threads\": $threads, \"page_bytes\": $page_bytes, \"nginx_workers_per_node\": $workers, \"iperf_seconds\": $iperf_seconds, \"cpus\": $(nproc), \"kernel\": \"$(uname -r)\", \"workloads\": \"${WORKLOADS[*]}\", \"nftables\": \"dnat $nft_pick\", \"haproxy\": \"$(haproxy -v | awk 'NR == 1 { print $3 }') mode tcp roundrobin\", \"nginx\": \"$(nginx -v 2>&1 | sed 's|.*/||')\"}}"
 
 for p in "${WRK_PATHS[@]}"; do
 	wrk_run keepalive "$p" "$warmup" "$MIXLB_TMP/warmup.$p" || mixlb_log "warm-up of $p failed"
@@ -590,9 +615,11 @@ for ((r = 1; r <= rounds; r++)); do
 		order+=("${WRK_PATHS[(i + r - 1) % ${#WRK_PATHS[@]}]}")
 	done
 	for w in keepalive close; do
+		measures "$w" || continue
 		for p in "${order[@]}"; do measure_wrk "$w" "$p" "$r"; done
 		report rows "$r" "$w"
 	done
+	measures iperf || continue
 	if drain_others; then
 		for ((i = 0; i < ${#IPERF_PATHS[@]}; i++)); do
 			measure_iperf "${IPERF_PATHS[(i + r - 1) % ${#IPERF_PATHS[@]}]}" "$r"
