@@ -128,6 +128,12 @@ struct mixlb_ct_cached {
 	__u64 jiffies;
 };
 
+/*
+ * Flows one run of the invalidation program takes (bpf/ct_invalidate.bpf.c):
+ * more than an invalidation datagram carries (about 95 IPv4 flows).
+ */
+#define MIXLB_INVALIDATE_BATCH 128u
+
 /* Slots of each CPU's connection-table cache: 2^MIXLB_CT_CACHE_BITS. */
 #define MIXLB_CT_CACHE_BITS 12
 #define MIXLB_CT_CACHE_SLOTS (1u << MIXLB_CT_CACHE_BITS)

@@ -95,6 +95,8 @@ class DatapathMaps {
 
   std::uint32_t ring_size() const { return ring_size_; }
   std::uint32_t max_nodes() const { return max_nodes_; }
+  // The connection table, for a program that shares it (kernel/ct_invalidate.h).
+  int conntrack_fd() const { return ct_fd_; }
 
   // Writes `table` (ring_size node ids) into the VIP's inactive half, then
   // makes it live with one update of the VIP entry (inserting the VIP if it

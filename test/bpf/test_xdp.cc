@@ -12,7 +12,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <span>
 #include <string>
+#include <vector>
 
 #include <doctest/doctest.h>
 
@@ -20,6 +22,7 @@
 #include "cluster/node_id.h"
 #include "flow_hash.h"
 #include "kernel/bpf_test_run.h"
+#include "kernel/ct_invalidate.h"
 #include "kernel/datapath.h"
 #include "lb_fixture.h"
 
@@ -538,6 +541,42 @@ TEST_CASE("an invalidation deletes an entry only while it points at the sender")
   auto again = lb.maps().invalidate(flow_of(f), kPeer);  // nothing left to delete
   REQUIRE(again.has_value());
   CHECK_FALSE(*again);
+}
+
+TEST_CASE("the in-kernel invalidation deletes a batch's entries that point at the sender, and only those") {
+  Lb lb;
+  auto program = CtInvalidateProgram::load(lb.maps().conntrack_fd());
+  REQUIRE_MESSAGE(program.has_value(), (program ? "" : program.error().message()));
+  // 160 flows, two runs' worth: 130 point at the peer, 20 at this node, 10
+  // have no entry.
+  std::vector<mixlb_flow_key> flows;
+  for (std::uint16_t p = 0; p < 160; ++p) {
+    Frame f = syn_to_vip();
+    f.sport = static_cast<std::uint16_t>(30000 + p);
+    flows.push_back(flow_of(f));
+  }
+  const std::span<const mixlb_flow_key> all(flows);
+  for (std::size_t i = 0; i < 150; ++i) {
+    const mixlb_ct_value v{.last_seen_ns = 1, .node_id = i < 130 ? kPeer : kSelf};
+    REQUIRE(lb.maps().conntrack_insert(flows[i], v).has_value());
+  }
+  auto present = [&](std::size_t i) {
+    auto ct = lb.maps().conntrack(flows[i]);
+    REQUIRE(ct.has_value());
+    return ct->has_value();
+  };
+  for (std::size_t i = 0; i < 150; ++i) REQUIRE(present(i));  // none pushed out by the LRU
+
+  auto deleted = (*program)->apply(all, kPeer);
+  REQUIRE_MESSAGE(deleted.has_value(), (deleted ? "" : deleted.error().message()));
+  CHECK(*deleted == 130);
+  for (std::size_t i = 0; i < 130; ++i) CHECK_FALSE(present(i));
+  for (std::size_t i = 130; i < 150; ++i) CHECK(present(i));
+  // Nothing left that points at the peer; the rest by their own node.
+  CHECK((*program)->apply(all, kPeer).value_or(99) == 0);
+  CHECK((*program)->apply(all.subspan(130), kSelf).value_or(99) == 20);
+  for (std::size_t i = 130; i < 150; ++i) CHECK_FALSE(present(i));
+  CHECK((*program)->apply({}, kSelf).value_or(99) == 0);
 }
 
 TEST_CASE("the slot the program picks is the C++ flow hash modulo the ring") {
