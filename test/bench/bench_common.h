@@ -72,6 +72,18 @@ inline std::unique_ptr<PinnedProgram> load_pinned(const std::string& name,
 // thread pinned to each CPU (the table's LRU lists are per CPU, and a CPU
 // can fill only its share).
 
+// The key of fill_conntrack's entry i.
+inline mixlb_flow_key conntrack_key(std::size_t i) {
+  mixlb_flow_key k{};
+  k.src[0] = htonl(0xc6120000u + static_cast<std::uint32_t>(i));  // 198.18.0.0/15
+  k.dst[0] = htonl(0x0a640001u + static_cast<std::uint32_t>(i % 6));
+  k.sport = htons(static_cast<std::uint16_t>(1024 + i % 60000));
+  k.dport = htons(80);
+  k.proto = 6;
+  k.family = MIXLB_AF_INET;
+  return k;
+}
+
 inline void fill_conntrack(DatapathMaps& maps, std::size_t total, const std::vector<std::uint32_t>& nodes) {
   const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
   std::vector<std::thread> threads;
@@ -83,13 +95,7 @@ inline void fill_conntrack(DatapathMaps& maps, std::size_t total, const std::vec
       pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
       const std::uint64_t now = coarse_now_ns();
       for (std::size_t i = cpu; i < total; i += cpus) {
-        mixlb_flow_key k{};
-        k.src[0] = htonl(0xc6120000u + static_cast<std::uint32_t>(i));  // 198.18.0.0/15
-        k.dst[0] = htonl(0x0a640001u + static_cast<std::uint32_t>(i % 6));
-        k.sport = htons(static_cast<std::uint16_t>(1024 + i % 60000));
-        k.dport = htons(80);
-        k.proto = 6;
-        k.family = MIXLB_AF_INET;
+        const mixlb_flow_key k = conntrack_key(i);
         mixlb_ct_value v{};
         v.last_seen_ns = now;
         v.vip_id = static_cast<std::uint16_t>(i % 6);

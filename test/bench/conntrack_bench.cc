@@ -27,6 +27,14 @@
 //                     kernel (bpf/ct_sweep.bpf.c: bpf_for_each_map_elem, the
 //                     engine a BPF timer would run), one BPF_PROG_RUN each;
 //                     us is the syscall's wall time, all of it in the kernel
+//   invalidate_apply  what a forwarding node pays to apply received
+//                     invalidations: a full table's entries deleted in
+//                     datagram-sized batches (95 IPv4 flows) by the
+//                     per-flow lookup-and-delete syscalls
+//                     (DatapathMaps::invalidate) and by the in-kernel
+//                     program, one run per batch (kernel/ct_invalidate.h),
+//                     alternating over three rounds on a refilled table;
+//                     flows_per_s of each is the median, speedup their ratio
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -35,6 +43,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <chrono>
@@ -43,6 +52,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -52,6 +62,7 @@
 #include "bench_common.h"
 #include "kernel/bpffs.h"
 #include "kernel/close_tracker.h"
+#include "kernel/ct_invalidate.h"
 #include "kernel/conntrack_walk.h"
 #include "kernel/datapath.h"
 #include "invalidator.h"
@@ -281,12 +292,65 @@ void sweep_cost() {
               gone.removed / (gone.us / 1e6));
 }
 
+// Both ways of applying invalidations, each on a full table of entries that
+// point at the sender (every one is deleted), in batches the size of an
+// invalidation datagram's.
+void invalidate_cost() {
+  auto pinned = bench::load_pinned("conntrack-inval", [](const std::string& what) { die(what); });
+  DatapathMaps& maps = pinned->program->maps();
+  const std::uint32_t sender = node_id_for("mix2");
+  auto kernel = CtInvalidateProgram::load(maps.conntrack_fd());
+  if (!kernel) die(kernel.error().message());
+  constexpr std::size_t kTotal = 60000;  // within the table (65,536) on every CPU's share
+  constexpr std::size_t kBatch = 95;     // IPv4 flows in one 1,400-byte datagram
+  std::vector<mixlb_flow_key> keys;
+  keys.reserve(kTotal);
+  for (std::size_t i = 0; i < kTotal; ++i) keys.push_back(bench::conntrack_key(i));
+  auto per_flow = [&] {
+    std::size_t deleted = 0;
+    for (const mixlb_flow_key& k : keys) {
+      auto d = maps.invalidate(k, sender);
+      if (!d) die(d.error().message());
+      deleted += *d ? 1 : 0;
+    }
+    return deleted;
+  };
+  auto in_kernel = [&] {
+    std::size_t deleted = 0;
+    for (std::size_t at = 0; at < keys.size(); at += kBatch) {
+      auto d = (*kernel)->apply(std::span(keys).subspan(at, std::min(kBatch, keys.size() - at)), sender);
+      if (!d) die(d.error().message());
+      deleted += *d;
+    }
+    return deleted;
+  };
+  std::vector<double> per_flow_s, in_kernel_s;
+  for (int round = 0; round < 6; ++round) {
+    const bool kernel_turn = round % 2 == 1;
+    bench::fill_conntrack(maps, kTotal, {sender});
+    const auto start = Clock::now();
+    const std::size_t deleted = kernel_turn ? in_kernel() : per_flow();
+    const double s = std::chrono::duration<double>(Clock::now() - start).count();
+    if (deleted != kTotal) die("an apply deleted " + std::to_string(deleted) + " of " + std::to_string(kTotal));
+    (kernel_turn ? in_kernel_s : per_flow_s).push_back(s);
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  const double a = kTotal / median(per_flow_s), b = kTotal / median(in_kernel_s);
+  std::printf("{\"bench\": \"conntrack\", \"case\": \"invalidate_apply\", \"flows\": %zu, \"batch\": %zu, "
+              "\"per_flow_per_s\": %.0f, \"in_kernel_per_s\": %.0f, \"speedup\": %.2f}\n",
+              kTotal, kBatch, a, b, b / a);
+}
+
 int run() {
   if (::geteuid() != 0) {
     std::printf("{\"bench\": \"conntrack\", \"skipped\": \"not root (loading the programs needs it)\"}\n");
     return 0;
   }
   sweep_cost();  // first: it pins under the host's bpffs, before the namespace changes
+  invalidate_cost();
   track_rate();
   return 0;
 }
