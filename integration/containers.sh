@@ -100,6 +100,9 @@ scenario_up() {
 	diag "the sidecar container's effective capabilities: $caps"
 	[[ "$caps" == *CAP_BPF* && "$caps" == *CAP_NET_ADMIN* && "$caps" == *CAP_PERFMON* && "$caps" != *SYS_ADMIN* ]] ||
 		{ fail "the sidecar runs with $caps"; return 1; }
+	# With those three, the invalidation program loads too.
+	out=$(mixlb_ctl mix1 stats --json | mixlb_json 'd.get("invalidation_apply", "")')
+	[ "$out" = kernel ] || { fail "the sidecar in its container applies invalidations '$out', not in the kernel"; return 1; }
 }
 
 scenario_spread() { spread spread; }

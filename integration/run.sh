@@ -362,6 +362,9 @@ scenario_invalidation() {
 		for n in "${MIXLB_NODES[@]}"; do
 			grep -q "invalidation by $mode" "$(mixlb_sidecar_log "$n")" ||
 				{ mixlb_fail "$n's log does not say it invalidates by $mode"; rc=1; }
+			# Received batches are deleted by the in-kernel program.
+			line=$(mixlb_ctl "$n" stats --json | mixlb_json 'd.get("invalidation_apply", "")')
+			[ "$line" = kernel ] || { mixlb_fail "$n applies invalidations '$line', not in the kernel"; rc=1; }
 		done
 		count=10000
 		# A host of the segment without the key (the router) listens in.

@@ -1150,6 +1150,8 @@ StatsResult Daemon::stats() {
     for (const auto& [name, value] : invalidation_counter_list(invalidator_->counters()))
       events["inval_" + std::string(name)] = value;
     out.invalidation = std::string(to_string(invalidator_->mode()));
+    if (invalidator_->mode() != InvalidationMode::kOff)
+      out.invalidation_apply = invalidator_->applies_in_kernel() ? "kernel" : "per_flow";
     if (const LatencySummary l = invalidator_->latency(); l.samples > 0)
       out.invalidation_latency = {{"p50_us", static_cast<std::uint64_t>(l.p50_us)},
                                   {"p99_us", static_cast<std::uint64_t>(l.p99_us)},

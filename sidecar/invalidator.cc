@@ -113,6 +113,15 @@ std::error_code Invalidator::start(std::string& what) {
   boost::system::error_code ec;
   const auto mode = settings_.mode;
   if (mode == InvalidationMode::kOff) return {};
+  if (settings_.kernel_apply && !kernel_) {
+    auto loaded = CtInvalidateProgram::load(maps_.conntrack_fd());
+    if (loaded) {
+      kernel_ = std::move(*loaded);
+    } else {
+      spdlog::warn("invalidation: {}; received invalidations are applied one flow per syscall",
+                   loaded.error().message());
+    }
+  }
   if (mode == InvalidationMode::kGossip) return {};
   const Address& self = settings_.self_address;
   if ((mode == InvalidationMode::kMulticast || mode == InvalidationMode::kBroadcast) && !self.is_v4()) {
@@ -355,21 +364,39 @@ void Invalidator::apply(std::span<const std::uint8_t> plaintext, bool windowed) 
   }
   counters_.received_flows += batch->flows.size();
   const auto latency = static_cast<std::uint32_t>(std::clamp<std::int64_t>(now - batch->closed_us, 0, UINT32_MAX));
-  for (const mixlb_flow_key& f : batch->flows) {
-    auto deleted = maps_.invalidate(f, batch->sender);
+  const std::size_t deleted = delete_entries(batch->flows, batch->sender);
+  counters_.applied += deleted;
+  counters_.unmatched += batch->flows.size() - deleted;
+  record_latency(latency, deleted);
+}
+
+std::size_t Invalidator::delete_entries(std::span<const mixlb_flow_key> flows, std::uint32_t sender) {
+  if (kernel_) {
+    auto deleted = kernel_->apply(flows, sender);
+    if (deleted) return *deleted;
+    // A run that failed may have deleted part of the batch; the per-flow
+    // calls below find those gone and count them unmatched.
+    spdlog::warn("invalidation: {}; applying one flow per syscall from now on", deleted.error().message());
+    kernel_.reset();
+  }
+  std::size_t n = 0;
+  for (const mixlb_flow_key& f : flows) {
+    auto deleted = maps_.invalidate(f, sender);
     if (!deleted) {
       spdlog::warn("invalidation: {}", deleted.error().message());
       continue;
     }
-    if (!*deleted) {
-      ++counters_.unmatched;
-      continue;
-    }
-    ++counters_.applied;
+    n += *deleted ? 1 : 0;
+  }
+  return n;
+}
+
+void Invalidator::record_latency(std::uint32_t latency_us, std::size_t count) {
+  for (std::size_t i = 0; i < count; ++i) {
     if (latencies_us_.size() < kLatencySamples) {
-      latencies_us_.push_back(latency);
+      latencies_us_.push_back(latency_us);
     } else {
-      latencies_us_[latency_next_] = latency;
+      latencies_us_[latency_next_] = latency_us;
       latency_next_ = (latency_next_ + 1) % kLatencySamples;
     }
   }

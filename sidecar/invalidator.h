@@ -52,6 +52,7 @@
 #include "config/config.h"
 #include "keyring.h"  // gossip/keyring.h
 #include "kernel/abi.h"
+#include "kernel/ct_invalidate.h"
 #include "kernel/datapath.h"
 
 namespace mixlb {
@@ -69,6 +70,10 @@ struct InvalidatorSettings {
   std::size_t max_pending = 65536;  // flows waiting to be sent
   // gossip mode: user events of at most this many bytes
   std::size_t gossip_payload = 256;
+  // Received flows are deleted by the in-kernel program, a batch per run
+  // (kernel/ct_invalidate.h); false, or when it cannot be loaded: one
+  // lookup-and-delete syscall per flow.
+  bool kernel_apply = true;
 };
 
 struct InvalidationCounters {
@@ -113,7 +118,8 @@ class Invalidator {
   Invalidator& operator=(const Invalidator&) = delete;
 
   // Binds the mode's sockets (none in gossip mode); the error names what
-  // failed.
+  // failed. Loads the in-kernel apply too (kernel_apply), or warns and
+  // deletes a flow per syscall.
   std::error_code start(std::string& what);
   void stop();
 
@@ -126,6 +132,8 @@ class Invalidator {
   void set_keys(const std::vector<gossip::Key>& keys);
 
   InvalidationMode mode() const { return settings_.mode; }
+  // Whether received flows are deleted in the kernel, a batch per run.
+  bool applies_in_kernel() const { return kernel_ != nullptr; }
   std::uint16_t port() const { return settings_.port; }
   const InvalidationCounters& counters() const { return counters_; }
   LatencySummary latency() const;
@@ -143,6 +151,9 @@ class Invalidator {
   // `windowed`: judge replays by the sender's sequence window (the UDP
   // modes), else by age alone (gossip events: ReplayGuard::check_age).
   void apply(std::span<const std::uint8_t> plaintext, bool windowed = true);
+  // Deletes the flows' entries that point at `sender`; returns how many.
+  std::size_t delete_entries(std::span<const mixlb_flow_key> flows, std::uint32_t sender);
+  void record_latency(std::uint32_t latency_us, std::size_t count);
   std::optional<Address> lookup_address(std::uint32_t node_id) const;
   std::optional<Address> node_address(std::uint32_t node_id) const;  // cached until the next flush
   std::vector<Address> peer_addresses() const;
@@ -150,6 +161,7 @@ class Invalidator {
   boost::asio::io_context& io_;
   InvalidatorSettings settings_;
   DatapathMaps& maps_;
+  std::unique_ptr<CtInvalidateProgram> kernel_;  // the in-kernel apply, when loaded
   GossipSend gossip_send_;
   std::optional<gossip::Keyring> keyring_;
   ReplayGuard guard_;

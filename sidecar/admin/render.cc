@@ -236,7 +236,10 @@ std::string render_stats(const StatsResult& stats) {
   if (!stats.invalidation.empty()) {
     const auto& l = stats.invalidation_latency;
     auto get = [&](const char* k) { return l.contains(k) ? l.at(k) : 0; };
-    out += fmt::format("  invalidation by {}: close-to-delete latency", stats.invalidation);
+    out += fmt::format("  invalidation by {}", stats.invalidation);
+    if (stats.invalidation_apply == "kernel") out += ", applied in the kernel";
+    if (stats.invalidation_apply == "per_flow") out += ", applied a flow per syscall";
+    out += ": close-to-delete latency";
     out += get("samples") == 0 ? " -\n"
                                : fmt::format(" p50 {} us, p99 {} us (last {} applied)\n", get("p50_us"),
                                              get("p99_us"), get("samples"));

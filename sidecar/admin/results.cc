@@ -110,6 +110,7 @@ void to_json(json& j, const StatsResult& v) {
        {"vips", v.vips},
        {"invalidation", v.invalidation},
        {"invalidation_latency", v.invalidation_latency}};
+  if (!v.invalidation_apply.empty()) j["invalidation_apply"] = v.invalidation_apply;
 }
 void from_json(const json& j, StatsResult& v) {
   read(j, "node", v.node);
@@ -118,6 +119,7 @@ void from_json(const json& j, StatsResult& v) {
   read(j, "vips", v.vips);
   read(j, "invalidation", v.invalidation);
   read(j, "invalidation_latency", v.invalidation_latency);
+  read(j, "invalidation_apply", v.invalidation_apply);
 }
 
 void to_json(json& j, const NodeRow& v) {

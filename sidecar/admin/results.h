@@ -74,6 +74,10 @@ struct StatsResult {
   // before any.
   std::string invalidation;
   Counts invalidation_latency;
+  // How received invalidations are deleted: "kernel" (a batch per run of
+  // the syscall program) or "per_flow" (a syscall each, where that program
+  // did not load); empty without invalidation.
+  std::string invalidation_apply;
 };
 
 struct NodeRow {

@@ -60,7 +60,8 @@ struct Node {
 };
 
 Node make_node(boost::asio::io_context& io, std::uint32_t self, const char* ip, const gossip::Key& key,
-               InvalidationMode mode = InvalidationMode::kTargeted, Invalidator::GossipSend gossip_send = {}) {
+               InvalidationMode mode = InvalidationMode::kTargeted, Invalidator::GossipSend gossip_send = {},
+               bool kernel_apply = true) {
   Node n;
   n.program = load_test_program(small_test_settings(self, 13));
   auto& maps = n.program->maps();
@@ -74,10 +75,13 @@ Node make_node(boost::asio::io_context& io, std::uint32_t self, const char* ip, 
   s.port = kPort;
   s.cluster = "test";
   s.keys = {key};
+  s.kernel_apply = kernel_apply;
   n.invalidator = std::make_unique<Invalidator>(io, s, maps, std::move(gossip_send));
   std::string what;
   const auto ec = n.invalidator->start(what);
   REQUIRE_MESSAGE(!ec, what << ": " << ec.message());
+  // The in-kernel apply loads wherever the tests run; off when asked.
+  REQUIRE(n.invalidator->applies_in_kernel() == kernel_apply);
   return n;
 }
 
@@ -86,55 +90,66 @@ void run_until(boost::asio::io_context& io, const std::function<bool()>& done) {
   while (!done() && std::chrono::steady_clock::now() < deadline) io.run_for(10ms);
 }
 
+// A serves flows 1..200 that B forwarded, and closes them; B applies the
+// invalidations in the kernel, a batch per run, or (kernel_apply false) one
+// flow per syscall.
+void targeted_round_trip(bool kernel_apply) {
+  test_net();
+  boost::asio::io_context io;
+  const gossip::Key key = gossip::generate_key();
+  Node a = make_node(io, kA, "127.0.0.2", key, InvalidationMode::kTargeted, {}, kernel_apply);
+  Node b = make_node(io, kB, "127.0.0.3", key, InvalidationMode::kTargeted, {}, kernel_apply);
+  auto& b_maps = b.program->maps();
+  const mixlb_ct_value to_a{.last_seen_ns = 1, .node_id = kA};
+  const mixlb_ct_value to_c{.last_seen_ns = 1, .node_id = kC};
+  // B forwarded flows 1..200 to A; flow 300 is B's entry towards C, which
+  // A's close of the same 5-tuple must not touch.
+  for (std::uint16_t p = 1; p <= 200; ++p) REQUIRE(b_maps.conntrack_insert(flow(p), to_a).has_value());
+  REQUIRE(b_maps.conntrack_insert(flow(300), to_c).has_value());
+
+  const std::uint64_t at = monotonic_ns();
+  for (std::uint16_t p = 1; p <= 200; ++p)
+    a.invalidator->on_close(mixlb_close_event{.flow = flow(p), .at_ns = at, .origin_node = kB});
+  a.invalidator->on_close(mixlb_close_event{.flow = flow(300), .at_ns = at, .origin_node = kB});
+  // Served and received here: nothing to send.
+  a.invalidator->on_close(
+      mixlb_close_event{.flow = flow(400), .at_ns = at, .flags = MIXLB_CLOSE_EV_DELETED});
+  mixlb_flow_key check = flow(500);  // A's health check of its own VIP
+  check.src[0] = check.dst[0];
+  a.invalidator->on_close(mixlb_close_event{.flow = check, .at_ns = at});
+  run_until(io, [&] { return b.invalidator->counters().received_flows >= 201; });
+
+  const auto& sent = a.invalidator->counters();
+  CHECK(sent.closes == 203);
+  CHECK(sent.local_only == 2);
+  CHECK(sent.sent_flows == 201);
+  CHECK(sent.sent_messages == 3);  // 201 IPv4 flows of 14 bytes: three datagrams of 1,400
+  const auto& got = b.invalidator->counters();
+  CHECK(got.received_messages == 3);
+  CHECK(got.applied == 200);
+  CHECK(got.unmatched == 1);
+  for (std::uint16_t p = 1; p <= 200; ++p) {
+    auto e = b_maps.conntrack(flow(p));
+    REQUIRE(e.has_value());
+    CHECK_FALSE(e->has_value());
+  }
+  auto kept = b_maps.conntrack(flow(300));
+  REQUIRE(kept.has_value());
+  CHECK(kept->has_value());
+  const LatencySummary l = b.invalidator->latency();
+  CHECK(l.samples == 200);
+  CHECK(l.p99_us > 0);
+}
+
 }  // namespace
 
 TEST_SUITE("invalidator" * doctest::skip(cannot_run())) {
   TEST_CASE("targeted: the forwarding peer deletes the entries that point at the sender, and only those") {
-    test_net();
-    boost::asio::io_context io;
-    const gossip::Key key = gossip::generate_key();
-    Node a = make_node(io, kA, "127.0.0.2", key);
-    Node b = make_node(io, kB, "127.0.0.3", key);
-    auto& b_maps = b.program->maps();
-    const mixlb_ct_value to_a{.last_seen_ns = 1, .node_id = kA};
-    const mixlb_ct_value to_c{.last_seen_ns = 1, .node_id = kC};
-    // B forwarded flows 1..200 to A; flow 300 is B's entry towards C, which
-    // A's close of the same 5-tuple must not touch.
-    for (std::uint16_t p = 1; p <= 200; ++p) REQUIRE(b_maps.conntrack_insert(flow(p), to_a).has_value());
-    REQUIRE(b_maps.conntrack_insert(flow(300), to_c).has_value());
+    targeted_round_trip(true);
+  }
 
-    const std::uint64_t at = monotonic_ns();
-    for (std::uint16_t p = 1; p <= 200; ++p)
-      a.invalidator->on_close(mixlb_close_event{.flow = flow(p), .at_ns = at, .origin_node = kB});
-    a.invalidator->on_close(mixlb_close_event{.flow = flow(300), .at_ns = at, .origin_node = kB});
-    // Served and received here: nothing to send.
-    a.invalidator->on_close(
-        mixlb_close_event{.flow = flow(400), .at_ns = at, .flags = MIXLB_CLOSE_EV_DELETED});
-    mixlb_flow_key check = flow(500);  // A's health check of its own VIP
-    check.src[0] = check.dst[0];
-    a.invalidator->on_close(mixlb_close_event{.flow = check, .at_ns = at});
-    run_until(io, [&] { return b.invalidator->counters().received_flows >= 201; });
-
-    const auto& sent = a.invalidator->counters();
-    CHECK(sent.closes == 203);
-    CHECK(sent.local_only == 2);
-    CHECK(sent.sent_flows == 201);
-    CHECK(sent.sent_messages == 3);  // 201 IPv4 flows of 14 bytes: three datagrams of 1,400
-    const auto& got = b.invalidator->counters();
-    CHECK(got.received_messages == 3);
-    CHECK(got.applied == 200);
-    CHECK(got.unmatched == 1);
-    for (std::uint16_t p = 1; p <= 200; ++p) {
-      auto e = b_maps.conntrack(flow(p));
-      REQUIRE(e.has_value());
-      CHECK_FALSE(e->has_value());
-    }
-    auto kept = b_maps.conntrack(flow(300));
-    REQUIRE(kept.has_value());
-    CHECK(kept->has_value());
-    const LatencySummary l = b.invalidator->latency();
-    CHECK(l.samples == 200);
-    CHECK(l.p99_us > 0);
+  TEST_CASE("targeted, one flow per syscall: the same deletions without the in-kernel apply") {
+    targeted_round_trip(false);
   }
 
   TEST_CASE("gossip: a burst of closes goes to the gossip layer at once; events apply in any order, once") {

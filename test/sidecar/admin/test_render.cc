@@ -272,6 +272,13 @@ TEST_SUITE("admin") {
     CHECK(render("stats", with).find("  invalidation by multicast: close-to-delete latency -\n") !=
           std::string::npos);
     CHECK(render("stats", kStatus).find("invalidation") == std::string::npos);
+    with["invalidation_apply"] = "kernel";
+    CHECK(render("stats", with).find("  invalidation by multicast, applied in the kernel: close-to-delete latency -\n") !=
+          std::string::npos);
+    with["invalidation_apply"] = "per_flow";
+    CHECK(render("stats", with).find(
+              "  invalidation by multicast, applied a flow per syscall: close-to-delete latency -\n") !=
+          std::string::npos);
   }
 
   TEST_CASE("render_stats copes with nothing counted and missing fields") {
