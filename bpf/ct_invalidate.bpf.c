@@ -10,8 +10,9 @@
  * A packet of a reused 5-tuple that replaces the entry between the lookup
  * and the delete loses its new entry; its next packet takes the Maglev
  * answer, which is the node its SYN got unless the tables changed within
- * that microsecond. The per-flow path the sidecar had (a lookup-and-delete
- * and a put-back) has the same window the other way round.
+ * that microsecond. The sidecar's per-flow path (a lookup-and-delete and a
+ * put-back, where this program does not load) has the same window the
+ * other way round.
  *
  * mixlb_ct is the XDP program's map, shared by fd before the load; the other
  * maps of shared_maps.h are not created (the sidecar turns their autocreate

@@ -71,6 +71,19 @@ DpResult<bool> check_pinned_maps(const bpf_object* obj, const std::string& pin_d
   return any;
 }
 
+DpResult<void> share_map(bpf_map* map, int fd, std::string_view who) {
+  const std::string name = bpf_map__name(map);
+  bpf_map_info info{};
+  __u32 length = sizeof(info);
+  if (int err = bpf_obj_get_info_by_fd(fd, &info, &length); err != 0)
+    return datapath_failure(fmt::format("{}: reading map {}", who, name), err);
+  if (int err = bpf_map__set_max_entries(map, info.max_entries); err != 0)
+    return datapath_failure(fmt::format("{}: sizing map {}", who, name), err);
+  if (int err = bpf_map__reuse_fd(map, fd); err != 0)
+    return datapath_failure(fmt::format("{}: sharing map {}", who, name), err);
+  return {};
+}
+
 DpResult<void> set_pin_paths(bpf_object* obj, const std::string& pin_dir) {
   for (bpf_map* map : shared_maps(obj)) {
     const std::string path = pin_dir + "/" + bpf_map__name(map);

@@ -29,6 +29,11 @@ bpf_map* find_map(const bpf_object* obj, std::string_view name);
 // difference. True when at least one map is pinned there (they are adopted).
 DpResult<bool> check_pinned_maps(const bpf_object* obj, const std::string& pin_dir);
 
+// Before `map`'s object is loaded: makes it the existing map `fd` (a map
+// of the XDP program), sized as that one is, so both programs use one map.
+// `who` begins the error's text ("close tracking: sizing map mixlb_ct").
+DpResult<void> share_map(bpf_map* map, int fd, std::string_view who);
+
 // Sets every shared map's pin path to pin_dir/<name> (libbpf then adopts
 // what is pinned there and pins what it creates).
 DpResult<void> set_pin_paths(bpf_object* obj, const std::string& pin_dir);

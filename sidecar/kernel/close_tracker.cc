@@ -10,6 +10,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernel/bpf_object.h"
 #include "mixlb_close.skel.h"
 
 namespace mixlb {
@@ -29,14 +30,7 @@ DpResult<std::unique_ptr<CloseTracker>> CloseTracker::start(boost::asio::io_cont
                            std::pair{skel->maps.mixlb_origins, "mixlb_origins"}}) {
     const int fd = program.map_fd(name);
     if (fd < 0) return datapath_failure(std::string("close tracking: the XDP program has no map ") + name, ENOENT);
-    bpf_map_info info{};
-    __u32 length = sizeof(info);
-    if (int err = bpf_obj_get_info_by_fd(fd, &info, &length); err != 0)
-      return datapath_failure(std::string("close tracking: reading map ") + name, err);
-    if (int err = bpf_map__set_max_entries(map, info.max_entries); err != 0)
-      return datapath_failure(std::string("close tracking: sizing map ") + name, err);
-    if (int err = bpf_map__reuse_fd(map, fd); err != 0)
-      return datapath_failure(std::string("close tracking: sharing map ") + name, err);
+    if (auto shared = share_map(map, fd, "close tracking"); !shared) return std::unexpected(shared.error());
   }
   if (int err = mixlb_close__load(skel); err != 0) {
     std::string what = "loading the close-tracking program";

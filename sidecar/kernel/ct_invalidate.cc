@@ -9,6 +9,7 @@
 #include <string>
 
 #include "ct_invalidate.skel.h"
+#include "kernel/bpf_object.h"
 
 namespace mixlb {
 
@@ -17,14 +18,8 @@ DpResult<std::unique_ptr<CtInvalidateProgram>> CtInvalidateProgram::load(int ct_
   self->skel_ = ct_invalidate__open();
   if (!self->skel_) return datapath_failure("opening the invalidation BPF object", errno);
   auto* skel = self->skel_;
-  bpf_map_info info{};
-  __u32 length = sizeof(info);
-  if (int err = bpf_obj_get_info_by_fd(ct_fd, &info, &length); err != 0)
-    return datapath_failure("invalidation program: reading the connection table", err);
-  if (int err = bpf_map__set_max_entries(skel->maps.mixlb_ct, info.max_entries); err != 0)
-    return datapath_failure("invalidation program: sizing the connection table", err);
-  if (int err = bpf_map__reuse_fd(skel->maps.mixlb_ct, ct_fd); err != 0)
-    return datapath_failure("invalidation program: sharing the connection table", err);
+  if (auto shared = share_map(skel->maps.mixlb_ct, ct_fd, "invalidation program"); !shared)
+    return std::unexpected(shared.error());
   // The other maps of shared_maps.h: not used here, so not created.
   for (bpf_map* unused : {skel->maps.mixlb_vips, skel->maps.mixlb_origins})
     if (int err = bpf_map__set_autocreate(unused, false); err != 0)
@@ -50,7 +45,6 @@ DpResult<std::size_t> CtInvalidateProgram::apply(std::span<const mixlb_flow_key>
     std::memcpy(skel_->bss->inval_flows, flows.data(), n * sizeof(mixlb_flow_key));
     skel_->bss->inval_count = static_cast<__u32>(n);
     skel_->bss->inval_node = node;
-    skel_->bss->inval_deleted = 0;
     LIBBPF_OPTS(bpf_test_run_opts, opts);
     if (bpf_prog_test_run_opts(prog, &opts) != 0) return datapath_failure("running the invalidation program", errno);
     deleted += skel_->bss->inval_deleted;

@@ -61,6 +61,7 @@
 #include "cluster/node_id.h"
 #include "bench_common.h"
 #include "kernel/bpffs.h"
+#include "kernel/bpf_object.h"
 #include "kernel/close_tracker.h"
 #include "kernel/ct_invalidate.h"
 #include "kernel/conntrack_walk.h"
@@ -212,12 +213,8 @@ class BpfSweep {
  public:
   explicit BpfSweep(int ct_fd) : skel_(ct_sweep__open()) {
     if (!skel_) die("opening ct_sweep.bpf.o");
-    bpf_map_info info{};
-    __u32 length = sizeof(info);
-    if (bpf_obj_get_info_by_fd(ct_fd, &info, &length) != 0 ||
-        bpf_map__set_max_entries(skel_->maps.mixlb_ct, info.max_entries) != 0 ||
-        bpf_map__reuse_fd(skel_->maps.mixlb_ct, ct_fd) != 0)
-      die("sharing the connection table with ct_sweep.bpf.o");
+    if (auto shared = share_map(skel_->maps.mixlb_ct, ct_fd, "ct_sweep.bpf.o"); !shared)
+      die(shared.error().message());
     if (int err = ct_sweep__load(skel_); err != 0) die("loading ct_sweep.bpf.o: " + std::string(std::strerror(-err)));
   }
   ~BpfSweep() { ct_sweep__destroy(skel_); }
